@@ -1,0 +1,257 @@
+//! The attribute-to-envelope decoder: reads a log record written under the
+//! [record convention](closedloop_telemetry_layers::convention) into an owned [`Event`].
+//!
+//! This is the only place the exporters read record attributes. It runs in `export()`, i.e. on
+//! the SDK processor's thread (or the app thread under a simple processor); the wire mapping
+//! happens later on each exporter's own worker.
+
+use std::time::SystemTime;
+
+use opentelemetry::logs::{AnyValue, Severity};
+use opentelemetry_sdk::logs::SdkLogRecord;
+use serde_json::{Map, Number, Value};
+
+use closedloop_telemetry_layers::catalogue::{self, CatalogueEntry};
+use closedloop_telemetry_layers::convention::{
+    Field, Kind, CUSTOM_EVENT_NAME, EVENT, EXTRA_PREFIX,
+};
+use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_layers::truncate::{
+    keep_head, keep_tail, FIELD_MAX_BYTES, TAIL_MAX_BYTES,
+};
+
+/// How deep nested `extra` values are kept; deeper levels become the string `"…"`.
+pub const MAX_EXTRA_DEPTH: usize = 8;
+/// How many `extra` keys are kept per event; the rest are dropped.
+pub const MAX_EXTRA_KEYS: usize = 64;
+
+/// One telemetry event, decoded from a record and owned, ready for any wire mapping.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The emitted dot name.
+    pub name: String,
+    /// Its catalogue row, or `None` for a custom event.
+    pub entry: Option<&'static CatalogueEntry>,
+    /// Event time (record timestamp, else observed timestamp, else decode time).
+    pub time: SystemTime,
+    /// The record's severity, when it had one.
+    pub severity: Option<Severity>,
+    /// The envelope and trace context (`trace` on the relay wire).
+    pub trace: TraceEnvelope,
+    /// `diagnostics`, tails included only when the decoder was asked to keep them.
+    pub diagnostics: Diagnostics,
+    /// `release_version`.
+    pub release_version: Option<String>,
+}
+
+/// Defaults and switches for [`decode`].
+#[derive(Debug, Clone, Default)]
+pub struct DecodeOptions {
+    /// Used when the record has no `computeTargetId`.
+    pub compute_target_id: Option<String>,
+    /// Used when the record has no `releaseVersion`.
+    pub release_version: Option<String>,
+    /// Keep `logTail` / `stderrTail` (verbose telemetry). Off: they are dropped here too, so a
+    /// record from another bridge cannot leak them.
+    pub keep_tails: bool,
+}
+
+/// Why a record could not become an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// No `event` attribute and no catalogue `event_name`.
+    #[error("record has no event name")]
+    NoEventName,
+    /// The name was empty or whitespace.
+    #[error("record has an empty event name")]
+    EmptyEventName,
+    /// No `computeTargetId` in the record and none configured.
+    #[error("record has no computeTargetId")]
+    NoComputeTargetId,
+    /// The record is a local-only activity entry.
+    #[error("record is an activity-log entry, which is local-only")]
+    ActivityEntry,
+}
+
+/// Decodes one record.
+pub fn decode(record: &SdkLogRecord, opts: &DecodeOptions) -> Result<Event, DecodeError> {
+    let mut name: Option<String> = record
+        .event_name()
+        .filter(|n| *n != CUSTOM_EVENT_NAME && catalogue::lookup(n).is_some())
+        .map(str::to_string);
+    let mut trace = TraceEnvelope::new(String::new(), String::new());
+    let mut diag = Diagnostics::default();
+    let mut release = None;
+
+    for (key, value) in record.attributes_iter() {
+        let key = key.as_str();
+        if key == EVENT {
+            name = Some(text(value));
+            continue;
+        }
+        if key == "activity" {
+            return Err(DecodeError::ActivityEntry);
+        }
+        if key == "message" {
+            continue;
+        }
+        match Field::from_name(key) {
+            Some(field) => put_field(field, value, opts, &mut trace, &mut diag, &mut release),
+            None => put_extra(
+                &mut diag.extra,
+                key.strip_prefix(EXTRA_PREFIX).unwrap_or(key),
+                value,
+            ),
+        }
+    }
+
+    let name = name.ok_or(DecodeError::NoEventName)?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(DecodeError::EmptyEventName);
+    }
+    if trace.compute_target_id.is_empty() {
+        trace.compute_target_id = opts
+            .compute_target_id
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or(DecodeError::NoComputeTargetId)?;
+    }
+    let time = record
+        .timestamp()
+        .or(record.observed_timestamp())
+        .unwrap_or_else(SystemTime::now);
+    trace.timestamp = format_timestamp(time);
+    if let Some(tc) = record.trace_context() {
+        if tc.trace_id != opentelemetry::TraceId::INVALID {
+            trace.otel_trace_id = Some(format!("{:032x}", tc.trace_id));
+            trace.otel_span_id = Some(format!("{:016x}", tc.span_id));
+        }
+    }
+    let name = keep_head(name, 128).to_string();
+    Ok(Event {
+        entry: catalogue::lookup(&name),
+        name,
+        time,
+        severity: record.severity_number(),
+        trace,
+        diagnostics: diag,
+        release_version: release.or_else(|| opts.release_version.clone()),
+    })
+}
+
+fn put_field(
+    field: Field,
+    value: &AnyValue,
+    opts: &DecodeOptions,
+    trace: &mut TraceEnvelope,
+    diag: &mut Diagnostics,
+    release: &mut Option<String>,
+) {
+    let snake = field.snake();
+    match field.kind() {
+        Kind::Str => {
+            let s = Some(keep_head(&text(value), FIELD_MAX_BYTES).to_string());
+            match field {
+                Field::ComputeTargetId => trace.compute_target_id = s.unwrap_or_default(),
+                Field::GatewaySessionId => trace.gateway_session_id = s,
+                Field::CommandId => trace.command_id = s,
+                Field::OperationId => trace.operation_id = s,
+                Field::ReleaseVersion => *release = s,
+                Field::LoopId => trace.loop_id = s,
+                Field::JobId => trace.job_id = s,
+                Field::LoopSessionId => trace.loop_session_id = s,
+                Field::ExitSignal => diag.exit_signal = s,
+                Field::AbortReason => diag.abort_reason = s,
+                Field::ErrorStack => diag.error_stack = s,
+                _ => {}
+            }
+        }
+        Kind::Tail => {
+            if opts.keep_tails {
+                let s = Some(keep_tail(&text(value), TAIL_MAX_BYTES).to_string());
+                if field == Field::LogTail {
+                    diag.log_tail = s;
+                } else {
+                    diag.stderr_tail = s;
+                }
+            }
+        }
+        Kind::Int | Kind::Count => {
+            let n = match value {
+                AnyValue::Int(n) => Some(*n),
+                AnyValue::String(s) => s.as_str().trim().parse().ok(),
+                AnyValue::Double(d) if d.fract() == 0.0 && d.abs() < 9.0e15 => Some(*d as i64),
+                _ => None,
+            }
+            .filter(|n| field.kind() == Kind::Int || *n >= 0);
+            match (n, field) {
+                (Some(n), Field::ExitCode) => diag.exit_code = Some(n),
+                (Some(n), Field::ElapsedMs) => diag.elapsed_ms = Some(n),
+                (Some(n), Field::StdoutBytes) => diag.stdout_bytes = Some(n),
+                _ => put_extra(&mut diag.extra, snake, value),
+            }
+        }
+        Kind::Object => {
+            let obj = match value {
+                AnyValue::Map(_) => match to_json(value, 0) {
+                    Value::Object(m) => Some(m),
+                    _ => None,
+                },
+                AnyValue::String(s) => match serde_json::from_str::<Value>(s.as_str()) {
+                    Ok(Value::Object(m)) => Some(m),
+                    _ => None,
+                },
+                _ => None,
+            };
+            match (obj, field) {
+                (Some(m), Field::SpawnMeta) => diag.spawn_meta = Some(m),
+                (Some(m), Field::TokenUsage) => diag.token_usage = Some(m),
+                _ => put_extra(&mut diag.extra, snake, value),
+            }
+        }
+    }
+}
+
+fn put_extra(extra: &mut Map<String, Value>, key: &str, value: &AnyValue) {
+    if extra.len() < MAX_EXTRA_KEYS || extra.contains_key(key) {
+        extra.insert(keep_head(key, 128).to_string(), to_json(value, 0));
+    }
+}
+
+/// A value as text: strings as they are, everything else in its JSON form.
+fn text(value: &AnyValue) -> String {
+    match value {
+        AnyValue::String(s) => s.as_str().to_string(),
+        other => to_json(other, 0).to_string(),
+    }
+}
+
+/// Converts an attribute value to JSON, bounded in depth and string length.
+pub fn to_json(value: &AnyValue, depth: usize) -> Value {
+    if depth > MAX_EXTRA_DEPTH {
+        return Value::String("…".into());
+    }
+    match value {
+        AnyValue::Int(n) => Value::from(*n),
+        AnyValue::Double(d) => Number::from_f64(*d).map_or(Value::Null, Value::Number),
+        AnyValue::String(s) => Value::String(keep_head(s.as_str(), FIELD_MAX_BYTES).to_string()),
+        AnyValue::Boolean(b) => Value::Bool(*b),
+        AnyValue::Bytes(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+        AnyValue::ListAny(items) => Value::Array(
+            items
+                .iter()
+                .take(MAX_EXTRA_KEYS)
+                .map(|v| to_json(v, depth + 1))
+                .collect(),
+        ),
+        AnyValue::Map(map) => Value::Object(
+            map.iter()
+                .take(MAX_EXTRA_KEYS)
+                .map(|(k, v)| (k.as_str().to_string(), to_json(v, depth + 1)))
+                .collect(),
+        ),
+        _ => Value::Null,
+    }
+}

@@ -1,0 +1,5 @@
+//! OpenTelemetry log exporters for closedloop-telemetry: PostHog product analytics and the
+//! relay-bound (or direct Datadog) diagnostics stream, with bounded, retried delivery.
+#![warn(missing_docs, missing_debug_implementations)]
+
+pub mod decode;

@@ -1,0 +1,345 @@
+//! [`TelemetryLayer`]: tracing events with an `event` field become OpenTelemetry log records.
+
+mod bounded;
+mod event_fields;
+mod span_fields;
+mod unknown;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use opentelemetry::logs::{AnyValue, LogRecord, Logger, Severity};
+use opentelemetry::Key;
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::convention::{Field, CONTEXT_FIELDS, CUSTOM_EVENT_NAME, EVENT};
+use crate::gateway::GatewaySession;
+use crate::stats::LayerStats;
+use event_fields::{EventFields, EventName};
+use span_fields::{SpanContextFields, SpanVisitor};
+pub use unknown::MAX_WARNED_NAMES;
+use unknown::{Sighting, UnknownNames};
+
+/// Target prefixes whose events are never turned into records: HTTP stacks our exporters use,
+/// and our own crates' internals. Together with the suppressed-context check this keeps the
+/// pipeline from capturing itself.
+pub const IGNORED_TARGETS: &[&str] = &[
+    "hyper",
+    "h2",
+    "reqwest",
+    "rustls",
+    "tokio_util",
+    "closedloop_telemetry_layers",
+    "closedloop_telemetry_exporters",
+    "closedloop_telemetry::internal",
+];
+
+/// The tracing layer that turns `event = "<category>"` events into OpenTelemetry log records.
+///
+/// Build it with [`TelemetryLayer::builder`]. Defaults: verbose off, custom events not
+/// forwarded, `computeTargetId` `"unknown"` (the facade always sets a real one), no release
+/// version, a fresh [`GatewaySession`].
+///
+/// ```
+/// use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
+/// use opentelemetry::logs::LoggerProvider;
+/// use tracing_subscriber::prelude::*;
+/// use closedloop_telemetry_layers::TelemetryLayer;
+///
+/// let exporter = InMemoryLogExporter::default();
+/// let provider = SdkLoggerProvider::builder().with_simple_exporter(exporter.clone()).build();
+/// let layer = TelemetryLayer::builder(provider.logger("app")).compute_target_id("ct-1").build();
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || {
+///     tracing::info!(event = "job.completed", exit_code = 0);
+/// });
+/// let logs = exporter.get_emitted_logs().unwrap();
+/// assert_eq!(logs[0].record.event_name(), Some("job.completed"));
+/// ```
+pub struct TelemetryLayer<L> {
+    logger: L,
+    verbose: bool,
+    allow_custom: bool,
+    compute_target_id: Arc<str>,
+    release_version: Option<Arc<str>>,
+    gateway: GatewaySession,
+    unknown: UnknownNames,
+    stats: Arc<LayerStats>,
+}
+
+impl<L> std::fmt::Debug for TelemetryLayer<L> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryLayer")
+            .field("verbose", &self.verbose)
+            .field("allow_custom", &self.allow_custom)
+            .field("compute_target_id", &self.compute_target_id)
+            .field("release_version", &self.release_version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builder for [`TelemetryLayer`]; see the layer's docs for the defaults.
+#[derive(Debug)]
+pub struct TelemetryLayerBuilder<L> {
+    layer: TelemetryLayer<L>,
+}
+
+impl<L: Logger> TelemetryLayer<L> {
+    /// Starts a builder that emits through `logger`.
+    pub fn builder(logger: L) -> TelemetryLayerBuilder<L> {
+        TelemetryLayerBuilder {
+            layer: TelemetryLayer {
+                logger,
+                verbose: false,
+                allow_custom: false,
+                compute_target_id: Arc::from("unknown"),
+                release_version: None,
+                gateway: GatewaySession::default(),
+                unknown: UnknownNames::default(),
+                stats: Arc::default(),
+            },
+        }
+    }
+
+    /// The handle that sets `gatewaySessionId` at runtime.
+    pub fn gateway_session(&self) -> GatewaySession {
+        self.gateway.clone()
+    }
+
+    /// The layer's counters.
+    pub fn stats(&self) -> Arc<LayerStats> {
+        self.stats.clone()
+    }
+}
+
+impl<L: Logger> TelemetryLayerBuilder<L> {
+    /// Includes `log_tail` / `stderr_tail` (cut to their last 4096 bytes). Default off.
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.layer.verbose = on;
+        self
+    }
+
+    /// Forwards events whose name is not in the catalogue (as `event` attribute) instead of
+    /// dropping them with a warning. Default off.
+    pub fn allow_custom_events(mut self, on: bool) -> Self {
+        self.layer.allow_custom = on;
+        self
+    }
+
+    /// The `computeTargetId` of every record (unless the event sets its own).
+    pub fn compute_target_id(mut self, id: impl Into<Arc<str>>) -> Self {
+        self.layer.compute_target_id = id.into();
+        self
+    }
+
+    /// The `releaseVersion` of every record.
+    pub fn release_version(mut self, version: impl Into<Arc<str>>) -> Self {
+        self.layer.release_version = Some(version.into());
+        self
+    }
+
+    /// Shares an existing gateway-session handle (e.g. one the app created first).
+    pub fn gateway_session(mut self, gateway: GatewaySession) -> Self {
+        self.layer.gateway = gateway;
+        self
+    }
+
+    /// Shares an existing stats block.
+    pub fn stats(mut self, stats: Arc<LayerStats>) -> Self {
+        self.layer.stats = stats;
+        self
+    }
+
+    /// Finishes the layer.
+    pub fn build(self) -> TelemetryLayer<L> {
+        self.layer
+    }
+}
+
+fn severity_of(level: &Level) -> (Severity, &'static str) {
+    match *level {
+        Level::TRACE => (Severity::Trace, "TRACE"),
+        Level::DEBUG => (Severity::Debug, "DEBUG"),
+        Level::INFO => (Severity::Info, "INFO"),
+        Level::WARN => (Severity::Warn, "WARN"),
+        _ => (Severity::Error, "ERROR"),
+    }
+}
+
+/// Whether events from this target are ignored (see [`IGNORED_TARGETS`]).
+pub fn is_ignored_target(target: &str) -> bool {
+    IGNORED_TARGETS.iter().any(|p| {
+        target.starts_with(p)
+            && matches!(
+                target.as_bytes().get(p.len()),
+                None | Some(b':') | Some(b'_')
+            )
+    })
+}
+
+impl<L> TelemetryLayer<L> {
+    fn note_unknown(&self, name: &str) {
+        LayerStats::add(&self.stats.unknown_name);
+        match self.unknown.sight(name) {
+            Sighting::First => tracing::warn!(
+                target: "closedloop_telemetry_layers::unknown",
+                event_name = name,
+                "telemetry event name is not in the catalogue; not forwarded (warned once per name)"
+            ),
+            Sighting::Overflow => tracing::warn!(
+                target: "closedloop_telemetry_layers::unknown",
+                "more than {MAX_WARNED_NAMES} distinct unknown telemetry event names; further ones are only counted"
+            ),
+            Sighting::Known => {}
+        }
+    }
+}
+
+impl<S, L> tracing_subscriber::Layer<S> for TelemetryLayer<L>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    L: Logger + Send + Sync + 'static,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
+        let mut fields = SpanContextFields::default();
+        attrs.record(&mut SpanVisitor(&mut fields));
+        if fields.is_empty() {
+            return;
+        }
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().replace(fields);
+        }
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
+        let Some(span) = ctx.span(id) else { return };
+        let mut ext = span.extensions_mut();
+        let mut fields = ext
+            .get_mut::<SpanContextFields>()
+            .cloned()
+            .unwrap_or_default();
+        values.record(&mut SpanVisitor(&mut fields));
+        if !fields.is_empty() {
+            ext.replace(fields);
+        }
+    }
+
+    fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
+        let meta = event.metadata();
+        if meta.fields().field(EVENT).is_none() {
+            return;
+        }
+        if opentelemetry::Context::is_current_telemetry_suppressed()
+            || is_ignored_target(meta.target())
+        {
+            LayerStats::add(&self.stats.suppressed);
+            return;
+        }
+        let mut record = self.logger.create_log_record();
+        let mut fields = EventFields::new(&mut record, self.verbose, &self.stats);
+        event.record(&mut fields);
+        let (name, mut context_set, has_activity, has_ct, has_rel) = (
+            std::mem::replace(&mut fields.name, EventName::Missing),
+            fields.context_set,
+            fields.has_activity,
+            fields.has_compute_target,
+            fields.has_release,
+        );
+        if has_activity {
+            // Activity entries are local-only: never a telemetry record.
+            return;
+        }
+        match name {
+            EventName::Catalogue(entry) => record.set_event_name(entry.name),
+            EventName::Custom(custom) if self.allow_custom => {
+                record.set_event_name(CUSTOM_EVENT_NAME);
+                record.add_attribute(Key::from_static_str(EVENT), AnyValue::from(custom));
+            }
+            EventName::Custom(custom) => return self.note_unknown(&custom),
+            EventName::Missing | EventName::Invalid => {
+                return LayerStats::add(&self.stats.invalid_name);
+            }
+        }
+
+        // Trace context from the span scope, innermost value wins.
+        const ALL_SET: u8 = (1 << CONTEXT_FIELDS.len()) - 1;
+        if let Some(scope) = ctx.event_scope(event) {
+            for span in scope {
+                if context_set == ALL_SET {
+                    break;
+                }
+                let ext = span.extensions();
+                let Some(stored) = ext.get::<SpanContextFields>() else {
+                    continue;
+                };
+                for (slot, value) in stored.0.iter().enumerate() {
+                    if context_set & (1 << slot) != 0 {
+                        continue;
+                    }
+                    if let Some(v) = value {
+                        record.add_attribute(
+                            Key::from_static_str(CONTEXT_FIELDS[slot].key()),
+                            AnyValue::String(v.clone().into()),
+                        );
+                        context_set |= 1 << slot;
+                    }
+                }
+            }
+        }
+        if context_set & 1 == 0 {
+            if let Some(gw) = self.gateway.get() {
+                record.add_attribute(
+                    Key::from_static_str(Field::GatewaySessionId.key()),
+                    AnyValue::String(gw.into()),
+                );
+            }
+        }
+        if !has_ct {
+            record.add_attribute(
+                Key::from_static_str(Field::ComputeTargetId.key()),
+                AnyValue::String(self.compute_target_id.clone().into()),
+            );
+        }
+        if let (false, Some(v)) = (has_rel, &self.release_version) {
+            record.add_attribute(
+                Key::from_static_str(Field::ReleaseVersion.key()),
+                AnyValue::String(v.clone().into()),
+            );
+        }
+        let (severity, text) = severity_of(meta.level());
+        record.set_severity_number(severity);
+        record.set_severity_text(text);
+        record.set_target(meta.target());
+        record.set_timestamp(SystemTime::now());
+        self.logger.emit(record);
+        LayerStats::add(&self.stats.emitted);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ignored_target;
+
+    #[test]
+    fn ignored_targets_match_whole_crate_names() {
+        assert!(is_ignored_target("hyper"));
+        assert!(is_ignored_target("hyper_util::client"));
+        assert!(is_ignored_target("h2::codec"));
+        assert!(is_ignored_target("closedloop_telemetry_exporters::worker"));
+        assert!(!is_ignored_target("h2o_app"));
+        assert!(!is_ignored_target("closedloop_telemetry"));
+        assert!(!is_ignored_target("desktop_client"));
+    }
+}

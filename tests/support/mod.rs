@@ -1,0 +1,2 @@
+//! Shared test helpers: a real loopback HTTP server.
+pub mod server;

@@ -1,0 +1,254 @@
+//! A real HTTP/1.1 server on 127.0.0.1 for tests: it records every request and answers from a
+//! script. Bounded: it serves at most `MAX_REQUESTS` requests and stops when dropped.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// The most requests one test server answers.
+pub const MAX_REQUESTS: usize = 20_000;
+
+/// One request as the server saw it (gzip bodies are inflated).
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Request {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("request body is JSON")
+    }
+}
+
+/// How to answer one request.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub delay: Duration,
+    /// Close the connection without answering.
+    pub reset: bool,
+}
+
+impl Reply {
+    pub fn status(status: u16) -> Self {
+        Reply { status, headers: vec![], body: String::new(), delay: Duration::ZERO, reset: false }
+    }
+    pub fn ok() -> Self {
+        Reply::status(200)
+    }
+    pub fn header(mut self, k: &str, v: &str) -> Self {
+        self.headers.push((k.into(), v.into()));
+        self
+    }
+    pub fn body(mut self, b: &str) -> Self {
+        self.body = b.into();
+        self
+    }
+    pub fn delay(mut self, d: Duration) -> Self {
+        self.delay = d;
+        self
+    }
+    pub fn reset() -> Self {
+        Reply { reset: true, ..Reply::ok() }
+    }
+}
+
+type Script = dyn Fn(usize, &Request) -> Reply + Send + Sync;
+
+struct Shared {
+    requests: Mutex<Vec<Request>>,
+    arrived: Condvar,
+    stop: AtomicBool,
+    served: AtomicUsize,
+    script: Box<Script>,
+}
+
+/// The server; dropping it stops it.
+pub struct TestServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl TestServer {
+    /// A server that answers request `n` (0-based) with `script(n, &request)`.
+    pub fn start(script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared {
+            requests: Mutex::new(Vec::new()),
+            arrived: Condvar::new(),
+            stop: AtomicBool::new(false),
+            served: AtomicUsize::new(0),
+            script: Box::new(script),
+        });
+        let s = shared.clone();
+        std::thread::Builder::new()
+            .name("test-http-server".into())
+            .spawn(move || accept_loop(listener, s))
+            .unwrap();
+        TestServer { addr, shared }
+    }
+
+    /// A server that answers every request with `status`.
+    pub fn always(status: u16) -> Self {
+        Self::start(move |_, _| Reply::status(status))
+    }
+
+    /// A server that answers from a fixed list, then with the last entry forever.
+    pub fn sequence(replies: Vec<Reply>) -> Self {
+        Self::start(move |n, _| replies[n.min(replies.len() - 1)].clone())
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn requests(&self) -> Vec<Request> {
+        self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until at least `n` requests arrived or `timeout` passed; returns them.
+    pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Request> {
+        let deadline = Instant::now() + timeout;
+        let mut reqs = self.shared.requests.lock().unwrap();
+        while reqs.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            reqs = self.shared.arrived.wait_timeout(reqs, left).unwrap().0;
+        }
+        reqs.clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let started = Instant::now();
+    // Bounded in time too: no test server outlives two minutes.
+    while !shared.stop.load(Ordering::SeqCst) && started.elapsed() < Duration::from_secs(120) {
+        match listener.accept() {
+            Ok((stream, _)) => {
+                let s = shared.clone();
+                let _ = std::thread::Builder::new()
+                    .name("test-http-conn".into())
+                    .spawn(move || serve(stream, s));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(2)),
+        }
+    }
+}
+
+fn serve(stream: TcpStream, shared: Arc<Shared>) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(_) => return,
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let Some(req) = read_request(&mut reader) else { return };
+        let n = shared.served.fetch_add(1, Ordering::SeqCst);
+        if n >= MAX_REQUESTS {
+            return;
+        }
+        let reply = (shared.script)(n, &req);
+        {
+            let mut reqs = shared.requests.lock().unwrap();
+            reqs.push(req);
+            shared.arrived.notify_all();
+        }
+        if !reply.delay.is_zero() {
+            std::thread::sleep(reply.delay);
+        }
+        if reply.reset {
+            let _ = writer.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\ncontent-length: {}\r\ncontent-type: application/json\r\n",
+            reply.status,
+            reply.body.len()
+        );
+        for (k, v) in &reply.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(reply.body.as_bytes()).is_err() {
+            return;
+        }
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).ok()? == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next()?.to_string();
+    let path = parts.next()?.to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).ok()? == 0 {
+            return None;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        let (k, v) = h.split_once(':')?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let find = |name: &str| {
+        headers
+            .iter()
+            .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    };
+    let len: usize = find("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let mut body = vec![0; len];
+    reader.read_exact(&mut body).ok()?;
+    if find("content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip")) {
+        let mut inflated = Vec::new();
+        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut inflated).ok()?;
+        body = inflated;
+    }
+    Some(Request { method, path, headers, body, at: Instant::now() })
+}
