@@ -152,9 +152,13 @@ fn put_field(
     let snake = field.snake();
     match field.kind() {
         Kind::Str => {
-            let s = Some(keep_head(&text(value), FIELD_MAX_BYTES).to_string());
+            let v = keep_head(&text(value), FIELD_MAX_BYTES).to_string();
+            if field == Field::ComputeTargetId {
+                trace.compute_target_id = v;
+                return;
+            }
+            let s = Some(v);
             match field {
-                Field::ComputeTargetId => trace.compute_target_id = s.unwrap_or_default(),
                 Field::GatewaySessionId => trace.gateway_session_id = s,
                 Field::CommandId => trace.command_id = s,
                 Field::OperationId => trace.operation_id = s,

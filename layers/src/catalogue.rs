@@ -243,6 +243,6 @@ mod tests {
         assert_eq!(relay.len(), 23, "the seed lists 23 diagnostics categories");
         let mut posthog: Vec<_> = CATALOGUE.iter().filter_map(|e| e.posthog).collect();
         posthog.dedup();
-        assert_eq!(posthog.len(), 16, "the seed lists 16 PostHog events");
+        assert_eq!(posthog.len(), 14, "the seed lists 14 PostHog events");
     }
 }

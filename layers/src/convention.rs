@@ -180,9 +180,29 @@ impl Field {
     /// assert_eq!(Field::from_name("colour"), None);
     /// ```
     pub fn from_name(name: &str) -> Option<Field> {
-        Field::ALL
-            .into_iter()
-            .find(|f| f.snake() == name || f.key() == name)
+        // A literal match compiles to a length-then-bytes dispatch: this runs for every field
+        // of every event, so it must not scan the table.
+        Some(match name {
+            "compute_target_id" | "computeTargetId" => Field::ComputeTargetId,
+            "gateway_session_id" | "gatewaySessionId" => Field::GatewaySessionId,
+            "command_id" | "commandId" => Field::CommandId,
+            "operation_id" | "operationId" => Field::OperationId,
+            "release_version" | "releaseVersion" => Field::ReleaseVersion,
+            "loop_id" | "loopId" => Field::LoopId,
+            "job_id" | "jobId" => Field::JobId,
+            "loop_session_id" | "loopSessionId" => Field::LoopSessionId,
+            "exit_code" | "exitCode" => Field::ExitCode,
+            "log_tail" | "logTail" => Field::LogTail,
+            "stderr_tail" | "stderrTail" => Field::StderrTail,
+            "exit_signal" | "exitSignal" => Field::ExitSignal,
+            "elapsed_ms" | "elapsedMs" => Field::ElapsedMs,
+            "stdout_bytes" | "stdoutBytes" => Field::StdoutBytes,
+            "abort_reason" | "abortReason" => Field::AbortReason,
+            "spawn_meta" | "spawnMeta" => Field::SpawnMeta,
+            "token_usage" | "tokenUsage" => Field::TokenUsage,
+            "error_stack" | "errorStack" => Field::ErrorStack,
+            _ => return None,
+        })
     }
 }
 
