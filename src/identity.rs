@@ -1,0 +1,67 @@
+//! The default computeTargetId: created once per machine in the OS data directory and reused.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The directory, under the OS data dir, where the library keeps its state.
+pub const APP_DIR: &str = "closedloop-telemetry";
+/// The file holding the id.
+pub const ID_FILE: &str = "compute-target-id";
+
+/// The OS data directory for this library (`$XDG_DATA_HOME/closedloop-telemetry` on Linux).
+pub fn default_data_dir() -> Option<PathBuf> {
+    dirs::data_dir().map(|d| d.join(APP_DIR))
+}
+
+/// Reads the id stored in `dir`, or creates, stores and returns a new one (a UUIDv4).
+///
+/// The file is written to a temporary name and renamed into place, so a crash never leaves a
+/// half-written id. An unreadable or malformed file is replaced.
+///
+/// ```
+/// let dir = std::env::temp_dir().join(format!("cl-id-doc-{}", std::process::id()));
+/// let a = closedloop_telemetry::identity::load_or_create(&dir).unwrap();
+/// let b = closedloop_telemetry::identity::load_or_create(&dir).unwrap();
+/// assert_eq!(a, b);
+/// # std::fs::remove_dir_all(&dir).ok();
+/// ```
+pub fn load_or_create(dir: &Path) -> io::Result<String> {
+    let path = dir.join(ID_FILE);
+    if let Ok(s) = fs::read_to_string(&path) {
+        let s = s.trim();
+        if is_valid(s) {
+            return Ok(s.to_string());
+        }
+    }
+    fs::create_dir_all(dir)?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let tmp = dir.join(format!("{ID_FILE}.{}.tmp", std::process::id()));
+    {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(id.as_bytes())?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, &path)?;
+    Ok(id)
+}
+
+fn is_valid(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_file_is_replaced() {
+        let dir = std::env::temp_dir().join(format!("cl-id-test-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join(ID_FILE), "  \n").unwrap();
+        let id = load_or_create(&dir).unwrap();
+        assert_eq!(id.len(), 36);
+        assert_eq!(fs::read_to_string(dir.join(ID_FILE)).unwrap(), id);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
