@@ -6,6 +6,7 @@
 //! [`convention`]. This crate has no HTTP client and no async runtime.
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod activity;
 pub mod catalogue;
 pub mod convention;
 pub mod envelope;

@@ -1,0 +1,210 @@
+//! The `closedloop-telemetry` command-line tool.
+//!
+//! ```text
+//! closedloop-telemetry collect [--bind 127.0.0.1:4318] [--json] [--token T] [--max-seconds N]
+//! ```
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use closedloop_telemetry::collector::{format_arrival, Collector, PrintFormat, Stream};
+
+const USAGE: &str = "\
+usage: closedloop-telemetry <command> [options]
+
+commands:
+  collect   run a local collector on loopback that accepts PostHog /batch/, relay and
+            Datadog logs-intake posts, validates them like the real services, and prints
+            one line per received event
+              --bind ADDR        loopback address to listen on (default 127.0.0.1:4318)
+              --json             print NDJSON (one JSON object per line) instead of text
+              --token T          require 'Authorization: Bearer T' on the relay endpoint
+              --max-seconds N    stop after N seconds (default: run until Ctrl-C)
+  help      print this help
+";
+
+/// The default `--bind` address.
+const DEFAULT_BIND: &str = "127.0.0.1:4318";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(command) = args.first() else {
+        eprint!("{USAGE}");
+        return ExitCode::from(2);
+    };
+    let rest = &args[1..];
+    match command.as_str() {
+        "collect" => collect(rest),
+        // `verify`, `schema` and `audit` are added here as they land.
+        "help" | "-h" | "--help" => {
+            print!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("closedloop-telemetry: unknown command `{other}`\n");
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Options of `collect`.
+#[derive(Debug)]
+struct CollectArgs {
+    bind: SocketAddr,
+    json: bool,
+    token: Option<String>,
+    max_seconds: Option<u64>,
+}
+
+fn parse_collect(args: &[String]) -> Result<CollectArgs, String> {
+    let mut out = CollectArgs {
+        bind: DEFAULT_BIND.parse().expect("the default address parses"),
+        json: false,
+        token: None,
+        max_seconds: None,
+    };
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        let mut value = |name: &str| {
+            inline
+                .clone()
+                .or_else(|| it.next().cloned())
+                .ok_or_else(|| format!("{name} needs a value"))
+        };
+        match flag {
+            "--bind" => {
+                let v = value("--bind")?;
+                out.bind = v
+                    .parse()
+                    .map_err(|_| format!("--bind: `{v}` is not an address like 127.0.0.1:4318"))?;
+            }
+            "--json" => out.json = true,
+            "--token" => out.token = Some(value("--token")?),
+            "--max-seconds" => {
+                let v = value("--max-seconds")?;
+                out.max_seconds = Some(
+                    v.parse()
+                        .map_err(|_| format!("--max-seconds: `{v}` is not a whole number"))?,
+                );
+            }
+            other => return Err(format!("unknown option `{other}`")),
+        }
+    }
+    Ok(out)
+}
+
+fn collect(args: &[String]) -> ExitCode {
+    let opts = match parse_collect(args) {
+        Ok(opts) => opts,
+        Err(e) => {
+            eprintln!("closedloop-telemetry collect: {e}\n");
+            eprint!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    if !opts.bind.ip().is_loopback() {
+        eprintln!(
+            "closedloop-telemetry collect: --bind {}: not a loopback address; the collector \
+             only listens on loopback (127.0.0.1 or ::1)",
+            opts.bind
+        );
+        return ExitCode::from(2);
+    }
+    let mut builder = Collector::builder().bind(opts.bind);
+    if let Some(token) = &opts.token {
+        builder = builder.relay_token(token.clone());
+    }
+    let collector = match builder.start() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!(
+                "closedloop-telemetry collect: cannot listen on {}: {e}",
+                opts.bind
+            );
+            return ExitCode::from(1);
+        }
+    };
+    let arrivals = collector.subscribe();
+    let format = if opts.json {
+        PrintFormat::Ndjson
+    } else {
+        PrintFormat::Human
+    };
+    // With --json, stdout carries only NDJSON; the banner goes to stderr.
+    let banner = banner(&collector, opts.token.is_some());
+    if opts.json {
+        eprint!("{banner}");
+    } else {
+        print!("{banner}");
+    }
+
+    let deadline = opts
+        .max_seconds
+        .map(|s| Instant::now() + Duration::from_secs(s));
+    loop {
+        let wait = match deadline {
+            Some(d) => d.saturating_duration_since(Instant::now()),
+            None => Duration::from_secs(3600),
+        };
+        if wait.is_zero() {
+            break;
+        }
+        match arrivals.recv_timeout(wait) {
+            Ok(arrival) => println!("{}", format_arrival(&arrival, format)),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    // Print whatever arrived right before the deadline, then a summary.
+    while let Ok(arrival) = arrivals.try_recv() {
+        println!("{}", format_arrival(&arrival, format));
+    }
+    collector.shutdown();
+    let c = collector.counts();
+    let summary = format!(
+        "received: posthog={} relay={} datadog={} rejected_requests={}",
+        c.get(Stream::Posthog),
+        c.get(Stream::Relay),
+        c.get(Stream::Datadog),
+        c.rejected_requests
+    );
+    if opts.json {
+        eprintln!("{summary}");
+    } else {
+        println!("{summary}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn banner(collector: &Collector, token: bool) -> String {
+    let relay_token = if token {
+        "  CL_RELAY_TOKEN=<the --token value>\n"
+    } else {
+        ""
+    };
+    format!(
+        "closedloop-telemetry collector listening on {addr}\n\
+         endpoints:\n  \
+         posthog  POST {host}/batch/\n  \
+         relay    POST {relay}\n  \
+         datadog  POST {dd}\n\
+         point a client at it with:\n  \
+         CL_POSTHOG_HOST={host}\n  \
+         CL_POSTHOG_API_KEY=phc_local   (any non-empty key)\n  \
+         CL_RELAY_URL={relay}\n\
+         {relay_token}  \
+         DD_LOGS_URL={dd}\n  \
+         DD_API_KEY=local   (any non-empty key; Datadog is used only when CL_RELAY_URL is unset)\n\
+         waiting for events (Ctrl-C to stop)\n",
+        addr = collector.addr(),
+        host = collector.posthog_host(),
+        relay = collector.relay_url(),
+        dd = collector.datadog_url(),
+    )
+}

@@ -1,0 +1,231 @@
+//! [`Collector`] and its builder: the handle that owns the server thread and reads the record.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::mpsc::Receiver;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::received::{Arrival, Counts, Received, Rejected, Stream};
+use super::recorder::{Recorder, DEFAULT_MAX_KEPT};
+use super::server::{accept_loop, ServerCtx, DATADOG_PATH, RELAY_PATH};
+
+/// Builder for [`Collector`]. Defaults: bind `127.0.0.1:0` (any free port), no relay token,
+/// keep at most [`DEFAULT_MAX_KEPT`] events.
+#[derive(Clone)]
+pub struct CollectorBuilder {
+    bind: SocketAddr,
+    relay_token: Option<String>,
+    max_kept: usize,
+}
+
+impl std::fmt::Debug for CollectorBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CollectorBuilder")
+            .field("bind", &self.bind)
+            .field(
+                "relay_token",
+                &self.relay_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_kept", &self.max_kept)
+            .finish()
+    }
+}
+
+impl Default for CollectorBuilder {
+    fn default() -> Self {
+        CollectorBuilder {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            relay_token: None,
+            max_kept: DEFAULT_MAX_KEPT,
+        }
+    }
+}
+
+impl CollectorBuilder {
+    /// The address to listen on; it must be a loopback address (port 0 picks a free port).
+    pub fn bind(mut self, addr: SocketAddr) -> Self {
+        self.bind = addr;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` on the relay endpoint (401 otherwise).
+    pub fn relay_token(mut self, token: impl Into<String>) -> Self {
+        self.relay_token = Some(token.into());
+        self
+    }
+
+    /// Keeps at most `n` accepted events; later ones are only counted ([`Counts::not_kept`]).
+    pub fn max_kept(mut self, n: usize) -> Self {
+        self.max_kept = n;
+        self
+    }
+
+    /// Binds and starts serving. Fails if the address is not loopback or cannot be bound.
+    pub fn start(self) -> io::Result<Collector> {
+        if !self.bind.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the collector only listens on loopback, not {}", self.bind),
+            ));
+        }
+        let listener = TcpListener::bind(self.bind)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()?;
+        let recorder = Arc::new(Recorder::new(self.max_kept));
+        let ctx = Arc::new(ServerCtx {
+            recorder: recorder.clone(),
+            relay_token: self.relay_token,
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name("closedloop-collector".into())
+            .spawn(move || {
+                // The collector may share a process with the telemetry pipeline (the
+                // desktop_client example): nothing it does may be captured as telemetry.
+                let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
+                runtime.block_on(accept_loop(listener, ctx, stop_rx));
+            })?;
+        Ok(Collector {
+            addr,
+            recorder,
+            worker: Mutex::new(Some((stop_tx, thread))),
+        })
+    }
+}
+
+/// A local collector: a loopback HTTP server that accepts PostHog `/batch/`, relay and Datadog
+/// logs-intake posts, validates them as the real services do, and records what it accepted.
+///
+/// It runs on its own thread with its own tokio runtime, so callers need no runtime. Dropping it
+/// (or [`shutdown`](Collector::shutdown)) stops the server.
+///
+/// ```
+/// use closedloop_telemetry::collector::Collector;
+/// let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
+/// assert!(collector.relay_url().ends_with("/relay"));
+/// assert_eq!(collector.counts().total(), 0);
+/// ```
+pub struct Collector {
+    addr: SocketAddr,
+    recorder: Arc<Recorder>,
+    worker: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
+}
+
+impl std::fmt::Debug for Collector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Collector")
+            .field("addr", &self.addr)
+            .field("counts", &self.recorder.counts())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector {
+    /// A builder; see [`CollectorBuilder`] for the defaults.
+    pub fn builder() -> CollectorBuilder {
+        CollectorBuilder::default()
+    }
+
+    /// Starts a collector on `bind` (a loopback address; `127.0.0.1:0` picks a free port).
+    pub fn start(bind: SocketAddr) -> io::Result<Collector> {
+        Self::builder().bind(bind).start()
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`: the value for `CL_POSTHOG_HOST` (the exporter appends `/batch/`).
+    pub fn posthog_host(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// `http://<addr>/relay`: the value for `CL_RELAY_URL`.
+    pub fn relay_url(&self) -> String {
+        format!("http://{}{RELAY_PATH}", self.addr)
+    }
+
+    /// `http://<addr>/api/v2/logs`: the value for `DD_LOGS_URL`.
+    pub fn datadog_url(&self) -> String {
+        format!("http://{}{DATADOG_PATH}", self.addr)
+    }
+
+    /// Every kept accepted event, in arrival order.
+    pub fn received(&self) -> Vec<Received> {
+        self.recorder.received()
+    }
+
+    /// The kept accepted events of one stream, in arrival order.
+    pub fn received_on(&self, stream: Stream) -> Vec<Received> {
+        self.recorder.received_on(stream)
+    }
+
+    /// The most recent rejected requests (at most
+    /// [`MAX_KEPT_REJECTIONS`](super::MAX_KEPT_REJECTIONS)), oldest first.
+    pub fn rejected(&self) -> Vec<Rejected> {
+        self.recorder.rejected()
+    }
+
+    /// Waits until at least `n` events were accepted in total (all streams) or `timeout`
+    /// passed, then returns [`received`](Collector::received).
+    pub fn wait_for(&self, n: u64, timeout: Duration) -> Vec<Received> {
+        self.recorder.wait_until(timeout, |c| c.total() >= n);
+        self.received()
+    }
+
+    /// Waits until at least `n` events were accepted on `stream` or `timeout` passed; returns
+    /// whether they were.
+    pub fn wait_for_stream(&self, stream: Stream, n: u64, timeout: Duration) -> bool {
+        self.recorder.wait_until(timeout, |c| c.get(stream) >= n)
+    }
+
+    /// The counters: accepted events per stream, rejected requests, events not kept.
+    pub fn counts(&self) -> Counts {
+        self.recorder.counts()
+    }
+
+    /// The distinct ids seen on `stream` among kept events. Nothing is de-duplicated on
+    /// arrival, so `received_on(stream).len() - unique_ids(stream).len()` counts redeliveries.
+    pub fn unique_ids(&self, stream: Stream) -> BTreeSet<String> {
+        self.recorder.unique_ids(stream)
+    }
+
+    /// Subscribes to arrivals from now on (accepted events and rejected requests). The buffer
+    /// holds [`SUBSCRIPTION_BUFFER`](super::SUBSCRIPTION_BUFFER) arrivals; when it is full,
+    /// further ones are dropped for this subscriber and counted, never waited for.
+    pub fn subscribe(&self) -> Receiver<Arrival> {
+        self.recorder.subscribe()
+    }
+
+    /// Forgets everything received and rejected so far and resets the counters.
+    pub fn clear(&self) {
+        self.recorder.clear();
+    }
+
+    /// Stops the server and waits for its thread. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        let worker = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((stop, thread)) = worker {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

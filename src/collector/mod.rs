@@ -1,0 +1,35 @@
+//! A local collector: a loopback HTTP server standing in for PostHog, the relay and the Datadog
+//! logs intake, so the whole pipeline can be watched working with no accounts.
+//!
+//! It accepts PostHog `POST /batch/`, relay `POST /relay` and Datadog `POST /api/v2/logs`
+//! (gzip bodies too), applies the checks the real receivers apply ([`validate`] lists them and
+//! where they come from), records every accepted event as a [`Received`], and answers the
+//! status codes the real services answer. Any other path is a 404.
+//!
+//! ```
+//! use std::time::Duration;
+//! use closedloop_telemetry::collector::{Collector, Stream};
+//!
+//! let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
+//! // Point the exporters at it:
+//! //   CL_POSTHOG_HOST = collector.posthog_host()
+//! //   CL_RELAY_URL    = collector.relay_url()
+//! //   DD_LOGS_URL     = collector.datadog_url()
+//! let arrived = collector.wait_for(0, Duration::from_millis(1));
+//! assert!(arrived.is_empty());
+//! assert!(collector.unique_ids(Stream::Relay).is_empty());
+//! collector.shutdown();
+//! ```
+
+mod handle;
+pub mod print;
+mod received;
+mod recorder;
+mod server;
+pub mod validate;
+
+pub use handle::{Collector, CollectorBuilder};
+pub use print::{format_arrival, format_received, format_rejected, PrintFormat};
+pub use received::{Arrival, Counts, Received, Rejected, Stream};
+pub use recorder::{DEFAULT_MAX_KEPT, MAX_KEPT_REJECTIONS, SUBSCRIPTION_BUFFER};
+pub use server::{DATADOG_PATH, POSTHOG_PATH, RELAY_PATH};

@@ -1,0 +1,116 @@
+//! The records a collector keeps: accepted events, rejected requests, and counters.
+
+use std::time::SystemTime;
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// Which endpoint an event arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stream {
+    /// PostHog `POST /batch/`.
+    Posthog,
+    /// Relay `POST /relay`.
+    Relay,
+    /// Datadog logs intake `POST /api/v2/logs`.
+    Datadog,
+}
+
+impl Stream {
+    /// All streams, in display order.
+    pub const ALL: [Stream; 3] = [Stream::Posthog, Stream::Relay, Stream::Datadog];
+
+    /// `"posthog"`, `"relay"` or `"datadog"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Posthog => "posthog",
+            Stream::Relay => "relay",
+            Stream::Datadog => "datadog",
+        }
+    }
+}
+
+impl std::fmt::Display for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One accepted event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Received {
+    /// The endpoint it arrived on.
+    pub stream: Stream,
+    /// The PostHog event name, the relay message's `event`, or the Datadog item's `message`.
+    pub name: String,
+    /// The PostHog `uuid`, the relay message's `id`, or the Datadog item's `id`, when present.
+    pub id: Option<String>,
+    /// The event as sent: the PostHog batch entry, the relay message or the Datadog item.
+    pub body: Value,
+    /// When the collector accepted it.
+    pub at: SystemTime,
+}
+
+/// One rejected request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    /// The endpoint it was sent to (`None` for an unknown path).
+    pub stream: Option<Stream>,
+    /// The HTTP status the collector answered.
+    pub status: u16,
+    /// Why, as sent in the response body.
+    pub reason: String,
+    /// When.
+    pub at: SystemTime,
+}
+
+/// Something that reached the collector, as delivered to subscribers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arrival {
+    /// An accepted event.
+    Received(Received),
+    /// A rejected request.
+    Rejected(Rejected),
+}
+
+/// Counters of a collector.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Events accepted on the PostHog endpoint.
+    pub posthog: u64,
+    /// Messages accepted on the relay endpoint.
+    pub relay: u64,
+    /// Items accepted on the Datadog endpoint.
+    pub datadog: u64,
+    /// Requests answered with an error status.
+    pub rejected_requests: u64,
+    /// Accepted events counted but not kept, because the collector already kept its maximum.
+    pub not_kept: u64,
+    /// Arrivals a subscriber missed because its buffer was full.
+    pub subscriber_drops: u64,
+}
+
+impl Counts {
+    /// Accepted events on one stream.
+    pub fn get(&self, stream: Stream) -> u64 {
+        match stream {
+            Stream::Posthog => self.posthog,
+            Stream::Relay => self.relay,
+            Stream::Datadog => self.datadog,
+        }
+    }
+
+    /// Accepted events on all streams.
+    pub fn total(&self) -> u64 {
+        self.posthog + self.relay + self.datadog
+    }
+
+    pub(super) fn add(&mut self, stream: Stream, n: u64) {
+        match stream {
+            Stream::Posthog => self.posthog += n,
+            Stream::Relay => self.relay += n,
+            Stream::Datadog => self.datadog += n,
+        }
+    }
+}
