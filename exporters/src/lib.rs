@@ -3,3 +3,8 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod decode;
+pub mod delivery;
+pub mod posthog;
+
+pub use delivery::{BuildError, Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason};
+pub use posthog::{PostHogExporter, PostHogExporterBuilder};

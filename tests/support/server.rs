@@ -48,7 +48,13 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Reply { status, headers: vec![], body: String::new(), delay: Duration::ZERO, reset: false }
+        Reply {
+            status,
+            headers: vec![],
+            body: String::new(),
+            delay: Duration::ZERO,
+            reset: false,
+        }
     }
     pub fn ok() -> Self {
         Reply::status(200)
@@ -66,7 +72,10 @@ impl Reply {
         self
     }
     pub fn reset() -> Self {
-        Reply { reset: true, ..Reply::ok() }
+        Reply {
+            reset: true,
+            ..Reply::ok()
+        }
     }
 }
 
@@ -182,7 +191,9 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
         if shared.stop.load(Ordering::SeqCst) {
             return;
         }
-        let Some(req) = read_request(&mut reader) else { return };
+        let Some(req) = read_request(&mut reader) else {
+            return;
+        };
         let n = shared.served.fetch_add(1, Ordering::SeqCst);
         if n >= MAX_REQUESTS {
             return;
@@ -209,7 +220,9 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        if writer.write_all(head.as_bytes()).is_err() || writer.write_all(reply.body.as_bytes()).is_err() {
+        if writer.write_all(head.as_bytes()).is_err()
+            || writer.write_all(reply.body.as_bytes()).is_err()
+        {
             return;
         }
     }
@@ -242,13 +255,23 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
             .find(|(k, _): &&(String, String)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.clone())
     };
-    let len: usize = find("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let len: usize = find("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
     if find("content-encoding").is_some_and(|v| v.eq_ignore_ascii_case("gzip")) {
         let mut inflated = Vec::new();
-        flate2::read::GzDecoder::new(&body[..]).read_to_end(&mut inflated).ok()?;
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut inflated)
+            .ok()?;
         body = inflated;
     }
-    Some(Request { method, path, headers, body, at: Instant::now() })
+    Some(Request {
+        method,
+        path,
+        headers,
+        body,
+        at: Instant::now(),
+    })
 }

@@ -1,0 +1,89 @@
+//! PostHog batch encoding cost per event: map `Event` → item (JSON), frame a 20-event batch,
+//! optionally gzip it (levels 1 and 6). Run with `cargo bench --bench encode`; the batch
+//! benches report throughput in events, so time per event = time per batch / 20.
+
+use std::hint::black_box;
+use std::time::SystemTime;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::json;
+
+use closedloop_telemetry_exporters::decode::Event;
+use closedloop_telemetry_exporters::delivery::gzip_bytes;
+use closedloop_telemetry_exporters::posthog::wire::{encode_event, Framer};
+use closedloop_telemetry_layers::catalogue::lookup;
+use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+
+const BATCH: usize = 20;
+
+/// A realistic `command.completed`: envelope ids, trace context, diagnostics and extras.
+fn event(i: usize) -> Event {
+    let now = SystemTime::now();
+    let mut trace = TraceEnvelope::new(format_timestamp(now), "ct-7f3a9c2e-5b1d-4e8a".into());
+    trace.gateway_session_id = Some("gw-2c41e8d0-91aa-4f7e".into());
+    trace.command_id = Some(format!("cmd-{i:08}"));
+    trace.operation_id = Some(format!("op-{i:08}"));
+    trace.loop_id = Some("loop-5521".into());
+    trace.job_id = Some(format!("job-{i}"));
+    trace.loop_session_id = Some("ls-0c9d".into());
+    let mut diagnostics = Diagnostics {
+        exit_code: Some(0),
+        elapsed_ms: Some(1532 + i as i64),
+        stdout_bytes: Some(48_213),
+        token_usage: json!({"input": 1834, "output": 422}).as_object().cloned(),
+        ..Default::default()
+    };
+    diagnostics
+        .extra
+        .insert("model".into(), json!("claude-sonnet"));
+    diagnostics.extra.insert("approved".into(), json!(true));
+    Event {
+        name: "command.completed".into(),
+        entry: lookup("command.completed"),
+        time: now,
+        severity: None,
+        trace,
+        diagnostics,
+        release_version: Some("2.14.0".into()),
+    }
+}
+
+/// Maps and frames one batch, as the worker does on each first attempt.
+fn encode_batch(events: &[Event], framer: &Framer, gzip: Option<u32>) -> Vec<u8> {
+    let items: Vec<Vec<u8>> = events
+        .iter()
+        .map(|e| encode_event(e, uuid::Uuid::now_v7()).expect("valid"))
+        .collect();
+    let slices: Vec<&[u8]> = items.iter().map(Vec::as_slice).collect();
+    let mut body = Vec::with_capacity(8 * 1024);
+    framer.frame(&slices, &format_timestamp(SystemTime::now()), &mut body);
+    match gzip {
+        Some(level) => gzip_bytes(&body, level),
+        None => body,
+    }
+}
+
+fn bench_encode(c: &mut Criterion) {
+    let events: Vec<Event> = (0..BATCH).map(event).collect();
+    let framer = Framer::new("phc_bench_key_0000000000000000000000000000");
+    for (name, gzip) in [("plain", None), ("gzip1", Some(1)), ("gzip6", Some(6))] {
+        let size = encode_batch(&events, &framer, gzip).len();
+        eprintln!("posthog batch of {BATCH}, {name}: {size} bytes");
+    }
+
+    let mut group = c.benchmark_group("encode");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("posthog_event", |b| {
+        b.iter(|| encode_event(black_box(&events[0]), uuid::Uuid::now_v7()))
+    });
+    group.throughput(Throughput::Elements(BATCH as u64));
+    for (name, gzip) in [("plain", None), ("gzip1", Some(1)), ("gzip6", Some(6))] {
+        group.bench_function(format!("posthog_batch20_{name}"), |b| {
+            b.iter(|| encode_batch(black_box(&events), &framer, gzip))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(encode, bench_encode);
+criterion_main!(encode);

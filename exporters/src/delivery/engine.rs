@@ -1,0 +1,311 @@
+//! [`Delivery`]: the handle exporters hold. It admits events without blocking and talks to the
+//! worker through [`Command`]s.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::sync_channel;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::LogBatch;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+use crate::decode::{decode, DecodeError, DecodeOptions, Event};
+
+use super::error::BuildError;
+use super::retry::RetryPolicy;
+use super::stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason};
+use super::stream::{Limits, Stream};
+use super::transport::Transport;
+use super::worker::{self, Worker};
+
+/// Default bound of the hand-over queue and of the backlog, in events.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 2048;
+/// Default per-request timeout.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline of flush and shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a caller waits past its deadline for the worker's reply before giving up on it.
+const REPLY_GRACE: Duration = Duration::from_millis(250);
+
+/// How one engine delivers. Build with [`DeliveryConfig::new`] and adjust the fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeliveryConfig {
+    /// Batch size, body size, delay and expiry rules of the stream.
+    pub limits: Limits,
+    /// At most this many events wait to be mapped, and at most this many mapped items wait to
+    /// be sent (the backlog evicts its oldest when full). Default [`DEFAULT_QUEUE_CAPACITY`].
+    pub queue_capacity: usize,
+    /// Per-request timeout (connect, send, answer). Default [`DEFAULT_REQUEST_TIMEOUT`].
+    pub request_timeout: Duration,
+    /// `Some(level)` gzips bodies and sends `Content-Encoding: gzip`. Default `None`.
+    pub gzip: Option<u32>,
+    /// Backoff and give-up rules. Default [`RetryPolicy::default`].
+    pub retry: RetryPolicy,
+    /// Deadline used when every handle is dropped without an explicit shutdown.
+    /// Default [`DEFAULT_SHUTDOWN_TIMEOUT`].
+    pub shutdown_timeout: Duration,
+}
+
+impl DeliveryConfig {
+    /// A configuration with the given limits and every other field at its default.
+    pub fn new(limits: Limits) -> Self {
+        DeliveryConfig {
+            limits,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            gzip: None,
+            retry: RetryPolicy::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        }
+    }
+}
+
+/// What a flush or shutdown left behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Flush: events still queued at the deadline (they stay queued). Shutdown: events that
+    /// were still queued at the deadline and were dropped (counted as `shutdown`).
+    pub remaining: u64,
+    /// The counters at the time of the report.
+    pub stats: DeliveryStatsSnapshot,
+}
+
+impl DeliveryReport {
+    /// Whether everything queued before the call was delivered or settled.
+    pub fn is_complete(&self) -> bool {
+        self.remaining == 0
+    }
+}
+
+/// The worker's commands (see STYLE.md: one small enum drives each sink's worker).
+#[derive(Debug)]
+pub(crate) enum Command {
+    /// Decoded events to map, queue and deliver.
+    Events(Vec<Event>),
+    /// Deliver everything queued now, then reply with what remains (by the deadline).
+    Flush {
+        deadline: Instant,
+        reply: std::sync::mpsc::SyncSender<u64>,
+    },
+    /// Like flush, then drop what remains, reply with that count and stop.
+    Shutdown {
+        deadline: Instant,
+        reply: std::sync::mpsc::SyncSender<u64>,
+    },
+    /// Stop waiting for a backoff timer and try now (e.g. the relay connection is back).
+    Wake,
+}
+
+/// A running delivery engine: one named worker thread plus this cheap, cloneable handle.
+///
+/// Dropping the last handle without [`Delivery::shutdown`] lets the worker deliver what it can
+/// within [`DeliveryConfig::shutdown_timeout`] in the background and stop.
+#[derive(Clone)]
+pub struct Delivery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    tx: UnboundedSender<Command>,
+    stream: Arc<dyn Stream>,
+    stats: Arc<DeliveryStats>,
+    /// Events handed over but not yet taken by the worker (the hand-over queue's fill).
+    admitted: Arc<AtomicUsize>,
+    capacity: usize,
+    shut: AtomicBool,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("stream", &self.inner.stream.name())
+            .field("capacity", &self.inner.capacity)
+            .field("shut", &self.is_shutdown())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Starts the worker thread (named `closedloop-telemetry-<stream>`) for `stream` over
+    /// `transport`.
+    pub fn start(
+        stream: impl Stream,
+        transport: impl Transport,
+        config: DeliveryConfig,
+    ) -> Result<Self, BuildError> {
+        if config.limits.max_items == 0 || config.queue_capacity == 0 {
+            return Err(BuildError::InvalidValue {
+                setting: "batch size / queue capacity",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let stream: Arc<dyn Stream> = Arc::new(stream);
+        let stats = Arc::new(DeliveryStats::new(stream.name()));
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = unbounded_channel();
+        let capacity = config.queue_capacity;
+        let worker = Worker::new(
+            stream.clone(),
+            Arc::new(transport),
+            config,
+            stats.clone(),
+            admitted.clone(),
+            rx,
+        );
+        worker::spawn(worker)?;
+        Ok(Delivery {
+            inner: Arc::new(Inner {
+                tx,
+                stream,
+                stats,
+                admitted,
+                capacity,
+                shut: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The body of a `LogExporter::export`: decodes each record on the calling thread, keeps
+    /// the ones the stream routes, and hands them to the worker. Never blocks and never does
+    /// I/O; losses are counted, not returned. After shutdown: `AlreadyShutdown`.
+    pub fn export(&self, batch: &LogBatch<'_>, opts: &DecodeOptions) -> OTelSdkResult {
+        if self.is_shutdown() {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let stats = &self.inner.stats;
+        let mut events = Vec::new();
+        for (record, _scope) in batch.iter() {
+            match decode(record, opts) {
+                Ok(event) if self.inner.stream.routes(&event) => events.push(event),
+                Ok(_) | Err(DecodeError::NoEventName | DecodeError::ActivityEntry) => {
+                    stats.ignore(1)
+                }
+                Err(e) => stats.refused(DropReason::Invalid, 1, &e.to_string()),
+            }
+        }
+        self.submit(events)
+    }
+
+    /// Hands already-decoded events to the worker (they must pass [`Stream::routes`]; others
+    /// are counted as ignored). Never blocks: when the hand-over queue is full the excess is
+    /// dropped and counted as `queue_full`.
+    pub fn submit(&self, mut events: Vec<Event>) -> OTelSdkResult {
+        if self.is_shutdown() {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let stats = &self.inner.stats;
+        let before = events.len();
+        events.retain(|e| self.inner.stream.routes(e));
+        stats.ignore((before - events.len()) as u64);
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Reserve room without a lock: the app thread must never wait for the worker.
+        let wanted = events.len();
+        let mut granted = 0;
+        let _ = self
+            .inner
+            .admitted
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                granted = wanted.min(self.inner.capacity.saturating_sub(cur));
+                (granted > 0).then_some(cur + granted)
+            });
+        if granted < wanted {
+            events.truncate(granted);
+            stats.refused(
+                DropReason::QueueFull,
+                (wanted - granted) as u64,
+                "the hand-over queue is full",
+            );
+        }
+        if granted == 0 {
+            return Ok(());
+        }
+        stats.enqueued(granted as u64);
+        if let Err(err) = self.inner.tx.send(Command::Events(events)) {
+            // The worker is gone (it could not start its runtime): count, never propagate.
+            self.inner.admitted.fetch_sub(granted, Ordering::AcqRel);
+            if let Command::Events(lost) = err.0 {
+                stats.dropped(DropReason::Shutdown, lost.len() as u64, "worker stopped");
+            }
+        }
+        Ok(())
+    }
+
+    /// The live counters.
+    pub fn stats(&self) -> DeliveryStatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// A shareable handle to the live counters (e.g. for a status page).
+    pub fn stats_handle(&self) -> Arc<DeliveryStats> {
+        self.inner.stats.clone()
+    }
+
+    /// Whether [`Delivery::shutdown`] was called.
+    pub fn is_shutdown(&self) -> bool {
+        self.inner.shut.load(Ordering::Acquire)
+    }
+
+    /// Sends everything queued now, ignoring the batch delay but honouring backoff, and waits
+    /// at most `timeout`. What could not go stays queued and is reported as `remaining`.
+    pub fn flush(&self, timeout: Duration) -> DeliveryReport {
+        if self.is_shutdown() {
+            return self.report(self.inner.stats.queued());
+        }
+        let (reply, rx) = sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        let cmd = Command::Flush { deadline, reply };
+        self.ask(cmd, rx, timeout)
+    }
+
+    /// Delivers what is queued within `timeout`, drops the rest (counted as `shutdown`) and
+    /// stops the worker. Later exports return `AlreadyShutdown`; so does a second shutdown.
+    /// Never waits much longer than `timeout`, whatever the destination does.
+    pub fn shutdown(&self, timeout: Duration) -> Result<DeliveryReport, OTelSdkError> {
+        if self.inner.shut.swap(true, Ordering::AcqRel) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let (reply, rx) = sync_channel(1);
+        let deadline = Instant::now() + timeout;
+        let report = self.ask(Command::Shutdown { deadline, reply }, rx, timeout);
+        if report.remaining > 0 {
+            tracing::warn!(
+                stream = self.inner.stream.name(),
+                undelivered = report.remaining,
+                dropped_total = report.stats.dropped.total(),
+                "telemetry shutdown deadline reached with events undelivered"
+            );
+        }
+        Ok(report)
+    }
+
+    /// Cancels a pending backoff so the worker retries at once (for transports that learn
+    /// the destination is back, e.g. the relay connection resumed).
+    pub fn wake(&self) {
+        let _ = self.inner.tx.send(Command::Wake);
+    }
+
+    fn ask(
+        &self,
+        cmd: Command,
+        rx: std::sync::mpsc::Receiver<u64>,
+        timeout: Duration,
+    ) -> DeliveryReport {
+        if self.inner.tx.send(cmd).is_err() {
+            return self.report(self.inner.stats.queued());
+        }
+        match rx.recv_timeout(timeout + REPLY_GRACE) {
+            Ok(remaining) => self.report(remaining),
+            Err(_) => self.report(self.inner.stats.queued()),
+        }
+    }
+
+    fn report(&self, remaining: u64) -> DeliveryReport {
+        DeliveryReport {
+            remaining,
+            stats: self.inner.stats.snapshot(),
+        }
+    }
+}

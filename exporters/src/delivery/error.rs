@@ -1,0 +1,34 @@
+//! The build/config error every exporter builder returns.
+
+/// A configuration problem found while building an exporter. Building never panics.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// A required setting was not given.
+    #[error("missing setting: {0}")]
+    Missing(&'static str),
+    /// A URL did not parse or is not usable (names the setting, the value and the problem).
+    #[error("invalid URL for {setting} ({url:?}): {reason}")]
+    InvalidUrl {
+        /// The setting, e.g. `CL_POSTHOG_HOST`.
+        setting: &'static str,
+        /// The value given.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid value for {setting}: {reason}")]
+    InvalidValue {
+        /// The setting, e.g. `batch_size`.
+        setting: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The HTTP client could not be created (e.g. TLS initialisation failed).
+    #[error("cannot create the HTTP client: {0}")]
+    HttpClient(String),
+    /// The worker thread could not be started.
+    #[error("cannot start the delivery worker thread: {0}")]
+    Worker(#[from] std::io::Error),
+}

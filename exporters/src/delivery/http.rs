@@ -1,0 +1,157 @@
+//! [`HttpTransport`]: POST over an async reqwest client (rustls), run on the engine's worker.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::Url;
+
+use closedloop_telemetry_layers::truncate::keep_head;
+
+use super::error::BuildError;
+use super::transport::{BoxFuture, Request, Response, Transport, TransportError};
+
+/// How much of a server's error body is kept as the reason text.
+pub const REASON_MAX_BYTES: usize = 512;
+
+/// POSTs each body to one URL with fixed headers.
+///
+/// Header values are marked sensitive and `Debug` prints only header names, so credentials
+/// (`Authorization`, `DD-API-KEY`) never reach a log. Proxies from the environment are used,
+/// except for loopback destinations.
+#[derive(Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    url: Url,
+    headers: HeaderMap,
+}
+
+impl std::fmt::Debug for HttpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpTransport")
+            .field("url", &self.url.as_str())
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses and checks an `http(s)` URL; `setting` names it in the error.
+///
+/// ```
+/// use closedloop_telemetry_exporters::delivery::parse_http_url;
+/// assert!(parse_http_url("CL_RELAY_URL", "https://relay.example/ingest").is_ok());
+/// let err = parse_http_url("CL_RELAY_URL", "relay.example").unwrap_err();
+/// assert!(err.to_string().contains("CL_RELAY_URL"));
+/// ```
+pub fn parse_http_url(setting: &'static str, url: &str) -> Result<Url, BuildError> {
+    let bad = |reason: String| BuildError::InvalidUrl {
+        setting,
+        url: url.to_string(),
+        reason,
+    };
+    let parsed = Url::parse(url.trim()).map_err(|e| bad(e.to_string()))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad(format!(
+            "scheme must be http or https, not {:?}",
+            parsed.scheme()
+        )));
+    }
+    if !matches!(parsed.host_str(), Some(h) if !h.is_empty()) {
+        return Err(bad("no host".into()));
+    }
+    Ok(parsed)
+}
+
+impl HttpTransport {
+    /// A transport POSTing to `url` with `headers` on every request (besides the engine's
+    /// per-request ones). `connect_timeout` bounds connection set-up; the engine bounds the
+    /// whole request.
+    pub fn new(
+        url: Url,
+        headers: &[(&'static str, String)],
+        connect_timeout: Duration,
+    ) -> Result<Self, BuildError> {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            let mut v = HeaderValue::from_str(value).map_err(|e| BuildError::InvalidValue {
+                setting: name,
+                reason: format!("not a valid header value: {e}"),
+            })?;
+            v.set_sensitive(true);
+            map.insert(HeaderName::from_static(name), v);
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("closedloop-telemetry/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60));
+        if is_loopback(&url) {
+            builder = builder.no_proxy();
+        }
+        let client = builder
+            .build()
+            .map_err(|e| BuildError::HttpClient(e.to_string()))?;
+        Ok(HttpTransport {
+            client,
+            url,
+            headers: map,
+        })
+    }
+
+    /// The destination URL.
+    pub fn url(&self) -> &Url {
+        &self.url
+    }
+
+    async fn post(&self, request: Request) -> Result<Response, TransportError> {
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone());
+        for (name, value) in request.headers {
+            req = req.header(name, value);
+        }
+        let resp = req.body(request.body).send().await.map_err(classify)?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        // Success bodies are read (so the connection can be reused) but never parsed.
+        let body = resp.bytes().await.unwrap_or_default();
+        let reason = if (200..300).contains(&status) {
+            String::new()
+        } else {
+            keep_head(&String::from_utf8_lossy(&body), REASON_MAX_BYTES).to_string()
+        };
+        Ok(Response {
+            status,
+            retry_after,
+            reason,
+        })
+    }
+}
+
+fn is_loopback(url: &Url) -> bool {
+    let host = url.host_str().unwrap_or_default();
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn classify(e: reqwest::Error) -> TransportError {
+    if e.is_timeout() {
+        TransportError::Timeout
+    } else {
+        // Never include the URL's query or credentials: reqwest's message names the URL, which
+        // for our destinations carries no secret (keys travel in headers or the body).
+        TransportError::Connection(e.without_url().to_string())
+    }
+}
+
+impl Transport for HttpTransport {
+    fn send(&self, request: Request) -> BoxFuture<'_, Result<Response, TransportError>> {
+        Box::pin(self.post(request))
+    }
+}

@@ -1,0 +1,104 @@
+//! The delivery engine every exporter shares: bounded queue, batching, retries, live stats,
+//! flush and shutdown with deadlines.
+//!
+//! # Shape
+//!
+//! ```text
+//! export() ── decode ──► routes? ──► hand-over queue ──► worker thread (own tokio runtime, suppressed)
+//!  (caller's thread,      (Stream)     (bounded, try-       │ Stream::encode → Item (UUIDv7)
+//!   never blocks)                      style, drops         ▼
+//!                                      counted)           backlog (bounded, evicts oldest; spool seam)
+//!                                                           │ batcher: max items / bytes / delay
+//!                                                           ▼
+//!                                      Stream::frame → gzip? → Transport::send (timeout)
+//!                                                           │
+//!                                      retry::RetryPolicy::decide → done / backoff / split / drop
+//! ```
+//!
+//! - [`Delivery::export`] (the body of a `LogExporter::export`) decodes records with
+//!   [`decode`](crate::decode::decode) on the calling thread, keeps the events
+//!   [`Stream::routes`] accepts and hands them to the worker; it never blocks, never does I/O
+//!   and needs no ambient runtime, so it works under `BatchLogProcessor`,
+//!   `SimpleLogProcessor` and inside or outside tokio.
+//! - Each engine owns ONE named thread `closedloop-telemetry-<stream>` with a current-thread
+//!   tokio runtime, inside `Context::enter_telemetry_suppressed_scope()`. It is driven by a
+//!   small command enum (events / flush with reply / shutdown with reply / wake) and sleeps
+//!   until the next batch is due, a backoff ends or a command arrives.
+//! - Items ([`Item`]) are pre-encoded JSON values with a stable UUIDv7, mapped once on the
+//!   worker; retries re-frame the same items (fresh per-request fields such as `sent_at`).
+//! - The network sits behind [`Transport`]: [`HttpTransport`] now, a channel transport for
+//!   the relay later. The engine wraps every send in the per-request timeout.
+//! - Retry rules are the pure [`RetryPolicy::decide`] (see [`retry`]).
+//! - Every loss is counted by [`DropReason`] in [`DeliveryStats`], with a warning on the first
+//!   loss of each kind; rejected batches are also logged once per HTTP status.
+//!
+//! # Plugging in a stream
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use closedloop_telemetry_exporters::decode::Event;
+//! use closedloop_telemetry_exporters::delivery::*;
+//!
+//! struct Relay;
+//! impl Stream for Relay {
+//!     fn name(&self) -> &'static str { "relay" }
+//!     fn routes(&self, e: &Event) -> bool { e.entry.is_some_and(|r| r.relay.is_some()) }
+//!     fn encode(&self, e: &Event, id: uuid::Uuid) -> Result<Vec<u8>, InvalidEvent> {
+//!         Ok(serde_json::to_vec(&serde_json::json!({"event": e.name, "id": id.to_string()})).unwrap())
+//!     }
+//!     fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) { frame_json_array(items, out) }
+//! }
+//!
+//! let url = parse_http_url("CL_RELAY_URL", "https://relay.example/ingest")?;
+//! let transport = HttpTransport::new(
+//!     url,
+//!     &[("content-type", "application/json".into())],
+//!     DEFAULT_REQUEST_TIMEOUT,
+//! )?;
+//! let limits = Limits {
+//!     max_items: 100,
+//!     max_body_bytes: 4 << 20,
+//!     max_delay: Duration::from_secs(2),
+//!     expiry: None,
+//! };
+//! let delivery = Delivery::start(Relay, transport, DeliveryConfig::new(limits))?;
+//! // In LogExporter::export: delivery.export(&batch, &decode_options)
+//! let report = delivery.shutdown(Duration::from_secs(5));
+//! # Ok::<(), BuildError>(())
+//! ```
+//!
+//! # Flush and shutdown
+//!
+//! [`Delivery::flush`] sends everything queued at once (ignoring the batch delay, honouring a
+//! running backoff) and returns by its deadline with the count still queued; those stay
+//! queued. [`Delivery::shutdown`] does the same, then drops what remains (counted as
+//! `shutdown`), answers with that count and stops the worker; an in-flight request is
+//! abandoned at the deadline, so a dead or hanging server never holds shutdown past it. Later
+//! exports get `AlreadyShutdown`.
+
+mod backlog;
+mod batcher;
+pub mod body;
+mod engine;
+mod error;
+mod http;
+pub mod retry;
+mod stats;
+mod stream;
+mod transport;
+mod worker;
+
+#[cfg(test)]
+mod engine_tests;
+
+pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
+pub use engine::{
+    Delivery, DeliveryConfig, DeliveryReport, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+};
+pub use error::BuildError;
+pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES};
+pub use retry::{Decision, Outcome, RetryPolicy};
+pub use stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason, DroppedCounts};
+pub use stream::{frame_json_array, join_items, InvalidEvent, Item, Limits, Stream};
+pub use transport::{BoxFuture, Request, Response, Transport, TransportError};

@@ -1,0 +1,275 @@
+//! Live delivery counters, readable by the app at any time without blocking the worker.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Why events were dropped instead of delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DropReason {
+    /// `export()` found the bounded hand-over queue full (the newest events are refused).
+    QueueFull,
+    /// The backlog was full while the destination was unreachable: the oldest events went.
+    Evicted,
+    /// The event failed the stream's validation (e.g. no `distinct_id`).
+    Invalid,
+    /// The server refused the batch with a 4xx other than 408/413/429.
+    Rejected,
+    /// The event alone is larger than a request may be (or still got 413 on its own).
+    TooLarge,
+    /// The event was older than the stream's expiry age when it was about to be sent.
+    Expired,
+    /// The batch failed more attempts than the retry policy allows.
+    RetriesExhausted,
+    /// Still queued when shutdown reached its deadline.
+    Shutdown,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 8] = [
+        DropReason::QueueFull,
+        DropReason::Evicted,
+        DropReason::Invalid,
+        DropReason::Rejected,
+        DropReason::TooLarge,
+        DropReason::Expired,
+        DropReason::RetriesExhausted,
+        DropReason::Shutdown,
+    ];
+
+    /// The snake_case name used in logs and reports.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DropReason::QueueFull => "queue_full",
+            DropReason::Evicted => "evicted",
+            DropReason::Invalid => "invalid",
+            DropReason::Rejected => "rejected",
+            DropReason::TooLarge => "too_large",
+            DropReason::Expired => "expired",
+            DropReason::RetriesExhausted => "retries_exhausted",
+            DropReason::Shutdown => "shutdown",
+        }
+    }
+
+    const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The shared counters of one delivery engine. All counters but `queued` are monotonic.
+#[derive(Debug)]
+pub struct DeliveryStats {
+    stream: &'static str,
+    queued: AtomicU64,
+    sent: AtomicU64,
+    requests: AtomicU64,
+    retried: AtomicU64,
+    ignored: AtomicU64,
+    dropped: [AtomicU64; DropReason::ALL.len()],
+    warned: [AtomicBool; DropReason::ALL.len()],
+    last_error: Mutex<Option<String>>,
+}
+
+/// Dropped events by reason (see [`DropReason`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[allow(missing_docs)]
+pub struct DroppedCounts {
+    pub queue_full: u64,
+    pub evicted: u64,
+    pub invalid: u64,
+    pub rejected: u64,
+    pub too_large: u64,
+    pub expired: u64,
+    pub retries_exhausted: u64,
+    pub shutdown: u64,
+}
+
+impl DroppedCounts {
+    /// The sum over every reason.
+    pub fn total(&self) -> u64 {
+        self.queue_full
+            + self.evicted
+            + self.invalid
+            + self.rejected
+            + self.too_large
+            + self.expired
+            + self.retries_exhausted
+            + self.shutdown
+    }
+
+    /// The count for one reason.
+    pub fn get(&self, reason: DropReason) -> u64 {
+        match reason {
+            DropReason::QueueFull => self.queue_full,
+            DropReason::Evicted => self.evicted,
+            DropReason::Invalid => self.invalid,
+            DropReason::Rejected => self.rejected,
+            DropReason::TooLarge => self.too_large,
+            DropReason::Expired => self.expired,
+            DropReason::RetriesExhausted => self.retries_exhausted,
+            DropReason::Shutdown => self.shutdown,
+        }
+    }
+}
+
+/// A point-in-time copy of [`DeliveryStats`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryStatsSnapshot {
+    /// Events accepted and not yet delivered or dropped (hand-over queue, backlog, in flight).
+    pub queued: u64,
+    /// Events delivered (answered 2xx).
+    pub sent: u64,
+    /// Requests made (every attempt, including retries and split halves).
+    pub requests: u64,
+    /// Failed attempts that were scheduled for a retry after a backoff.
+    pub retried: u64,
+    /// Records not meant for this stream (no event name, activity entries, other routes).
+    pub ignored: u64,
+    /// Events dropped, by reason.
+    pub dropped: DroppedCounts,
+    /// The most recent delivery error, e.g. `"HTTP 503: busy"` or `"connection: refused"`.
+    pub last_error: Option<String>,
+}
+
+impl DeliveryStats {
+    /// Fresh counters for the stream called `stream` (used in log messages).
+    pub fn new(stream: &'static str) -> Self {
+        DeliveryStats {
+            stream,
+            queued: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            dropped: Default::default(),
+            warned: Default::default(),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    /// Reads every counter.
+    pub fn snapshot(&self) -> DeliveryStatsSnapshot {
+        let d = |r: DropReason| self.dropped[r.index()].load(Relaxed);
+        DeliveryStatsSnapshot {
+            queued: self.queued.load(Relaxed),
+            sent: self.sent.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            retried: self.retried.load(Relaxed),
+            ignored: self.ignored.load(Relaxed),
+            dropped: DroppedCounts {
+                queue_full: d(DropReason::QueueFull),
+                evicted: d(DropReason::Evicted),
+                invalid: d(DropReason::Invalid),
+                rejected: d(DropReason::Rejected),
+                too_large: d(DropReason::TooLarge),
+                expired: d(DropReason::Expired),
+                retries_exhausted: d(DropReason::RetriesExhausted),
+                shutdown: d(DropReason::Shutdown),
+            },
+            last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+        }
+    }
+
+    /// Events currently queued (the `queued` gauge).
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Relaxed)
+    }
+
+    pub(crate) fn enqueued(&self, n: u64) {
+        self.queued.fetch_add(n, Relaxed);
+    }
+
+    /// Removes `n` events from the `queued` gauge (they were sent, dropped or ignored).
+    fn settle(&self, n: u64) {
+        let _ = self
+            .queued
+            .fetch_update(Relaxed, Relaxed, |q| Some(q.saturating_sub(n)));
+    }
+
+    pub(crate) fn delivered(&self, n: u64) {
+        self.sent.fetch_add(n, Relaxed);
+        self.settle(n);
+    }
+
+    pub(crate) fn request(&self) {
+        self.requests.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn retry(&self) {
+        self.retried.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn ignore(&self, n: u64) {
+        self.ignored.fetch_add(n, Relaxed);
+    }
+
+    /// Counts `n` dropped events that were never queued (refused at the door).
+    pub(crate) fn refused(&self, reason: DropReason, n: u64, detail: &str) {
+        let _ = self.count_drop(reason, n, detail);
+    }
+
+    /// Counts `n` dropped events that were queued. Returns whether this call logged the
+    /// first-drop warning of `reason`.
+    pub(crate) fn dropped(&self, reason: DropReason, n: u64, detail: &str) -> bool {
+        self.settle(n);
+        self.count_drop(reason, n, detail)
+    }
+
+    fn count_drop(&self, reason: DropReason, n: u64, detail: &str) -> bool {
+        if n == 0 {
+            return false;
+        }
+        self.dropped[reason.index()].fetch_add(n, Relaxed);
+        // Warn on the first loss of each kind only; the counters carry the rest.
+        if !self.warned[reason.index()].swap(true, Relaxed) {
+            tracing::warn!(
+                stream = self.stream,
+                reason = reason.as_str(),
+                count = n,
+                detail,
+                "telemetry events dropped (first drop of this kind; further ones are only counted)"
+            );
+            return true;
+        }
+        false
+    }
+
+    pub(crate) fn set_last_error(&self, error: String) {
+        if let Ok(mut slot) = self.last_error.lock() {
+            *slot = Some(error);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drops_are_counted_by_reason_and_settle_the_gauge() {
+        let stats = DeliveryStats::new("test");
+        stats.enqueued(5);
+        stats.delivered(2);
+        stats.dropped(DropReason::Rejected, 2, "HTTP 400");
+        stats.refused(DropReason::QueueFull, 7, "full");
+        let s = stats.snapshot();
+        assert_eq!(s.queued, 1);
+        assert_eq!(s.sent, 2);
+        assert_eq!(s.dropped.rejected, 2);
+        assert_eq!(s.dropped.queue_full, 7);
+        assert_eq!(s.dropped.total(), 9);
+        assert_eq!(s.dropped.get(DropReason::QueueFull), 7);
+    }
+
+    #[test]
+    fn reason_names_are_snake_case_and_ordered() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(r.index(), i);
+            assert!(r
+                .as_str()
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_'));
+        }
+    }
+}

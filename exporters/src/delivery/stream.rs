@@ -1,0 +1,97 @@
+//! What a stream plugs into the engine: the item it delivers and the [`Stream`] trait that maps
+//! events to items and frames items into request bodies.
+
+use std::time::{Duration, SystemTime};
+
+use uuid::Uuid;
+
+use crate::decode::Event;
+
+/// One pre-encoded event on its way out: the unit the engine queues, batches, retries and drops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    /// A UUIDv7 assigned once, when the event was mapped; the same on every retry, so the
+    /// receiver can de-duplicate.
+    pub id: Uuid,
+    /// The event time (used for the stream's expiry age).
+    pub created: SystemTime,
+    /// Exactly one JSON value (the stream's wire form of the event).
+    pub bytes: Vec<u8>,
+}
+
+/// Why a stream refused to map an event; the event is dropped and counted as `invalid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid event: {0}")]
+pub struct InvalidEvent(pub &'static str);
+
+/// The size and timing rules of a stream's batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The most items one request carries (at least 1).
+    pub max_items: usize,
+    /// The largest uncompressed request body; an item that cannot fit alone is `too_large`.
+    pub max_body_bytes: usize,
+    /// How long the oldest queued item may wait before a partial batch goes.
+    pub max_delay: Duration,
+    /// Items older than this (by [`Item::created`]) are dropped as `expired`, never sent.
+    pub expiry: Option<Duration>,
+}
+
+/// A destination's wire format. The engine calls [`Stream::routes`] on the exporting thread and
+/// everything else on its worker thread.
+///
+/// Implementations are pure (no I/O) and cheap to share; they hold only configuration (API
+/// key, default properties).
+pub trait Stream: Send + Sync + 'static {
+    /// A short name for the worker thread, logs and stats, e.g. `"posthog"`.
+    fn name(&self) -> &'static str;
+
+    /// Whether an event belongs on this stream at all (e.g. "has a PostHog name"). Events that
+    /// do not are counted as `ignored`, never queued. Runs on the exporting thread: keep it a
+    /// field check. Default: every event.
+    fn routes(&self, event: &Event) -> bool {
+        let _ = event;
+        true
+    }
+
+    /// Validates and maps one event to its wire JSON (one value, no trailing newline). `id` is
+    /// the item's stable UUIDv7 and belongs in the value if the wire format carries an id.
+    fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent>;
+
+    /// Writes one request body around `items` (each a JSON value from [`Stream::encode`]) into
+    /// `out` (empty on entry). Called again on every attempt, so per-request values such as
+    /// PostHog's `sent_at` are fresh each time. With no items it must write the bare frame: the
+    /// engine measures it once to know the framing overhead.
+    fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>);
+
+    /// Removes secrets (e.g. the API key) from a server's reason text before it is logged or
+    /// stored as the last error. Default: no change.
+    fn redact(&self, text: &mut String) {
+        let _ = text;
+    }
+}
+
+/// Frames items as a JSON array `[a,b,c]`: the body of the relay and Datadog streams.
+///
+/// ```
+/// use closedloop_telemetry_exporters::delivery::frame_json_array;
+/// let mut out = Vec::new();
+/// frame_json_array(&[br#"{"a":1}"#, b"2"], &mut out);
+/// assert_eq!(out, br#"[{"a":1},2]"#);
+/// ```
+pub fn frame_json_array(items: &[&[u8]], out: &mut Vec<u8>) {
+    out.push(b'[');
+    join_items(items, out);
+    out.push(b']');
+}
+
+/// Writes `items` separated by commas (the inside of a JSON array).
+pub fn join_items(items: &[&[u8]], out: &mut Vec<u8>) {
+    out.reserve(items.iter().map(|i| i.len() + 1).sum());
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(item);
+    }
+}

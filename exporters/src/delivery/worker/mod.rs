@@ -1,0 +1,267 @@
+//! The worker: one named thread per engine, with its own current-thread tokio runtime, inside a
+//! telemetry-suppressed context. It maps events to items, forms batches, sends them and applies
+//! the retry policy, and answers flush and shutdown.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
+use std::time::Instant;
+
+use opentelemetry::Context;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::backlog::Backlog;
+use super::batcher::{due_at, fits_alone, Batch};
+use super::engine::{Command, DeliveryConfig};
+use super::stats::{DeliveryStats, DropReason};
+use super::stream::{Item, Stream};
+use super::transport::Transport;
+
+mod send;
+
+/// The longest server reason text kept in `last_error` and logs.
+const LAST_ERROR_MAX_BYTES: usize = 256;
+/// How many queued commands the worker takes in before it looks at sending again.
+const MAX_COMMANDS_PER_PASS: usize = 1024;
+
+pub(crate) struct Worker {
+    stream: Arc<dyn Stream>,
+    transport: Arc<dyn Transport>,
+    cfg: DeliveryConfig,
+    stats: Arc<DeliveryStats>,
+    admitted: Arc<AtomicUsize>,
+    rx: UnboundedReceiver<Command>,
+    closed: bool,
+    backlog: Backlog,
+    inflight: VecDeque<Batch>,
+    /// The framing overhead of an empty body.
+    overhead: usize,
+    backoff_until: Option<Instant>,
+    /// Consecutive connection failures of the destination (drives their backoff).
+    connect_failures: u32,
+    flushes: Vec<(Instant, SyncSender<u64>)>,
+    shutdown: Option<(Instant, Option<SyncSender<u64>>)>,
+    warned_status: HashSet<u16>,
+}
+
+/// Starts the worker thread.
+pub(crate) fn spawn(worker: Worker) -> std::io::Result<()> {
+    let name = format!("closedloop-telemetry-{}", worker.stream.name());
+    std::thread::Builder::new().name(name).spawn(move || {
+        // Everything this thread does (HTTP client, our own logs) must not become telemetry.
+        let _suppressed = Context::enter_telemetry_suppressed_scope();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            // Blocking-pool threads (DNS lookups) are suppressed for their whole life too.
+            .on_thread_start(|| std::mem::forget(Context::enter_telemetry_suppressed_scope()))
+            .build();
+        match runtime {
+            Ok(rt) => rt.block_on(worker.run()),
+            Err(e) => {
+                tracing::warn!(error = %e, "telemetry delivery worker could not start its runtime");
+                worker.stats.set_last_error(format!("runtime: {e}"));
+            }
+        }
+    })?;
+    Ok(())
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(
+        stream: Arc<dyn Stream>,
+        transport: Arc<dyn Transport>,
+        cfg: DeliveryConfig,
+        stats: Arc<DeliveryStats>,
+        admitted: Arc<AtomicUsize>,
+        rx: UnboundedReceiver<Command>,
+    ) -> Self {
+        let mut frame = Vec::new();
+        stream.frame(&[], &mut frame);
+        Worker {
+            backlog: Backlog::new(cfg.queue_capacity),
+            overhead: frame.len(),
+            stream,
+            transport,
+            cfg,
+            stats,
+            admitted,
+            rx,
+            closed: false,
+            inflight: VecDeque::new(),
+            backoff_until: None,
+            connect_failures: 0,
+            flushes: Vec::new(),
+            shutdown: None,
+            warned_status: HashSet::new(),
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            // Take in what is already waiting before deciding, so batches fill up (bounded,
+            // so a producer that never pauses cannot starve sending).
+            for _ in 0..MAX_COMMANDS_PER_PASS {
+                match self.rx.try_recv() {
+                    Ok(cmd) => self.on_command(Some(cmd)),
+                    Err(TryRecvError::Disconnected) if !self.closed => self.on_command(None),
+                    Err(_) => break,
+                }
+            }
+            let now = Instant::now();
+            self.settle_flushes(now);
+            if self.shutdown_done(now) {
+                break;
+            }
+            let send_at = self.send_at(now);
+            if send_at.is_some_and(|t| t <= now) {
+                self.send_next().await;
+                continue;
+            }
+            let wake = [send_at, self.next_deadline()].into_iter().flatten().min();
+            tokio::select! {
+                cmd = self.rx.recv(), if !self.closed => self.on_command(cmd),
+                _ = sleep_until(wake) => {}
+            }
+        }
+        self.finish();
+    }
+
+    fn pending(&self) -> usize {
+        self.backlog.len() + self.inflight.iter().map(|b| b.items.len()).sum::<usize>()
+    }
+
+    fn urgent(&self) -> bool {
+        !self.flushes.is_empty() || self.shutdown.is_some()
+    }
+
+    /// When the next request should go (`None`: nothing to send).
+    fn send_at(&self, now: Instant) -> Option<Instant> {
+        if let Some(t) = self.backoff_until.filter(|t| *t > now) {
+            return (self.pending() > 0).then_some(t);
+        }
+        if !self.inflight.is_empty() || (self.urgent() && !self.backlog.is_empty()) {
+            return Some(now);
+        }
+        due_at(&self.backlog, &self.cfg.limits)
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let flush = self.flushes.iter().map(|(d, _)| *d).min();
+        [flush, self.shutdown.as_ref().map(|(d, _)| *d)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    fn on_command(&mut self, cmd: Option<Command>) {
+        match cmd {
+            Some(Command::Events(events)) => {
+                self.admitted.fetch_sub(events.len(), Ordering::AcqRel);
+                for event in &events {
+                    self.queue_event(event);
+                }
+            }
+            Some(Command::Flush { deadline, reply }) => self.flushes.push((deadline, reply)),
+            Some(Command::Shutdown { deadline, reply }) => {
+                self.shutdown = Some((deadline, Some(reply)));
+            }
+            Some(Command::Wake) => self.backoff_until = None,
+            None => {
+                // Every handle is gone: deliver what we can within the default deadline.
+                self.closed = true;
+                if self.shutdown.is_none() {
+                    self.shutdown = Some((Instant::now() + self.cfg.shutdown_timeout, None));
+                }
+            }
+        }
+    }
+
+    fn queue_event(&mut self, event: &crate::decode::Event) {
+        let id = uuid::Uuid::now_v7();
+        match self.stream.encode(event, id) {
+            Ok(bytes) if !fits_alone(bytes.len(), self.overhead, &self.cfg.limits) => {
+                let _ = self
+                    .stats
+                    .dropped(DropReason::TooLarge, 1, "event exceeds the body limit");
+            }
+            Ok(bytes) => {
+                let item = Item {
+                    id,
+                    created: event.time,
+                    bytes,
+                };
+                if self.backlog.push(item, Instant::now()).is_some() {
+                    let _ = self.stats.dropped(DropReason::Evicted, 1, "backlog full");
+                }
+            }
+            Err(invalid) => {
+                let _ = self.stats.dropped(DropReason::Invalid, 1, invalid.0);
+            }
+        }
+    }
+
+    fn settle_flushes(&mut self, now: Instant) {
+        let idle = self.pending() == 0;
+        let queued = self.stats.queued();
+        self.flushes.retain(|(deadline, reply)| {
+            let done = idle || *deadline <= now;
+            if done {
+                let _ = reply.try_send(if idle { 0 } else { queued });
+            }
+            !done
+        });
+    }
+
+    fn shutdown_done(&self, now: Instant) -> bool {
+        self.shutdown
+            .as_ref()
+            .is_some_and(|(deadline, _)| self.pending() == 0 || *deadline <= now)
+    }
+
+    fn drop_items(&self, reason: DropReason, n: usize, detail: &str) {
+        let _ = self.stats.dropped(reason, n as u64, detail);
+    }
+
+    /// Drops whatever is left (counted as `shutdown`) and answers every waiter.
+    fn finish(mut self) {
+        self.rx.close();
+        let mut left = self.backlog.drain().len();
+        left += self
+            .inflight
+            .drain(..)
+            .map(|b| b.items.len())
+            .sum::<usize>();
+        let mut replies = Vec::new();
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Events(events) => {
+                    self.admitted.fetch_sub(events.len(), Ordering::AcqRel);
+                    left += events.len();
+                }
+                Command::Flush { reply, .. } | Command::Shutdown { reply, .. } => {
+                    replies.push(reply)
+                }
+                Command::Wake => {}
+            }
+        }
+        self.drop_items(
+            DropReason::Shutdown,
+            left,
+            "still queued at the shutdown deadline",
+        );
+        replies.extend(self.flushes.drain(..).map(|(_, r)| r));
+        replies.extend(self.shutdown.take().and_then(|(_, r)| r));
+        for reply in replies {
+            let _ = reply.try_send(left as u64);
+        }
+    }
+}

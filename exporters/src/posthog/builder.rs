@@ -1,0 +1,310 @@
+//! [`PostHogExporterBuilder`]: settings, defaults and validation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::exporter::{PostHogExporter, PostHogStream};
+use super::wire::Framer;
+use crate::decode::DecodeOptions;
+use crate::delivery::{
+    parse_http_url, BuildError, Delivery, DeliveryConfig, HttpTransport, Limits, RetryPolicy,
+    DEFAULT_GZIP_LEVEL, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+};
+
+/// PostHog's US cloud ingestion host.
+pub const DEFAULT_HOST: &str = "https://us.i.posthog.com";
+/// Events per request (also the most PostHog gets in one request).
+pub const MAX_BATCH_SIZE: usize = 20;
+/// How long the oldest waiting event may wait before a partial batch goes.
+pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
+/// The largest uncompressed request body; bigger batches are split before sending.
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+
+/// Builds a [`PostHogExporter`].
+///
+/// | setting | default |
+/// |---|---|
+/// | [`api_key`](Self::api_key) | required (`CL_POSTHOG_API_KEY` with [`from_env`](Self::from_env)) |
+/// | [`host`](Self::host) | [`DEFAULT_HOST`] (`CL_POSTHOG_HOST`) |
+/// | [`batch_size`](Self::batch_size) | 20 ([`MAX_BATCH_SIZE`], also the maximum) |
+/// | [`flush_interval`](Self::flush_interval) | 30 s ([`DEFAULT_FLUSH_INTERVAL`]) |
+/// | [`gzip`](Self::gzip) | off (on: level [`DEFAULT_GZIP_LEVEL`]) |
+/// | [`timeout`](Self::timeout) | 10 s per request ([`DEFAULT_REQUEST_TIMEOUT`]) |
+/// | [`queue_capacity`](Self::queue_capacity) | 2048 events ([`DEFAULT_QUEUE_CAPACITY`]) |
+/// | [`retry_policy`](Self::retry_policy) | [`RetryPolicy::default`] |
+/// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s, used when dropped without shutdown |
+/// | [`compute_target_id`](Self::compute_target_id), [`release_version`](Self::release_version) | none: used only for records that lack them |
+#[derive(Clone)]
+pub struct PostHogExporterBuilder {
+    api_key: Option<String>,
+    host: String,
+    batch_size: usize,
+    flush_interval: Duration,
+    gzip: bool,
+    timeout: Duration,
+    queue_capacity: usize,
+    retry: RetryPolicy,
+    shutdown_timeout: Duration,
+    compute_target_id: Option<String>,
+    release_version: Option<String>,
+}
+
+impl std::fmt::Debug for PostHogExporterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostHogExporterBuilder")
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("host", &self.host)
+            .field("batch_size", &self.batch_size)
+            .field("flush_interval", &self.flush_interval)
+            .field("gzip", &self.gzip)
+            .field("timeout", &self.timeout)
+            .field("queue_capacity", &self.queue_capacity)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for PostHogExporterBuilder {
+    fn default() -> Self {
+        PostHogExporterBuilder {
+            api_key: None,
+            host: DEFAULT_HOST.to_string(),
+            batch_size: MAX_BATCH_SIZE,
+            flush_interval: DEFAULT_FLUSH_INTERVAL,
+            gzip: false,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            retry: RetryPolicy::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            compute_target_id: None,
+            release_version: None,
+        }
+    }
+}
+
+impl PostHogExporterBuilder {
+    /// A builder seeded from `CL_POSTHOG_API_KEY`, `CL_POSTHOG_HOST`, `CL_COMPUTE_TARGET_ID`
+    /// and `CL_RELEASE_VERSION` (unset or empty variables keep the defaults).
+    pub fn from_env() -> Self {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        let defaults = Self::default();
+        PostHogExporterBuilder {
+            api_key: get("CL_POSTHOG_API_KEY"),
+            host: get("CL_POSTHOG_HOST").unwrap_or(defaults.host.clone()),
+            compute_target_id: get("CL_COMPUTE_TARGET_ID"),
+            release_version: get("CL_RELEASE_VERSION"),
+            ..defaults
+        }
+    }
+
+    /// The project API key (required).
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The PostHog base URL; requests go to `{host}/batch/`.
+    pub fn host(mut self, host: impl Into<String>) -> Self {
+        self.host = host.into();
+        self
+    }
+
+    /// Events per request, 1–20.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n;
+        self
+    }
+
+    /// The longest an event waits for its batch to fill.
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Gzip request bodies (`Content-Encoding: gzip`).
+    pub fn gzip(mut self, on: bool) -> Self {
+        self.gzip = on;
+        self
+    }
+
+    /// Per-request timeout (must be non-zero).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The bound of the hand-over queue and of the backlog, in events.
+    pub fn queue_capacity(mut self, n: usize) -> Self {
+        self.queue_capacity = n;
+        self
+    }
+
+    /// Backoff and give-up rules.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// The delivery deadline used when the exporter is dropped without a shutdown.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// `distinct_id` for records that carry no `computeTargetId`.
+    pub fn compute_target_id(mut self, id: impl Into<String>) -> Self {
+        self.compute_target_id = Some(id.into());
+        self
+    }
+
+    /// `release_version` for records that carry none.
+    pub fn release_version(mut self, version: impl Into<String>) -> Self {
+        self.release_version = Some(version.into());
+        self
+    }
+
+    /// The `/batch/` endpoint for a host, checked.
+    fn endpoint(&self) -> Result<reqwest::Url, BuildError> {
+        let host = parse_http_url("CL_POSTHOG_HOST", &self.host)?;
+        if host.query().is_some() || host.fragment().is_some() {
+            return Err(BuildError::InvalidUrl {
+                setting: "CL_POSTHOG_HOST",
+                url: self.host.clone(),
+                reason: "a host must not carry a query or fragment".into(),
+            });
+        }
+        let base = host.as_str().trim_end_matches('/');
+        parse_http_url("CL_POSTHOG_HOST", &format!("{base}/batch/"))
+    }
+
+    /// Checks the settings, starts the worker thread and returns the exporter.
+    pub fn build(self) -> Result<PostHogExporter, BuildError> {
+        let api_key = self
+            .api_key
+            .clone()
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .ok_or(BuildError::Missing("api_key (CL_POSTHOG_API_KEY)"))?;
+        let endpoint = self.endpoint()?;
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(BuildError::InvalidValue {
+                setting: "batch_size",
+                reason: format!("{} is not within 1..={MAX_BATCH_SIZE}", self.batch_size),
+            });
+        }
+        for (setting, value) in [
+            ("timeout", self.timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(BuildError::InvalidValue {
+                    setting,
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
+        if self.queue_capacity == 0 {
+            return Err(BuildError::InvalidValue {
+                setting: "queue_capacity",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let transport = HttpTransport::new(
+            endpoint.clone(),
+            &[("content-type", "application/json".to_string())],
+            self.timeout,
+        )?;
+        let mut config = DeliveryConfig::new(Limits {
+            max_items: self.batch_size,
+            max_body_bytes: MAX_BODY_BYTES,
+            max_delay: self.flush_interval,
+            expiry: None,
+        });
+        config.queue_capacity = self.queue_capacity;
+        config.request_timeout = self.timeout;
+        config.gzip = self.gzip.then_some(DEFAULT_GZIP_LEVEL);
+        config.retry = self.retry;
+        config.shutdown_timeout = self.shutdown_timeout;
+        let stream = PostHogStream {
+            framer: Framer::new(&api_key),
+            api_key,
+        };
+        let delivery = Delivery::start(stream, transport, config)?;
+        Ok(PostHogExporter {
+            delivery,
+            decode: Arc::new(DecodeOptions {
+                compute_target_id: self.compute_target_id,
+                release_version: self.release_version,
+                keep_tails: false,
+            }),
+            endpoint: Arc::from(endpoint.as_str()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let b = PostHogExporterBuilder::default();
+        assert_eq!(b.flush_interval, Duration::from_secs(30));
+        assert_eq!(b.batch_size, 20);
+        assert_eq!(b.host, "https://us.i.posthog.com");
+        assert_eq!(b.timeout, Duration::from_secs(10));
+        assert_eq!(
+            b.endpoint().unwrap().as_str(),
+            "https://us.i.posthog.com/batch/"
+        );
+    }
+
+    #[test]
+    fn endpoint_joins_paths_and_rejects_bad_hosts() {
+        let ep = |h: &str| PostHogExporterBuilder::default().host(h).endpoint();
+        assert_eq!(
+            ep("https://eu.i.posthog.com/").unwrap().as_str(),
+            "https://eu.i.posthog.com/batch/"
+        );
+        assert_eq!(
+            ep("http://127.0.0.1:8000/ingest").unwrap().as_str(),
+            "http://127.0.0.1:8000/ingest/batch/"
+        );
+        for bad in ["not a url", "ftp://x.example", "https://x.example/?a=1", ""] {
+            let err = ep(bad).unwrap_err().to_string();
+            assert!(err.contains("CL_POSTHOG_HOST"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn build_checks_key_and_ranges() {
+        let err = PostHogExporterBuilder::default().build().unwrap_err();
+        assert!(err.to_string().contains("api_key"), "{err}");
+        let key = || PostHogExporterBuilder::default().api_key("phc_test");
+        assert!(key().batch_size(0).build().is_err());
+        assert!(key().batch_size(21).build().is_err());
+        assert!(key().timeout(Duration::ZERO).build().is_err());
+        assert!(key().queue_capacity(0).build().is_err());
+        let err = key().host("nope").build().unwrap_err().to_string();
+        assert!(err.contains("invalid URL") && err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn env_lookup_seeds_the_builder_and_debug_hides_the_key() {
+        let b = PostHogExporterBuilder::from_lookup(|k| match k {
+            "CL_POSTHOG_API_KEY" => Some("phc_secret".into()),
+            "CL_POSTHOG_HOST" => Some("http://127.0.0.1:9".into()),
+            "CL_RELEASE_VERSION" => Some(" ".into()),
+            _ => None,
+        });
+        assert_eq!(b.host, "http://127.0.0.1:9");
+        assert_eq!(b.release_version, None);
+        assert!(!format!("{b:?}").contains("phc_secret"));
+        let exporter = b.build().unwrap();
+        assert!(!format!("{exporter:?}").contains("phc_secret"));
+        assert_eq!(exporter.endpoint(), "http://127.0.0.1:9/batch/");
+    }
+}
