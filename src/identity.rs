@@ -50,6 +50,31 @@ fn is_valid(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
 }
 
+/// The id to use when none is configured: the persisted one, or (when the data directory is
+/// unusable) a fresh id for this run, with a warning. Never fails.
+pub(crate) fn resolve(dir: Option<&Path>) -> String {
+    let dir = dir.map(Path::to_path_buf).or_else(default_data_dir);
+    let Some(dir) = dir else {
+        tracing::warn!(
+            target: "closedloop_telemetry::internal",
+            "no OS data directory; using a computeTargetId for this run only"
+        );
+        return uuid::Uuid::new_v4().to_string();
+    };
+    match load_or_create(&dir) {
+        Ok(id) => id,
+        Err(e) => {
+            tracing::warn!(
+                target: "closedloop_telemetry::internal",
+                error = %e,
+                dir = %dir.display(),
+                "cannot persist the computeTargetId; using one for this run only"
+            );
+            uuid::Uuid::new_v4().to_string()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

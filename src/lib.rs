@@ -1,11 +1,115 @@
 //! closedloop-telemetry: privacy-first desktop telemetry built on `tracing` and OpenTelemetry.
 //!
-//! Application code writes ordinary `tracing` events; the layers crate turns them into log
-//! records and the exporters deliver them to PostHog and to the relay (or Datadog). This facade
-//! adds configuration, identity, and the local [`collector`], a loopback stand-in for all three
-//! receivers.
+//! Application code writes ordinary `tracing` spans and events. One call at start-up adds
+//! [`ClosedLoopLayer`] to the app's subscriber; from there every event with an
+//! `event = "<category>"` field becomes an OpenTelemetry log record carrying the envelope, and
+//! the exporters deliver it to PostHog and to the relay (or Datadog). Events with an
+//! `activity` field feed the local-only activity log instead.
+//!
+//! ```no_run
+//! use tracing_subscriber::prelude::*;
+//!
+//! # fn main() -> Result<(), closedloop_telemetry::InitError> {
+//! let telemetry = closedloop_telemetry::builder(env!("CARGO_PKG_VERSION")).from_env()?.build()?;
+//! let (layer, guard) = telemetry.split();
+//! tracing_subscriber::registry()
+//!     .with(tracing_subscriber::fmt::layer())
+//!     .with(layer)
+//!     .init();
+//! guard.handle().gateway().set("gw-1");
+//! tracing::info!(event = "connection.established");
+//! drop(guard); // flushes both streams within 5 s
+//! # Ok(()) }
+//! ```
+//!
+//! Also here: configuration ([`config`]), the persisted computeTargetId ([`identity`]) and the
+//! local [`collector`], a loopback stand-in for all three receivers.
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod builder;
 pub mod collector;
 pub mod config;
+mod handle;
 pub mod identity;
+mod layer;
+mod processor;
+mod sink;
+mod streams;
+
+use std::time::Duration;
+
+pub use builder::TelemetryBuilder;
+pub use closedloop_telemetry_exporters as exporters;
+pub use closedloop_telemetry_layers as layers;
+pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
+pub use closedloop_telemetry_layers::GatewaySession;
+pub use handle::{ShutdownReport, TelemetryGuard, TelemetryHandle, TelemetryStats};
+pub use layer::ClosedLoopLayer;
+pub use sink::StreamKind;
+
+/// Default deadline for flush and shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why telemetry could not start. Never a panic.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InitError {
+    /// A configuration value is malformed (names the variable).
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// An exporter could not be built.
+    #[error("telemetry exporter: {0}")]
+    Exporter(#[from] exporters::BuildError),
+    /// A global subscriber was already installed (one-call variant only).
+    #[error("a global tracing subscriber is already installed: {0}")]
+    Subscriber(String),
+}
+
+/// Starts a builder for an app of this version (the default `release_version`).
+pub fn builder(app_version: impl Into<String>) -> TelemetryBuilder {
+    TelemetryBuilder::new(app_version.into())
+}
+
+/// One call for apps with no subscriber yet: reads the environment, starts the streams and
+/// installs a global subscriber with just our layer. Keep the guard alive.
+///
+/// ```no_run
+/// let _guard = closedloop_telemetry::init(env!("CARGO_PKG_VERSION"))?;
+/// tracing::info!(event = "connection.established");
+/// # Ok::<(), closedloop_telemetry::InitError>(())
+/// ```
+pub fn init(app_version: impl Into<String>) -> Result<TelemetryGuard, InitError> {
+    builder(app_version).from_env()?.build()?.init_global()
+}
+
+/// A started telemetry pipeline: the layer to add to a subscriber and the guard to keep.
+#[derive(Debug)]
+pub struct Telemetry {
+    /// Add this to the app's registry.
+    pub layer: ClosedLoopLayer,
+    /// Keep this alive; dropping it flushes and stops the streams.
+    pub guard: TelemetryGuard,
+}
+
+impl Telemetry {
+    /// The layer and the guard, separately.
+    pub fn split(self) -> (ClosedLoopLayer, TelemetryGuard) {
+        (self.layer, self.guard)
+    }
+
+    /// The handle (gateway session, activity log, stats, flush, shutdown).
+    pub fn handle(&self) -> TelemetryHandle {
+        self.guard.handle().clone()
+    }
+
+    /// Installs `registry().with(layer)` as the global default subscriber.
+    pub fn init_global(self) -> Result<TelemetryGuard, InitError> {
+        use tracing_subscriber::prelude::*;
+        let (layer, guard) = self.split();
+        tracing_subscriber::registry()
+            .with(layer)
+            .try_init()
+            .map_err(|e| InitError::Subscriber(e.to_string()))?;
+        Ok(guard)
+    }
+}

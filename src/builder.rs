@@ -1,0 +1,250 @@
+//! [`TelemetryBuilder`]: configuration in, a running [`Telemetry`] out.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use closedloop_telemetry_exporters::decode::DecodeOptions;
+use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore, DEFAULT_CAPACITY};
+use closedloop_telemetry_layers::{GatewaySession, TelemetryLayer};
+use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+
+use crate::config::{DatadogSettings, EnvConfig, PostHogSettings, RelaySettings};
+use crate::handle::{HandleInner, TelemetryGuard, TelemetryHandle};
+use crate::layer::ClosedLoopLayer;
+use crate::processor::FanoutProcessor;
+use crate::sink::Sink;
+use crate::streams;
+use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
+
+/// Builds a [`Telemetry`]. Start with [`crate::builder`].
+///
+/// | setting | default |
+/// |---|---|
+/// | PostHog ([`posthog`](Self::posthog)) | off (`CL_POSTHOG_API_KEY`, `CL_POSTHOG_HOST`) |
+/// | relay ([`relay`](Self::relay)) | off (`CL_RELAY_URL`, `CL_RELAY_TOKEN`) |
+/// | Datadog ([`datadog`](Self::datadog)) | off; used only without a relay (`DD_API_KEY`, `DD_SITE`, `DD_LOGS_URL`) |
+/// | [`compute_target_id`](Self::compute_target_id) | `CL_COMPUTE_TARGET_ID`, else an id persisted in the OS data dir |
+/// | [`release_version`](Self::release_version) | `CL_RELEASE_VERSION`, else the app version given to [`crate::builder`] |
+/// | [`verbose`](Self::verbose) | off (`CL_TELEMETRY_VERBOSE`) |
+/// | [`disabled`](Self::disabled) | off (`CL_TELEMETRY_DISABLED`, `DO_NOT_TRACK`) |
+/// | [`allow_custom_events`](Self::allow_custom_events) | off |
+/// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s |
+/// | [`activity_capacity`](Self::activity_capacity) | 200 entries |
+/// | [`data_dir`](Self::data_dir) | the OS data dir + `closedloop-telemetry` |
+/// | [`posthog_flush_interval`](Self::posthog_flush_interval) | 30 s |
+/// | [`relay_max_delay`](Self::relay_max_delay) | 2 s |
+///
+/// Settings apply in call order, so `from_env()` after a setter lets the environment win, and
+/// a setter after `from_env()` lets the code win. `DO_NOT_TRACK=1` and
+/// `CL_TELEMETRY_DISABLED=1` win whenever `from_env()` is called.
+#[derive(Debug, Clone)]
+pub struct TelemetryBuilder {
+    pub(crate) app_version: String,
+    pub(crate) cfg: EnvConfig,
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) allow_custom: bool,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) activity_capacity: usize,
+    pub(crate) posthog_flush_interval: Option<Duration>,
+    pub(crate) relay_max_delay: Option<Duration>,
+}
+
+impl TelemetryBuilder {
+    pub(crate) fn new(app_version: String) -> Self {
+        TelemetryBuilder {
+            app_version,
+            cfg: EnvConfig::default(),
+            data_dir: None,
+            allow_custom: false,
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            activity_capacity: DEFAULT_CAPACITY,
+            posthog_flush_interval: None,
+            relay_max_delay: None,
+        }
+    }
+
+    /// Applies the environment variables of DESIGN section 5 that are set.
+    pub fn from_env(self) -> Result<Self, InitError> {
+        let env = EnvConfig::from_env()?;
+        Ok(self.merge_env(env))
+    }
+
+    /// Applies an already-read environment (see [`EnvConfig::from_lookup`]).
+    pub fn merge_env(mut self, env: EnvConfig) -> Self {
+        let c = &mut self.cfg;
+        c.posthog = env.posthog.or(c.posthog.take());
+        c.relay = env.relay.or(c.relay.take());
+        c.datadog = env.datadog.or(c.datadog.take());
+        c.compute_target_id = env.compute_target_id.or(c.compute_target_id.take());
+        c.release_version = env.release_version.or(c.release_version.take());
+        c.verbose |= env.verbose;
+        c.disabled |= env.disabled;
+        c.spool_dir = env.spool_dir.or(c.spool_dir.take());
+        self
+    }
+
+    /// Enables PostHog with this project key and base URL.
+    pub fn posthog(mut self, api_key: impl Into<String>, host: impl Into<String>) -> Self {
+        self.cfg.posthog = Some(PostHogSettings {
+            api_key: api_key.into(),
+            host: host.into(),
+        });
+        self
+    }
+
+    /// Enables the relay stream.
+    pub fn relay(mut self, url: impl Into<String>, token: Option<String>) -> Self {
+        self.cfg.relay = Some(RelaySettings {
+            url: url.into(),
+            token,
+        });
+        self
+    }
+
+    /// Enables direct Datadog intake (used only when no relay is configured).
+    pub fn datadog(mut self, api_key: impl Into<String>, logs_url: impl Into<String>) -> Self {
+        self.cfg.datadog = Some(DatadogSettings {
+            api_key: api_key.into(),
+            logs_url: logs_url.into(),
+        });
+        self
+    }
+
+    /// Sets the computeTargetId (the PostHog `distinct_id`).
+    pub fn compute_target_id(mut self, id: impl Into<String>) -> Self {
+        self.cfg.compute_target_id = Some(id.into());
+        self
+    }
+
+    /// Sets `release_version`.
+    pub fn release_version(mut self, version: impl Into<String>) -> Self {
+        self.cfg.release_version = Some(version.into());
+        self
+    }
+
+    /// Includes (redacted) log tails in diagnostics.
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.cfg.verbose = on;
+        self
+    }
+
+    /// Turns both upstream streams off; the activity log keeps working.
+    pub fn disabled(mut self, on: bool) -> Self {
+        self.cfg.disabled = on;
+        self
+    }
+
+    /// Forwards events outside the catalogue to the diagnostics stream.
+    pub fn allow_custom_events(mut self, on: bool) -> Self {
+        self.allow_custom = on;
+        self
+    }
+
+    /// How long shutdown (and dropping the guard) may take.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How many activity-log entries are kept.
+    pub fn activity_capacity(mut self, n: usize) -> Self {
+        self.activity_capacity = n;
+        self
+    }
+
+    /// Where the persisted computeTargetId (and consent) live.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The durable spool location (`CL_TELEMETRY_SPOOL_DIR`).
+    pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cfg.spool_dir = Some(dir.into());
+        self
+    }
+
+    /// How long a partial PostHog batch waits (default 30 s).
+    pub fn posthog_flush_interval(mut self, interval: Duration) -> Self {
+        self.posthog_flush_interval = Some(interval);
+        self
+    }
+
+    /// How long a partial relay / Datadog batch waits (default 2 s).
+    pub fn relay_max_delay(mut self, delay: Duration) -> Self {
+        self.relay_max_delay = Some(delay);
+        self
+    }
+
+    /// Starts the streams and returns the layer and the guard.
+    pub fn build(self) -> Result<Telemetry, InitError> {
+        let compute_target_id = match self.cfg.compute_target_id.clone() {
+            Some(id) => id,
+            None => crate::identity::resolve(self.data_dir.as_deref()),
+        };
+        let release = self
+            .cfg
+            .release_version
+            .clone()
+            .unwrap_or_else(|| self.app_version.clone());
+        let activity = ActivityLogStore::with_capacity(self.activity_capacity);
+        let gateway = GatewaySession::default();
+        let upstream = Arc::new(AtomicBool::new(true));
+        let invalid = Arc::new(AtomicU64::new(0));
+
+        let sinks: Vec<Sink> = if self.cfg.disabled {
+            Vec::new()
+        } else {
+            streams::start(&self, &compute_target_id, &release)?
+        };
+        let sinks = Arc::new(sinks);
+
+        let (provider, telemetry_layer, layer_stats) = if sinks.is_empty() {
+            (None, None, Arc::default())
+        } else {
+            let decode = DecodeOptions {
+                compute_target_id: Some(compute_target_id.clone()),
+                release_version: Some(release.clone()),
+                keep_tails: self.cfg.verbose,
+            };
+            let provider = SdkLoggerProvider::builder()
+                .with_log_processor(FanoutProcessor::new(sinks.clone(), decode, invalid.clone()))
+                .build();
+            let layer = TelemetryLayer::builder(provider.logger("closedloop-telemetry"))
+                .compute_target_id(compute_target_id.as_str())
+                .release_version(release.as_str())
+                .verbose(self.cfg.verbose)
+                .allow_custom_events(self.allow_custom)
+                .gateway_session(gateway.clone())
+                .build();
+            let stats = layer.stats();
+            (Some(provider), Some(layer), stats)
+        };
+
+        let handle = TelemetryHandle {
+            inner: Arc::new(HandleInner {
+                provider,
+                sinks,
+                gateway,
+                activity: activity.clone(),
+                layer_stats,
+                invalid_records: invalid,
+                upstream: upstream.clone(),
+                compute_target_id,
+                shutdown_timeout: self.shutdown_timeout,
+                final_report: Mutex::new(None),
+            }),
+        };
+        Ok(Telemetry {
+            layer: ClosedLoopLayer {
+                telemetry: telemetry_layer,
+                activity: ActivityLayer::new(activity),
+                upstream,
+            },
+            guard: TelemetryGuard { handle },
+        })
+    }
+}

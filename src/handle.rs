@@ -1,0 +1,220 @@
+//! [`TelemetryHandle`] (what the app keeps) and [`TelemetryGuard`] (flushes on drop).
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use closedloop_telemetry_exporters::delivery::{DeliveryReport, DeliveryStatsSnapshot};
+use closedloop_telemetry_layers::activity::ActivityLogStore;
+use closedloop_telemetry_layers::{GatewaySession, LayerStats, LayerStatsSnapshot};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+
+use crate::processor::{flush_all, shutdown_all};
+use crate::sink::{Sink, StreamKind};
+
+/// A cheap, cloneable handle to the running telemetry: runtime state, stats, flush, shutdown.
+#[derive(Debug, Clone)]
+pub struct TelemetryHandle {
+    pub(crate) inner: Arc<HandleInner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct HandleInner {
+    pub(crate) provider: Option<SdkLoggerProvider>,
+    pub(crate) sinks: Arc<Vec<Sink>>,
+    pub(crate) gateway: GatewaySession,
+    pub(crate) activity: ActivityLogStore,
+    pub(crate) layer_stats: Arc<LayerStats>,
+    pub(crate) invalid_records: Arc<AtomicU64>,
+    pub(crate) upstream: Arc<AtomicBool>,
+    pub(crate) compute_target_id: String,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) final_report: Mutex<Option<ShutdownReport>>,
+}
+
+/// Live counters of the layer and of every running stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TelemetryStats {
+    /// What the layer did with the events it saw.
+    pub layer: LayerStatsSnapshot,
+    /// Records the facade could not decode (from other bridges only).
+    pub invalid_records: u64,
+    /// Per stream, in the order they were configured.
+    pub streams: Vec<(StreamKind, DeliveryStatsSnapshot)>,
+}
+
+impl TelemetryStats {
+    /// The counters of one stream, if it runs.
+    pub fn stream(&self, kind: StreamKind) -> Option<&DeliveryStatsSnapshot> {
+        self.streams
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, s)| s)
+    }
+}
+
+/// What a flush or shutdown left behind, per stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ShutdownReport {
+    /// Per stream: what remained at the deadline (see [`DeliveryReport`]).
+    pub streams: Vec<(StreamKind, DeliveryReport)>,
+}
+
+impl ShutdownReport {
+    /// Whether every stream delivered or settled everything by the deadline.
+    pub fn is_complete(&self) -> bool {
+        self.streams.iter().all(|(_, r)| r.is_complete())
+    }
+
+    /// Events not delivered by the deadline, over all streams.
+    pub fn remaining(&self) -> u64 {
+        self.streams.iter().map(|(_, r)| r.remaining).sum()
+    }
+}
+
+impl std::fmt::Display for ShutdownReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.streams.is_empty() {
+            return write!(f, "telemetry: no upstream stream");
+        }
+        for (i, (kind, r)) in self.streams.iter().enumerate() {
+            if i > 0 {
+                write!(f, "; ")?;
+            }
+            write!(
+                f,
+                "{}: sent={} dropped={} remaining={}",
+                kind.as_str(),
+                r.stats.sent,
+                r.stats.dropped.total(),
+                r.remaining
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn kind_of(sinks: &[Sink], name: &str) -> StreamKind {
+    sinks
+        .iter()
+        .find(|s| s.name() == name)
+        .map(|s| s.kind)
+        .unwrap_or(StreamKind::Relay)
+}
+
+impl TelemetryHandle {
+    /// The gateway-session handle: call `set` on every (re)connection.
+    pub fn gateway(&self) -> &GatewaySession {
+        &self.inner.gateway
+    }
+
+    /// The local activity log.
+    pub fn activity(&self) -> &ActivityLogStore {
+        &self.inner.activity
+    }
+
+    /// The computeTargetId every event carries.
+    pub fn compute_target_id(&self) -> &str {
+        &self.inner.compute_target_id
+    }
+
+    /// Whether events currently reach the upstream streams (false while consent is denied).
+    pub fn is_upstream_enabled(&self) -> bool {
+        !self.inner.sinks.is_empty() && self.inner.upstream.load(Ordering::Relaxed)
+    }
+
+    /// Which upstream streams run (empty when telemetry is disabled).
+    pub fn streams(&self) -> Vec<StreamKind> {
+        self.inner.sinks.iter().map(|s| s.kind).collect()
+    }
+
+    /// Live counters.
+    pub fn stats(&self) -> TelemetryStats {
+        TelemetryStats {
+            layer: self.inner.layer_stats.snapshot(),
+            invalid_records: self.inner.invalid_records.load(Ordering::Relaxed),
+            streams: self
+                .inner
+                .sinks
+                .iter()
+                .map(|s| (s.kind, s.delivery().stats()))
+                .collect(),
+        }
+    }
+
+    /// Sends everything queued now on every stream, waiting at most `timeout` overall.
+    pub fn flush(&self, timeout: Duration) -> ShutdownReport {
+        let sinks = &self.inner.sinks;
+        ShutdownReport {
+            streams: flush_all(sinks, timeout)
+                .into_iter()
+                .map(|(name, r)| (kind_of(sinks, name), r))
+                .collect(),
+        }
+    }
+
+    /// Delivers what is queued within the shutdown deadline (default 5 s), then stops every
+    /// stream and reports what remained. Safe to call more than once and from any thread; later
+    /// calls return the first report. Works for apps that installed a global subscriber and
+    /// never drop the guard.
+    pub fn shutdown(&self) -> ShutdownReport {
+        let mut done = self
+            .inner
+            .final_report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(report) = done.as_ref() {
+            return report.clone();
+        }
+        let sinks = &self.inner.sinks;
+        let report = ShutdownReport {
+            streams: shutdown_all(sinks, self.inner.shutdown_timeout)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(name, r)| (kind_of(sinks, name), r))
+                .collect(),
+        };
+        if let Some(p) = &self.inner.provider {
+            // The processors are already stopped; this only marks the provider shut so later
+            // records are refused cheaply.
+            let _ = p.shutdown_with_timeout(Duration::from_millis(100));
+        }
+        *done = Some(report.clone());
+        report
+    }
+}
+
+/// Flushes and stops every stream when dropped, within the shutdown deadline.
+///
+/// Keep it alive for the life of the app: `let _ = telemetry.guard;` drops it at once and
+/// stops telemetry immediately; bind it to a named variable (`let _guard = ...`).
+#[must_use = "dropping the guard shuts telemetry down; bind it to a named variable"]
+#[derive(Debug)]
+pub struct TelemetryGuard {
+    pub(crate) handle: TelemetryHandle,
+}
+
+impl TelemetryGuard {
+    /// The handle (clone it freely).
+    pub fn handle(&self) -> &TelemetryHandle {
+        &self.handle
+    }
+
+    /// Shuts down now and returns the report (dropping the guard afterwards does nothing).
+    pub fn shutdown(self) -> ShutdownReport {
+        self.handle.shutdown()
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        let report = self.handle.shutdown();
+        if !report.is_complete() {
+            tracing::warn!(
+                target: "closedloop_telemetry::internal",
+                %report,
+                "telemetry shut down with events undelivered"
+            );
+        }
+    }
+}
