@@ -2,4 +2,7 @@
 //! relay-bound (or direct Datadog) diagnostics stream, with bounded, retried delivery.
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod datadog;
 pub mod decode;
+pub mod redact;
+pub mod relay;
