@@ -2,9 +2,14 @@
 //! relay-bound (or direct Datadog) diagnostics stream, with bounded, retried delivery.
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod datadog;
 pub mod decode;
 pub mod delivery;
+pub mod diagnostics;
 pub mod posthog;
+pub mod redact;
+pub mod relay;
 
 pub use delivery::{BuildError, Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason};
+pub use diagnostics::DiagnosticsExporter;
 pub use posthog::{PostHogExporter, PostHogExporterBuilder};
