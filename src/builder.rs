@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use closedloop_telemetry_exporters::decode::DecodeOptions;
+use closedloop_telemetry_exporters::relay::RelayConnection;
 use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore, DEFAULT_CAPACITY};
 use closedloop_telemetry_layers::{GatewaySession, TelemetryLayer};
 use opentelemetry::logs::LoggerProvider as _;
@@ -36,6 +37,7 @@ use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 /// | [`data_dir`](Self::data_dir) | the OS data dir + `closedloop-telemetry` |
 /// | [`posthog_flush_interval`](Self::posthog_flush_interval) | 30 s |
 /// | [`relay_max_delay`](Self::relay_max_delay) | 2 s |
+/// | [`relay_connection`](Self::relay_connection) | none: HTTP to `CL_RELAY_URL` |
 ///
 /// Settings apply in call order, so `from_env()` after a setter lets the environment win, and
 /// a setter after `from_env()` lets the code win. `DO_NOT_TRACK=1` and
@@ -50,6 +52,7 @@ pub struct TelemetryBuilder {
     pub(crate) activity_capacity: usize,
     pub(crate) posthog_flush_interval: Option<Duration>,
     pub(crate) relay_max_delay: Option<Duration>,
+    pub(crate) relay_connection: Option<RelayConnection>,
 }
 
 impl TelemetryBuilder {
@@ -63,6 +66,7 @@ impl TelemetryBuilder {
             activity_capacity: DEFAULT_CAPACITY,
             posthog_flush_interval: None,
             relay_max_delay: None,
+            relay_connection: None,
         }
     }
 
@@ -176,6 +180,13 @@ impl TelemetryBuilder {
     /// How long a partial relay / Datadog batch waits (default 2 s).
     pub fn relay_max_delay(mut self, delay: Duration) -> Self {
         self.relay_max_delay = Some(delay);
+        self
+    }
+
+    /// Sends diagnostics through the app's own relay connection (the channel transport)
+    /// instead of HTTP. Enables the relay stream even without `CL_RELAY_URL`.
+    pub fn relay_connection(mut self, connection: RelayConnection) -> Self {
+        self.relay_connection = Some(connection);
         self
     }
 

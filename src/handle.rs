@@ -40,16 +40,42 @@ pub struct TelemetryStats {
     /// Records the facade could not decode (from other bridges only).
     pub invalid_records: u64,
     /// Per stream, in the order they were configured.
-    pub streams: Vec<(StreamKind, DeliveryStatsSnapshot)>,
+    pub streams: Vec<StreamStats>,
+}
+
+/// The counters of one running stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamStats {
+    /// Which stream.
+    pub kind: StreamKind,
+    /// Events the app emitted that route to this stream (handed to its engine).
+    pub routed: u64,
+    /// The delivery engine's counters (sent, queued, retried, dropped by reason, …).
+    pub delivery: DeliveryStatsSnapshot,
 }
 
 impl TelemetryStats {
     /// The counters of one stream, if it runs.
-    pub fn stream(&self, kind: StreamKind) -> Option<&DeliveryStatsSnapshot> {
-        self.streams
+    pub fn stream(&self, kind: StreamKind) -> Option<&StreamStats> {
+        self.streams.iter().find(|s| s.kind == kind)
+    }
+
+    /// Events routed to PostHog, and to the diagnostics stream (relay or Datadog): the
+    /// numbers of the example's `emitted:` line.
+    pub fn routed(&self) -> (u64, u64) {
+        let posthog = self
+            .streams
             .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, s)| s)
+            .filter(|s| s.kind == StreamKind::PostHog)
+            .map(|s| s.routed)
+            .sum();
+        let diagnostics = self
+            .streams
+            .iter()
+            .filter(|s| s.kind != StreamKind::PostHog)
+            .map(|s| s.routed)
+            .sum();
+        (posthog, diagnostics)
     }
 }
 
@@ -137,7 +163,11 @@ impl TelemetryHandle {
                 .inner
                 .sinks
                 .iter()
-                .map(|s| (s.kind, s.delivery().stats()))
+                .map(|s| StreamStats {
+                    kind: s.kind,
+                    routed: s.routed(),
+                    delivery: s.delivery().stats(),
+                })
                 .collect(),
         }
     }

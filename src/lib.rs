@@ -43,7 +43,7 @@ pub use closedloop_telemetry_exporters as exporters;
 pub use closedloop_telemetry_layers as layers;
 pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
 pub use closedloop_telemetry_layers::GatewaySession;
-pub use handle::{ShutdownReport, TelemetryGuard, TelemetryHandle, TelemetryStats};
+pub use handle::{ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats};
 pub use layer::ClosedLoopLayer;
 pub use sink::StreamKind;
 

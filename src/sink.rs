@@ -1,5 +1,8 @@
 //! One upstream stream as the facade sees it: its delivery engine and its routing rule.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::Delivery;
 
@@ -41,6 +44,8 @@ pub(crate) struct Sink {
     pub(crate) kind: StreamKind,
     pub(crate) delivery: Delivery,
     pub(crate) allow_custom: bool,
+    /// Events routed to this stream (handed to its engine, whatever happened next).
+    pub(crate) routed: Arc<AtomicU64>,
 }
 
 impl Sink {
@@ -52,7 +57,16 @@ impl Sink {
         &self.delivery
     }
 
+    /// Whether the event goes to this stream; counts it as routed when it does.
     pub(crate) fn routes(&self, event: &Event) -> bool {
-        self.kind.routes(event, self.allow_custom)
+        let yes = self.kind.routes(event, self.allow_custom);
+        if yes {
+            self.routed.fetch_add(1, Ordering::Relaxed);
+        }
+        yes
+    }
+
+    pub(crate) fn routed(&self) -> u64 {
+        self.routed.load(Ordering::Relaxed)
     }
 }

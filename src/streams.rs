@@ -1,5 +1,7 @@
 //! Starts the configured upstream streams.
 
+use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::PostHogExporter;
 
 use crate::builder::TelemetryBuilder;
@@ -28,7 +30,61 @@ pub(crate) fn start(
             kind: StreamKind::PostHog,
             delivery: exporter.delivery().clone(),
             allow_custom: false,
+            routed: Default::default(),
+        });
+    }
+    let diagnostics = if let Some(relay) = &b.cfg.relay {
+        let mut builder = RelayExporterBuilder::default()
+            .url(relay.url.clone())
+            .token(relay.token.clone());
+        if let Some(conn) = &b.relay_connection {
+            builder = builder.channel(conn.clone());
+        }
+        Some((
+            StreamKind::Relay,
+            diagnostics_settings!(builder, b, compute_target_id, release).build()?,
+        ))
+    } else if let Some(conn) = &b.relay_connection {
+        let builder = RelayExporterBuilder::default().channel(conn.clone());
+        Some((
+            StreamKind::Relay,
+            diagnostics_settings!(builder, b, compute_target_id, release).build()?,
+        ))
+    } else if let Some(dd) = &b.cfg.datadog {
+        let builder = DatadogExporterBuilder::default()
+            .api_key(dd.api_key.clone())
+            .logs_url(dd.logs_url.clone());
+        Some((
+            StreamKind::Datadog,
+            diagnostics_settings!(builder, b, compute_target_id, release).build()?,
+        ))
+    } else {
+        None
+    };
+    if let Some((kind, exporter)) = diagnostics {
+        sinks.push(Sink {
+            kind,
+            delivery: exporter.delivery().clone(),
+            allow_custom: b.allow_custom,
+            routed: Default::default(),
         });
     }
     Ok(sinks)
 }
+
+/// Applies the facade's shared diagnostics settings to a relay or Datadog builder.
+macro_rules! diagnostics_settings {
+    ($builder:expr, $b:expr, $ct:expr, $rel:expr) => {{
+        let mut builder = $builder
+            .verbose($b.cfg.verbose)
+            .allow_custom_events($b.allow_custom)
+            .compute_target_id($ct)
+            .release_version($rel)
+            .shutdown_timeout($b.shutdown_timeout);
+        if let Some(d) = $b.relay_max_delay {
+            builder = builder.max_delay(d);
+        }
+        builder
+    }};
+}
+use diagnostics_settings;

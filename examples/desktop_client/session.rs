@@ -25,18 +25,43 @@ fn pause() {
 pub fn play(gateway: &GatewaySession) {
     // --- connection -----------------------------------------------------------------------
     gateway.set("gw-5f2a91");
-    info!(event = "connection.established", endpoint = "wss://relay.example/desktop", latency_ms = 84_u64);
-    info!(activity = "security", summary = "device key loaded", body = "keychain item closedloop.device (ed25519)");
+    info!(
+        event = "connection.established",
+        endpoint = "wss://relay.example/desktop",
+        latency_ms = 84_u64
+    );
+    info!(
+        activity = "security",
+        summary = "device key loaded",
+        body = "keychain item closedloop.device (ed25519)"
+    );
 
     // --- a command with an approval -------------------------------------------------------
     command("cmd-0001", "op-11", |_| {
-        info!(event = "approval.requested", tool = "shell", risk = "medium");
+        info!(
+            event = "approval.requested",
+            tool = "shell",
+            risk = "medium"
+        );
         pause();
-        info!(event = "approval.resolved", decision = "approved", wait_ms = 1840_u64);
+        info!(
+            event = "approval.resolved",
+            decision = "approved",
+            wait_ms = 1840_u64
+        );
         info!(event = "command.started");
-        info!(activity = "request", summary = "POST /v1/commands/cmd-0001/run", body = r#"{"cmd":"npm test","cwd":"~/src/app"}"#);
+        info!(
+            activity = "request",
+            summary = "POST /v1/commands/cmd-0001/run",
+            body = r#"{"cmd":"npm test","cwd":"~/src/app"}"#
+        );
         pause();
-        info!(event = "command.completed", exit_code = 0, elapsed_ms = 4210_u64, stdout_bytes = 18_344_u64);
+        info!(
+            event = "command.completed",
+            exit_code = 0,
+            elapsed_ms = 4210_u64,
+            stdout_bytes = 18_344_u64
+        );
     });
 
     // --- a loop of jobs ---------------------------------------------------------------------
@@ -75,25 +100,56 @@ pub fn play(gateway: &GatewaySession) {
     // --- commands that end badly ------------------------------------------------------------
     command("cmd-0002", "op-12", |_| {
         info!(event = "command.started");
-        error!(event = "command.failed", exit_code = 2, elapsed_ms = 311_u64);
+        error!(
+            event = "command.failed",
+            exit_code = 2,
+            elapsed_ms = 311_u64
+        );
     });
     command("cmd-0003", "op-13", |_| {
         info!(event = "command.started");
-        error!(event = "command.timeout", elapsed_ms = 120_000_u64, abort_reason = "deadline exceeded");
+        error!(
+            event = "command.timeout",
+            elapsed_ms = 120_000_u64,
+            abort_reason = "deadline exceeded"
+        );
     });
     command("cmd-0004", "op-14", |_| {
         info!(event = "command.started");
-        warn!(event = "command.cancelled", abort_reason = "user pressed stop");
+        warn!(
+            event = "command.cancelled",
+            abort_reason = "user pressed stop"
+        );
     });
     command("cmd-0005", "op-15", |_| {
-        error!(event = "command.gateway_error", status = 502_u64, abort_reason = "upstream closed");
+        error!(
+            event = "command.gateway_error",
+            status = 502_u64,
+            abort_reason = "upstream closed"
+        );
     });
 
     // --- sandbox, health checks ---------------------------------------------------------------
-    warn!(event = "sandbox.blocked_operation", operation = "write", path_class = "outside-workspace");
-    info!(activity = "security", summary = "sandbox blocked a write outside the workspace", body = "write ~/.ssh/config denied by policy fs.workspace-only");
-    warn!(event = "healthcheck.failure_detected", check = "relay_ping", consecutive = 1_u64);
-    error!(event = "healthcheck.failure_persistent", check = "relay_ping", consecutive = 5_u64);
+    warn!(
+        event = "sandbox.blocked_operation",
+        operation = "write",
+        path_class = "outside-workspace"
+    );
+    info!(
+        activity = "security",
+        summary = "sandbox blocked a write outside the workspace",
+        body = "write ~/.ssh/config denied by policy fs.workspace-only"
+    );
+    warn!(
+        event = "healthcheck.failure_detected",
+        check = "relay_ping",
+        consecutive = 1_u64
+    );
+    error!(
+        event = "healthcheck.failure_persistent",
+        check = "relay_ping",
+        consecutive = 5_u64
+    );
 
     // --- connection trouble and recovery ------------------------------------------------------
     warn!(event = "connection.degraded", rtt_ms = 2400_u64);
@@ -101,14 +157,27 @@ pub fn play(gateway: &GatewaySession) {
     gateway.clear();
     pause();
     gateway.set("gw-9d03c7");
-    info!(event = "connection.reconnection_resumed", attempt = 2_u64, downtime_ms = 3100_u64);
+    info!(
+        event = "connection.reconnection_resumed",
+        attempt = 2_u64,
+        downtime_ms = 3100_u64
+    );
     info!(event = "healthcheck.recovered", check = "relay_ping");
     gateway.set("gw-b71e44");
-    info!(event = "connection.established", endpoint = "wss://relay.example/desktop", latency_ms = 91_u64);
+    info!(
+        event = "connection.established",
+        endpoint = "wss://relay.example/desktop",
+        latency_ms = 91_u64
+    );
     command("cmd-0006", "op-16", |_| {
         info!(event = "command.initiated", source = "palette");
         info!(event = "command.started");
-        info!(event = "command.completed", exit_code = 0, elapsed_ms = 88_u64, stdout_bytes = 512_u64);
+        info!(
+            event = "command.completed",
+            exit_code = 0,
+            elapsed_ms = 88_u64,
+            stdout_bytes = 512_u64
+        );
     });
 }
 

@@ -5,3 +5,6 @@ pub mod status;
 pub mod wire;
 
 pub use status::{classify, DatadogOutcome};
+mod exporter;
+
+pub use exporter::{DatadogExporter, DatadogExporterBuilder};

@@ -77,7 +77,13 @@ impl HttpTransport {
                 reason: format!("not a valid header value: {e}"),
             })?;
             v.set_sensitive(true);
-            map.insert(HeaderName::from_static(name), v);
+            // `from_bytes` lowercases and validates; `from_static` would panic on `DD-API-KEY`.
+            let key =
+                HeaderName::from_bytes(name.as_bytes()).map_err(|e| BuildError::InvalidValue {
+                    setting: name,
+                    reason: format!("not a valid header name: {e}"),
+                })?;
+            map.insert(key, v);
         }
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("closedloop-telemetry/", env!("CARGO_PKG_VERSION")))

@@ -1,0 +1,161 @@
+//! The direct Datadog logs-intake exporter, used when there is no relay.
+
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use super::wire::{self, API_KEY_HEADER, MAX_AGE, MAX_BODY_BYTES, MAX_ITEMS};
+use crate::decode::Event;
+use crate::delivery::{
+    frame_json_array, parse_http_url, BuildError, Delivery, HttpTransport, InvalidEvent, Limits,
+    Stream,
+};
+use crate::diagnostics::{diagnostics_setters, DiagnosticsExporter, DiagnosticsSettings};
+use crate::redact::Redactor;
+use crate::relay::wire::routes_to_relay;
+
+/// The direct Datadog exporter (a [`DiagnosticsExporter`] built by [`DatadogExporterBuilder`]).
+pub type DatadogExporter = DiagnosticsExporter;
+
+struct DatadogStream {
+    allow_custom: bool,
+    verbose: bool,
+    hostname: String,
+    api_key: String,
+}
+
+impl Stream for DatadogStream {
+    fn name(&self) -> &'static str {
+        "datadog"
+    }
+
+    fn routes(&self, event: &Event) -> bool {
+        routes_to_relay(event, self.allow_custom)
+    }
+
+    fn encode(&self, event: &Event, _id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
+        let redactor = self.verbose.then(Redactor::shared);
+        Ok(wire::datadog_item(event, &self.hostname, redactor).bytes)
+    }
+
+    fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
+        frame_json_array(items, out);
+    }
+
+    fn redact(&self, text: &mut String) {
+        if !self.api_key.is_empty() && text.contains(&self.api_key) {
+            *text = text.replace(&self.api_key, "[redacted]");
+        }
+    }
+}
+
+/// Builds a direct Datadog [`DiagnosticsExporter`].
+///
+/// | setting | default |
+/// |---|---|
+/// | [`api_key`](Self::api_key) | required (`DD_API_KEY`) |
+/// | [`site`](Self::site) | `datadoghq.com` (`DD_SITE`) |
+/// | [`logs_url`](Self::logs_url) | `https://http-intake.logs.{site}/api/v2/logs` (`DD_LOGS_URL`) |
+/// | [`hostname`](Self::hostname) | the machine's host name, else `unknown` |
+/// | batch | at most 1000 items and 5 MB per request; items older than 18 h expire |
+/// | shared settings | see [`DiagnosticsSettings`] |
+#[derive(Clone, Default)]
+pub struct DatadogExporterBuilder {
+    api_key: Option<String>,
+    site: Option<String>,
+    logs_url: Option<String>,
+    hostname: Option<String>,
+    settings: DiagnosticsSettings,
+}
+
+impl std::fmt::Debug for DatadogExporterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatadogExporterBuilder")
+            .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
+            .field("site", &self.site)
+            .field("logs_url", &self.logs_url)
+            .field("settings", &self.settings)
+            .finish()
+    }
+}
+
+diagnostics_setters!(DatadogExporterBuilder);
+
+impl DatadogExporterBuilder {
+    /// The `DD-API-KEY`.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// The Datadog site, e.g. `datadoghq.eu`.
+    pub fn site(mut self, site: impl Into<String>) -> Self {
+        self.site = Some(site.into());
+        self
+    }
+
+    /// Overrides the full intake URL.
+    pub fn logs_url(mut self, url: impl Into<String>) -> Self {
+        self.logs_url = Some(url.into());
+        self
+    }
+
+    /// The `hostname` attribute of every item.
+    pub fn hostname(mut self, hostname: impl Into<String>) -> Self {
+        self.hostname = Some(hostname.into());
+        self
+    }
+
+    /// Checks the settings, starts the worker and returns the exporter.
+    pub fn build(self) -> Result<DatadogExporter, BuildError> {
+        self.settings.check()?;
+        let api_key = self
+            .api_key
+            .map(|k| k.trim().to_string())
+            .filter(|k| !k.is_empty())
+            .ok_or(BuildError::Missing("api_key (DD_API_KEY)"))?;
+        let (setting, raw) = match &self.logs_url {
+            Some(u) => ("DD_LOGS_URL", u.clone()),
+            None => (
+                "DD_SITE",
+                wire::intake_url(self.site.as_deref().unwrap_or(wire::DEFAULT_SITE)),
+            ),
+        };
+        let url = parse_http_url(setting, &raw)?;
+        let endpoint = url.to_string();
+        let headers = [
+            ("content-type", "application/json".to_string()),
+            (API_KEY_HEADER, api_key.clone()),
+        ];
+        let transport = HttpTransport::new(url, &headers, self.settings.timeout)?;
+        let limits = Limits {
+            max_items: MAX_ITEMS,
+            max_body_bytes: MAX_BODY_BYTES,
+            max_delay: self.settings.max_delay,
+            expiry: Some(MAX_AGE),
+        };
+        let stream = DatadogStream {
+            allow_custom: self.settings.allow_custom_events,
+            verbose: self.settings.verbose,
+            hostname: self.hostname.unwrap_or_else(hostname),
+            api_key,
+        };
+        let delivery = Delivery::start(stream, transport, self.settings.delivery_config(limits))?;
+        Ok(DiagnosticsExporter {
+            delivery,
+            decode: Arc::new(self.settings.decode_options()),
+            endpoint: Arc::from(endpoint.as_str()),
+        })
+    }
+}
+
+/// The machine's host name (from `/proc` or `HOSTNAME`), else `unknown`.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}

@@ -1,0 +1,152 @@
+//! Settings shared by the relay and the direct Datadog builders.
+
+use std::time::Duration;
+
+use crate::decode::DecodeOptions;
+use crate::delivery::{
+    BuildError, DeliveryConfig, Limits, RetryPolicy, DEFAULT_GZIP_LEVEL, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+};
+
+/// Settings every diagnostics builder has. Defaults: verbose off, custom events off, max delay
+/// 2 s, queue 2048 events, 10 s request timeout, gzip off, default retry policy, 5 s shutdown.
+#[derive(Debug, Clone)]
+pub struct DiagnosticsSettings {
+    /// Keep (redacted) `logTail` / `stderrTail`.
+    pub verbose: bool,
+    /// Send events outside the catalogue.
+    pub allow_custom_events: bool,
+    /// How long the first queued message may wait before a partial batch goes.
+    pub max_delay: Duration,
+    /// Bound of the hand-over queue and the backlog, in events.
+    pub queue_capacity: usize,
+    /// Per-request timeout.
+    pub timeout: Duration,
+    /// Gzip request bodies.
+    pub gzip: bool,
+    /// Backoff and give-up rules.
+    pub retry: RetryPolicy,
+    /// Deadline used when every handle is dropped without a shutdown.
+    pub shutdown_timeout: Duration,
+    /// Fallback `computeTargetId` for records that lack one.
+    pub compute_target_id: Option<String>,
+    /// Fallback `release_version` for records that lack one.
+    pub release_version: Option<String>,
+}
+
+impl Default for DiagnosticsSettings {
+    fn default() -> Self {
+        DiagnosticsSettings {
+            verbose: false,
+            allow_custom_events: false,
+            max_delay: crate::relay::wire::DEFAULT_MAX_DELAY,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            gzip: false,
+            retry: RetryPolicy::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            compute_target_id: None,
+            release_version: None,
+        }
+    }
+}
+
+impl DiagnosticsSettings {
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
+        for (setting, value) in [
+            ("timeout", self.timeout),
+            ("shutdown_timeout", self.shutdown_timeout),
+        ] {
+            if value.is_zero() {
+                return Err(BuildError::InvalidValue {
+                    setting,
+                    reason: "must be greater than zero".into(),
+                });
+            }
+        }
+        if self.queue_capacity == 0 {
+            return Err(BuildError::InvalidValue {
+                setting: "queue_capacity",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn delivery_config(&self, limits: Limits) -> DeliveryConfig {
+        let mut config = DeliveryConfig::new(limits);
+        config.queue_capacity = self.queue_capacity;
+        config.request_timeout = self.timeout;
+        config.gzip = self.gzip.then_some(DEFAULT_GZIP_LEVEL);
+        config.retry = self.retry;
+        config.shutdown_timeout = self.shutdown_timeout;
+        config
+    }
+
+    pub(crate) fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            compute_target_id: self.compute_target_id.clone(),
+            release_version: self.release_version.clone(),
+            keep_tails: self.verbose,
+        }
+    }
+}
+
+/// Implements the shared setters on a builder that has a `settings: DiagnosticsSettings` field.
+macro_rules! diagnostics_setters {
+    ($builder:ty) => {
+        impl $builder {
+            /// Keeps (redacted) log tails. Default off.
+            pub fn verbose(mut self, on: bool) -> Self {
+                self.settings.verbose = on;
+                self
+            }
+            /// Sends events outside the catalogue too. Default off.
+            pub fn allow_custom_events(mut self, on: bool) -> Self {
+                self.settings.allow_custom_events = on;
+                self
+            }
+            /// How long the first queued message may wait. Default 2 s.
+            pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
+                self.settings.max_delay = delay;
+                self
+            }
+            /// Bound of the queue, in events. Default 2048.
+            pub fn queue_capacity(mut self, n: usize) -> Self {
+                self.settings.queue_capacity = n;
+                self
+            }
+            /// Per-request timeout. Default 10 s.
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.settings.timeout = timeout;
+                self
+            }
+            /// Gzips request bodies. Default off.
+            pub fn gzip(mut self, on: bool) -> Self {
+                self.settings.gzip = on;
+                self
+            }
+            /// Backoff and give-up rules.
+            pub fn retry_policy(mut self, policy: $crate::delivery::RetryPolicy) -> Self {
+                self.settings.retry = policy;
+                self
+            }
+            /// Deadline used when dropped without shutdown. Default 5 s.
+            pub fn shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.settings.shutdown_timeout = timeout;
+                self
+            }
+            /// Fallback computeTargetId for records that lack one.
+            pub fn compute_target_id(mut self, id: impl Into<String>) -> Self {
+                self.settings.compute_target_id = Some(id.into());
+                self
+            }
+            /// Fallback release version for records that lack one.
+            pub fn release_version(mut self, version: impl Into<String>) -> Self {
+                self.settings.release_version = Some(version.into());
+                self
+            }
+        }
+    };
+}
+pub(crate) use diagnostics_setters;

@@ -1,0 +1,85 @@
+//! The exporter shell shared by the relay and Datadog exporters.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+
+use crate::decode::DecodeOptions;
+use crate::delivery::{Delivery, DeliveryReport, DeliveryStatsSnapshot, DEFAULT_SHUTDOWN_TIMEOUT};
+
+/// A `LogExporter` over one delivery engine: `export()` decodes and queues, never blocks.
+#[derive(Clone)]
+pub struct DiagnosticsExporter {
+    pub(crate) delivery: Delivery,
+    pub(crate) decode: Arc<DecodeOptions>,
+    pub(crate) endpoint: Arc<str>,
+}
+
+impl std::fmt::Debug for DiagnosticsExporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiagnosticsExporter")
+            .field("endpoint", &self.endpoint)
+            .field("delivery", &self.delivery)
+            .finish_non_exhaustive()
+    }
+}
+
+impl DiagnosticsExporter {
+    /// The live delivery counters.
+    pub fn stats(&self) -> DeliveryStatsSnapshot {
+        self.delivery.stats()
+    }
+
+    /// The engine handle (stats handle, wake, submit of pre-decoded events).
+    pub fn delivery(&self) -> &Delivery {
+        &self.delivery
+    }
+
+    /// Where requests go (`channel` for a channel transport).
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Sends everything queued now and waits at most `timeout`.
+    pub fn flush(&self, timeout: Duration) -> DeliveryReport {
+        self.delivery.flush(timeout)
+    }
+
+    /// Delivers what is queued within `timeout`, drops the rest and stops.
+    pub fn shutdown_with_report(&self, timeout: Duration) -> Result<DeliveryReport, OTelSdkError> {
+        self.delivery.shutdown(timeout)
+    }
+
+    /// Flushes with the default 5 s deadline; `Err(Timeout)` if events remain queued.
+    pub fn force_flush(&self) -> OTelSdkResult {
+        if self.delivery.is_shutdown() {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        if self.flush(DEFAULT_SHUTDOWN_TIMEOUT).is_complete() {
+            Ok(())
+        } else {
+            Err(OTelSdkError::Timeout(DEFAULT_SHUTDOWN_TIMEOUT))
+        }
+    }
+}
+
+impl LogExporter for DiagnosticsExporter {
+    fn export(
+        &self,
+        batch: LogBatch<'_>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        // Decode and hand over now, on the caller's thread; the future is already complete.
+        std::future::ready(self.delivery.export(&batch, &self.decode))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let report = self.delivery.shutdown(timeout)?;
+        if report.is_complete() {
+            Ok(())
+        } else {
+            Err(OTelSdkError::Timeout(timeout))
+        }
+    }
+}
