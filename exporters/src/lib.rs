@@ -3,3 +3,4 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod decode;
+pub mod spool;
