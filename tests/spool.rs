@@ -496,17 +496,30 @@ fn child_appends_until_killed() {
     }
 }
 
+/// Kills the child if the test fails before it does (a no-op after a successful wait).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn sigkill_loses_nothing_written_out_and_the_lock_is_per_process() {
     let tmp = TempDir::new("sigkill");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_appends_until_killed", "--nocapture"])
-        .args(["--test-threads", "1"])
-        .env(CHILD_DIR, tmp.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "child_appends_until_killed", "--nocapture"])
+            .args(["--test-threads", "1"])
+            .env(CHILD_DIR, tmp.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let ready = lines.any(|l| l.map(|l| l.trim_end().ends_with("READY")).unwrap_or(false));
     assert!(ready, "child never became ready");
