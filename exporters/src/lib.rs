@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod posthog;
 pub mod redact;
 pub mod relay;
+pub mod spool;
 
 pub use delivery::{BuildError, Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason};
 pub use diagnostics::DiagnosticsExporter;

@@ -1,0 +1,149 @@
+//! The acknowledgement cursor: where delivery has got to, persisted in a small checksummed file.
+//!
+//! File `cursor` (24 bytes): magic `CLC1`, segment number (u64 LE), offset (u64 LE), CRC32C of
+//! the first 20 bytes (u32 LE). It is replaced atomically: written to `cursor.tmp`, then renamed.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::Path;
+
+use crc32c::crc32c;
+
+/// A place in the spool: a segment number and a byte offset in that segment.
+///
+/// Positions handed out by [`Spool::read_batch`](super::Spool::read_batch) point just past their
+/// record, so acknowledging one acknowledges that record and every earlier one. They order
+/// first by segment, then by offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The segment number (the file `{segment:012}.seg`).
+    pub segment: u64,
+    /// A byte offset inside that segment.
+    pub offset: u64,
+}
+
+impl Position {
+    /// A position from its parts.
+    pub const fn new(segment: u64, offset: u64) -> Self {
+        Self { segment, offset }
+    }
+}
+
+pub(crate) const CURSOR_FILE: &str = "cursor";
+pub(crate) const CURSOR_TMP: &str = "cursor.tmp";
+const MAGIC: [u8; 4] = *b"CLC1";
+const LEN: usize = 24;
+
+/// What the cursor file held when the spool was opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CursorStatus {
+    /// No cursor file: nothing was ever acknowledged here; replay starts at the oldest segment.
+    Absent,
+    /// A valid cursor; replay starts there.
+    Restored(Position),
+    /// The cursor file was damaged; replay starts at the oldest segment (at-least-once: items
+    /// delivered before may be sent again, with their ids).
+    Corrupt,
+}
+
+pub(crate) fn encode(p: Position) -> [u8; LEN] {
+    let mut out = [0u8; LEN];
+    out[..4].copy_from_slice(&MAGIC);
+    out[4..12].copy_from_slice(&p.segment.to_le_bytes());
+    out[12..20].copy_from_slice(&p.offset.to_le_bytes());
+    let crc = crc32c(&out[..20]);
+    out[20..].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+pub(crate) fn decode(bytes: &[u8]) -> Option<Position> {
+    if bytes.len() != LEN || bytes[..4] != MAGIC {
+        return None;
+    }
+    let crc = u32::from_le_bytes(bytes[20..24].try_into().ok()?);
+    if crc != crc32c(&bytes[..20]) {
+        return None;
+    }
+    Some(Position {
+        segment: u64::from_le_bytes(bytes[4..12].try_into().ok()?),
+        offset: u64::from_le_bytes(bytes[12..20].try_into().ok()?),
+    })
+}
+
+/// Reads the cursor file in `dir`. An unreadable file counts as corrupt, not as an error: the
+/// spool then replays from the start, which is always safe.
+pub(crate) fn read(dir: &Path) -> CursorStatus {
+    match fs::read(dir.join(CURSOR_FILE)) {
+        Ok(bytes) => decode(&bytes).map_or(CursorStatus::Corrupt, CursorStatus::Restored),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => CursorStatus::Absent,
+        Err(_) => CursorStatus::Corrupt,
+    }
+}
+
+/// Replaces the cursor file atomically (temp file + rename). With `durable`, the temp file is
+/// fsynced before the rename and the directory after it, so the new cursor survives power loss.
+pub(crate) fn write(dir: &Path, p: Position, durable: bool) -> io::Result<()> {
+    let tmp = dir.join(CURSOR_TMP);
+    let mut file = File::create(&tmp)?;
+    file.write_all(&encode(p))?;
+    if durable {
+        file.sync_all()?;
+    }
+    drop(file);
+    fs::rename(&tmp, dir.join(CURSOR_FILE))?;
+    if durable {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Fsyncs a directory so that file creations, renames and deletions in it are durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        // Directories cannot be opened for syncing on Windows; NTFS journals metadata.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let p = Position::new(42, 1 << 40);
+        assert_eq!(decode(&encode(p)), Some(p));
+    }
+
+    #[test]
+    fn any_flipped_bit_is_rejected() {
+        let good = encode(Position::new(3, 77));
+        for byte in 0..LEN {
+            for bit in 0..8 {
+                let mut bad = good;
+                bad[byte] ^= 1 << bit;
+                assert_eq!(decode(&bad), None, "byte {byte} bit {bit}");
+            }
+        }
+    }
+
+    #[test]
+    fn wrong_lengths_are_rejected() {
+        let good = encode(Position::new(1, 2));
+        assert_eq!(decode(&good[..23]), None);
+        assert_eq!(decode(&[good.as_slice(), &[0]].concat()), None);
+        assert_eq!(decode(&[]), None);
+    }
+
+    #[test]
+    fn positions_order_by_segment_then_offset() {
+        assert!(Position::new(1, 900) < Position::new(2, 0));
+        assert!(Position::new(2, 5) < Position::new(2, 6));
+    }
+}

@@ -1,0 +1,93 @@
+//! Opening with fallbacks: the shared directory, else a per-process subdirectory, else memory.
+
+use std::path::Path;
+
+use super::error::SpoolError;
+use super::options::SpoolOptions;
+use super::spool::Spool;
+
+/// Which spool [`Spool::open_or_fallback`] got, and why it is not the first choice.
+#[derive(Debug)]
+pub enum SpoolHandle {
+    /// The requested directory.
+    Primary(Spool),
+    /// The requested directory failed (usually: another process holds it); this process spools
+    /// in its own subdirectory `dir/pid-<pid>` instead.
+    PerProcess {
+        /// The spool in the subdirectory.
+        spool: Spool,
+        /// Why the requested directory was not used.
+        primary_error: SpoolError,
+    },
+    /// No directory worked: the engine must keep items in memory only (and should warn).
+    MemoryOnly {
+        /// Why the requested directory was not used.
+        primary_error: SpoolError,
+        /// Why the per-process subdirectory was not used either.
+        fallback_error: SpoolError,
+    },
+}
+
+impl SpoolHandle {
+    /// The spool, unless memory only.
+    pub fn spool_mut(&mut self) -> Option<&mut Spool> {
+        match self {
+            SpoolHandle::Primary(spool) | SpoolHandle::PerProcess { spool, .. } => Some(spool),
+            SpoolHandle::MemoryOnly { .. } => None,
+        }
+    }
+
+    /// The spool, unless memory only.
+    pub fn into_spool(self) -> Option<Spool> {
+        match self {
+            SpoolHandle::Primary(spool) | SpoolHandle::PerProcess { spool, .. } => Some(spool),
+            SpoolHandle::MemoryOnly { .. } => None,
+        }
+    }
+
+    /// Whether no spool could be opened.
+    pub fn is_memory_only(&self) -> bool {
+        matches!(self, SpoolHandle::MemoryOnly { .. })
+    }
+}
+
+impl Spool {
+    /// Opens `dir`; if that fails for any reason, opens `dir/pid-<pid>` (a directory no other
+    /// live process can be using); if that fails too, reports memory only with both reasons.
+    /// Never fails and never blocks on a lock.
+    ///
+    /// A per-process subdirectory left behind by an earlier process is not replayed by later
+    /// ones (unless a later process happens to get the same pid).
+    pub fn open_or_fallback(dir: impl AsRef<Path>, opts: SpoolOptions) -> SpoolHandle {
+        let dir = dir.as_ref();
+        let primary_error = match Spool::open(dir, opts) {
+            Ok(spool) => return SpoolHandle::Primary(spool),
+            Err(e) => e,
+        };
+        let own = dir.join(format!("pid-{}", std::process::id()));
+        match Spool::open(&own, opts) {
+            Ok(spool) => {
+                tracing::warn!(
+                    error = %primary_error,
+                    fallback = %own.display(),
+                    "spool: using a per-process directory"
+                );
+                SpoolHandle::PerProcess {
+                    spool,
+                    primary_error,
+                }
+            }
+            Err(fallback_error) => {
+                tracing::warn!(
+                    error = %primary_error,
+                    fallback_error = %fallback_error,
+                    "spool: no usable directory, keeping items in memory only"
+                );
+                SpoolHandle::MemoryOnly {
+                    primary_error,
+                    fallback_error,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! What a spool reports: live counters and what it found when it was opened.
+
+use super::cursor::CursorStatus;
+
+/// Live counters of one spool. Every loss has its own counter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpoolStats {
+    /// Bytes of all segment files, including appends still in the write buffer.
+    pub bytes_on_disk: u64,
+    /// Segment files present.
+    pub segments: usize,
+    /// Items appended (or found on open) and not yet acknowledged, handed-out ones included.
+    pub pending_items: u64,
+    /// Items lost because the cap deleted the segment holding them before they were acked.
+    pub dropped_by_cap: u64,
+    /// Damaged stretches skipped while reading (torn, corrupt or truncated records). A stretch of
+    /// adjacent damaged records counts once; re-reading after a rewind does not count again.
+    pub corrupt_regions_skipped: u64,
+    /// Bytes in those damaged stretches.
+    pub corrupt_bytes_skipped: u64,
+    /// Appended items lost because writing them to the file failed (disk full, I/O error).
+    pub lost_on_write_error: u64,
+    /// Failed file operations of any kind (writes, fsyncs, deletions, cursor updates).
+    pub io_errors: u64,
+}
+
+/// What [`Spool::open`](super::Spool::open) found in the directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recovery {
+    /// The state of the acknowledgement cursor, and so where replay starts.
+    pub cursor: CursorStatus,
+    /// Valid items at or after the replay start: what the engine will resend.
+    pub items_to_replay: u64,
+    /// Segment files kept (not yet fully acknowledged).
+    pub segments_found: usize,
+}

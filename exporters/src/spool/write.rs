@@ -1,0 +1,206 @@
+//! The write path: appending (rotation and the size cap), writing out the buffer, and syncing.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::time::Instant;
+
+use uuid::Uuid;
+
+use super::cursor;
+use super::error::SpoolError;
+use super::options::WRITE_BUFFER_BYTES;
+use super::segment::MAX_PAYLOAD_LEN;
+use super::segment::{encode_record, record_len, SpoolItem, HEADER_LEN, ITEM_PREFIX_LEN};
+use super::spool::{segment_path, Active, SegMeta, Spool};
+
+impl Spool {
+    /// Appends one item. See [`Spool::append_parts`].
+    pub fn append(&mut self, item: &SpoolItem) -> Result<(), SpoolError> {
+        self.append_parts(item.id, item.created_ms, &item.bytes)
+    }
+
+    /// Appends one item from its parts, without an intermediate [`SpoolItem`].
+    ///
+    /// Never blocks on a sync: the record goes into a 64 KiB in-memory buffer that is written to
+    /// the file when the next record would not fit and on [`maybe_sync`](Self::maybe_sync), [`sync`](Self::sync) and
+    /// [`read_batch`](Self::read_batch). When the record would take the spool past
+    /// `max_bytes`, the oldest segments are deleted first (counted in
+    /// [`dropped_by_cap`](super::SpoolStats::dropped_by_cap)); the new item is never the one
+    /// dropped.
+    ///
+    /// Errors: [`SpoolError::ItemTooLarge`], [`SpoolError::Io`]: this item is not stored. After
+    /// an I/O error, earlier items still in the write buffer are lost too; they are counted in
+    /// [`lost_on_write_error`](super::SpoolStats::lost_on_write_error), this one is not.
+    pub fn append_parts(
+        &mut self,
+        id: Uuid,
+        created_ms: u64,
+        bytes: &[u8],
+    ) -> Result<(), SpoolError> {
+        let size = record_len(bytes.len());
+        let limit = (HEADER_LEN + MAX_PAYLOAD_LEN).min(self.opts.max_bytes as usize);
+        if size > limit || ITEM_PREFIX_LEN + bytes.len() > MAX_PAYLOAD_LEN {
+            return Err(SpoolError::ItemTooLarge { size, limit });
+        }
+        let size64 = size as u64;
+        if let Some(active) = &self.active {
+            let used = self.segments.get(&active.number).map_or(0, |m| m.bytes);
+            if used > 0 && used + size64 > self.opts.segment_bytes {
+                self.seal_active()?;
+            }
+        }
+        self.make_room(size64)?;
+        if self.active.is_none() {
+            self.start_segment()?;
+        }
+        // Write out earlier appends first, so a failure never involves this item: it is either
+        // stored (`Ok`) or not (`Err`), and `lost_on_write_error` counts only earlier `Ok`s.
+        if self.write_buf.len() + size > WRITE_BUFFER_BYTES {
+            self.flush_writes()?;
+        }
+        let number = self.active.as_ref().map_or(0, |a| a.number);
+        encode_record(&id, created_ms, bytes, &mut self.write_buf);
+        self.buffered_records += 1;
+        let meta = self.segments.entry(number).or_default();
+        meta.bytes += size64;
+        meta.items += 1;
+        self.stats.pending_items += 1;
+        self.data_unsynced = true;
+        Ok(())
+    }
+
+    /// Deletes the oldest segments until `size` more bytes fit under the cap.
+    fn make_room(&mut self, size: u64) -> Result<(), SpoolError> {
+        while self.total_bytes() + size > self.opts.max_bytes {
+            let Some((&oldest, _)) = self.segments.iter().next() else {
+                break;
+            };
+            if self.active.as_ref().is_some_and(|a| a.number == oldest) {
+                self.seal_active()?;
+            }
+            self.drop_segment_by_cap(oldest);
+        }
+        Ok(())
+    }
+
+    fn start_segment(&mut self) -> Result<(), SpoolError> {
+        let number = self.next_segment;
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(segment_path(&self.dir, number))
+            .inspect_err(|_| self.count_io_error("create a segment"))?;
+        self.next_segment += 1;
+        self.segments.insert(number, SegMeta::default());
+        self.active = Some(Active {
+            number,
+            file,
+            flushed: 0,
+        });
+        self.dir_unsynced = true;
+        Ok(())
+    }
+
+    /// Writes out the buffer and closes the active segment (its fsync is left to the next sync).
+    pub(super) fn seal_active(&mut self) -> Result<(), SpoolError> {
+        self.flush_writes()?;
+        if let Some(active) = self.active.take() {
+            self.unsynced_files.push(active.file);
+        }
+        Ok(())
+    }
+
+    /// Writes the in-memory buffer to the active segment (no fsync). After this a process kill
+    /// cannot lose the buffered items. On failure the segment is cut back to its last whole
+    /// record and closed, and the buffered items are counted as lost.
+    pub(super) fn flush_writes(&mut self) -> Result<(), SpoolError> {
+        if self.write_buf.is_empty() {
+            return Ok(());
+        }
+        let Some(active) = self.active.as_mut() else {
+            self.write_buf.clear();
+            return Ok(());
+        };
+        match active.file.write_all(&self.write_buf) {
+            Ok(()) => {
+                active.flushed += self.write_buf.len() as u64;
+                self.write_buf.clear();
+                self.buffered_records = 0;
+                Ok(())
+            }
+            Err(e) => {
+                let active = self.active.take().expect("checked above");
+                // Best effort: cut off a partial write so the file ends on a record boundary.
+                // If that fails too, readers skip the torn tail as damage.
+                let _ = active.file.set_len(active.flushed);
+                let lost = self.buffered_records;
+                if let Some(meta) = self.segments.get_mut(&active.number) {
+                    meta.bytes = active.flushed;
+                    meta.items = meta.items.saturating_sub(lost);
+                }
+                self.stats.pending_items = self.stats.pending_items.saturating_sub(lost);
+                self.stats.lost_on_write_error += lost;
+                self.write_buf.clear();
+                self.buffered_records = 0;
+                self.count_io_error("write a segment");
+                Err(e.into())
+            }
+        }
+    }
+
+    pub(super) fn count_io_error(&mut self, what: &str) {
+        self.stats.io_errors += 1;
+        if !self.warned.io {
+            self.warned.io = true;
+            tracing::warn!(dir = %self.dir.display(), "spool: failed to {what}; counting further failures silently");
+        }
+    }
+
+    /// Writes buffered appends to the file, then fsyncs if `sync_interval` has passed since the
+    /// last fsync and anything changed. Call it after each batch of appends or acks and on a
+    /// timer: the write-out bounds what a process kill can lose, the fsync what power loss can.
+    pub fn maybe_sync(&mut self, now: Instant) -> Result<(), SpoolError> {
+        self.flush_writes()?;
+        let dirty = self.data_unsynced || self.cursor_unsynced || self.dir_unsynced;
+        if dirty && now.saturating_duration_since(self.last_sync) >= self.opts.sync_interval {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything durable now: buffered appends are written and fsynced, new and deleted
+    /// segment files are made durable in the directory, and the cursor is rewritten with an
+    /// fsync. Call it on flush and shutdown.
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        self.flush_writes()?;
+        let result = self.sync_all();
+        if result.is_err() {
+            self.count_io_error("fsync");
+        }
+        result.map_err(SpoolError::from)
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        if self.data_unsynced {
+            for file in &self.unsynced_files {
+                file.sync_data()?;
+            }
+            self.unsynced_files.clear();
+            if let Some(active) = &self.active {
+                active.file.sync_data()?;
+            }
+            self.data_unsynced = false;
+        }
+        if self.cursor_unsynced {
+            cursor::write(&self.dir, self.cursor, true)?;
+            self.cursor_unsynced = false;
+            self.dir_unsynced = false;
+        }
+        if self.dir_unsynced {
+            cursor::sync_dir(&self.dir)?;
+            self.dir_unsynced = false;
+        }
+        self.last_sync = Instant::now();
+        Ok(())
+    }
+}
