@@ -213,6 +213,7 @@ impl TelemetryBuilder {
         };
         let sinks = Arc::new(sinks);
 
+        let mut handoff = None;
         let (provider, telemetry_layer, layer_stats) = if sinks.is_empty() {
             (None, None, Arc::default())
         } else {
@@ -221,8 +222,11 @@ impl TelemetryBuilder {
                 release_version: Some(release.clone()),
                 keep_tails: self.cfg.verbose,
             };
+            let processor = FanoutProcessor::new(sinks.clone(), decode, invalid.clone())
+                .map_err(closedloop_telemetry_exporters::BuildError::from)?;
+            handoff = Some(processor.handoff());
             let provider = SdkLoggerProvider::builder()
-                .with_log_processor(FanoutProcessor::new(sinks.clone(), decode, invalid.clone()))
+                .with_log_processor(processor)
                 .build();
             let layer = TelemetryLayer::builder(provider.logger("closedloop-telemetry"))
                 .compute_target_id(compute_target_id.as_str())
@@ -238,6 +242,7 @@ impl TelemetryBuilder {
         let handle = TelemetryHandle {
             inner: Arc::new(HandleInner {
                 provider,
+                handoff,
                 sinks,
                 gateway,
                 activity: activity.clone(),

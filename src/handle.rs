@@ -9,6 +9,7 @@ use closedloop_telemetry_layers::activity::ActivityLogStore;
 use closedloop_telemetry_layers::{GatewaySession, LayerStats, LayerStatsSnapshot};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 
+use crate::handoff::Handoff;
 use crate::processor::{flush_all, shutdown_all};
 use crate::sink::{Sink, StreamKind};
 
@@ -21,6 +22,8 @@ pub struct TelemetryHandle {
 #[derive(Debug)]
 pub(crate) struct HandleInner {
     pub(crate) provider: Option<SdkLoggerProvider>,
+    /// The queue in front of the sinks; flush and shutdown push it through first.
+    pub(crate) handoff: Option<Arc<Handoff>>,
     pub(crate) sinks: Arc<Vec<Sink>>,
     pub(crate) gateway: GatewaySession,
     pub(crate) activity: ActivityLogStore,
@@ -176,7 +179,7 @@ impl TelemetryHandle {
     pub fn flush(&self, timeout: Duration) -> ShutdownReport {
         let sinks = &self.inner.sinks;
         ShutdownReport {
-            streams: flush_all(sinks, timeout)
+            streams: flush_all(self.inner.handoff.as_deref(), sinks, timeout)
                 .into_iter()
                 .map(|(name, r)| (kind_of(sinks, name), r))
                 .collect(),
@@ -198,11 +201,15 @@ impl TelemetryHandle {
         }
         let sinks = &self.inner.sinks;
         let report = ShutdownReport {
-            streams: shutdown_all(sinks, self.inner.shutdown_timeout)
-                .unwrap_or_default()
-                .into_iter()
-                .map(|(name, r)| (kind_of(sinks, name), r))
-                .collect(),
+            streams: shutdown_all(
+                self.inner.handoff.as_deref(),
+                sinks,
+                self.inner.shutdown_timeout,
+            )
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(name, r)| (kind_of(sinks, name), r))
+            .collect(),
         };
         if let Some(p) = &self.inner.provider {
             // The processors are already stopped; this only marks the provider shut so later

@@ -30,6 +30,7 @@ mod builder;
 pub mod collector;
 pub mod config;
 mod handle;
+mod handoff;
 pub mod identity;
 mod layer;
 mod processor;

@@ -1,91 +1,95 @@
-//! The facade's log processor: hands every record straight to the exporters' own bounded
-//! queues. The exporters batch, retry and spool on their workers, so a second queue in front
-//! of them (the SDK's `BatchLogProcessor`) would only add a copy of every record.
+//! The facade's log processor: moves each record (no clone, no decode) into the
+//! [hand-off](crate::handoff) whose worker decodes it once and submits the event to every sink
+//! that routes it. The exporters batch, retry and spool on their own workers, so the app
+//! thread's share of an event ends at the move.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use closedloop_telemetry_exporters::decode::{decode, DecodeError, DecodeOptions};
+use closedloop_telemetry_exporters::decode::DecodeOptions;
 use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryReport};
+use opentelemetry::logs::{Logger as _, LoggerProvider as _};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
+use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 
+use crate::handoff::Handoff;
 use crate::sink::Sink;
 
-/// Decodes each record once and submits the event to every sink that routes it.
+/// Moves each record into the hand-off; flush and shutdown push the hand-off through first.
 #[derive(Debug)]
 pub(crate) struct FanoutProcessor {
     sinks: Arc<Vec<Sink>>,
-    decode: DecodeOptions,
-    invalid: Arc<AtomicU64>,
+    handoff: Arc<Handoff>,
+    /// Makes the empty record left behind in place of each moved one (`SdkLogRecord` has no
+    /// public constructor): a logger of a throwaway provider without processors.
+    blank: SdkLogger,
 }
 
 impl FanoutProcessor {
+    /// Starts the hand-off worker; `None` when the thread cannot be spawned.
     pub(crate) fn new(
         sinks: Arc<Vec<Sink>>,
         decode: DecodeOptions,
         invalid: Arc<AtomicU64>,
-    ) -> Self {
-        FanoutProcessor {
+    ) -> std::io::Result<Self> {
+        let handoff = Arc::new(Handoff::start(sinks.clone(), decode, invalid)?);
+        Ok(FanoutProcessor {
             sinks,
-            decode,
-            invalid,
-        }
+            handoff,
+            blank: SdkLoggerProvider::builder()
+                .build()
+                .logger("closedloop-telemetry"),
+        })
+    }
+
+    /// The hand-off, for the telemetry handle's flush and shutdown.
+    pub(crate) fn handoff(&self) -> Arc<Handoff> {
+        self.handoff.clone()
     }
 }
 
 impl LogProcessor for FanoutProcessor {
     fn emit(&self, record: &mut SdkLogRecord, _scope: &InstrumentationScope) {
-        let event = match decode(record, &self.decode) {
-            Ok(event) => event,
-            Err(DecodeError::NoEventName | DecodeError::ActivityEntry) => return,
-            Err(_) => {
-                // Only records from other bridges can get here (the layer always sets a
-                // name and a computeTargetId); count them where the app can see them.
-                self.invalid.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        let mut targets = self.sinks.iter().filter(|s| s.routes(&event)).peekable();
-        while let Some(sink) = targets.next() {
-            // The last target takes the event itself; earlier ones get a copy.
-            let ev = if targets.peek().is_some() {
-                event.clone()
-            } else {
-                return drop(sink.delivery().submit(vec![event]));
-            };
-            let _ = sink.delivery().submit(vec![ev]);
-        }
+        self.handoff
+            .push(std::mem::replace(record, self.blank.create_log_record()));
     }
 
     fn force_flush(&self) -> OTelSdkResult {
-        let report = flush_all(&self.sinks, crate::DEFAULT_SHUTDOWN_TIMEOUT);
+        let timeout = crate::DEFAULT_SHUTDOWN_TIMEOUT;
+        let report = flush_all(Some(&self.handoff), &self.sinks, timeout);
         if report.iter().all(|(_, r)| r.is_complete()) {
             Ok(())
         } else {
-            Err(OTelSdkError::Timeout(crate::DEFAULT_SHUTDOWN_TIMEOUT))
+            Err(OTelSdkError::Timeout(timeout))
         }
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        shutdown_all(&self.sinks, timeout).map(|_| ())
+        shutdown_all(Some(&self.handoff), &self.sinks, timeout).map(|_| ())
     }
 }
 
-/// Flushes every sink in parallel, all within one deadline.
-pub(crate) fn flush_all(sinks: &[Sink], timeout: Duration) -> Vec<(&'static str, DeliveryReport)> {
-    in_parallel(sinks, |d| d.flush(timeout))
+/// Pushes the hand-off through, then flushes every sink in parallel, all within one deadline.
+pub(crate) fn flush_all(
+    handoff: Option<&Handoff>,
+    sinks: &[Sink],
+    timeout: Duration,
+) -> Vec<(&'static str, DeliveryReport)> {
+    let left = pass_handoff(handoff, timeout, Handoff::flush);
+    in_parallel(sinks, |d| d.flush(left))
 }
 
 /// Shuts every sink down in parallel, all within one deadline. `AlreadyShutdown` when every
 /// sink was already shut.
 pub(crate) fn shutdown_all(
+    handoff: Option<&Handoff>,
     sinks: &[Sink],
     timeout: Duration,
 ) -> Result<Vec<(&'static str, DeliveryReport)>, OTelSdkError> {
-    let reports: Vec<_> = in_parallel(sinks, |d| d.shutdown(timeout))
+    let left = pass_handoff(handoff, timeout, Handoff::shutdown);
+    let reports: Vec<_> = in_parallel(sinks, |d| d.shutdown(left))
         .into_iter()
         .filter_map(|(name, r)| r.ok().map(|r| (name, r)))
         .collect();
@@ -93,6 +97,20 @@ pub(crate) fn shutdown_all(
         return Err(OTelSdkError::AlreadyShutdown);
     }
     Ok(reports)
+}
+
+/// Runs `step` on the hand-off (if any) within `timeout`; returns the time left for the sinks.
+fn pass_handoff(
+    handoff: Option<&Handoff>,
+    timeout: Duration,
+    step: impl FnOnce(&Handoff, Instant) -> bool,
+) -> Duration {
+    let Some(handoff) = handoff else {
+        return timeout;
+    };
+    let deadline = Instant::now() + timeout;
+    step(handoff, deadline);
+    deadline.saturating_duration_since(Instant::now())
 }
 
 fn in_parallel<T: Send>(

@@ -1,2 +1,3 @@
 //! Shared test helpers: a real loopback HTTP server.
+pub mod lean;
 pub mod server;

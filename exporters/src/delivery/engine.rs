@@ -233,6 +233,13 @@ impl Delivery {
         Ok(())
     }
 
+    /// Counts `n` events of this stream that a stage in front of the engine (e.g. the
+    /// facade's hand-off queue) dropped before they reached [`Delivery::submit`], so every
+    /// loss of the stream shows in its counters (and the first one of a kind is logged).
+    pub fn count_refused(&self, reason: DropReason, n: u64, detail: &str) {
+        self.inner.stats.refused(reason, n, detail);
+    }
+
     /// The live counters.
     pub fn stats(&self) -> DeliveryStatsSnapshot {
         self.inner.stats.snapshot()

@@ -2,14 +2,16 @@
 
 mod bounded;
 mod event_fields;
+mod intern;
 mod span_fields;
 mod unknown;
 
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, Severity};
-use opentelemetry::Key;
+use opentelemetry::{Key, StringValue};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
@@ -18,7 +20,7 @@ use crate::convention::{Field, CONTEXT_FIELDS, CUSTOM_EVENT_NAME, EVENT};
 use crate::gateway::GatewaySession;
 use crate::stats::LayerStats;
 use event_fields::{EventFields, EventName};
-use span_fields::{SpanContextFields, SpanVisitor};
+
 pub use unknown::MAX_WARNED_NAMES;
 use unknown::{Sighting, UnknownNames};
 
@@ -62,12 +64,34 @@ pub struct TelemetryLayer<L> {
     logger: L,
     verbose: bool,
     allow_custom: bool,
-    compute_target_id: Arc<str>,
-    release_version: Option<Arc<str>>,
+    compute_target_id: StringValue,
+    release_version: Option<StringValue>,
     gateway: GatewaySession,
     unknown: UnknownNames,
     stats: Arc<LayerStats>,
+    /// Bumped when a span records a context field late (see `span_fields`).
+    context_epoch: AtomicU64,
 }
+
+/// A layer-constant value as a record string: interned (`&'static`, no reference count
+/// touched per event) when possible.
+fn constant(value: Arc<str>) -> StringValue {
+    match intern::intern(&value) {
+        Some(s) => StringValue::from(s),
+        None => StringValue::from(value),
+    }
+}
+
+/// The record keys of the context slots, computed once.
+const CONTEXT_KEYS: [&str; CONTEXT_FIELDS.len()] = {
+    let mut keys = [""; CONTEXT_FIELDS.len()];
+    let mut i = 0;
+    while i < keys.len() {
+        keys[i] = CONTEXT_FIELDS[i].key();
+        i += 1;
+    }
+    keys
+};
 
 impl<L> std::fmt::Debug for TelemetryLayer<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -94,11 +118,12 @@ impl<L: Logger> TelemetryLayer<L> {
                 logger,
                 verbose: false,
                 allow_custom: false,
-                compute_target_id: Arc::from("unknown"),
+                compute_target_id: StringValue::from("unknown"),
                 release_version: None,
                 gateway: GatewaySession::default(),
                 unknown: UnknownNames::default(),
                 stats: Arc::default(),
+                context_epoch: AtomicU64::new(0),
             },
         }
     }
@@ -130,13 +155,13 @@ impl<L: Logger> TelemetryLayerBuilder<L> {
 
     /// The `computeTargetId` of every record (unless the event sets its own).
     pub fn compute_target_id(mut self, id: impl Into<Arc<str>>) -> Self {
-        self.layer.compute_target_id = id.into();
+        self.layer.compute_target_id = constant(id.into());
         self
     }
 
     /// The `releaseVersion` of every record.
     pub fn release_version(mut self, version: impl Into<Arc<str>>) -> Self {
-        self.layer.release_version = Some(version.into());
+        self.layer.release_version = Some(constant(version.into()));
         self
     }
 
@@ -208,14 +233,7 @@ where
         id: &tracing::span::Id,
         ctx: Context<'_, S>,
     ) {
-        let mut fields = SpanContextFields::default();
-        attrs.record(&mut SpanVisitor(&mut fields));
-        if fields.is_empty() {
-            return;
-        }
-        if let Some(span) = ctx.span(id) {
-            span.extensions_mut().replace(fields);
-        }
+        span_fields::on_new_span(attrs, ctx.span(id), &self.context_epoch);
     }
 
     fn on_record(
@@ -224,16 +242,7 @@ where
         values: &tracing::span::Record<'_>,
         ctx: Context<'_, S>,
     ) {
-        let Some(span) = ctx.span(id) else { return };
-        let mut ext = span.extensions_mut();
-        let mut fields = ext
-            .get_mut::<SpanContextFields>()
-            .cloned()
-            .unwrap_or_default();
-        values.record(&mut SpanVisitor(&mut fields));
-        if !fields.is_empty() {
-            ext.replace(fields);
-        }
+        span_fields::on_record(values, ctx.span(id), &self.context_epoch);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -273,29 +282,22 @@ where
             }
         }
 
-        // Trace context from the span scope, innermost value wins.
+        // Trace context from the span scope (merged per span when it was created), innermost
+        // value wins and the event's own fields win over both.
         const ALL_SET: u8 = (1 << CONTEXT_FIELDS.len()) - 1;
-        if let Some(scope) = ctx.event_scope(event) {
-            for span in scope {
-                if context_set == ALL_SET {
-                    break;
-                }
-                let ext = span.extensions();
-                let Some(stored) = ext.get::<SpanContextFields>() else {
-                    continue;
-                };
-                for (slot, value) in stored.0.iter().enumerate() {
-                    if context_set & (1 << slot) != 0 {
-                        continue;
+        if context_set != ALL_SET {
+            if let Some(span) = ctx.event_span(event) {
+                span_fields::visible(span, &self.context_epoch, |flat| {
+                    for (slot, value) in flat.iter().enumerate() {
+                        if let (0, Some(v)) = (context_set & (1 << slot), value) {
+                            record.add_attribute(
+                                Key::from_static_str(CONTEXT_KEYS[slot]),
+                                AnyValue::String(v.clone().into()),
+                            );
+                            context_set |= 1 << slot;
+                        }
                     }
-                    if let Some(v) = value {
-                        record.add_attribute(
-                            Key::from_static_str(CONTEXT_FIELDS[slot].key()),
-                            AnyValue::String(v.clone().into()),
-                        );
-                        context_set |= 1 << slot;
-                    }
-                }
+                });
             }
         }
         if context_set & 1 == 0 {
@@ -309,20 +311,23 @@ where
         if !has_ct {
             record.add_attribute(
                 Key::from_static_str(Field::ComputeTargetId.key()),
-                AnyValue::String(self.compute_target_id.clone().into()),
+                AnyValue::String(self.compute_target_id.clone()),
             );
         }
         if let (false, Some(v)) = (has_rel, &self.release_version) {
             record.add_attribute(
                 Key::from_static_str(Field::ReleaseVersion.key()),
-                AnyValue::String(v.clone().into()),
+                AnyValue::String(v.clone()),
             );
         }
         let (severity, text) = severity_of(meta.level());
         record.set_severity_number(severity);
         record.set_severity_text(text);
         record.set_target(meta.target());
-        record.set_timestamp(SystemTime::now());
+        // One clock read for both: the SDK would otherwise read the clock again.
+        let now = SystemTime::now();
+        record.set_timestamp(now);
+        record.set_observed_timestamp(now);
         self.logger.emit(record);
         LayerStats::add(&self.stats.emitted);
     }

@@ -1,30 +1,159 @@
-//! Trace-context fields stored once per span, in the span's extensions.
+//! Trace-context fields stored once per span, in the span's extensions, already merged with
+//! the span's ancestors so that an event reads one span instead of walking its scope.
+//!
+//! Each span that sets a context field itself keeps two slot arrays: `own` (what it set) and
+//! `flat` (its own fields plus every ancestor's, innermost first), computed when the span is
+//! created. A field recorded later (`span.record(..)`) changes that span's `own` and bumps the
+//! layer's context epoch; every `flat` computed under an older epoch is then recomputed from the
+//! `own` fields of the scope the next time an event (or a new child span) reads it. Events in a
+//! span that sets no context field read the nearest ancestor that does.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use tracing::field::{Field as TracingField, Visit};
+use tracing_subscriber::registry::{LookupSpan, SpanRef};
 
 use crate::convention::{context_slot, Field, CONTEXT_FIELDS};
 use crate::truncate::{keep_head, FIELD_MAX_BYTES};
 
-/// The context fields one span set itself (not inherited), as shared strings so every event
-/// inside the span reuses them without copying.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct SpanContextFields(pub(crate) [Option<Arc<str>>; CONTEXT_FIELDS.len()]);
+/// One value per [`CONTEXT_FIELDS`] slot, as shared strings so every event inside the span
+/// reuses them without copying.
+pub(crate) type Slots = [Option<Arc<str>>; CONTEXT_FIELDS.len()];
 
-impl SpanContextFields {
-    pub(crate) fn is_empty(&self) -> bool {
-        self.0.iter().all(Option::is_none)
+/// The epoch of a `flat` that must be recomputed before use.
+const STALE: u64 = u64::MAX;
+
+/// What one span knows about trace context.
+#[derive(Debug, Default)]
+pub(crate) struct SpanContext {
+    own: Slots,
+    flat: Slots,
+    epoch: u64,
+}
+
+/// Whether no slot is set.
+pub(crate) fn is_empty(slots: &Slots) -> bool {
+    slots.iter().all(Option::is_none)
+}
+
+/// Fills the empty slots of `into` from `from`.
+fn inherit(into: &mut Slots, from: &Slots) {
+    for (mine, theirs) in into.iter_mut().zip(from) {
+        if mine.is_none() {
+            mine.clone_from(theirs);
+        }
     }
 }
 
+/// The span's own context merged with every ancestor's, innermost first (the slow path).
+fn walk<'a, R: LookupSpan<'a>>(span: &SpanRef<'a, R>) -> Slots {
+    let mut flat = Slots::default();
+    for s in span.scope() {
+        if let Some(sc) = s.extensions().get::<SpanContext>() {
+            inherit(&mut flat, &sc.own);
+        }
+    }
+    flat
+}
+
+/// Calls `f` with the context visible in `start` (its own fields and its ancestors'),
+/// recomputing a stale cache first. Does not call `f` when no span in scope has context.
+pub(crate) fn visible<'a, R: LookupSpan<'a>>(
+    start: SpanRef<'a, R>,
+    epoch: &AtomicU64,
+    f: impl FnOnce(&Slots),
+) {
+    let now = epoch.load(Ordering::Acquire);
+    let mut cur = Some(start);
+    while let Some(span) = cur {
+        {
+            let ext = span.extensions();
+            match ext.get::<SpanContext>() {
+                Some(sc) if sc.epoch == now => return f(&sc.flat),
+                Some(_) => {}
+                None => {
+                    drop(ext);
+                    cur = span.parent();
+                    continue;
+                }
+            }
+        }
+        let flat = walk(&span);
+        let mut ext = span.extensions_mut();
+        if let Some(sc) = ext.get_mut::<SpanContext>() {
+            sc.flat = flat;
+            sc.epoch = now;
+            f(&sc.flat);
+        }
+        return;
+    }
+}
+
+/// `on_new_span`: keeps the span's own context fields merged with its parent's.
+pub(crate) fn on_new_span<'a, R: LookupSpan<'a>>(
+    attrs: &tracing::span::Attributes<'_>,
+    span: Option<SpanRef<'a, R>>,
+    epoch: &AtomicU64,
+) {
+    let mut own = Slots::default();
+    attrs.record(&mut SpanVisitor(&mut own));
+    // A span without context fields stores nothing: events in it read its ancestors.
+    let (false, Some(span)) = (is_empty(&own), span) else {
+        return;
+    };
+    let now = epoch.load(Ordering::Acquire);
+    let mut flat = own.clone();
+    if let Some(parent) = span.parent() {
+        visible(parent, epoch, |p| inherit(&mut flat, p));
+    }
+    span.extensions_mut().replace(SpanContext {
+        own,
+        flat,
+        epoch: now,
+    });
+}
+
+/// `on_record`: a late context field changes the span's own fields and makes every cached
+/// merge stale.
+pub(crate) fn on_record<'a, R: LookupSpan<'a>>(
+    values: &tracing::span::Record<'_>,
+    span: Option<SpanRef<'a, R>>,
+    epoch: &AtomicU64,
+) {
+    let mut own = Slots::default();
+    values.record(&mut SpanVisitor(&mut own));
+    let (false, Some(span)) = (is_empty(&own), span) else {
+        return;
+    };
+    {
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<SpanContext>() {
+            Some(sc) => {
+                for (slot, value) in own.into_iter().enumerate() {
+                    if value.is_some() {
+                        sc.own[slot] = value;
+                    }
+                }
+                sc.epoch = STALE;
+            }
+            None => ext.insert(SpanContext {
+                own,
+                flat: Slots::default(),
+                epoch: STALE,
+            }),
+        }
+    }
+    epoch.fetch_add(1, Ordering::AcqRel);
+}
+
 /// Visits span fields, keeping only the context ones.
-pub(crate) struct SpanVisitor<'a>(pub(crate) &'a mut SpanContextFields);
+pub(crate) struct SpanVisitor<'a>(pub(crate) &'a mut Slots);
 
 impl SpanVisitor<'_> {
     fn put(&mut self, field: &TracingField, value: &str) {
         if let Some(slot) = Field::from_name(field.name()).and_then(context_slot) {
-            self.0 .0[slot] = Some(Arc::from(keep_head(value, FIELD_MAX_BYTES)));
+            self.0[slot] = Some(Arc::from(keep_head(value, FIELD_MAX_BYTES)));
         }
     }
 }
