@@ -211,7 +211,7 @@ fn closedloop(
     let n = run(c, name, &dispatch);
     let shutdown = guard.shutdown();
     let s = handle.stats();
-    let ph = &s.streams[0].1;
+    let ph = &s.streams[0].delivery;
     let lost = ph.dropped.total() - ph.dropped.shutdown;
     report(
         name,
