@@ -36,6 +36,9 @@ mod layer;
 mod processor;
 mod sink;
 mod streams;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
+pub mod verify;
 
 use std::time::Duration;
 

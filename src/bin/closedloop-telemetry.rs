@@ -21,6 +21,8 @@ commands:
               --json             print NDJSON (one JSON object per line) instead of text
               --token T          require 'Authorization: Bearer T' on the relay endpoint
               --max-seconds N    stop after N seconds (default: run until Ctrl-C)
+  verify    send a probe connection.established through the real pipeline to CL_RELAY_URL
+            (or to a local collector it starts) and confirm it arrives within 60 s
   help      print this help
 ";
 
@@ -36,6 +38,7 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     match command.as_str() {
         "collect" => collect(rest),
+        "verify" => verify(),
         // `verify`, `schema` and `audit` are added here as they land.
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
@@ -207,4 +210,18 @@ fn banner(collector: &Collector, token: bool) -> String {
         relay = collector.relay_url(),
         dd = collector.datadog_url(),
     )
+}
+
+/// `verify`: the runbook, automated (see `closedloop_telemetry::verify`).
+fn verify() -> ExitCode {
+    match closedloop_telemetry::verify::run() {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("verify: FAILED: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
