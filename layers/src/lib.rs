@@ -7,6 +7,7 @@
 #![warn(missing_docs, missing_debug_implementations)]
 
 pub mod activity;
+mod bounded;
 pub mod catalogue;
 pub mod convention;
 pub mod envelope;

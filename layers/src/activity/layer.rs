@@ -1,6 +1,6 @@
 //! [`ActivityLayer`]: tracing events with `activity = "request" | "security"` become entries.
 
-use std::fmt::{self, Write};
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -101,33 +101,9 @@ fn bounded_str(s: &str, max: usize) -> String {
     crate::truncate::keep_head(s, max).to_string()
 }
 
-/// A `fmt::Write` that keeps at most `max` bytes and then stops the formatter.
-struct Bounded {
-    buf: String,
-    max: usize,
-}
-
-impl Write for Bounded {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let room = self.max - self.buf.len();
-        if s.len() <= room {
-            self.buf.push_str(s);
-            return Ok(());
-        }
-        self.buf.push_str(crate::truncate::keep_head(s, room));
-        Err(fmt::Error)
-    }
-}
-
 /// Formats `value` with `{:?}`, keeping at most `max` bytes (on a character boundary).
 fn debug_string(value: &dyn fmt::Debug, max: usize) -> String {
-    let mut w = Bounded {
-        buf: String::new(),
-        max,
-    };
-    // An error is our own stop signal (or a broken Debug impl); the prefix is what we keep.
-    let _ = write!(w, "{value:?}");
-    w.buf
+    crate::bounded::debug_string(value, max).0
 }
 
 #[cfg(test)]

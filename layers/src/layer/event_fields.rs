@@ -252,7 +252,7 @@ impl<R: LogRecord> Visit for EventFields<'_, R> {
         } else {
             FIELD_MAX_BYTES + 4
         };
-        let (s, _) = super::bounded::debug_string(value, max);
+        let (s, _) = crate::bounded::debug_string(value, max);
         self.put_str(field, &s);
     }
 }

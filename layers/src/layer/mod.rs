@@ -1,6 +1,5 @@
 //! [`TelemetryLayer`]: tracing events with an `event` field become OpenTelemetry log records.
 
-mod bounded;
 mod event_fields;
 mod intern;
 mod span_fields;

@@ -173,7 +173,7 @@ impl Visit for SpanVisitor<'_> {
 
     fn record_debug(&mut self, field: &TracingField, value: &dyn std::fmt::Debug) {
         if Field::from_name(field.name()).is_some_and(Field::is_context) {
-            let (s, _) = super::bounded::debug_string(value, FIELD_MAX_BYTES);
+            let (s, _) = crate::bounded::debug_string(value, FIELD_MAX_BYTES);
             self.put(field, &s);
         }
     }
