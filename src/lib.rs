@@ -29,6 +29,7 @@
 mod builder;
 pub mod collector;
 pub mod config;
+pub mod consent;
 mod handle;
 mod handoff;
 pub mod identity;
@@ -44,6 +45,7 @@ pub use closedloop_telemetry_exporters as exporters;
 pub use closedloop_telemetry_layers as layers;
 pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
 pub use closedloop_telemetry_layers::GatewaySession;
+pub use consent::{Consent, ConsentError};
 pub use handle::{ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats};
 pub use layer::ClosedLoopLayer;
 pub use sink::StreamKind;
