@@ -35,6 +35,7 @@ mod handoff;
 pub mod identity;
 mod layer;
 mod processor;
+pub mod schema;
 mod sink;
 mod streams;
 

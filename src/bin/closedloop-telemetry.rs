@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! closedloop-telemetry collect [--bind 127.0.0.1:4318] [--json] [--token T] [--max-seconds N]
+//! closedloop-telemetry schema [relay|datadog|posthog]
 //! ```
 
 use std::net::SocketAddr;
@@ -21,6 +22,8 @@ commands:
               --json             print NDJSON (one JSON object per line) instead of text
               --token T          require 'Authorization: Bearer T' on the relay endpoint
               --max-seconds N    stop after N seconds (default: run until Ctrl-C)
+  schema    print the published v1 wire schemas (JSON Schema draft 2020-12)
+              [relay|datadog|posthog]   just one (default: all three, separated by blank lines)
   help      print this help
 ";
 
@@ -36,7 +39,8 @@ fn main() -> ExitCode {
     let rest = &args[1..];
     match command.as_str() {
         "collect" => collect(rest),
-        // `verify`, `schema` and `audit` are added here as they land.
+        "schema" => schema(rest),
+        // `verify` and `audit` are added here as they land.
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -207,4 +211,37 @@ fn banner(collector: &Collector, token: bool) -> String {
         relay = collector.relay_url(),
         dd = collector.datadog_url(),
     )
+}
+
+/// `schema [relay|datadog|posthog]`: prints the embedded schema files.
+fn schema(args: &[String]) -> ExitCode {
+    use closedloop_telemetry::schema;
+    match args {
+        [] => {
+            for (i, (_, _, text)) in schema::ALL.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        [name] => match schema::get(name) {
+            Some(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "closedloop-telemetry schema: unknown schema `{name}` (relay, datadog or posthog)"
+                );
+                ExitCode::from(2)
+            }
+        },
+        _ => {
+            eprintln!("closedloop-telemetry schema: at most one name\n");
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
 }
