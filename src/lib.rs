@@ -26,10 +26,12 @@
 //! local [`collector`], a loopback stand-in for all three receivers.
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod audit;
 mod builder;
 pub mod collector;
 pub mod config;
 pub mod consent;
+pub mod demo;
 mod handle;
 mod handoff;
 pub mod identity;

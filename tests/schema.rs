@@ -348,3 +348,44 @@ fn schemas_match_the_rust_types_and_each_other() {
         assert!(v["$id"].as_str().unwrap().ends_with(file));
     }
 }
+
+#[test]
+fn the_real_pipeline_output_for_the_demo_session_validates() {
+    use closedloop_telemetry::audit;
+    use closedloop_telemetry::StreamKind;
+    let v = Validator::new();
+    let dir = std::env::temp_dir().join(format!("cl-schema-{}", uuid::Uuid::new_v4()));
+    for verbose in [true, false] {
+        let relay = closedloop_telemetry::builder("1.2.3")
+            .posthog("phc_x", "http://127.0.0.1:9")
+            .relay("http://127.0.0.1:9/relay", None)
+            .data_dir(&dir)
+            .verbose(verbose);
+        let dd = closedloop_telemetry::builder("1.2.3")
+            .datadog("k", "http://127.0.0.1:9/api/v2/logs")
+            .data_dir(&dir)
+            .verbose(verbose);
+        for b in [relay, dd] {
+            let report = audit::run_demo(&b);
+            assert!(!report.streams.is_empty());
+            for s in &report.streams {
+                assert!(!s.items.is_empty());
+                match s.kind {
+                    StreamKind::PostHog => {
+                        v.assert_valid(v.posthog, &serde_json::from_str(&s.body).unwrap())
+                    }
+                    kind => {
+                        let which = if kind == StreamKind::Relay {
+                            v.relay
+                        } else {
+                            v.datadog
+                        };
+                        for item in &s.items {
+                            v.assert_valid(which, &serde_json::from_str(item).unwrap());
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
