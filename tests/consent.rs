@@ -187,3 +187,30 @@ fn do_not_track_wins_over_a_stored_grant() {
     assert!(server.requests().is_empty());
     assert_eq!(consent::load(&dir), Some(Consent::Granted));
 }
+
+#[test]
+fn deny_abandons_a_retry_backoff() {
+    let server = TestServer::always(503);
+    let dir = temp_dir("backoff");
+    let telemetry = builder(&server, &dir)
+        .shutdown_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    emit_handle_less(layer);
+    // One attempt per stream fails; both batches now wait for a retry.
+    let report = handle.flush(Duration::from_millis(500));
+    assert!(!report.is_complete());
+    let before = server.wait_for(2, Duration::from_secs(5)).len();
+    let n = handle.set_consent(Consent::Denied).unwrap();
+    assert_eq!(n, 3, "the batches waiting for a retry are purged");
+    let report = guard.shutdown();
+    assert!(report.is_complete(), "{report}");
+    for (_, r) in &report.streams {
+        assert_eq!(r.stats.dropped.shutdown, 0);
+        assert_eq!(r.stats.queued, 0);
+    }
+    assert_eq!(purged(&handle), 3);
+    assert_eq!(server.requests().len(), before, "no retry after Denied");
+}
