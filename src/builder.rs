@@ -13,6 +13,7 @@ use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 
 use crate::config::{DatadogSettings, EnvConfig, PostHogSettings, RelaySettings};
+use crate::consent::Consent;
 use crate::handle::{HandleInner, TelemetryGuard, TelemetryHandle};
 use crate::layer::ClosedLoopLayer;
 use crate::processor::FanoutProcessor;
@@ -38,6 +39,7 @@ use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 /// | [`posthog_flush_interval`](Self::posthog_flush_interval) | 30 s |
 /// | [`relay_max_delay`](Self::relay_max_delay) | 2 s |
 /// | [`relay_connection`](Self::relay_connection) | none: HTTP to `CL_RELAY_URL` |
+/// | [`default_consent`](Self::default_consent) | `Granted` (a choice stored in the data dir wins) |
 ///
 /// Settings apply in call order, so `from_env()` after a setter lets the environment win, and
 /// a setter after `from_env()` lets the code win. `DO_NOT_TRACK=1` and
@@ -53,6 +55,7 @@ pub struct TelemetryBuilder {
     pub(crate) posthog_flush_interval: Option<Duration>,
     pub(crate) relay_max_delay: Option<Duration>,
     pub(crate) relay_connection: Option<RelayConnection>,
+    pub(crate) default_consent: Consent,
 }
 
 impl TelemetryBuilder {
@@ -67,6 +70,7 @@ impl TelemetryBuilder {
             posthog_flush_interval: None,
             relay_max_delay: None,
             relay_connection: None,
+            default_consent: Consent::Granted,
         }
     }
 
@@ -190,6 +194,13 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The consent used when the user has not chosen yet (no stored choice in the data dir).
+    /// Default `Granted`; apps that ask first pass `Consent::Denied`.
+    pub fn default_consent(mut self, consent: Consent) -> Self {
+        self.default_consent = consent;
+        self
+    }
+
     /// Starts the streams and returns the layer and the guard.
     pub fn build(self) -> Result<Telemetry, InitError> {
         let compute_target_id = match self.cfg.compute_target_id.clone() {
@@ -203,7 +214,12 @@ impl TelemetryBuilder {
             .unwrap_or_else(|| self.app_version.clone());
         let activity = ActivityLogStore::with_capacity(self.activity_capacity);
         let gateway = GatewaySession::default();
-        let upstream = Arc::new(AtomicBool::new(true));
+        let data_dir = crate::consent::data_dir(self.data_dir.as_deref());
+        let consent = data_dir
+            .as_deref()
+            .and_then(crate::consent::load)
+            .unwrap_or(self.default_consent);
+        let upstream = Arc::new(AtomicBool::new(consent == Consent::Granted));
         let invalid = Arc::new(AtomicU64::new(0));
 
         let sinks: Vec<Sink> = if self.cfg.disabled {
@@ -252,6 +268,8 @@ impl TelemetryBuilder {
                 compute_target_id,
                 shutdown_timeout: self.shutdown_timeout,
                 final_report: Mutex::new(None),
+                consent: Mutex::new(consent),
+                data_dir,
             }),
         };
         Ok(Telemetry {

@@ -1,14 +1,16 @@
 //! [`TelemetryHandle`] (what the app keeps) and [`TelemetryGuard`] (flushes on drop).
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::delivery::{DeliveryReport, DeliveryStatsSnapshot};
 use closedloop_telemetry_layers::activity::ActivityLogStore;
 use closedloop_telemetry_layers::{GatewaySession, LayerStats, LayerStatsSnapshot};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 
+use crate::consent::{Consent, ConsentError};
 use crate::handoff::Handoff;
 use crate::processor::{flush_all, shutdown_all};
 use crate::sink::{Sink, StreamKind};
@@ -33,6 +35,10 @@ pub(crate) struct HandleInner {
     pub(crate) compute_target_id: String,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) final_report: Mutex<Option<ShutdownReport>>,
+    /// The current consent choice (see [`crate::consent`]).
+    pub(crate) consent: Mutex<Consent>,
+    /// Where the choice is persisted.
+    pub(crate) data_dir: Option<PathBuf>,
 }
 
 /// Live counters of the layer and of every running stream.
@@ -150,6 +156,48 @@ impl TelemetryHandle {
     /// Whether events currently reach the upstream streams (false while consent is denied).
     pub fn is_upstream_enabled(&self) -> bool {
         !self.inner.sinks.is_empty() && self.inner.upstream.load(Ordering::Relaxed)
+    }
+
+    /// The user's current consent choice.
+    pub fn consent(&self) -> Consent {
+        *self.inner.consent.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies and persists the user's choice. Returns how many queued events were purged.
+    ///
+    /// `Denied` takes effect at once: the layer stops making records, every stream's queued
+    /// events (including those a retry was waiting for) are dropped and counted as `purged`, and
+    /// no further connection is made. The activity log keeps working. `Granted` resumes the
+    /// streams. With `DO_NOT_TRACK=1` / `CL_TELEMETRY_DISABLED=1` there are no streams, so a
+    /// grant changes nothing for this run, but the choice is still stored.
+    ///
+    /// The choice is applied even when it cannot be persisted; the error says why it was not.
+    /// Never blocks longer than the shutdown timeout.
+    pub fn set_consent(&self, consent: Consent) -> Result<u64, ConsentError> {
+        let inner = &self.inner;
+        *inner.consent.lock().unwrap_or_else(|p| p.into_inner()) = consent;
+        let mut purged = 0;
+        match consent {
+            Consent::Granted => inner.upstream.store(true, Ordering::Release),
+            Consent::Denied => {
+                inner.upstream.store(false, Ordering::Release);
+                let deadline = Instant::now() + inner.shutdown_timeout;
+                // Records already past the gate reach the engines first, then go with the rest.
+                if let Some(h) = &inner.handoff {
+                    h.flush(deadline);
+                }
+                for sink in inner.sinks.iter() {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    purged += sink.delivery().purge(left);
+                }
+            }
+        }
+        let dir = inner.data_dir.as_deref().ok_or(ConsentError::NoDataDir)?;
+        crate::consent::store(dir, consent).map_err(|source| ConsentError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(purged)
     }
 
     /// Which upstream streams run (empty when telemetry is disabled).

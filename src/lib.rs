@@ -26,14 +26,18 @@
 //! local [`collector`], a loopback stand-in for all three receivers.
 #![warn(missing_docs, missing_debug_implementations)]
 
+pub mod audit;
 mod builder;
 pub mod collector;
 pub mod config;
+pub mod consent;
+pub mod demo;
 mod handle;
 mod handoff;
 pub mod identity;
 mod layer;
 mod processor;
+pub mod schema;
 mod sink;
 mod streams;
 #[cfg(any(test, feature = "testing"))]
@@ -47,6 +51,7 @@ pub use closedloop_telemetry_exporters as exporters;
 pub use closedloop_telemetry_layers as layers;
 pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
 pub use closedloop_telemetry_layers::GatewaySession;
+pub use consent::{Consent, ConsentError};
 pub use handle::{ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats};
 pub use layer::ClosedLoopLayer;
 pub use sink::StreamKind;

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! closedloop-telemetry collect [--bind 127.0.0.1:4318] [--json] [--token T] [--max-seconds N]
+//! closedloop-telemetry schema [relay|datadog|posthog]
+//! closedloop-telemetry audit [--ndjson FILE|-] [--verbose]
 //! ```
 
 use std::net::SocketAddr;
@@ -23,6 +25,14 @@ commands:
               --max-seconds N    stop after N seconds (default: run until Ctrl-C)
   verify    send a probe connection.established through the real pipeline to CL_RELAY_URL
             (or to a local collector it starts) and confirm it arrives within 60 s
+  schema    print the published v1 wire schemas (JSON Schema draft 2020-12)
+              [relay|datadog|posthog]   just one (default: all three, separated by blank lines)
+  audit     dry run, no network: play a session through the pipeline configured by the
+            environment (CL_* / DD_* variables) and print, per stream, exactly what would be
+            sent, and which fields were dropped or redacted and why
+              --ndjson FILE|-    the session as NDJSON lines, one JSON object each;
+                                 default: the desktop_client example's scripted session
+              --verbose          as with CL_TELEMETRY_VERBOSE=1 (redacted log tails)
   help      print this help
 ";
 
@@ -39,7 +49,8 @@ fn main() -> ExitCode {
     match command.as_str() {
         "collect" => collect(rest),
         "verify" => verify(),
-        // `verify`, `schema` and `audit` are added here as they land.
+        "schema" => schema(rest),
+        "audit" => audit(rest),
         "help" | "-h" | "--help" => {
             print!("{USAGE}");
             ExitCode::SUCCESS
@@ -224,4 +235,98 @@ fn verify() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+/// `schema [relay|datadog|posthog]`: prints the embedded schema files.
+fn schema(args: &[String]) -> ExitCode {
+    use closedloop_telemetry::schema;
+    match args {
+        [] => {
+            for (i, (_, _, text)) in schema::ALL.iter().enumerate() {
+                if i > 0 {
+                    println!();
+                }
+                print!("{text}");
+            }
+            ExitCode::SUCCESS
+        }
+        [name] => match schema::get(name) {
+            Some(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!(
+                    "closedloop-telemetry schema: unknown schema `{name}` (relay, datadog or posthog)"
+                );
+                ExitCode::from(2)
+            }
+        },
+        _ => {
+            eprintln!("closedloop-telemetry schema: at most one name\n");
+            eprint!("{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `audit [--ndjson FILE|-] [--verbose]`: the dry-run audit view.
+fn audit(args: &[String]) -> ExitCode {
+    use closedloop_telemetry::audit;
+    let fail = |e: String| {
+        eprintln!("closedloop-telemetry audit: {e}\n");
+        eprint!("{USAGE}");
+        ExitCode::from(2)
+    };
+    let (mut ndjson, mut verbose) = (None, false);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--verbose" => verbose = true,
+            "--ndjson" => match it.next() {
+                Some(v) => ndjson = Some(v.clone()),
+                None => return fail("--ndjson needs a file name or -".into()),
+            },
+            other => match other.strip_prefix("--ndjson=") {
+                Some(v) => ndjson = Some(v.to_string()),
+                None => return fail(format!("unknown option `{other}`")),
+            },
+        }
+    }
+    let mut builder = match closedloop_telemetry::builder(env!("CARGO_PKG_VERSION")).from_env() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("closedloop-telemetry audit: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if verbose {
+        builder = builder.verbose(true);
+    }
+    let report = match ndjson.as_deref() {
+        None => audit::run_demo(&builder),
+        Some(path) => {
+            let text = if path == "-" {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s).map(|_| s)
+            } else {
+                std::fs::read_to_string(path)
+            };
+            let text = match text {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("closedloop-telemetry audit: cannot read {path}: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            match audit::ndjson::parse(&text) {
+                Ok(lines) => audit::run_ndjson(&builder, &lines),
+                Err(e) => {
+                    eprintln!("closedloop-telemetry audit: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    print!("{report}");
+    ExitCode::SUCCESS
 }

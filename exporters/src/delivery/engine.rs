@@ -95,6 +95,11 @@ pub(crate) enum Command {
     },
     /// Stop waiting for a backoff timer and try now (e.g. the relay connection is back).
     Wake,
+    /// Consent was denied: drop everything queued (counted as `purged`), abandon any backoff
+    /// and reply with the count. The worker keeps running and accepts later events.
+    Purge {
+        reply: std::sync::mpsc::SyncSender<u64>,
+    },
 }
 
 /// A running delivery engine: one named worker thread plus this cheap, cloneable handle.
@@ -292,6 +297,22 @@ impl Delivery {
     /// the destination is back, e.g. the relay connection resumed).
     pub fn wake(&self) {
         let _ = self.inner.tx.send(Command::Wake);
+    }
+
+    /// Drops every event queued on this stream (hand-over queue, backlog, batches waiting for
+    /// a retry) without sending them, counts them as `purged` and returns how many there were.
+    /// Any pending backoff is abandoned, so no further connection is made for them. A request
+    /// already on the wire is not recalled. Waits at most `timeout` for the worker's answer
+    /// (then returns 0). For consent withdrawal.
+    pub fn purge(&self, timeout: Duration) -> u64 {
+        if self.is_shutdown() {
+            return 0;
+        }
+        let (reply, rx) = sync_channel(1);
+        if self.inner.tx.send(Command::Purge { reply }).is_err() {
+            return 0;
+        }
+        rx.recv_timeout(timeout).unwrap_or(0)
     }
 
     fn ask(

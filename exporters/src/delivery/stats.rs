@@ -23,11 +23,13 @@ pub enum DropReason {
     RetriesExhausted,
     /// Still queued when shutdown reached its deadline.
     Shutdown,
+    /// Queued when the user denied consent: purged on purpose, never sent.
+    Purged,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::QueueFull,
         DropReason::Evicted,
         DropReason::Invalid,
@@ -36,6 +38,7 @@ impl DropReason {
         DropReason::Expired,
         DropReason::RetriesExhausted,
         DropReason::Shutdown,
+        DropReason::Purged,
     ];
 
     /// The snake_case name used in logs and reports.
@@ -49,6 +52,7 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::RetriesExhausted => "retries_exhausted",
             DropReason::Shutdown => "shutdown",
+            DropReason::Purged => "purged",
         }
     }
 
@@ -83,6 +87,7 @@ pub struct DroppedCounts {
     pub expired: u64,
     pub retries_exhausted: u64,
     pub shutdown: u64,
+    pub purged: u64,
 }
 
 impl DroppedCounts {
@@ -96,6 +101,7 @@ impl DroppedCounts {
             + self.expired
             + self.retries_exhausted
             + self.shutdown
+            + self.purged
     }
 
     /// The count for one reason.
@@ -109,6 +115,7 @@ impl DroppedCounts {
             DropReason::Expired => self.expired,
             DropReason::RetriesExhausted => self.retries_exhausted,
             DropReason::Shutdown => self.shutdown,
+            DropReason::Purged => self.purged,
         }
     }
 }
@@ -166,6 +173,7 @@ impl DeliveryStats {
                 expired: d(DropReason::Expired),
                 retries_exhausted: d(DropReason::RetriesExhausted),
                 shutdown: d(DropReason::Shutdown),
+                purged: d(DropReason::Purged),
             },
             last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
         }
@@ -221,6 +229,10 @@ impl DeliveryStats {
             return false;
         }
         self.dropped[reason.index()].fetch_add(n, Relaxed);
+        if reason == DropReason::Purged {
+            // A purge is the user's choice, not a loss worth a warning.
+            return false;
+        }
         // Warn on the first loss of each kind only; the counters carry the rest.
         if !self.warned[reason.index()].swap(true, Relaxed) {
             tracing::warn!(

@@ -175,6 +175,10 @@ impl Worker {
                 self.shutdown = Some((deadline, Some(reply)));
             }
             Some(Command::Wake) => self.backoff_until = None,
+            Some(Command::Purge { reply }) => {
+                let purged = self.purge();
+                let _ = reply.try_send(purged);
+            }
             None => {
                 // Every handle is gone: deliver what we can within the default deadline.
                 self.closed = true;
@@ -231,6 +235,29 @@ impl Worker {
         let _ = self.stats.dropped(reason, n as u64, detail);
     }
 
+    /// Drops everything queued (counted as `purged`) and forgets any backoff; returns the count.
+    /// Events handed over before the purge command are already in the backlog (commands are
+    /// taken in order). A request on the wire is not recalled; its outcome is ignored.
+    fn purge(&mut self) -> u64 {
+        let mut n = self.backlog.drain().len();
+        n += self
+            .inflight
+            .drain(..)
+            .map(|b| b.items.len())
+            .sum::<usize>();
+        n += self.purge_spool();
+        self.backoff_until = None;
+        self.connect_failures = 0;
+        self.drop_items(DropReason::Purged, n, "consent denied");
+        n as u64
+    }
+
+    /// Spool hook for consent withdrawal: when the backlog gains an on-disk spool, this must
+    /// delete the spooled items too and return their count. The backlog has no spool yet.
+    fn purge_spool(&mut self) -> usize {
+        0
+    }
+
     /// Drops whatever is left (counted as `shutdown`) and answers every waiter.
     fn finish(mut self) {
         self.rx.close();
@@ -250,6 +277,7 @@ impl Worker {
                 Command::Flush { reply, .. } | Command::Shutdown { reply, .. } => {
                     replies.push(reply)
                 }
+                Command::Purge { reply } => replies.push(reply),
                 Command::Wake => {}
             }
         }

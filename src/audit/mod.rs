@@ -1,0 +1,255 @@
+//! The audit view: what exactly would leave the machine for a session, with no network.
+//!
+//! [`run`] plays a session (the [demo](crate::demo) one, or [NDJSON](ndjson) lines) through
+//! the configured pipeline in dry-run mode: the real [`TelemetryLayer`], the real decoder and
+//! routing, and the real wire encoders (relay / Datadog tail redaction included), with the
+//! delivery engines replaced by a capture. Nothing is sent, nothing is written to disk. The
+//! [`AuditReport`] lists per stream every item that would be sent, and per event which fields
+//! were dropped or redacted and why.
+//!
+//! ```
+//! let builder = closedloop_telemetry::builder("1.0.0").verbose(true);
+//! let lines = closedloop_telemetry::audit::ndjson::parse(
+//!     r#"{"event":"job.failed","exit_code":1,"log_tail":"token ghp_4f9ZkqLr8TnW2xYc7VbM1sPdQ0aHjE3uKoIy"}"#,
+//! ).unwrap();
+//! let report = closedloop_telemetry::audit::run_ndjson(&builder, &lines);
+//! assert!(report.to_string().contains("[REDACTED:"));
+//! ```
+
+pub mod ndjson;
+mod observe;
+mod report;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use closedloop_telemetry_exporters::datadog::wire::datadog_item;
+use closedloop_telemetry_exporters::decode::{decode, DecodeOptions, Event};
+use closedloop_telemetry_exporters::posthog::wire::{encode_event, Framer};
+use closedloop_telemetry_exporters::redact::Redactor;
+use closedloop_telemetry_exporters::relay::wire::relay_item;
+use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore};
+use closedloop_telemetry_layers::envelope::format_timestamp;
+use closedloop_telemetry_layers::{GatewaySession, TelemetryLayer};
+use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLoggerProvider};
+use serde_json::Value;
+use tracing_subscriber::prelude::*;
+
+use crate::consent::Consent;
+use crate::sink::StreamKind;
+use crate::TelemetryBuilder;
+
+pub use report::{AuditReport, AuditedEvent, Finding, StreamAudit};
+
+/// The computeTargetId shown when none is configured or stored (the audit never creates one).
+pub const PLACEHOLDER_COMPUTE_TARGET_ID: &str = "<computeTargetId>";
+/// Shown instead of the PostHog project key in the audited body.
+pub const PLACEHOLDER_API_KEY: &str = "<project api key>";
+
+/// Audits the demo session ([`crate::demo::play`]) under `builder`'s configuration.
+pub fn run_demo(builder: &TelemetryBuilder) -> AuditReport {
+    run(builder, crate::demo::play)
+}
+
+/// Audits NDJSON lines (see [`ndjson`]) under `builder`'s configuration.
+pub fn run_ndjson(builder: &TelemetryBuilder, lines: &[ndjson::Line]) -> AuditReport {
+    let extras: Vec<_> = lines.iter().map(|l| l.extra.clone()).collect();
+    run_inner(builder, |_| ndjson::emit(lines), extras)
+}
+
+/// Audits whatever `session` emits with `tracing` on the calling thread (it gets the
+/// gateway-session handle, as an app would).
+pub fn run(builder: &TelemetryBuilder, session: impl FnOnce(&GatewaySession)) -> AuditReport {
+    run_inner(builder, session, Vec::new())
+}
+
+fn run_inner(
+    builder: &TelemetryBuilder,
+    session: impl FnOnce(&GatewaySession),
+    extras: Vec<serde_json::Map<String, Value>>,
+) -> AuditReport {
+    let cfg = &builder.cfg;
+    let data_dir = crate::consent::data_dir(builder.data_dir.as_deref());
+    let consent = data_dir.as_deref().and_then(crate::consent::load);
+    let compute_target_id = cfg
+        .compute_target_id
+        .clone()
+        .or_else(|| data_dir.as_deref().and_then(stored_id))
+        .unwrap_or_else(|| PLACEHOLDER_COMPUTE_TARGET_ID.into());
+    let release = cfg
+        .release_version
+        .clone()
+        .unwrap_or_else(|| builder.app_version.clone());
+    let verbose = cfg.verbose;
+    let allow_custom = builder.allow_custom;
+
+    let mut notes = Vec::new();
+    let mut streams = Vec::new();
+    if cfg.posthog.is_some() {
+        streams.push(StreamKind::PostHog);
+    }
+    if cfg.relay.is_some() || builder.relay_connection.is_some() {
+        streams.push(StreamKind::Relay);
+    } else if cfg.datadog.is_some() {
+        streams.push(StreamKind::Datadog);
+    }
+    if streams.is_empty() {
+        notes.push(
+            "no stream configured: showing PostHog and the relay, as the desktop_client \
+             example does"
+                .to_string(),
+        );
+        streams = vec![StreamKind::PostHog, StreamKind::Relay];
+    }
+    let mut upstream = true;
+    if cfg.disabled {
+        notes.push(
+            "DO_NOT_TRACK / CL_TELEMETRY_DISABLED is set: no stream runs, nothing would be sent"
+                .into(),
+        );
+        upstream = false;
+    } else if consent.unwrap_or(builder.default_consent) == Consent::Denied {
+        notes.push("consent is denied: nothing would be sent".into());
+        upstream = false;
+    }
+
+    // The real layer over a capturing processor, plus the activity log and an observer.
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let decode_opts = DecodeOptions {
+        compute_target_id: Some(compute_target_id.clone()),
+        release_version: Some(release.clone()),
+        keep_tails: verbose,
+    };
+    let provider = SdkLoggerProvider::builder()
+        .with_log_processor(Capture {
+            opts: decode_opts,
+            out: captured.clone(),
+        })
+        .build();
+    let gateway = GatewaySession::default();
+    let layer = TelemetryLayer::builder(provider.logger("closedloop-telemetry"))
+        .compute_target_id(compute_target_id.as_str())
+        .release_version(release.as_str())
+        .verbose(verbose)
+        .allow_custom_events(allow_custom)
+        .gateway_session(gateway.clone())
+        .build();
+    let activity = ActivityLogStore::with_capacity(builder.activity_capacity);
+    let observer = observe::Observer::default();
+    let seen = observer.seen();
+    let subscriber = tracing_subscriber::registry()
+        .with(layer)
+        .with(ActivityLayer::new(activity.clone()))
+        .with(observer);
+    tracing::subscriber::with_default(subscriber, || session(&gateway));
+    let _ = provider.shutdown();
+
+    let mut events: Vec<Event> = std::mem::take(&mut *lock(&captured));
+    for e in &mut events {
+        if let Some(Value::Number(n)) = e.diagnostics.extra.remove("audit_line") {
+            if let Some(extra) = n.as_u64().and_then(|i| extras.get(i as usize)) {
+                e.diagnostics.extra.extend(extra.clone());
+            }
+        }
+    }
+    let seen = std::mem::take(&mut *lock(&seen));
+
+    let redactor = verbose.then(Redactor::shared);
+    let hostname = hostname();
+    let stream_audits = if upstream {
+        streams
+            .iter()
+            .map(|&kind| {
+                let items: Vec<String> = events
+                    .iter()
+                    .filter(|e| kind.routes(e, allow_custom))
+                    .filter_map(|e| encode(kind, e, redactor, &hostname))
+                    .collect();
+                StreamAudit::new(kind, items, &format_timestamp(std::time::SystemTime::now()))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let audited = report::explain(&seen, &events, verbose, allow_custom, &streams);
+    AuditReport {
+        verbose,
+        compute_target_id,
+        notes,
+        streams: stream_audits,
+        events: audited,
+        activity_entries: activity.snapshot().len(),
+    }
+}
+
+/// One event in a stream's wire form, exactly as its exporter encodes it.
+fn encode(
+    kind: StreamKind,
+    e: &Event,
+    redactor: Option<&Redactor>,
+    hostname: &str,
+) -> Option<String> {
+    let id = uuid::Uuid::now_v7();
+    let bytes = match kind {
+        StreamKind::PostHog => encode_event(e, id).ok()?,
+        StreamKind::Relay => relay_item(e, id, redactor),
+        StreamKind::Datadog => datadog_item(e, hostname, redactor).bytes,
+    };
+    String::from_utf8(bytes).ok()
+}
+
+/// The PostHog body around `items`, with the project key replaced by a placeholder.
+pub(crate) fn posthog_body(items: &[String], sent_at: &str) -> String {
+    let refs: Vec<&[u8]> = items.iter().map(|i| i.as_bytes()).collect();
+    let mut out = Vec::new();
+    Framer::new(PLACEHOLDER_API_KEY).frame(&refs, sent_at, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The id the library stored earlier, read without creating one.
+fn stored_id(dir: &Path) -> Option<String> {
+    let s = std::fs::read_to_string(dir.join(crate::identity::ID_FILE)).ok()?;
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The Datadog exporter's default host name (the machine's, else `unknown`).
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .or_else(|| std::env::var("COMPUTERNAME").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Decodes every record the layer makes, as the facade's hand-off worker does.
+#[derive(Debug)]
+struct Capture {
+    opts: DecodeOptions,
+    out: Arc<Mutex<Vec<Event>>>,
+}
+
+impl LogProcessor for Capture {
+    fn emit(&self, record: &mut SdkLogRecord, _scope: &InstrumentationScope) {
+        if let Ok(event) = decode(record, &self.opts) {
+            lock(&self.out).push(event);
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! The user's telemetry consent, persisted next to the computeTargetId.
+//!
+//! The choice lives in the file [`CONSENT_FILE`] of the library's data directory (the same
+//! directory as [`identity::ID_FILE`](crate::identity::ID_FILE)) as the word `granted` or
+//! `denied`, written to a temporary name and renamed into place. Change it at runtime with
+//! [`TelemetryHandle::set_consent`](crate::TelemetryHandle::set_consent); the builder reads it
+//! at start, and with no file uses [`TelemetryBuilder::default_consent`]
+//! (`Granted` unless set).
+//!
+//! `DO_NOT_TRACK=1` and `CL_TELEMETRY_DISABLED=1` always win over a stored grant: then no
+//! upstream stream is started at all.
+//!
+//! [`TelemetryBuilder::default_consent`]: crate::TelemetryBuilder::default_consent
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The file, in the data directory, holding the stored choice.
+pub const CONSENT_FILE: &str = "consent";
+
+/// Whether the user lets events leave the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Consent {
+    /// Events go to the configured upstream streams.
+    Granted,
+    /// Nothing leaves the machine; the local activity log keeps working.
+    Denied,
+}
+
+impl Consent {
+    /// `"granted"` or `"denied"` (the file's content).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Consent::Granted => "granted",
+            Consent::Denied => "denied",
+        }
+    }
+
+    /// Parses the file's content (surrounding whitespace ignored).
+    pub fn parse(s: &str) -> Option<Consent> {
+        match s.trim() {
+            "granted" => Some(Consent::Granted),
+            "denied" => Some(Consent::Denied),
+            _ => None,
+        }
+    }
+}
+
+/// Why the consent choice could not be persisted. The choice still took effect for this run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConsentError {
+    /// There is no OS data directory and none was configured.
+    #[error("no data directory to store the consent choice in")]
+    NoDataDir,
+    /// Writing the file failed.
+    #[error("cannot store the consent choice in {dir}: {source}")]
+    Io {
+        /// The data directory.
+        dir: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+}
+
+/// The stored choice in `dir`, if there is a readable, well-formed one.
+///
+/// ```
+/// use closedloop_telemetry::consent::{load, store, Consent};
+/// let dir = std::env::temp_dir().join(format!("cl-consent-doc-{}", std::process::id()));
+/// assert_eq!(load(&dir), None);
+/// store(&dir, Consent::Denied).unwrap();
+/// assert_eq!(load(&dir), Some(Consent::Denied));
+/// # std::fs::remove_dir_all(&dir).ok();
+/// ```
+pub fn load(dir: &Path) -> Option<Consent> {
+    fs::read_to_string(dir.join(CONSENT_FILE))
+        .ok()
+        .and_then(|s| Consent::parse(&s))
+}
+
+/// Stores `consent` in `dir` atomically (temporary file, fsync, rename).
+pub fn store(dir: &Path, consent: Consent) -> io::Result<()> {
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        "{CONSENT_FILE}.{}.{}.tmp",
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    ));
+    let written = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(consent.as_str().as_bytes())?;
+        f.sync_all()?;
+        fs::rename(&tmp, dir.join(CONSENT_FILE))
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The data directory to use: the configured one, else the OS default.
+pub(crate) fn data_dir(configured: Option<&Path>) -> Option<PathBuf> {
+    configured
+        .map(Path::to_path_buf)
+        .or_else(crate::identity::default_data_dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_ignores_garbage() {
+        let dir = std::env::temp_dir().join(format!("cl-consent-{}", uuid::Uuid::new_v4()));
+        assert_eq!(load(&dir), None);
+        store(&dir, Consent::Granted).unwrap();
+        assert_eq!(load(&dir), Some(Consent::Granted));
+        store(&dir, Consent::Denied).unwrap();
+        assert_eq!(load(&dir), Some(Consent::Denied));
+        fs::write(dir.join(CONSENT_FILE), "maybe").unwrap();
+        assert_eq!(load(&dir), None);
+        let leftovers = fs::read_dir(&dir).unwrap().count();
+        assert_eq!(leftovers, 1, "no temporary files are left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,216 @@
+//! Runtime consent against a loopback server: Denied purges and stops all traffic, Granted
+//! resumes, the choice survives a restart, DO_NOT_TRACK wins over a stored grant.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use closedloop_telemetry::config::EnvConfig;
+use closedloop_telemetry::consent::{self, Consent};
+use closedloop_telemetry::{StreamKind, TelemetryBuilder};
+use support::server::{Reply, TestServer};
+use tracing::info;
+use tracing_subscriber::prelude::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cl-consent-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// PostHog and the relay on `server`, batches that wait a minute (so events sit queued).
+fn builder(server: &TestServer, dir: &Path) -> TelemetryBuilder {
+    closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_test", server.base())
+        .relay(server.url("/relay"), None)
+        .compute_target_id("ct-consent")
+        .data_dir(dir)
+        .posthog_flush_interval(LONG)
+        .relay_max_delay(LONG)
+}
+
+/// Emits `command.started` (both streams), `job.completed` (relay) and an activity entry.
+fn emit_events() {
+    info!(event = "command.started");
+    info!(event = "job.completed", exit_code = 0);
+    info!(activity = "request", summary = "POST /x", body = "{}");
+}
+
+fn purged(handle: &closedloop_telemetry::TelemetryHandle) -> u64 {
+    handle
+        .stats()
+        .streams
+        .iter()
+        .map(|s| s.delivery.dropped.purged)
+        .sum()
+}
+
+#[test]
+fn deny_purges_queued_events_and_no_request_arrives() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let dir = temp_dir("deny");
+    let telemetry = builder(&server, &dir).build().unwrap();
+    let handle = telemetry.handle();
+    assert_eq!(handle.consent(), Consent::Granted);
+    let (layer, guard) = telemetry.split();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        emit_events(); // queued: the batch timers are a minute away
+        let n = handle.set_consent(Consent::Denied).unwrap();
+        let routed: u64 = handle.stats().streams.iter().map(|s| s.routed).sum();
+        assert!(n >= 2, "both streams had events queued");
+        assert_eq!(purged(&handle), n);
+        assert_eq!(
+            n, routed,
+            "every routed event was still queued and is purged"
+        );
+        assert!(!handle.is_upstream_enabled());
+        emit_events(); // after Denied: never becomes a record
+    });
+    let report = handle.flush(Duration::from_secs(5));
+    assert!(report.is_complete(), "{report}");
+    let stats = handle.stats();
+    for s in &stats.streams {
+        assert_eq!(s.delivery.queued, 0);
+        assert_eq!(s.delivery.requests, 0, "{:?}", s.kind);
+    }
+    assert_eq!(
+        handle.activity().snapshot().len(),
+        2,
+        "the activity log keeps working"
+    );
+    let report = guard.shutdown();
+    assert_eq!(report.remaining(), 0);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(server.requests().is_empty(), "no request after Denied");
+    assert_eq!(consent::load(&dir), Some(Consent::Denied));
+}
+
+#[test]
+fn deny_after_delivery_stops_traffic_and_grant_resumes_it() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let dir = temp_dir("resume");
+    let telemetry = builder(&server, &dir).build().unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    let subscriber = tracing_subscriber::registry().with(layer);
+    tracing::subscriber::with_default(subscriber, || {
+        emit_events();
+        assert!(handle.flush(Duration::from_secs(5)).is_complete());
+        assert_eq!(server.wait_for(2, Duration::from_secs(5)).len(), 2);
+
+        assert_eq!(handle.set_consent(Consent::Denied).unwrap(), 0);
+        emit_events();
+        assert!(handle.flush(Duration::from_secs(5)).is_complete());
+        assert_eq!(server.requests().len(), 2, "nothing new while denied");
+
+        assert_eq!(handle.set_consent(Consent::Granted).unwrap(), 0);
+        assert!(handle.is_upstream_enabled());
+        emit_events();
+        assert!(handle.flush(Duration::from_secs(5)).is_complete());
+    });
+    let reqs = server.wait_for(4, Duration::from_secs(5));
+    assert_eq!(reqs.len(), 4, "Granted resumes both streams");
+    let sent: u64 = handle.stats().streams.iter().map(|s| s.delivery.sent).sum();
+    assert_eq!(sent, 6);
+    drop(guard);
+    assert_eq!(consent::load(&dir), Some(Consent::Granted));
+}
+
+#[test]
+fn the_stored_choice_survives_a_restart() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let dir = temp_dir("restart");
+    {
+        let t = builder(&server, &dir).build().unwrap();
+        t.handle().set_consent(Consent::Denied).unwrap();
+    }
+    let telemetry = builder(&server, &dir).build().unwrap();
+    let handle = telemetry.handle();
+    assert_eq!(handle.consent(), Consent::Denied);
+    assert!(!handle.is_upstream_enabled());
+    let (layer, guard) = telemetry.split();
+    emit_handle_less(layer);
+    assert!(guard.shutdown().is_complete());
+    assert!(server.requests().is_empty(), "denied before the restart");
+
+    // A stored grant beats a builder default of Denied.
+    consent::store(&dir, Consent::Granted).unwrap();
+    let telemetry = builder(&server, &dir)
+        .default_consent(Consent::Denied)
+        .build()
+        .unwrap();
+    assert_eq!(telemetry.handle().consent(), Consent::Granted);
+    let (layer, guard) = telemetry.split();
+    emit_handle_less(layer);
+    drop(guard);
+    assert_eq!(server.wait_for(2, Duration::from_secs(5)).len(), 2);
+
+    // With no stored choice the builder's default applies.
+    let fresh = temp_dir("fresh");
+    let t = builder(&server, &fresh)
+        .default_consent(Consent::Denied)
+        .build()
+        .unwrap();
+    assert_eq!(t.handle().consent(), Consent::Denied);
+    assert!(!t.handle().is_upstream_enabled());
+}
+
+fn emit_handle_less(layer: closedloop_telemetry::ClosedLoopLayer) {
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), emit_events);
+}
+
+#[test]
+fn do_not_track_wins_over_a_stored_grant() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let dir = temp_dir("dnt");
+    consent::store(&dir, Consent::Granted).unwrap();
+    let env = EnvConfig::from_lookup(|k| (k == "DO_NOT_TRACK").then(|| "1".into())).unwrap();
+    let telemetry = builder(&server, &dir).merge_env(env).build().unwrap();
+    let handle = telemetry.handle();
+    assert_eq!(handle.streams(), Vec::<StreamKind>::new());
+    assert!(!handle.is_upstream_enabled());
+    let (layer, guard) = telemetry.split();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        emit_events();
+        // The choice is still stored, but changes nothing under DO_NOT_TRACK.
+        handle.set_consent(Consent::Granted).unwrap();
+        assert!(!handle.is_upstream_enabled());
+        emit_events();
+    });
+    assert_eq!(handle.activity().snapshot().len(), 2);
+    drop(guard);
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(server.requests().is_empty());
+    assert_eq!(consent::load(&dir), Some(Consent::Granted));
+}
+
+#[test]
+fn deny_abandons_a_retry_backoff() {
+    let server = TestServer::always(503);
+    let dir = temp_dir("backoff");
+    let telemetry = builder(&server, &dir)
+        .shutdown_timeout(Duration::from_secs(2))
+        .build()
+        .unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    emit_handle_less(layer);
+    // One attempt per stream fails; both batches now wait for a retry.
+    let report = handle.flush(Duration::from_millis(500));
+    assert!(!report.is_complete());
+    let before = server.wait_for(2, Duration::from_secs(5)).len();
+    let n = handle.set_consent(Consent::Denied).unwrap();
+    assert_eq!(n, 3, "the batches waiting for a retry are purged");
+    let report = guard.shutdown();
+    assert!(report.is_complete(), "{report}");
+    for (_, r) in &report.streams {
+        assert_eq!(r.stats.dropped.shutdown, 0);
+        assert_eq!(r.stats.queued, 0);
+    }
+    assert_eq!(purged(&handle), 3);
+    assert_eq!(server.requests().len(), before, "no retry after Denied");
+}
