@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+use crate::spool::SpoolStats;
+
 /// Why events were dropped instead of delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -21,13 +23,16 @@ pub enum DropReason {
     Expired,
     /// The batch failed more attempts than the retry policy allows.
     RetriesExhausted,
-    /// Still queued when shutdown reached its deadline.
+    /// Still queued when shutdown reached its deadline (without a spool; with one they stay
+    /// spooled, see [`DeliveryStatsSnapshot::spooled`]).
     Shutdown,
+    /// The on-disk spool reached its size cap and deleted its oldest segment.
+    SpoolCap,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::QueueFull,
         DropReason::Evicted,
         DropReason::Invalid,
@@ -36,6 +41,7 @@ impl DropReason {
         DropReason::Expired,
         DropReason::RetriesExhausted,
         DropReason::Shutdown,
+        DropReason::SpoolCap,
     ];
 
     /// The snake_case name used in logs and reports.
@@ -49,6 +55,7 @@ impl DropReason {
             DropReason::Expired => "expired",
             DropReason::RetriesExhausted => "retries_exhausted",
             DropReason::Shutdown => "shutdown",
+            DropReason::SpoolCap => "spool_cap",
         }
     }
 
@@ -66,6 +73,8 @@ pub struct DeliveryStats {
     requests: AtomicU64,
     retried: AtomicU64,
     ignored: AtomicU64,
+    spooled: AtomicU64,
+    spool: Mutex<Option<SpoolStats>>,
     dropped: [AtomicU64; DropReason::ALL.len()],
     warned: [AtomicBool; DropReason::ALL.len()],
     last_error: Mutex<Option<String>>,
@@ -83,6 +92,7 @@ pub struct DroppedCounts {
     pub expired: u64,
     pub retries_exhausted: u64,
     pub shutdown: u64,
+    pub spool_cap: u64,
 }
 
 impl DroppedCounts {
@@ -96,6 +106,7 @@ impl DroppedCounts {
             + self.expired
             + self.retries_exhausted
             + self.shutdown
+            + self.spool_cap
     }
 
     /// The count for one reason.
@@ -109,6 +120,7 @@ impl DroppedCounts {
             DropReason::Expired => self.expired,
             DropReason::RetriesExhausted => self.retries_exhausted,
             DropReason::Shutdown => self.shutdown,
+            DropReason::SpoolCap => self.spool_cap,
         }
     }
 }
@@ -128,6 +140,12 @@ pub struct DeliveryStatsSnapshot {
     pub ignored: u64,
     /// Events dropped, by reason.
     pub dropped: DroppedCounts,
+    /// Events still undelivered when the engine stopped that stay in the on-disk spool and go
+    /// out on the next start (never counted as dropped).
+    pub spooled: u64,
+    /// The on-disk spool's counters (damaged records skipped, cap losses, bytes on disk), when
+    /// the engine has a spool.
+    pub spool: Option<SpoolStats>,
     /// The most recent delivery error, e.g. `"HTTP 503: busy"` or `"connection: refused"`.
     pub last_error: Option<String>,
 }
@@ -142,6 +160,8 @@ impl DeliveryStats {
             requests: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
+            spooled: AtomicU64::new(0),
+            spool: Mutex::new(None),
             dropped: Default::default(),
             warned: Default::default(),
             last_error: Mutex::new(None),
@@ -166,7 +186,10 @@ impl DeliveryStats {
                 expired: d(DropReason::Expired),
                 retries_exhausted: d(DropReason::RetriesExhausted),
                 shutdown: d(DropReason::Shutdown),
+                spool_cap: d(DropReason::SpoolCap),
             },
+            spooled: self.spooled.load(Relaxed),
+            spool: self.spool.lock().map(|s| *s).unwrap_or(None),
             last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
         }
     }
@@ -233,6 +256,18 @@ impl DeliveryStats {
             return true;
         }
         false
+    }
+
+    /// Counts `n` queued events left in the spool at shutdown (settles the gauge).
+    pub(crate) fn spooled(&self, n: u64) {
+        self.spooled.fetch_add(n, Relaxed);
+        self.settle(n);
+    }
+
+    pub(crate) fn set_spool(&self, stats: Option<SpoolStats>) {
+        if let Ok(mut slot) = self.spool.lock() {
+            *slot = stats;
+        }
     }
 
     pub(crate) fn set_last_error(&self, error: String) {
