@@ -66,12 +66,17 @@ impl Worker {
         let send = tokio::time::timeout(self.cfg.request_timeout, transport.send(request));
         tokio::pin!(send);
         loop {
-            let deadline = self.next_deadline();
+            // The spool's sync interval holds while a request hangs, too.
+            let deadline = [self.next_deadline(), self.backlog.sync_due()]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 result = &mut send => return Some(result.unwrap_or(Err(TransportError::Timeout))),
                 cmd = self.rx.recv(), if !self.closed => self.on_command(cmd),
                 _ = sleep_until(deadline) => {
                     let now = Instant::now();
+                    self.spool_tick(now);
                     self.settle_flushes(now);
                     if self.shutdown.as_ref().is_some_and(|(d, _)| *d <= now) {
                         return None;
