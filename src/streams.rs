@@ -22,6 +22,9 @@ pub(crate) fn start(
             .compute_target_id(compute_target_id)
             .release_version(release)
             .shutdown_timeout(b.shutdown_timeout);
+        if let Some(dir) = spool_dir(b) {
+            builder = builder.spool_dir(dir);
+        }
         if let Some(i) = b.posthog_flush_interval {
             builder = builder.flush_interval(i);
         }
@@ -72,6 +75,16 @@ pub(crate) fn start(
     Ok(sinks)
 }
 
+/// The spool base directory: `CL_TELEMETRY_SPOOL_DIR` / `spool_dir(..)`, else the OS cache
+/// dir plus `closedloop-telemetry` (each stream spools in its own subdirectory). `None` when
+/// neither exists: the engines keep events in memory only.
+fn spool_dir(b: &TelemetryBuilder) -> Option<std::path::PathBuf> {
+    b.cfg
+        .spool_dir
+        .clone()
+        .or_else(|| dirs::cache_dir().map(|d| d.join(crate::identity::APP_DIR)))
+}
+
 /// Applies the facade's shared diagnostics settings to a relay or Datadog builder.
 macro_rules! diagnostics_settings {
     ($builder:expr, $b:expr, $ct:expr, $rel:expr) => {{
@@ -83,6 +96,9 @@ macro_rules! diagnostics_settings {
             .shutdown_timeout($b.shutdown_timeout);
         if let Some(d) = $b.relay_max_delay {
             builder = builder.max_delay(d);
+        }
+        if let Some(dir) = spool_dir($b) {
+            builder = builder.spool_dir(dir);
         }
         builder
     }};

@@ -87,8 +87,11 @@ pub fn capture_with(
 ) -> Captured {
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let collector = Collector::start(addr).expect("start the loopback collector");
+    // A spool of its own, so captures never replay each other's (or the app's) events.
+    let spool = std::env::temp_dir().join(format!("closedloop-test-kit-{}", uuid::Uuid::new_v4()));
     let builder = crate::builder("0.0.0-test")
         .compute_target_id(TEST_COMPUTE_TARGET_ID)
+        .spool_dir(&spool)
         .posthog("phc_test_kit", collector.posthog_host())
         .relay(collector.relay_url(), None);
     let telemetry = configure(builder)
@@ -101,6 +104,7 @@ pub fn capture_with(
     let posthog = collector.received_on(Stream::Posthog);
     let relay = collector.received_on(Stream::Relay);
     collector.shutdown();
+    let _ = std::fs::remove_dir_all(&spool);
     Captured {
         posthog: posthog.into_iter().map(|r| r.body).collect(),
         relay: relay.into_iter().map(|r| r.body).collect(),

@@ -214,3 +214,48 @@ fn deny_abandons_a_retry_backoff() {
     assert_eq!(purged(&handle), 3);
     assert_eq!(server.requests().len(), before, "no retry after Denied");
 }
+
+#[test]
+fn deny_empties_the_on_disk_spool() {
+    // The destination refuses everything retryably, so events wait in the spool.
+    let server = TestServer::always(503);
+    let dir = temp_dir("spool-data");
+    let spool = temp_dir("spool");
+    let telemetry = builder(&server, &dir).spool_dir(&spool).build().unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        for _ in 0..5 {
+            emit_events();
+        }
+    });
+    let _ = handle.flush(Duration::from_millis(300));
+    let purged_now = handle.set_consent(Consent::Denied).unwrap();
+    assert!(
+        purged_now >= 10,
+        "the queued events are purged: {purged_now}"
+    );
+    drop(guard);
+    // Every stream's spool, reopened: nothing left to replay.
+    let mut streams = 0;
+    for entry in std::fs::read_dir(&spool).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_dir() {
+            continue;
+        }
+        streams += 1;
+        let mut s = closedloop_telemetry::exporters::spool::Spool::open(
+            &path,
+            closedloop_telemetry::exporters::spool::SpoolOptions::default(),
+        )
+        .unwrap();
+        let left = s.read_batch(10_000, 64 << 20).unwrap();
+        assert!(
+            left.is_empty(),
+            "{}: {} items still spooled",
+            path.display(),
+            left.len()
+        );
+    }
+    assert_eq!(streams, 2, "posthog and relay each had a spool");
+}

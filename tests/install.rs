@@ -21,6 +21,7 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
 fn layer_joins_an_existing_subscriber_and_the_guard_flushes_on_drop() {
     let server = TestServer::start(|_, _| Reply::ok());
     let telemetry = closedloop_telemetry::builder("3.1.4")
+        .spool_dir(temp_dir("spool"))
         .posthog("phc_test", server.base())
         .compute_target_id("ct-install")
         .build()
@@ -55,6 +56,7 @@ fn layer_joins_an_existing_subscriber_and_the_guard_flushes_on_drop() {
 fn handle_shutdown_works_without_dropping_the_guard_and_reports() {
     let server = TestServer::start(|_, _| Reply::ok());
     let telemetry = closedloop_telemetry::builder("1.0.0")
+        .spool_dir(temp_dir("spool"))
         .posthog("phc_test", server.base())
         .compute_target_id("ct")
         .build()
@@ -88,6 +90,7 @@ fn do_not_track_makes_no_connection_and_keeps_the_activity_log() {
     })
     .unwrap();
     let telemetry = closedloop_telemetry::builder("1.0.0")
+        .spool_dir(temp_dir("spool"))
         .compute_target_id("ct")
         .merge_env(env)
         .build()
@@ -121,6 +124,7 @@ fn compute_target_id_is_created_once_and_reused() {
     let dir = temp_dir("id");
     let build = || {
         closedloop_telemetry::builder("1.0.0")
+            .spool_dir(temp_dir("spool"))
             .data_dir(&dir)
             .build()
             .unwrap()
@@ -130,6 +134,7 @@ fn compute_target_id_is_created_once_and_reused() {
     assert_eq!(first, second);
     assert_eq!(first.len(), 36);
     let configured = closedloop_telemetry::builder("1.0.0")
+        .spool_dir(temp_dir("spool"))
         .data_dir(&dir)
         .compute_target_id("from-config")
         .build()
@@ -144,6 +149,7 @@ fn an_unusable_data_dir_falls_back_to_a_run_id_without_failing() {
     let file = dir.join("not-a-dir");
     std::fs::write(&file, "x").unwrap();
     let t = closedloop_telemetry::builder("1.0.0")
+        .spool_dir(temp_dir("spool"))
         .data_dir(file.join("sub"))
         .build()
         .unwrap();
@@ -154,6 +160,7 @@ fn an_unusable_data_dir_falls_back_to_a_run_id_without_failing() {
 #[test]
 fn a_malformed_url_is_a_named_error_not_a_panic() {
     let err = closedloop_telemetry::builder("1.0.0")
+        .spool_dir(temp_dir("spool"))
         .posthog("phc_test", "not a url")
         .compute_target_id("ct")
         .build()

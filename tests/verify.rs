@@ -8,10 +8,17 @@ use closedloop_telemetry::config::EnvConfig;
 use closedloop_telemetry::verify::{run_with, VerifyError};
 use support::server::{Reply, TestServer};
 
+/// A fresh spool directory, so runs never share (or replay) each other's events.
+fn spool_dir() -> String {
+    let d = std::env::temp_dir().join(format!("cl-verify-{}", uuid::Uuid::new_v4()));
+    d.to_string_lossy().into_owned()
+}
+
 fn env(relay: Option<String>) -> EnvConfig {
     EnvConfig::from_lookup(|k| match k {
         "CL_RELAY_URL" => relay.clone(),
         "CL_COMPUTE_TARGET_ID" => Some("ct-verify".into()),
+        "CL_TELEMETRY_SPOOL_DIR" => Some(spool_dir()),
         _ => None,
     })
     .unwrap()

@@ -1,27 +1,81 @@
-//! The backlog: mapped items waiting for a batch, bounded, oldest first.
+//! The backlog: mapped items waiting for a batch, oldest first.
 //!
-//! **Spool seam.** This is where the durable on-disk spool (`CL_TELEMETRY_SPOOL_DIR`) will sit:
-//! the worker only uses [`Backlog::push`], [`Backlog::take_front`],
-//! [`Backlog::drain`] and the length/age queries. A spooling backlog will write items that
-//! would be evicted (and everything left at shutdown) to disk instead of dropping them, and
-//! reload spooled items at start. Nothing above this module needs to change for that.
+//! **Without a spool** it is a bounded in-memory queue that evicts its oldest item when full.
+//!
+//! **With a spool** ([`Backlog::with_spool`]) every pushed item is appended to the stream's
+//! on-disk [`Spool`] and memory holds only a read-ahead window: [`Backlog::refill`] reads the
+//! next batch's worth back from the spool. Items taken for a batch remember their spool
+//! position; [`Backlog::settle`] acknowledges them once they are delivered or dropped and
+//! counted, so whatever was never settled (in flight, queued, or spooled at shutdown) is read
+//! again when the spool is next opened. The spool's own cap replaces eviction (losses surface
+//! through [`Backlog::take_cap_losses`]). An item the spool refuses (I/O error, too large for
+//! it) is kept in memory like without a spool.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
 
 use super::stream::Item;
+use crate::spool::{Position, Spool, SpoolStats};
+
+/// At most this many bytes of items are read back from the spool at once.
+const REFILL_MAX_BYTES: usize = 4 << 20;
 
 #[derive(Debug)]
 struct Pending {
     item: Item,
     queued_at: Instant,
+    /// Where the item sits in the spool (`None`: memory only).
+    pos: Option<Position>,
 }
 
-/// Items waiting to be batched, in arrival order, with at most `capacity` of them.
+#[derive(Debug)]
+struct Durable {
+    spool: Spool,
+    /// Items read back and taken for a batch, not yet settled.
+    taken: HashMap<Uuid, Position>,
+    /// Items in `Backlog::items` that came from the spool.
+    in_memory: u64,
+    /// When the oldest item still only on disk was queued (approximately).
+    unread_since: Option<Instant>,
+    /// Appends or acks not yet fsynced since this moment.
+    dirty_since: Option<Instant>,
+    sync_interval: Duration,
+    /// `dropped_by_cap` already reported.
+    cap_seen: u64,
+    /// The last read came back short: nothing more is readable until the next append (keeps
+    /// a miscount from making the worker spin on empty reads).
+    exhausted: bool,
+}
+
+impl Durable {
+    /// Items in the spool neither read ahead nor taken.
+    fn unread(&self) -> u64 {
+        if self.exhausted {
+            return 0;
+        }
+        let s = self.spool.stats();
+        s.pending_items
+            .saturating_sub(self.in_memory + self.taken.len() as u64)
+    }
+
+    fn mark_dirty(&mut self, now: Instant) {
+        self.dirty_since.get_or_insert(now);
+    }
+}
+
+/// Items waiting to be batched, in arrival order, with at most `capacity` of them in memory.
 #[derive(Debug)]
 pub(crate) struct Backlog {
     items: VecDeque<Pending>,
     capacity: usize,
+    durable: Option<Durable>,
+}
+
+fn to_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().min(u128::from(u64::MAX)) as u64)
 }
 
 impl Backlog {
@@ -29,34 +83,123 @@ impl Backlog {
         Backlog {
             items: VecDeque::new(),
             capacity: capacity.max(1),
+            durable: None,
         }
     }
 
+    /// A backlog over an opened spool; what the spool still holds is replayed first.
+    pub(crate) fn with_spool(capacity: usize, spool: Spool, now: Instant) -> Self {
+        let replay = spool.recovery().items_to_replay;
+        let sync_interval = spool.options().sync_interval;
+        let cap_seen = spool.stats().dropped_by_cap;
+        Backlog {
+            items: VecDeque::new(),
+            capacity: capacity.max(1),
+            durable: Some(Durable {
+                spool,
+                taken: HashMap::new(),
+                in_memory: 0,
+                unread_since: (replay > 0).then_some(now),
+                dirty_since: None,
+                sync_interval,
+                cap_seen,
+                exhausted: false,
+            }),
+        }
+    }
+
+    /// Whether items are kept in a spool (and so survive shutdown and crashes).
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable.is_some()
+    }
+
+    /// Items waiting: in memory plus, with a spool, those only on disk.
     pub(crate) fn len(&self) -> usize {
-        self.items.len()
+        let unread = self.durable.as_ref().map_or(0, Durable::unread);
+        self.items.len() + unread as usize
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len() == 0
     }
 
     /// When the oldest waiting item was queued.
     pub(crate) fn oldest(&self) -> Option<Instant> {
-        self.items.front().map(|p| p.queued_at)
+        let mem = self.items.front().map(|p| p.queued_at);
+        let disk = self
+            .durable
+            .as_ref()
+            .filter(|d| d.unread() > 0)
+            .and_then(|d| d.unread_since);
+        [mem, disk].into_iter().flatten().min()
     }
 
-    /// Appends an item; when full, evicts and returns the oldest one.
+    /// Appends an item; without a spool, when full, evicts and returns the oldest one.
     pub(crate) fn push(&mut self, item: Item, now: Instant) -> Option<Item> {
+        if let Some(d) = self.durable.as_mut() {
+            if d.spool
+                .append_parts(item.id, to_ms(item.created), &item.bytes)
+                .is_ok()
+            {
+                d.unread_since.get_or_insert(now);
+                d.exhausted = false;
+                d.mark_dirty(now);
+                return None;
+            }
+            // Refused by the spool (counted there): keep it in memory like without a spool.
+        }
         let evicted = if self.items.len() >= self.capacity {
-            self.items.pop_front().map(|p| p.item)
+            self.pop_front().map(|p| p.item)
         } else {
             None
         };
         self.items.push_back(Pending {
             item,
             queued_at: now,
+            pos: None,
         });
         evicted
+    }
+
+    /// With a spool, reads items back until `max_items` wait in memory (a batch's worth).
+    pub(crate) fn refill(&mut self, max_items: usize, now: Instant) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        let want = max_items.saturating_sub(self.items.len());
+        if want == 0 || d.unread() == 0 {
+            return;
+        }
+        let queued_at = d.unread_since.unwrap_or(now);
+        // Errors are counted by the spool; what could not be read is retried next time.
+        let batch = d
+            .spool
+            .read_batch(want, REFILL_MAX_BYTES)
+            .unwrap_or_default();
+        d.exhausted = batch.is_empty();
+        for (pos, si) in batch {
+            d.in_memory += 1;
+            self.items.push_back(Pending {
+                item: Item {
+                    id: si.id,
+                    created: UNIX_EPOCH + Duration::from_millis(si.created_ms),
+                    bytes: si.bytes,
+                },
+                queued_at,
+                pos: Some(pos),
+            });
+        }
+        if d.unread() == 0 {
+            d.unread_since = None;
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Pending> {
+        let p = self.items.pop_front()?;
+        if let (Some(d), Some(_)) = (self.durable.as_mut(), p.pos) {
+            d.in_memory = d.in_memory.saturating_sub(1);
+        }
+        Some(p)
     }
 
     /// The size in bytes of the item at the front.
@@ -64,21 +207,155 @@ impl Backlog {
         self.items.front().map(|p| p.item.bytes.len())
     }
 
-    /// Removes the front item.
+    /// Removes the front item (with a spool it stays there until [`Backlog::settle`]).
     pub(crate) fn take_front(&mut self) -> Option<Item> {
-        self.items.pop_front().map(|p| p.item)
+        let p = self.pop_front()?;
+        if let (Some(d), Some(pos)) = (self.durable.as_mut(), p.pos) {
+            d.taken.insert(p.item.id, pos);
+        }
+        Some(p.item)
     }
 
-    /// Removes everything.
-    pub(crate) fn drain(&mut self) -> Vec<Item> {
-        self.items.drain(..).map(|p| p.item).collect()
+    /// The items (taken earlier, in order) were delivered or dropped and counted: with a
+    /// spool, acknowledge them so they are not replayed.
+    pub(crate) fn settle(&mut self, items: &[Item], now: Instant) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        let last = items.iter().filter_map(|i| d.taken.remove(&i.id)).max();
+        if let Some(pos) = last {
+            // A failed cursor write is counted by the spool; it means a replay, not a loss.
+            let _ = d.spool.ack(pos);
+            d.mark_dirty(now);
+        }
+    }
+
+    /// Forgets taken items without acknowledging them (a later ack covers them).
+    pub(crate) fn forget(&mut self, items: &[Item]) {
+        if let Some(d) = self.durable.as_mut() {
+            for i in items {
+                d.taken.remove(&i.id);
+            }
+        }
+    }
+
+    /// With a spool: items the cap deleted since the last call. Read-ahead items of the
+    /// deleted segments leave memory too (they are counted, not sent).
+    pub(crate) fn take_cap_losses(&mut self) -> u64 {
+        let Some(d) = self.durable.as_mut() else {
+            return 0;
+        };
+        let total = d.spool.stats().dropped_by_cap;
+        let lost = total.saturating_sub(d.cap_seen);
+        if lost == 0 {
+            return 0;
+        }
+        d.cap_seen = total;
+        let ack = d.spool.ack_position();
+        let before = self.items.len();
+        self.items.retain(|p| p.pos.is_none_or(|pos| pos > ack));
+        d.in_memory = d
+            .in_memory
+            .saturating_sub((before - self.items.len()) as u64);
+        d.taken.retain(|_, pos| *pos > ack);
+        lost
+    }
+
+    /// With a spool: writes appended items out to the file (so a process kill cannot lose
+    /// them) and fsyncs when the sync interval has passed since the backlog got dirty.
+    pub(crate) fn write_out(&mut self, now: Instant) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        if d.dirty_since.is_some_and(|t| now >= t + d.sync_interval) {
+            d.dirty_since = None;
+            let _ = d.spool.sync();
+        } else {
+            let _ = d.spool.maybe_sync(now);
+        }
+    }
+
+    /// When [`Backlog::write_out`] must run next to honour the sync interval.
+    pub(crate) fn sync_due(&self) -> Option<Instant> {
+        let d = self.durable.as_ref()?;
+        d.dirty_since.map(|t| t + d.sync_interval)
+    }
+
+    /// Makes everything spooled durable now (flush, shutdown). Errors are counted by the spool.
+    pub(crate) fn sync(&mut self) {
+        if let Some(d) = self.durable.as_mut() {
+            d.dirty_since = None;
+            let _ = d.spool.sync();
+        }
+    }
+
+    /// The spool's counters, when there is one.
+    pub(crate) fn spool_stats(&self) -> Option<SpoolStats> {
+        self.durable.as_ref().map(|d| d.spool.stats())
+    }
+
+    /// Consent withdrawn: forgets every queued item, in memory and in the spool, and
+    /// acknowledges everything spooled so nothing is replayed on the next start. Items taken
+    /// for an in-flight batch are acknowledged too (the caller counts them). Returns how many
+    /// queued items were purged.
+    pub(crate) fn purge(&mut self) -> u64 {
+        let mut seen = std::collections::HashSet::new();
+        let mut last: Option<Position> = None;
+        while let Some(p) = self.pop_front() {
+            seen.insert(p.item.id);
+            last = last.max(p.pos);
+        }
+        let mut n = seen.len() as u64;
+        if let Some(d) = self.durable.as_mut() {
+            last = last.max(d.taken.values().copied().max());
+            d.taken.clear();
+            loop {
+                let batch = d
+                    .spool
+                    .read_batch(4096, REFILL_MAX_BYTES)
+                    .unwrap_or_default();
+                if batch.is_empty() {
+                    break;
+                }
+                for (pos, item) in batch {
+                    if seen.insert(item.id) {
+                        n += 1;
+                    }
+                    last = last.max(Some(pos));
+                }
+            }
+            if let Some(pos) = last {
+                let _ = d.spool.ack(pos);
+            }
+            let _ = d.spool.sync();
+            d.in_memory = 0;
+            d.unread_since = None;
+            d.dirty_since = None;
+            d.exhausted = true;
+        }
+        n
+    }
+
+    /// Removes everything. Returns the items held only in memory (lost) and how many stay in
+    /// the spool for the next start.
+    pub(crate) fn drain(&mut self) -> (Vec<Item>, u64) {
+        let unread = self.durable.as_ref().map_or(0, Durable::unread);
+        let mut lost = Vec::new();
+        let mut spooled = unread;
+        while let Some(p) = self.pop_front() {
+            match p.pos {
+                Some(_) => spooled += 1,
+                None => lost.push(p.item),
+            }
+        }
+        (lost, spooled)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::SystemTime;
+    use crate::spool::SpoolOptions;
 
     fn item(n: u8) -> Item {
         Item {
@@ -98,8 +375,44 @@ mod tests {
         assert_eq!(b.len(), 2);
         assert_eq!(b.take_front().unwrap().bytes, vec![2]);
         assert_eq!(b.front_len(), Some(1));
-        let order: Vec<u8> = b.drain().into_iter().map(|i| i.bytes[0]).collect();
-        assert_eq!(order, vec![3]);
+        let (lost, spooled) = b.drain();
+        let order: Vec<u8> = lost.into_iter().map(|i| i.bytes[0]).collect();
+        assert_eq!((order, spooled), (vec![3], 0));
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn spooled_items_survive_until_settled() {
+        let dir = std::env::temp_dir().join(format!("cl-backlog-{}", uuid::Uuid::new_v4()));
+        let now = Instant::now();
+        let ids: Vec<Uuid> = {
+            let spool = Spool::open(&dir, SpoolOptions::default()).unwrap();
+            let mut b = Backlog::with_spool(2, spool, now);
+            let items: Vec<Item> = (0..5).map(item).collect();
+            for i in &items {
+                assert!(b.push(i.clone(), now).is_none());
+            }
+            assert_eq!(b.len(), 5);
+            assert_eq!(b.oldest(), Some(now));
+            b.refill(3, now);
+            let first: Vec<Item> = (0..3).map(|_| b.take_front().unwrap()).collect();
+            let key = |v: &[Item]| {
+                v.iter()
+                    .map(|i| (i.id, i.bytes.clone()))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(key(&first), key(&items[..3]));
+            b.settle(&first[..2], now);
+            b.sync();
+            assert_eq!(b.drain().1, 2);
+            items[2..].iter().map(|i| i.id).collect()
+        };
+        let spool = Spool::open(&dir, SpoolOptions::default()).unwrap();
+        let mut b = Backlog::with_spool(2, spool, now);
+        assert_eq!(b.len(), 3);
+        b.refill(10, now);
+        let again: Vec<Uuid> = std::iter::from_fn(|| b.take_front().map(|i| i.id)).collect();
+        assert_eq!(again, ids);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

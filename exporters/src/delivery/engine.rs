@@ -45,6 +45,33 @@ pub struct DeliveryConfig {
     /// Deadline used when every handle is dropped without an explicit shutdown.
     /// Default [`DEFAULT_SHUTDOWN_TIMEOUT`].
     pub shutdown_timeout: Duration,
+    /// The durable on-disk spool under the backlog. Default `None` (memory only).
+    pub spool: Option<SpoolConfig>,
+}
+
+/// Where and how an engine spools: the stream's spool lives in `dir/<stream name>`.
+///
+/// With a spool every mapped item is appended to disk, batches are read back from it and
+/// acknowledged after a 2xx (or a counted drop); what was not acknowledged when the process
+/// ended is sent on the next start. If the directory is locked by another process or
+/// unusable the engine falls back to `dir/<stream>/pid-<pid>`, else to memory, with one
+/// warning naming the reason. See `docs/RELIABILITY.md`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolConfig {
+    /// The base directory (`CL_TELEMETRY_SPOOL_DIR`); each stream uses a subdirectory.
+    pub dir: std::path::PathBuf,
+    /// Cap, segment size and sync interval.
+    pub options: crate::spool::SpoolOptions,
+}
+
+impl SpoolConfig {
+    /// A spool in `dir` (per-stream subdirectories) with default options.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        SpoolConfig {
+            dir: dir.into(),
+            options: crate::spool::SpoolOptions::default(),
+        }
+    }
 }
 
 impl DeliveryConfig {
@@ -57,6 +84,7 @@ impl DeliveryConfig {
             gzip: None,
             retry: RetryPolicy::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            spool: None,
         }
     }
 }
@@ -65,7 +93,8 @@ impl DeliveryConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
     /// Flush: events still queued at the deadline (they stay queued). Shutdown: events that
-    /// were still queued at the deadline and were dropped (counted as `shutdown`).
+    /// were still queued at the deadline: dropped (counted as `shutdown`), or, with a spool,
+    /// left in it for the next start (counted in [`DeliveryStatsSnapshot::spooled`]).
     pub remaining: u64,
     /// The counters at the time of the report.
     pub stats: DeliveryStatsSnapshot,
@@ -287,6 +316,7 @@ impl Delivery {
                 stream = self.inner.stream.name(),
                 undelivered = report.remaining,
                 dropped_total = report.stats.dropped.total(),
+                spooled = report.stats.spooled,
                 "telemetry shutdown deadline reached with events undelivered"
             );
         }

@@ -92,6 +92,7 @@ mod worker;
 mod engine_tests;
 
 pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
+pub use engine::SpoolConfig;
 pub use engine::{
     Delivery, DeliveryConfig, DeliveryReport, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,

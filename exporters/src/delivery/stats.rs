@@ -3,6 +3,8 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
 
+use crate::spool::SpoolStats;
+
 /// Why events were dropped instead of delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -21,15 +23,18 @@ pub enum DropReason {
     Expired,
     /// The batch failed more attempts than the retry policy allows.
     RetriesExhausted,
-    /// Still queued when shutdown reached its deadline.
+    /// Still queued when shutdown reached its deadline (without a spool; with one they stay
+    /// spooled, see [`DeliveryStatsSnapshot::spooled`]).
     Shutdown,
     /// Queued when the user denied consent: purged on purpose, never sent.
     Purged,
+    /// The on-disk spool reached its size cap and deleted its oldest segment.
+    SpoolCap,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 10] = [
         DropReason::QueueFull,
         DropReason::Evicted,
         DropReason::Invalid,
@@ -39,6 +44,7 @@ impl DropReason {
         DropReason::RetriesExhausted,
         DropReason::Shutdown,
         DropReason::Purged,
+        DropReason::SpoolCap,
     ];
 
     /// The snake_case name used in logs and reports.
@@ -53,6 +59,7 @@ impl DropReason {
             DropReason::RetriesExhausted => "retries_exhausted",
             DropReason::Shutdown => "shutdown",
             DropReason::Purged => "purged",
+            DropReason::SpoolCap => "spool_cap",
         }
     }
 
@@ -70,6 +77,8 @@ pub struct DeliveryStats {
     requests: AtomicU64,
     retried: AtomicU64,
     ignored: AtomicU64,
+    spooled: AtomicU64,
+    spool: Mutex<Option<SpoolStats>>,
     dropped: [AtomicU64; DropReason::ALL.len()],
     warned: [AtomicBool; DropReason::ALL.len()],
     last_error: Mutex<Option<String>>,
@@ -88,6 +97,7 @@ pub struct DroppedCounts {
     pub retries_exhausted: u64,
     pub shutdown: u64,
     pub purged: u64,
+    pub spool_cap: u64,
 }
 
 impl DroppedCounts {
@@ -102,6 +112,7 @@ impl DroppedCounts {
             + self.retries_exhausted
             + self.shutdown
             + self.purged
+            + self.spool_cap
     }
 
     /// The count for one reason.
@@ -116,6 +127,7 @@ impl DroppedCounts {
             DropReason::RetriesExhausted => self.retries_exhausted,
             DropReason::Shutdown => self.shutdown,
             DropReason::Purged => self.purged,
+            DropReason::SpoolCap => self.spool_cap,
         }
     }
 }
@@ -135,6 +147,12 @@ pub struct DeliveryStatsSnapshot {
     pub ignored: u64,
     /// Events dropped, by reason.
     pub dropped: DroppedCounts,
+    /// Events still undelivered when the engine stopped that stay in the on-disk spool and go
+    /// out on the next start (never counted as dropped).
+    pub spooled: u64,
+    /// The on-disk spool's counters (damaged records skipped, cap losses, bytes on disk), when
+    /// the engine has a spool.
+    pub spool: Option<SpoolStats>,
     /// The most recent delivery error, e.g. `"HTTP 503: busy"` or `"connection: refused"`.
     pub last_error: Option<String>,
 }
@@ -149,6 +167,8 @@ impl DeliveryStats {
             requests: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             ignored: AtomicU64::new(0),
+            spooled: AtomicU64::new(0),
+            spool: Mutex::new(None),
             dropped: Default::default(),
             warned: Default::default(),
             last_error: Mutex::new(None),
@@ -174,7 +194,10 @@ impl DeliveryStats {
                 retries_exhausted: d(DropReason::RetriesExhausted),
                 shutdown: d(DropReason::Shutdown),
                 purged: d(DropReason::Purged),
+                spool_cap: d(DropReason::SpoolCap),
             },
+            spooled: self.spooled.load(Relaxed),
+            spool: self.spool.lock().map(|s| *s).unwrap_or(None),
             last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
         }
     }
@@ -245,6 +268,18 @@ impl DeliveryStats {
             return true;
         }
         false
+    }
+
+    /// Counts `n` queued events left in the spool at shutdown (settles the gauge).
+    pub(crate) fn spooled(&self, n: u64) {
+        self.spooled.fetch_add(n, Relaxed);
+        self.settle(n);
+    }
+
+    pub(crate) fn set_spool(&self, stats: Option<SpoolStats>) {
+        if let Ok(mut slot) = self.spool.lock() {
+            *slot = stats;
+        }
     }
 
     pub(crate) fn set_last_error(&self, error: String) {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use crate::decode::DecodeOptions;
 use crate::delivery::{
-    BuildError, DeliveryConfig, Limits, RetryPolicy, DEFAULT_GZIP_LEVEL, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+    BuildError, DeliveryConfig, Limits, RetryPolicy, SpoolConfig, DEFAULT_GZIP_LEVEL,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 
 /// Settings every diagnostics builder has. Defaults: verbose off, custom events off, max delay
@@ -32,6 +32,8 @@ pub struct DiagnosticsSettings {
     pub compute_target_id: Option<String>,
     /// Fallback `release_version` for records that lack one.
     pub release_version: Option<String>,
+    /// The durable on-disk spool (`dir/<stream>`). Default `None` (memory only).
+    pub spool: Option<SpoolConfig>,
 }
 
 impl Default for DiagnosticsSettings {
@@ -47,6 +49,7 @@ impl Default for DiagnosticsSettings {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             compute_target_id: None,
             release_version: None,
+            spool: None,
         }
     }
 }
@@ -80,6 +83,7 @@ impl DiagnosticsSettings {
         config.gzip = self.gzip.then_some(DEFAULT_GZIP_LEVEL);
         config.retry = self.retry;
         config.shutdown_timeout = self.shutdown_timeout;
+        config.spool = self.spool.clone();
         config
     }
 
@@ -144,6 +148,17 @@ macro_rules! diagnostics_setters {
             /// Fallback release version for records that lack one.
             pub fn release_version(mut self, version: impl Into<String>) -> Self {
                 self.settings.release_version = Some(version.into());
+                self
+            }
+            /// Spools events durably on disk in `dir/<stream>` (see `docs/RELIABILITY.md`).
+            /// Default: no spool (memory only).
+            pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+                self.settings.spool = Some($crate::delivery::SpoolConfig::new(dir));
+                self
+            }
+            /// Like `spool_dir` with explicit spool options (cap, sync interval).
+            pub fn spool(mut self, spool: $crate::delivery::SpoolConfig) -> Self {
+                self.settings.spool = Some(spool);
                 self
             }
         }

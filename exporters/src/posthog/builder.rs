@@ -8,7 +8,8 @@ use super::wire::Framer;
 use crate::decode::DecodeOptions;
 use crate::delivery::{
     parse_http_url, BuildError, Delivery, DeliveryConfig, HttpTransport, Limits, RetryPolicy,
-    DEFAULT_GZIP_LEVEL, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+    SpoolConfig, DEFAULT_GZIP_LEVEL, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT,
+    DEFAULT_SHUTDOWN_TIMEOUT,
 };
 
 /// PostHog's US cloud ingestion host.
@@ -47,6 +48,7 @@ pub struct PostHogExporterBuilder {
     shutdown_timeout: Duration,
     compute_target_id: Option<String>,
     release_version: Option<String>,
+    spool: Option<SpoolConfig>,
 }
 
 impl std::fmt::Debug for PostHogExporterBuilder {
@@ -59,6 +61,7 @@ impl std::fmt::Debug for PostHogExporterBuilder {
             .field("gzip", &self.gzip)
             .field("timeout", &self.timeout)
             .field("queue_capacity", &self.queue_capacity)
+            .field("spool", &self.spool)
             .finish_non_exhaustive()
     }
 }
@@ -77,6 +80,7 @@ impl Default for PostHogExporterBuilder {
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             compute_target_id: None,
             release_version: None,
+            spool: None,
         }
     }
 }
@@ -166,6 +170,20 @@ impl PostHogExporterBuilder {
         self
     }
 
+    /// Spools events durably on disk in `dir/posthog` (see `docs/RELIABILITY.md`): nothing
+    /// undelivered is lost on shutdown, outage or crash up to the spool's cap. Default: no
+    /// spool (memory only).
+    pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.spool = Some(SpoolConfig::new(dir));
+        self
+    }
+
+    /// Like [`spool_dir`](Self::spool_dir) with explicit spool options (cap, sync interval).
+    pub fn spool(mut self, spool: SpoolConfig) -> Self {
+        self.spool = Some(spool);
+        self
+    }
+
     /// The `/batch/` endpoint for a host, checked.
     fn endpoint(&self) -> Result<reqwest::Url, BuildError> {
         let host = parse_http_url("CL_POSTHOG_HOST", &self.host)?;
@@ -228,6 +246,7 @@ impl PostHogExporterBuilder {
         config.gzip = self.gzip.then_some(DEFAULT_GZIP_LEVEL);
         config.retry = self.retry;
         config.shutdown_timeout = self.shutdown_timeout;
+        config.spool = self.spool.clone();
         let stream = PostHogStream {
             framer: Framer::new(&api_key),
             api_key,

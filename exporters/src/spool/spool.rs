@@ -215,6 +215,11 @@ impl Spool {
         &self.dir
     }
 
+    /// The options this spool was opened with.
+    pub fn options(&self) -> SpoolOptions {
+        self.opts
+    }
+
     /// What opening found: cursor state and how many items will be replayed.
     pub fn recovery(&self) -> Recovery {
         self.recovery

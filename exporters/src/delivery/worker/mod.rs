@@ -18,6 +18,7 @@ use super::engine::{Command, DeliveryConfig};
 use super::stats::{DeliveryStats, DropReason};
 use super::stream::{Item, Stream};
 use super::transport::Transport;
+use crate::spool::Spool;
 
 mod send;
 
@@ -106,6 +107,7 @@ impl Worker {
     }
 
     async fn run(mut self) {
+        self.open_spool();
         loop {
             // Take in what is already waiting before deciding, so batches fill up (bounded,
             // so a producer that never pauses cannot starve sending).
@@ -117,6 +119,7 @@ impl Worker {
                 }
             }
             let now = Instant::now();
+            self.spool_tick(now);
             self.settle_flushes(now);
             if self.shutdown_done(now) {
                 break;
@@ -126,7 +129,10 @@ impl Worker {
                 self.send_next().await;
                 continue;
             }
-            let wake = [send_at, self.next_deadline()].into_iter().flatten().min();
+            let wake = [send_at, self.next_deadline(), self.backlog.sync_due()]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 cmd = self.rx.recv(), if !self.closed => self.on_command(cmd),
                 _ = sleep_until(wake) => {}
@@ -170,7 +176,10 @@ impl Worker {
                     self.queue_event(event);
                 }
             }
-            Some(Command::Flush { deadline, reply }) => self.flushes.push((deadline, reply)),
+            Some(Command::Flush { deadline, reply }) => {
+                self.backlog.sync();
+                self.flushes.push((deadline, reply));
+            }
             Some(Command::Shutdown { deadline, reply }) => {
                 self.shutdown = Some((deadline, Some(reply)));
             }
@@ -231,6 +240,38 @@ impl Worker {
             .is_some_and(|(deadline, _)| self.pending() == 0 || *deadline <= now)
     }
 
+    /// Opens the configured spool (falling back to a per-process directory or memory, with
+    /// one warning) and queues what it still holds for replay.
+    fn open_spool(&mut self) {
+        let Some(cfg) = self.cfg.spool.clone() else {
+            return;
+        };
+        let dir = cfg.dir.join(self.stream.name());
+        let Some(spool) = Spool::open_or_fallback(&dir, cfg.options).into_spool() else {
+            return;
+        };
+        let replay = spool.recovery().items_to_replay;
+        self.stats.enqueued(replay);
+        self.backlog = Backlog::with_spool(self.cfg.queue_capacity, spool, Instant::now());
+        self.stats.set_spool(self.backlog.spool_stats());
+    }
+
+    /// With a spool: writes appends out, fsyncs on the interval, counts cap losses and
+    /// publishes the spool's counters.
+    fn spool_tick(&mut self, now: Instant) {
+        if !self.backlog.is_durable() {
+            return;
+        }
+        self.backlog.write_out(now);
+        let lost = self.backlog.take_cap_losses();
+        self.drop_items(
+            DropReason::SpoolCap,
+            lost as usize,
+            "the spool reached its size cap",
+        );
+        self.stats.set_spool(self.backlog.spool_stats());
+    }
+
     fn drop_items(&self, reason: DropReason, n: usize, detail: &str) {
         let _ = self.stats.dropped(reason, n as u64, detail);
     }
@@ -239,40 +280,35 @@ impl Worker {
     /// Events handed over before the purge command are already in the backlog (commands are
     /// taken in order). A request on the wire is not recalled; its outcome is ignored.
     fn purge(&mut self) -> u64 {
-        let mut n = self.backlog.drain().len();
+        let mut n = self.backlog.purge() as usize;
         n += self
             .inflight
             .drain(..)
             .map(|b| b.items.len())
             .sum::<usize>();
-        n += self.purge_spool();
         self.backoff_until = None;
         self.connect_failures = 0;
         self.drop_items(DropReason::Purged, n, "consent denied");
         n as u64
     }
 
-    /// Spool hook for consent withdrawal: when the backlog gains an on-disk spool, this must
-    /// delete the spooled items too and return their count. The backlog has no spool yet.
-    fn purge_spool(&mut self) -> usize {
-        0
-    }
-
-    /// Drops whatever is left (counted as `shutdown`) and answers every waiter.
+    /// Drops whatever is left (counted as `shutdown`) and answers every waiter. With a spool,
+    /// what is left stays spooled (counted as `spooled`) for the next start instead.
     fn finish(mut self) {
         self.rx.close();
-        let mut left = self.backlog.drain().len();
-        left += self
-            .inflight
-            .drain(..)
-            .map(|b| b.items.len())
-            .sum::<usize>();
+        let durable = self.backlog.is_durable();
         let mut replies = Vec::new();
+        let mut left = 0;
         while let Ok(cmd) = self.rx.try_recv() {
             match cmd {
                 Command::Events(events) => {
                     self.admitted.fetch_sub(events.len(), Ordering::AcqRel);
-                    left += events.len();
+                    if durable {
+                        // Spool them too: they go out on the next start.
+                        events.iter().for_each(|e| self.queue_event(e));
+                    } else {
+                        left += events.len();
+                    }
                 }
                 Command::Flush { reply, .. } | Command::Shutdown { reply, .. } => {
                     replies.push(reply)
@@ -281,11 +317,25 @@ impl Worker {
                 Command::Wake => {}
             }
         }
+        let (lost, spooled) = self.backlog.drain();
+        left += lost.len();
+        let inflight = self
+            .inflight
+            .drain(..)
+            .map(|b| b.items.len())
+            .sum::<usize>();
+        let spooled = spooled as usize + if durable { inflight } else { 0 };
+        left += if durable { 0 } else { inflight };
         self.drop_items(
             DropReason::Shutdown,
             left,
             "still queued at the shutdown deadline",
         );
+        self.stats.spooled(spooled as u64);
+        self.spool_tick(Instant::now());
+        self.backlog.sync();
+        self.stats.set_spool(self.backlog.spool_stats());
+        let left = left + spooled;
         replies.extend(self.flushes.drain(..).map(|(_, r)| r));
         replies.extend(self.shutdown.take().and_then(|(_, r)| r));
         for reply in replies {

@@ -16,6 +16,8 @@ impl Worker {
     pub(super) async fn send_next(&mut self) {
         let now = SystemTime::now();
         if self.inflight.is_empty() {
+            self.backlog
+                .refill(self.cfg.limits.max_items, Instant::now());
             let (items, expired) =
                 take_batch(&mut self.backlog, &self.cfg.limits, self.overhead, now);
             self.drop_items(
@@ -23,6 +25,7 @@ impl Worker {
                 expired.len(),
                 "older than the expiry age",
             );
+            self.backlog.settle(&expired, Instant::now());
             if items.is_empty() {
                 return;
             }
@@ -33,17 +36,22 @@ impl Worker {
         };
         // A batch that waited through long backoffs may have expired meanwhile.
         let expiry = self.cfg.limits.expiry;
-        let before = batch.items.len();
-        batch.items.retain(|i| !is_expired(i, expiry, now));
-        let expired = before - batch.items.len();
+        let (expired_items, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.items)
+            .into_iter()
+            .partition(|i| is_expired(i, expiry, now));
+        batch.items = kept;
+        let expired = expired_items.len();
         let request = (!batch.items.is_empty())
             .then(|| build_request(&*self.stream, &batch.items, self.cfg.gzip));
         let attempts = batch.attempts;
         self.drop_items(DropReason::Expired, expired, "older than the expiry age");
         let Some(request) = request else {
             self.inflight.pop_front();
+            self.backlog.settle(&expired_items, Instant::now());
             return;
         };
+        // Acknowledged with the rest of the batch (acks cover everything before them).
+        self.backlog.forget(&expired_items);
         self.stats.request();
         // `None`: abandoned at the shutdown deadline; finish() counts the batch.
         if let Some(result) = self.exchange(request).await {
@@ -58,12 +66,17 @@ impl Worker {
         let send = tokio::time::timeout(self.cfg.request_timeout, transport.send(request));
         tokio::pin!(send);
         loop {
-            let deadline = self.next_deadline();
+            // The spool's sync interval holds while a request hangs, too.
+            let deadline = [self.next_deadline(), self.backlog.sync_due()]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 result = &mut send => return Some(result.unwrap_or(Err(TransportError::Timeout))),
                 cmd = self.rx.recv(), if !self.closed => self.on_command(cmd),
                 _ = sleep_until(deadline) => {
                     let now = Instant::now();
+                    self.spool_tick(now);
                     self.settle_flushes(now);
                     if self.shutdown.as_ref().is_some_and(|(d, _)| *d <= now) {
                         return None;
@@ -104,7 +117,9 @@ impl Worker {
         }
         match decision {
             Decision::Done => {
-                self.inflight.pop_front();
+                if let Some(batch) = self.inflight.pop_front() {
+                    self.backlog.settle(&batch.items, Instant::now());
+                }
                 self.stats.delivered(items as u64);
                 self.backoff_until = None;
             }
@@ -125,7 +140,9 @@ impl Worker {
                 }
             }
             Decision::Drop(reason) => {
-                self.inflight.pop_front();
+                if let Some(batch) = self.inflight.pop_front() {
+                    self.backlog.settle(&batch.items, Instant::now());
+                }
                 let first = self.stats.dropped(reason, items as u64, &error);
                 if let (DropReason::Rejected, Ok(r)) = (reason, &result) {
                     // Log once per status: the first rejection was already logged by the stats.
