@@ -33,6 +33,7 @@ mod handle;
 mod handoff;
 pub mod identity;
 mod layer;
+mod priority;
 mod processor;
 mod sink;
 mod streams;
