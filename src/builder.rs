@@ -250,6 +250,8 @@ impl TelemetryBuilder {
                 .verbose(self.cfg.verbose)
                 .allow_custom_events(self.allow_custom)
                 .gateway_session(gateway.clone())
+                // The hand-off decodes with the same computeTargetId and release (above).
+                .constants_from_exporter(true)
                 .build();
             let stats = layer.stats();
             (Some(provider), Some(layer), stats)

@@ -26,10 +26,10 @@ use opentelemetry_sdk::logs::SdkLogRecord;
 
 use crate::sink::Sink;
 
-/// Records the hand-off queue holds before it drops (about 80 ms at 100k events/s).
-pub(crate) const CAPACITY: usize = 8192;
+/// Records the hand-off queue holds before it drops (about 20 ms at 100k events/s, four ticks).
+pub(crate) const CAPACITY: usize = 2048;
 /// How often the worker drains while events flow: the most an event waits here.
-pub(crate) const TICK: Duration = Duration::from_millis(20);
+pub(crate) const TICK: Duration = Duration::from_millis(5);
 /// After this long without events the worker sleeps until the next one wakes it.
 pub(crate) const DEEP_IDLE_AFTER: Duration = Duration::from_secs(1);
 
@@ -60,6 +60,9 @@ struct Shared {
     sinks: Arc<Vec<Sink>>,
     decode: DecodeOptions,
     invalid: Arc<AtomicU64>,
+    /// Per sink: records dropped at the full door and not yet added to the sink's counters
+    /// (the worker adds them each pass, so the app thread touches only this counter).
+    door_drops: Box<[AtomicU64]>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -95,6 +98,7 @@ impl Handoff {
             .name("closedloop-telemetry-handoff".into())
             .spawn(move || {
                 let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
+                crate::priority::lower_current_thread();
                 if let Ok(shared) = rx.recv() {
                     shared.run();
                 }
@@ -108,6 +112,7 @@ impl Handoff {
             completed: Mutex::new(0),
             completed_cv: Condvar::new(),
             worker: thread.thread().clone(),
+            door_drops: sinks.iter().map(|_| AtomicU64::new(0)).collect(),
             sinks,
             decode,
             invalid,
@@ -180,6 +185,8 @@ impl Handoff {
             // The worker exits right after answering the flush of a closed queue.
             let _ = thread.join();
         }
+        // Door drops that raced with the close.
+        self.shared.settle_door_drops();
         done
     }
 }
@@ -212,8 +219,9 @@ impl Shared {
         }
     }
 
-    /// Counts a record dropped at the door as `queue_full` on every stream that would have
-    /// taken it (read from the record's catalogue name alone: nothing is decoded here).
+    /// Counts a record dropped at the door as `queue_full` (`shutdown` once closed) on every
+    /// stream that would have taken it, read from the record's catalogue name alone: nothing is
+    /// decoded here. `queue_full` drops land in the streams' counters on the worker's next pass.
     fn count_rejected(&self, record: &SdkLogRecord) {
         let entry = record.event_name().and_then(catalogue::lookup);
         let probe = Event {
@@ -225,14 +233,28 @@ impl Shared {
             diagnostics: Diagnostics::default(),
             release_version: None,
         };
-        let reason = if self.closed.load(Ordering::Relaxed) {
-            DropReason::Shutdown
-        } else {
-            DropReason::QueueFull
-        };
-        for sink in self.sinks.iter().filter(|s| s.routes(&probe)) {
-            sink.delivery()
-                .count_refused(reason, 1, "the facade's hand-off queue is full");
+        let closed = self.closed.load(Ordering::Relaxed);
+        for (sink, pending) in self.sinks.iter().zip(self.door_drops.iter()) {
+            if !sink.routes(&probe) {
+                continue;
+            }
+            if closed {
+                let why = "telemetry is shut down";
+                sink.delivery().count_refused(DropReason::Shutdown, 1, why);
+            } else {
+                pending.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Moves the door's `queue_full` counts into the streams' counters (worker side).
+    fn settle_door_drops(&self) {
+        for (sink, pending) in self.sinks.iter().zip(self.door_drops.iter()) {
+            let n = pending.swap(0, Ordering::Relaxed);
+            if n > 0 {
+                let why = "the facade's hand-off queue is full";
+                sink.delivery().count_refused(DropReason::QueueFull, n, why);
+            }
         }
     }
 
@@ -275,6 +297,7 @@ impl Shared {
                 last_event = std::time::Instant::now();
                 self.deliver(&mut batch, &mut per_sink);
             }
+            self.settle_door_drops();
             {
                 let mut done = lock(&self.completed);
                 if *done < ticket {

@@ -148,9 +148,9 @@ fn a_full_queue_drops_at_the_door_and_counts_queue_full() {
     for _ in 0..10 {
         handoff.push(record());
     }
-    assert_eq!(delivery.stats().dropped.queue_full, 6);
     gate.open();
     assert!(handoff.flush(soon()));
+    assert_eq!(delivery.stats().dropped.queue_full, 6);
     assert!(delivery.flush(Duration::from_secs(5)).is_complete());
     let s = delivery.stats();
     assert_eq!((s.sent, s.dropped.total()), (5, 6));

@@ -31,7 +31,7 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// | [`flush_interval`](Self::flush_interval) | 30 s ([`DEFAULT_FLUSH_INTERVAL`]) |
 /// | [`gzip`](Self::gzip) | off (on: level [`DEFAULT_GZIP_LEVEL`]) |
 /// | [`timeout`](Self::timeout) | 10 s per request ([`DEFAULT_REQUEST_TIMEOUT`]) |
-/// | [`queue_capacity`](Self::queue_capacity) | 2048 events ([`DEFAULT_QUEUE_CAPACITY`]) |
+/// | [`queue_capacity`](Self::queue_capacity) | 4096 events ([`DEFAULT_QUEUE_CAPACITY`]) |
 /// | [`retry_policy`](Self::retry_policy) | [`RetryPolicy::default`] |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s, used when dropped without shutdown |
 /// | [`compute_target_id`](Self::compute_target_id), [`release_version`](Self::release_version) | none: used only for records that lack them |

@@ -16,12 +16,24 @@ use opentelemetry::Key;
 use tracing::field::{Field as TracingField, Visit};
 
 use crate::catalogue::{self, CatalogueEntry};
-use crate::convention::{context_slot, Field, Kind};
+use crate::convention::{Field, Kind, CONTEXT_FIELDS};
 use crate::stats::LayerStats;
 use crate::truncate::{keep_head, keep_tail, FIELD_MAX_BYTES, TAIL_MAX_BYTES};
 
 /// The longest custom event name kept, in bytes.
 pub(crate) const MAX_EVENT_NAME_BYTES: usize = 128;
+
+/// Per [`Field`] (by discriminant): its context slot bit, or 0. A table, so the per-field work
+/// on the app thread is an index instead of a search.
+const CONTEXT_BIT: [u8; Field::ALL.len()] = {
+    let mut bits = [0u8; Field::ALL.len()];
+    let mut slot = 0;
+    while slot < CONTEXT_FIELDS.len() {
+        bits[CONTEXT_FIELDS[slot] as usize] = 1 << slot;
+        slot += 1;
+    }
+    bits
+};
 
 /// What the `event` field said.
 #[derive(Debug)]
@@ -60,9 +72,7 @@ impl<'a, R: LogRecord> EventFields<'a, R> {
     }
 
     fn known(&mut self, field: Field, value: AnyValue) {
-        if let Some(slot) = context_slot(field) {
-            self.context_set |= 1 << slot;
-        }
+        self.context_set |= CONTEXT_BIT[field as usize];
         match field {
             Field::ComputeTargetId => self.has_compute_target = true,
             Field::ReleaseVersion => self.has_release = true,
@@ -122,14 +132,14 @@ impl<'a, R: LogRecord> EventFields<'a, R> {
 
     fn put_str(&mut self, f: &TracingField, value: &str) {
         let name = f.name();
-        if name == crate::convention::EVENT {
-            self.set_name(value);
-            return;
-        }
-        if self.reserved(name) {
-            return;
-        }
+        // Known fields first: they are the common case and none is a reserved name.
         let Some(field) = Field::from_name(name) else {
+            if name == crate::convention::EVENT {
+                return self.set_name(value);
+            }
+            if self.reserved(name) {
+                return;
+            }
             let v = self.bounded(value, false).to_string();
             return self.extra(name, AnyValue::from(v));
         };
@@ -156,14 +166,9 @@ impl<'a, R: LogRecord> EventFields<'a, R> {
 
     fn put_int(&mut self, f: &TracingField, value: i64) {
         let name = f.name();
-        if name == crate::convention::EVENT {
-            self.name = EventName::Invalid;
-            return;
-        }
-        if self.reserved(name) {
-            return;
-        }
         match Field::from_name(name).map(|fd| (fd, fd.kind())) {
+            None if name == crate::convention::EVENT => self.name = EventName::Invalid,
+            None if self.reserved(name) => {}
             None => self.extra(name, AnyValue::Int(value)),
             Some((field, Kind::Int)) => self.known(field, AnyValue::Int(value)),
             Some((field, Kind::Count)) if value >= 0 => self.known(field, AnyValue::Int(value)),

@@ -70,6 +70,8 @@ pub struct TelemetryLayer<L> {
     stats: Arc<LayerStats>,
     /// Bumped when a span records a context field late (see `span_fields`).
     context_epoch: AtomicU64,
+    /// Leave the layer-constant attributes out: the exporter side fills them in.
+    constants_from_exporter: bool,
 }
 
 /// A layer-constant value as a record string: interned (`&'static`, no reference count
@@ -123,6 +125,7 @@ impl<L: Logger> TelemetryLayer<L> {
                 unknown: UnknownNames::default(),
                 stats: Arc::default(),
                 context_epoch: AtomicU64::new(0),
+                constants_from_exporter: false,
             },
         }
     }
@@ -161,6 +164,15 @@ impl<L: Logger> TelemetryLayerBuilder<L> {
     /// The `releaseVersion` of every record.
     pub fn release_version(mut self, version: impl Into<Arc<str>>) -> Self {
         self.layer.release_version = Some(constant(version.into()));
+        self
+    }
+
+    /// Leaves `computeTargetId` and `releaseVersion` out of records when they would only repeat
+    /// this layer's own values, for pipelines whose exporter side fills them in from the same
+    /// settings (the facade's decoder does; `DecodeOptions` in the exporters crate). Saves two
+    /// attributes per event on the app thread. Default off: records are self-contained.
+    pub fn constants_from_exporter(mut self, on: bool) -> Self {
+        self.layer.constants_from_exporter = on;
         self
     }
 
@@ -307,13 +319,15 @@ where
                 );
             }
         }
-        if !has_ct {
+        if !has_ct && !self.constants_from_exporter {
             record.add_attribute(
                 Key::from_static_str(Field::ComputeTargetId.key()),
                 AnyValue::String(self.compute_target_id.clone()),
             );
         }
-        if let (false, Some(v)) = (has_rel, &self.release_version) {
+        if let (false, false, Some(v)) =
+            (has_rel, self.constants_from_exporter, &self.release_version)
+        {
             record.add_attribute(
                 Key::from_static_str(Field::ReleaseVersion.key()),
                 AnyValue::String(v.clone()),
