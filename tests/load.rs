@@ -71,6 +71,7 @@ fn in_spans(f: impl FnOnce()) {
 
 fn print_stats(label: &str, emitted: u64, stats: &TelemetryStats) {
     let ph = stats.stream(StreamKind::PostHog).expect("posthog stream");
+    let ph = &ph.delivery;
     println!(
         "{label}: emitted {emitted}, layer emitted {}, delivered {}, requests {}, retried {}, \
          dropped {} ({:?}), still queued {}",
@@ -169,7 +170,7 @@ fn sustained_100k_events_per_second() {
         emitted as f64 / emitting.as_secs_f64(),
         receiver.requests()
     );
-    let ph = stats.stream(StreamKind::PostHog).unwrap();
+    let ph = &stats.stream(StreamKind::PostHog).unwrap().delivery;
     assert_eq!(stats.layer.emitted, emitted, "the layer saw every event");
     assert_eq!(
         ph.sent + ph.dropped.total() + ph.queued,
