@@ -37,7 +37,9 @@ pub struct DeliveryConfig {
     /// Batch size, body size, delay and expiry rules of the stream.
     pub limits: Limits,
     /// At most this many events wait to be mapped, and at most this many mapped items wait to
-    /// be sent (the backlog evicts its oldest when full). Default [`DEFAULT_QUEUE_CAPACITY`].
+    /// be sent (the backlog evicts its oldest when full). With a [`spool`](Self::spool) the
+    /// backlog lives on disk, bounded by the spool's cap instead. Default
+    /// [`DEFAULT_QUEUE_CAPACITY`].
     pub queue_capacity: usize,
     /// Per-request timeout (connect, send, answer). Default [`DEFAULT_REQUEST_TIMEOUT`].
     pub request_timeout: Duration,
@@ -304,8 +306,9 @@ impl Delivery {
         self.ask(cmd, rx, timeout)
     }
 
-    /// Delivers what is queued within `timeout`, drops the rest (counted as `shutdown`) and
-    /// stops the worker. Later exports return `AlreadyShutdown`; so does a second shutdown.
+    /// Delivers what is queued within `timeout`, drops the rest (counted as `shutdown`; with a
+    /// spool it stays spooled for the next start instead, counted as `spooled`) and stops the
+    /// worker. Later exports return `AlreadyShutdown`; so does a second shutdown.
     /// Never waits much longer than `timeout`, whatever the destination does.
     pub fn shutdown(&self, timeout: Duration) -> Result<DeliveryReport, OTelSdkError> {
         if self.inner.shut.swap(true, Ordering::AcqRel) {

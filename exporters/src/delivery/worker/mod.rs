@@ -335,6 +335,9 @@ impl Worker {
         self.spool_tick(Instant::now());
         self.backlog.sync();
         self.stats.set_spool(self.backlog.spool_stats());
+        // Release the spool (and its directory lock) before answering, so whoever waits for
+        // the shutdown can open the same directory at once.
+        drop(std::mem::replace(&mut self.backlog, Backlog::new(1)));
         let left = left + spooled;
         replies.extend(self.flushes.drain(..).map(|(_, r)| r));
         replies.extend(self.shutdown.take().and_then(|(_, r)| r));
