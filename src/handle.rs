@@ -124,6 +124,9 @@ impl std::fmt::Display for ShutdownReport {
                 r.stats.dropped.total(),
                 r.remaining
             )?;
+            if r.stats.spooled > 0 {
+                write!(f, " (spooled for the next start: {})", r.stats.spooled)?;
+            }
         }
         Ok(())
     }

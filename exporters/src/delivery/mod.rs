@@ -71,10 +71,16 @@
 //!
 //! [`Delivery::flush`] sends everything queued at once (ignoring the batch delay, honouring a
 //! running backoff) and returns by its deadline with the count still queued; those stay
-//! queued. [`Delivery::shutdown`] does the same, then drops what remains (counted as
-//! `shutdown`), answers with that count and stops the worker; an in-flight request is
-//! abandoned at the deadline, so a dead or hanging server never holds shutdown past it. Later
-//! exports get `AlreadyShutdown`.
+//! queued. [`Delivery::shutdown`] does the same, then answers with the count that remains and
+//! stops the worker: without a spool those are dropped (counted as `shutdown`); with a spool
+//! ([`SpoolConfig`]) they stay on disk (counted as `spooled`) and go out on the next start. An
+//! in-flight request is abandoned at the deadline, so a dead or hanging server never holds
+//! shutdown past it. Later exports get `AlreadyShutdown`.
+//!
+//! # Consent
+//!
+//! [`Delivery::purge`] drops everything queued, in memory and in the spool (acknowledged so
+//! nothing is replayed), cancels any backoff and counts the items as `purged`.
 
 mod backlog;
 mod batcher;
