@@ -1,12 +1,12 @@
 //! Trace-context fields stored once per span, in the span's extensions, already merged with
 //! the span's ancestors so that an event reads one span instead of walking its scope.
 //!
-//! Each span that sets a context field itself keeps two slot arrays: `own` (what it set) and
-//! `flat` (its own fields plus every ancestor's, innermost first), computed when the span is
-//! created. A field recorded later (`span.record(..)`) changes that span's `own` and bumps the
-//! layer's context epoch; every `flat` computed under an older epoch is then recomputed from the
-//! `own` fields of the scope the next time an event (or a new child span) reads it. Events in a
-//! span that sets no context field read the nearest ancestor that does.
+//! Each span that sets a context field itself keeps one slot array, `flat`: its own fields plus
+//! every ancestor's (innermost first), computed when the span is created, and a bit mask of the
+//! slots that are its own. A field recorded later (`span.record(..)`) changes that span's slot
+//! and bumps the layer's context epoch; every `flat` computed under an older epoch is then
+//! recomputed from the own slots of the scope the next time an event (or a new child span)
+//! reads it. Events in a span that sets no context field read the nearest ancestor that does.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,9 +27,20 @@ const STALE: u64 = u64::MAX;
 /// What one span knows about trace context.
 #[derive(Debug, Default)]
 pub(crate) struct SpanContext {
-    own: Slots,
+    /// Own values in the `own` slots, inherited ones elsewhere.
     flat: Slots,
+    /// Bit `i` set: slot `i` is the span's own value.
+    own: u8,
     epoch: u64,
+}
+
+/// The bit mask of the set slots.
+fn mask(slots: &Slots) -> u8 {
+    slots
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_some())
+        .fold(0, |m, (i, _)| m | (1 << i))
 }
 
 /// Whether no slot is set.
@@ -51,7 +62,11 @@ fn walk<'a, R: LookupSpan<'a>>(span: &SpanRef<'a, R>) -> Slots {
     let mut flat = Slots::default();
     for s in span.scope() {
         if let Some(sc) = s.extensions().get::<SpanContext>() {
-            inherit(&mut flat, &sc.own);
+            for (slot, value) in flat.iter_mut().enumerate() {
+                if value.is_none() && sc.own & (1 << slot) != 0 {
+                    value.clone_from(&sc.flat[slot]);
+                }
+            }
         }
     }
     flat
@@ -103,13 +118,13 @@ pub(crate) fn on_new_span<'a, R: LookupSpan<'a>>(
         return;
     };
     let now = epoch.load(Ordering::Acquire);
-    let mut flat = own.clone();
+    let (own, mut flat) = (mask(&own), own);
     if let Some(parent) = span.parent() {
         visible(parent, epoch, |p| inherit(&mut flat, p));
     }
     span.extensions_mut().replace(SpanContext {
-        own,
         flat,
+        own,
         epoch: now,
     });
 }
@@ -130,16 +145,17 @@ pub(crate) fn on_record<'a, R: LookupSpan<'a>>(
         let mut ext = span.extensions_mut();
         match ext.get_mut::<SpanContext>() {
             Some(sc) => {
+                sc.own |= mask(&own);
                 for (slot, value) in own.into_iter().enumerate() {
                     if value.is_some() {
-                        sc.own[slot] = value;
+                        sc.flat[slot] = value;
                     }
                 }
                 sc.epoch = STALE;
             }
             None => ext.insert(SpanContext {
-                own,
-                flat: Slots::default(),
+                own: mask(&own),
+                flat: own,
                 epoch: STALE,
             }),
         }
