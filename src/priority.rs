@@ -2,16 +2,18 @@
 //! pressure the app keeps its cores and telemetry falls behind (its queue then drops, counted)
 //! instead of the app. With idle CPU the worker runs as soon as it is due either way.
 
-/// The nice value the worker runs at on Linux (0 is the default, 19 the lowest priority).
-pub(crate) const WORKER_NICE: i32 = 10;
+/// How much nicer than the thread that starts it the worker runs on Linux (nice values go from
+/// -20 to 19; the kernel clamps at 19). Relative, so an app that runs niced keeps the order.
+pub(crate) const WORKER_NICE_INCREMENT: i32 = 10;
 
-/// Lowers the calling thread's priority to [`WORKER_NICE`]. Linux only; elsewhere a no-op.
+/// Lowers the calling thread's priority by [`WORKER_NICE_INCREMENT`]. Linux only; elsewhere a
+/// no-op.
 #[cfg(target_os = "linux")]
 pub(crate) fn lower_current_thread() {
-    // SAFETY: `setpriority` takes no pointers. On Linux the nice value is a per-thread
-    // attribute and `PRIO_PROCESS` with `who = 0` applies to the calling thread only (see
-    // setpriority(2), BUGS). Failure (e.g. a sandbox forbidding it) leaves the priority as is.
-    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, WORKER_NICE) };
+    // SAFETY: `nice` takes no pointers. On Linux the nice value is a per-thread attribute and
+    // glibc's `nice` changes the calling thread's only (see setpriority(2), BUGS). Lowering
+    // priority needs no privilege; a failure leaves the priority as it is.
+    let _ = unsafe { libc::nice(WORKER_NICE_INCREMENT) };
 }
 
 /// Lowers the calling thread's priority. Linux only; elsewhere a no-op.
@@ -31,7 +33,7 @@ mod tests {
                 })
         };
         let me = std::process::id() as i32;
-        let before = nice(me);
+        let before = nice(me).unwrap();
         let worker = std::thread::spawn(move || {
             super::lower_current_thread();
             // SAFETY: gettid has no arguments.
@@ -40,7 +42,8 @@ mod tests {
         })
         .join()
         .unwrap();
-        assert_eq!(worker, Some(super::WORKER_NICE));
-        assert_eq!(nice(me), before, "the main thread keeps its priority");
+        let expected = (before + super::WORKER_NICE_INCREMENT).min(19);
+        assert_eq!(worker, Some(expected));
+        assert_eq!(nice(me), Some(before), "the main thread keeps its priority");
     }
 }
