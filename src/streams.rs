@@ -2,7 +2,7 @@
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
-use closedloop_telemetry_exporters::PostHogExporter;
+use closedloop_telemetry_exporters::PostHogExporterBuilder;
 
 use crate::builder::TelemetryBuilder;
 use crate::sink::{Sink, StreamKind};
@@ -16,7 +16,7 @@ pub(crate) fn start(
 ) -> Result<Vec<Sink>, InitError> {
     let mut sinks = Vec::new();
     if let Some(ph) = &b.cfg.posthog {
-        let mut builder = PostHogExporter::builder()
+        let mut builder = PostHogExporterBuilder::default()
             .api_key(ph.api_key.clone())
             .host(ph.host.clone())
             .compute_target_id(compute_target_id)

@@ -6,11 +6,12 @@ pub mod datadog;
 pub mod decode;
 pub mod delivery;
 pub mod diagnostics;
+mod exporter;
 pub mod posthog;
 pub mod redact;
 pub mod relay;
 pub mod spool;
 
 pub use delivery::{BuildError, Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason};
-pub use diagnostics::DiagnosticsExporter;
+pub use exporter::StreamExporter;
 pub use posthog::{PostHogExporter, PostHogExporterBuilder};

@@ -158,7 +158,7 @@ fn run_inner(
     let seen = std::mem::take(&mut *lock(&seen));
 
     let redactor = verbose.then(Redactor::shared);
-    let hostname = hostname();
+    let hostname = closedloop_telemetry_exporters::datadog::default_hostname();
     let stream_audits = if upstream {
         streams
             .iter()
@@ -214,17 +214,6 @@ fn stored_id(dir: &Path) -> Option<String> {
     let s = std::fs::read_to_string(dir.join(crate::identity::ID_FILE)).ok()?;
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_string())
-}
-
-/// The Datadog exporter's default host name (the machine's, else `unknown`).
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .or_else(|| std::env::var("COMPUTERNAME").ok())
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -34,7 +34,7 @@ pub fn fast_retry() -> RetryPolicy {
 }
 
 pub fn builder(server_base: &str) -> PostHogExporterBuilder {
-    PostHogExporter::builder()
+    PostHogExporterBuilder::default()
         .api_key(KEY)
         .host(server_base)
         .retry_policy(fast_retry())

@@ -10,12 +10,13 @@ use crate::delivery::{
     frame_json_array, parse_http_url, BuildError, Delivery, HttpTransport, InvalidEvent, Limits,
     Stream,
 };
-use crate::diagnostics::{diagnostics_setters, DiagnosticsExporter, DiagnosticsSettings};
+use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
+use crate::exporter::StreamExporter;
 use crate::redact::Redactor;
 use crate::relay::wire::routes_to_relay;
 
-/// The direct Datadog exporter (a [`DiagnosticsExporter`] built by [`DatadogExporterBuilder`]).
-pub type DatadogExporter = DiagnosticsExporter;
+/// The direct Datadog exporter (a [`StreamExporter`] built by [`DatadogExporterBuilder`]).
+pub type DatadogExporter = StreamExporter;
 
 struct DatadogStream {
     allow_custom: bool,
@@ -49,7 +50,7 @@ impl Stream for DatadogStream {
     }
 }
 
-/// Builds a direct Datadog [`DiagnosticsExporter`].
+/// Builds a direct Datadog [`StreamExporter`].
 ///
 /// | setting | default |
 /// |---|---|
@@ -137,11 +138,11 @@ impl DatadogExporterBuilder {
         let stream = DatadogStream {
             allow_custom: self.settings.allow_custom_events,
             verbose: self.settings.verbose,
-            hostname: self.hostname.unwrap_or_else(hostname),
+            hostname: self.hostname.unwrap_or_else(default_hostname),
             api_key,
         };
         let delivery = Delivery::start(stream, transport, self.settings.delivery_config(limits))?;
-        Ok(DiagnosticsExporter {
+        Ok(StreamExporter {
             delivery,
             decode: Arc::new(self.settings.decode_options()),
             endpoint: Arc::from(endpoint.as_str()),
@@ -149,8 +150,9 @@ impl DatadogExporterBuilder {
     }
 }
 
-/// The machine's host name (from `/proc` or `HOSTNAME`), else `unknown`.
-fn hostname() -> String {
+/// The machine's host name (from `/proc` or `HOSTNAME`), else `unknown`: the default
+/// `hostname` of every Datadog item.
+pub fn default_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -1,9 +1,6 @@
-//! What the relay and direct-Datadog exporters share: their builder settings and the exporter
-//! shell around a delivery engine.
+//! What the relay and direct-Datadog builders share: their settings.
 
 mod builder;
-mod exporter;
 
 pub(crate) use builder::diagnostics_setters;
 pub use builder::DiagnosticsSettings;
-pub use exporter::DiagnosticsExporter;

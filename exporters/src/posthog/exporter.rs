@@ -1,21 +1,16 @@
 //! [`PostHogExporter`]: an OpenTelemetry `LogExporter` that delivers catalogue events with a
 //! PostHog name to `{host}/batch/` through the shared delivery engine.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use uuid::Uuid;
 
 use closedloop_telemetry_layers::envelope::format_timestamp;
 
-use super::builder::PostHogExporterBuilder;
 use super::wire::{self, Framer};
-use crate::decode::{DecodeOptions, Event};
-use crate::delivery::{
-    Delivery, DeliveryReport, DeliveryStatsSnapshot, InvalidEvent, Stream, DEFAULT_SHUTDOWN_TIMEOUT,
-};
+use crate::decode::Event;
+use crate::delivery::{InvalidEvent, Stream};
+use crate::exporter::StreamExporter;
 
 /// The PostHog stream plugged into the engine.
 pub(crate) struct PostHogStream {
@@ -60,10 +55,10 @@ impl Stream for PostHogStream {
 /// worker. `Debug` never shows the API key.
 ///
 /// ```no_run
-/// use closedloop_telemetry_exporters::PostHogExporter;
+/// use closedloop_telemetry_exporters::PostHogExporterBuilder;
 /// use opentelemetry_sdk::logs::SdkLoggerProvider;
 ///
-/// let exporter = PostHogExporter::builder().api_key("phc_...").build()?;
+/// let exporter = PostHogExporterBuilder::default().api_key("phc_...").build()?;
 /// let provider = SdkLoggerProvider::builder()
 ///     .with_batch_exporter(exporter.clone())
 ///     .build();
@@ -73,85 +68,4 @@ impl Stream for PostHogStream {
 /// println!("sent {} PostHog events", report.stats.sent);
 /// # Ok::<(), closedloop_telemetry_exporters::delivery::BuildError>(())
 /// ```
-#[derive(Clone)]
-pub struct PostHogExporter {
-    pub(crate) delivery: Delivery,
-    pub(crate) decode: Arc<DecodeOptions>,
-    pub(crate) endpoint: Arc<str>,
-}
-
-impl std::fmt::Debug for PostHogExporter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PostHogExporter")
-            .field("endpoint", &self.endpoint)
-            .field("api_key", &"[redacted]")
-            .field("delivery", &self.delivery)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PostHogExporter {
-    /// Starts a builder; see [`PostHogExporterBuilder`] for the defaults.
-    pub fn builder() -> PostHogExporterBuilder {
-        PostHogExporterBuilder::default()
-    }
-
-    /// The live delivery counters.
-    pub fn stats(&self) -> DeliveryStatsSnapshot {
-        self.delivery.stats()
-    }
-
-    /// The engine handle (stats handle, wake, submit of pre-decoded events).
-    pub fn delivery(&self) -> &Delivery {
-        &self.delivery
-    }
-
-    /// The `/batch/` URL requests go to.
-    pub fn endpoint(&self) -> &str {
-        &self.endpoint
-    }
-
-    /// Sends everything queued now and waits at most `timeout`; see [`Delivery::flush`].
-    pub fn flush(&self, timeout: Duration) -> DeliveryReport {
-        self.delivery.flush(timeout)
-    }
-
-    /// Flushes with the default 5 s deadline; `Err(Timeout)` if events remain queued.
-    pub fn force_flush(&self) -> OTelSdkResult {
-        if self.delivery.is_shutdown() {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        let report = self.flush(DEFAULT_SHUTDOWN_TIMEOUT);
-        if report.is_complete() {
-            Ok(())
-        } else {
-            Err(OTelSdkError::Timeout(DEFAULT_SHUTDOWN_TIMEOUT))
-        }
-    }
-
-    /// Delivers what is queued within `timeout`, drops the rest and stops; returns what was
-    /// left. A second call returns `AlreadyShutdown`.
-    pub fn shutdown_with_report(&self, timeout: Duration) -> Result<DeliveryReport, OTelSdkError> {
-        self.delivery.shutdown(timeout)
-    }
-}
-
-impl LogExporter for PostHogExporter {
-    fn export(
-        &self,
-        batch: LogBatch<'_>,
-    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        // All work happens now, on the caller's thread: decode and hand over. The returned
-        // future is already complete, so any executor (or none) can drive it.
-        std::future::ready(self.delivery.export(&batch, &self.decode))
-    }
-
-    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let report = self.delivery.shutdown(timeout)?;
-        if report.is_complete() {
-            Ok(())
-        } else {
-            Err(OTelSdkError::Timeout(timeout))
-        }
-    }
-}
+pub type PostHogExporter = StreamExporter;

@@ -169,7 +169,7 @@ mod tests {
         assert!(!kv_value("NULL"));
         assert!(!kv_value("[REDACTED:secret]"));
         assert!(kv_value("hunter2"));
-        assert!(!pwd_value("/home/me"));
+        assert!(!pwd_value("/srv/me"));
         assert!(!pwd_value("C:\\Users\\me"));
         assert!(pwd_value("S3cr3t!"));
         assert!(!bearer_token("instrument"));

@@ -12,11 +12,12 @@ use crate::delivery::{
     frame_json_array, parse_http_url, BuildError, Delivery, HttpTransport, InvalidEvent, Limits,
     Stream, Transport,
 };
-use crate::diagnostics::{diagnostics_setters, DiagnosticsExporter, DiagnosticsSettings};
+use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
+use crate::exporter::StreamExporter;
 use crate::redact::Redactor;
 
-/// The relay exporter (a [`DiagnosticsExporter`] built by [`RelayExporterBuilder`]).
-pub type RelayExporter = DiagnosticsExporter;
+/// The relay exporter (a [`StreamExporter`] built by [`RelayExporterBuilder`]).
+pub type RelayExporter = StreamExporter;
 
 /// The relay stream plugged into the engine.
 struct RelayStream {
@@ -55,7 +56,7 @@ impl Stream for RelayStream {
     }
 }
 
-/// Builds a relay [`DiagnosticsExporter`].
+/// Builds a relay [`StreamExporter`].
 ///
 /// | setting | default |
 /// |---|---|
@@ -146,7 +147,7 @@ impl RelayExporterBuilder {
         if let Some(conn) = &self.channel {
             conn.attach(delivery.clone());
         }
-        Ok(DiagnosticsExporter {
+        Ok(StreamExporter {
             delivery,
             decode: Arc::new(self.settings.decode_options()),
             endpoint: Arc::from(endpoint.as_str()),

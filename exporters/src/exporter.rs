@@ -1,4 +1,5 @@
-//! The exporter shell shared by the relay and Datadog exporters.
+//! [`StreamExporter`]: the `LogExporter` every stream uses (PostHog, relay, Datadog): it decodes
+//! records on the caller's thread and hands them to the stream's delivery engine.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,24 +10,31 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use crate::decode::DecodeOptions;
 use crate::delivery::{Delivery, DeliveryReport, DeliveryStatsSnapshot, DEFAULT_SHUTDOWN_TIMEOUT};
 
-/// A `LogExporter` over one delivery engine: `export()` decodes and queues, never blocks.
+/// A `LogExporter` over one delivery engine: `export()` decodes and queues, never blocks, does
+/// no I/O and needs no tokio runtime; delivery happens on the stream's own worker thread.
+/// Clones share one worker. `Debug` shows the endpoint, never a credential.
+///
+/// Build one with [`PostHogExporterBuilder`](crate::PostHogExporterBuilder),
+/// [`RelayExporterBuilder`](crate::relay::RelayExporterBuilder) or
+/// [`DatadogExporterBuilder`](crate::datadog::DatadogExporterBuilder).
 #[derive(Clone)]
-pub struct DiagnosticsExporter {
+pub struct StreamExporter {
     pub(crate) delivery: Delivery,
     pub(crate) decode: Arc<DecodeOptions>,
     pub(crate) endpoint: Arc<str>,
 }
 
-impl std::fmt::Debug for DiagnosticsExporter {
+impl std::fmt::Debug for StreamExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiagnosticsExporter")
+        f.debug_struct("StreamExporter")
             .field("endpoint", &self.endpoint)
+            .field("credentials", &"[redacted]")
             .field("delivery", &self.delivery)
             .finish_non_exhaustive()
     }
 }
 
-impl DiagnosticsExporter {
+impl StreamExporter {
     /// The live delivery counters.
     pub fn stats(&self) -> DeliveryStatsSnapshot {
         self.delivery.stats()
@@ -65,7 +73,7 @@ impl DiagnosticsExporter {
     }
 }
 
-impl LogExporter for DiagnosticsExporter {
+impl LogExporter for StreamExporter {
     fn export(
         &self,
         batch: LogBatch<'_>,
