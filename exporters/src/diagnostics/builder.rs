@@ -56,24 +56,7 @@ impl Default for DiagnosticsSettings {
 
 impl DiagnosticsSettings {
     pub(crate) fn check(&self) -> Result<(), BuildError> {
-        for (setting, value) in [
-            ("timeout", self.timeout),
-            ("shutdown_timeout", self.shutdown_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(BuildError::InvalidValue {
-                    setting,
-                    reason: "must be greater than zero".into(),
-                });
-            }
-        }
-        if self.queue_capacity == 0 {
-            return Err(BuildError::InvalidValue {
-                setting: "queue_capacity",
-                reason: "must be at least 1".into(),
-            });
-        }
-        Ok(())
+        check_limits(self.timeout, self.shutdown_timeout, self.queue_capacity)
     }
 
     pub(crate) fn delivery_config(&self, limits: Limits) -> DeliveryConfig {
@@ -94,6 +77,29 @@ impl DiagnosticsSettings {
             keep_tails: self.verbose,
         }
     }
+}
+
+/// The range checks every builder applies: timeouts above zero, a queue of at least one.
+pub(crate) fn check_limits(
+    timeout: Duration,
+    shutdown_timeout: Duration,
+    queue_capacity: usize,
+) -> Result<(), BuildError> {
+    for (setting, value) in [("timeout", timeout), ("shutdown_timeout", shutdown_timeout)] {
+        if value.is_zero() {
+            return Err(BuildError::InvalidValue {
+                setting,
+                reason: "must be greater than zero".into(),
+            });
+        }
+    }
+    if queue_capacity == 0 {
+        return Err(BuildError::InvalidValue {
+            setting: "queue_capacity",
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Implements the shared setters on a builder that has a `settings: DiagnosticsSettings` field.

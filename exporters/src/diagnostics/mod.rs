@@ -2,5 +2,5 @@
 
 mod builder;
 
-pub(crate) use builder::diagnostics_setters;
 pub use builder::DiagnosticsSettings;
+pub(crate) use builder::{check_limits, diagnostics_setters};

@@ -213,23 +213,7 @@ impl PostHogExporterBuilder {
                 reason: format!("{} is not within 1..={MAX_BATCH_SIZE}", self.batch_size),
             });
         }
-        for (setting, value) in [
-            ("timeout", self.timeout),
-            ("shutdown_timeout", self.shutdown_timeout),
-        ] {
-            if value.is_zero() {
-                return Err(BuildError::InvalidValue {
-                    setting,
-                    reason: "must be greater than zero".into(),
-                });
-            }
-        }
-        if self.queue_capacity == 0 {
-            return Err(BuildError::InvalidValue {
-                setting: "queue_capacity",
-                reason: "must be at least 1".into(),
-            });
-        }
+        crate::diagnostics::check_limits(self.timeout, self.shutdown_timeout, self.queue_capacity)?;
         let transport = HttpTransport::new(
             endpoint.clone(),
             &[("content-type", "application/json".to_string())],
