@@ -9,6 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use closedloop_telemetry::{StreamKind, TelemetryGuard, TelemetryHandle};
+use support::process::status_kib;
 use support::server::{Reply, Request, TestServer};
 use tracing::{info, Dispatch};
 use tracing_subscriber::prelude::*;
@@ -92,26 +93,17 @@ impl Rig {
     }
 }
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn ten_thousand_unknown_event_names_are_counted_not_sent() {
     let rig = rig();
-    let before = rss_kib();
+    let before = status_kib("VmRSS:");
     rig.emit(|| {
         for i in 0..10_000 {
             let name = format!("unknown.event_{i}");
             info!(event = name.as_str(), n = i);
         }
     });
-    let grown_mib = rss_kib().saturating_sub(before) / 1024;
+    let grown_mib = status_kib("VmRSS:").saturating_sub(before) / 1024;
     assert!(grown_mib < 100, "RSS grew by {grown_mib} MiB");
     let stats = rig.settle();
     assert_eq!(stats.layer.unknown_name, 10_000);

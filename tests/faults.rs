@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -19,6 +19,7 @@ use closedloop_telemetry_exporters::delivery::{
 };
 use closedloop_telemetry_exporters::spool::SpoolOptions;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use support::process::{status_kib, KillOnDrop, TempDir};
 use support::server::{Reply, Request, TestServer};
 
 const WAIT: Duration = Duration::from_secs(8);
@@ -123,25 +124,6 @@ fn dead_base() -> String {
     let addr = l.local_addr().unwrap();
     drop(l);
     format!("http://{addr}")
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("cl-faults-{tag}-{}", uuid::Uuid::new_v4()));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn spool_at(dir: &Path) -> Option<SpoolConfig> {
@@ -315,16 +297,6 @@ fn child_emits_until_killed() {
     }
 }
 
-/// Kills the child if the test fails before it does.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn sigkill_mid_stream_loses_at_most_the_last_sync_interval() {
     let tmp = TempDir::new("sigkill");
@@ -483,27 +455,18 @@ fn a_tiny_cap_drops_the_oldest_counts_it_and_keeps_the_newest() {
     assert_eq!(got.len() as u64 + cap_lost, 2000, "got {}", got.len());
 }
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_flood_of_a_million_events_stays_bounded_and_counts_every_drop() {
     const N: u64 = 1_000_000;
     let d = start(&dead_base(), config(None));
-    let before = rss_kib();
+    let before = status_kib("VmRSS:");
     let mut peak = before;
     let mut live_drops_seen = false;
     for n in 0..N as usize {
         // Never blocks: a full queue refuses and counts.
         d.submit(vec![event(n)]).unwrap();
         if n % 100_000 == 99_999 {
-            peak = peak.max(rss_kib());
+            peak = peak.max(status_kib("VmRSS:"));
             live_drops_seen |= d.stats().dropped.total() > 0;
         }
     }

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use closedloop_telemetry::{StreamKind, TelemetryGuard, TelemetryStats};
 use support::lean::LeanServer;
+use support::process::status_kib;
 use tracing::{info, info_span, Dispatch};
 use tracing_subscriber::prelude::*;
 
@@ -191,16 +192,6 @@ fn sustained_100k_events_per_second() {
         emitted,
         "every event is delivered or counted"
     );
-}
-
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
 }
 
 #[test]

@@ -2,11 +2,12 @@
 //! cap, cursor damage, random segment damage (property test), unusable directories and the
 //! one-process-per-directory lock.
 
+mod support;
+
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::spool::{
@@ -14,33 +15,8 @@ use closedloop_telemetry_exporters::spool::{
     SpoolOptions,
 };
 use proptest::prelude::*;
+use support::process::{KillOnDrop, TempDir};
 use uuid::Uuid;
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "cl-spool-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Item `i`: id and time derived from `i`, `len` bytes of payload.
 fn item(i: u32, len: usize) -> SpoolItem {
@@ -493,16 +469,6 @@ fn child_appends_until_killed() {
     }
     loop {
         std::thread::sleep(Duration::from_secs(1));
-    }
-}
-
-/// Kills the child if the test fails before it does (a no-op after a successful wait).
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 

@@ -1,3 +1,4 @@
-//! Shared test helpers: a real loopback HTTP server.
+//! Shared test helpers: real loopback HTTP servers and process-level helpers.
 pub mod lean;
+pub mod process;
 pub mod server;
