@@ -147,6 +147,56 @@ fn storms_of_503_and_429_deliver_everything_with_stable_ids() {
 }
 
 #[test]
+fn a_503_storm_longer_than_the_attempt_limit_loses_nothing() {
+    // 24 "unavailable" answers in a row against a limit of 3 attempts: an outage, not a bad
+    // batch, so nothing is given up.
+    let server = TestServer::start(|n, _| match n {
+        0..=23 => Reply::status([503, 429, 502, 504][n % 4]),
+        _ => Reply::ok(),
+    });
+    let mut cfg = config(None);
+    cfg.retry.max_attempts = 3;
+    cfg.retry.max_backoff = Duration::from_millis(40);
+    let d = start(&server.base(), cfg);
+    emit(&d, 0..100);
+    assert!(d.flush(WAIT).is_complete());
+    assert_all_arrived_with_stable_ids(&server.requests(), 100);
+    let s = d.stats();
+    assert_eq!((s.sent, s.dropped.total()), (100, 0), "{s:?}");
+    assert!(s.retried >= 24, "{s:?}");
+}
+
+#[test]
+fn a_500_storm_exhausts_the_batch_and_the_stream_moves_on() {
+    // A batch the server always fails with 500 is given up after the attempt limit, counted,
+    // and what comes after it is delivered.
+    let server = TestServer::start(|n, _| {
+        if n < 3 {
+            Reply::status(500)
+        } else {
+            Reply::ok()
+        }
+    });
+    let mut cfg = config(None);
+    cfg.retry.max_attempts = 3;
+    let d = start(&server.base(), cfg);
+    emit(&d, 0..10);
+    assert!(d.flush(WAIT).is_complete());
+    let first = d.stats();
+    assert!(first.dropped.retries_exhausted > 0, "{first:?}");
+    assert_eq!(
+        first.sent + first.dropped.retries_exhausted,
+        10,
+        "{first:?}"
+    );
+    assert_eq!(first.dropped.total(), first.dropped.retries_exhausted);
+    assert!(first.last_error.as_deref().unwrap_or("").contains("500"));
+    emit(&d, 10..20);
+    assert!(d.flush(WAIT).is_complete());
+    assert_eq!(d.stats().sent, first.sent + 10);
+}
+
+#[test]
 fn connection_resets_are_retried_until_delivered() {
     let server = TestServer::start(|n, _| if n < 4 { Reply::reset() } else { Reply::ok() });
     let d = start(&server.base(), config(None));

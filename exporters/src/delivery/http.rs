@@ -147,7 +147,10 @@ fn is_loopback(url: &Url) -> bool {
 }
 
 fn classify(e: reqwest::Error) -> TransportError {
-    if e.is_timeout() {
+    // A connect timeout (a destination that drops packets: offline behind a firewall or a
+    // captive portal) is an unreachable destination, not a slow request: it reports both
+    // `is_connect` and `is_timeout`, and must be retried like any connection failure.
+    if e.is_timeout() && !e.is_connect() {
         TransportError::Timeout
     } else {
         // Never include the URL's query or credentials: reqwest's message names the URL, which

@@ -3,8 +3,9 @@
 //! | outcome | decision |
 //! |---|---|
 //! | 2xx | [`Decision::Done`] (the body is not parsed) |
-//! | 408, 429, 5xx, timeout | [`Decision::Backoff`], or [`Decision::Drop`] with [`DropReason::RetriesExhausted`] once `attempt >= max_attempts` |
-//! | connection error | [`Decision::Backoff`], never exhausted: the destination is unreachable, not the batch at fault, so events wait in the queue |
+//! | 429, 502, 503, 504 | [`Decision::Backoff`], never exhausted: the destination says it is unavailable (an outage), not that the batch is at fault, so events wait in the queue and spool |
+//! | connection error (including a connect timeout) | [`Decision::Backoff`], never exhausted, for the same reason |
+//! | 408, 500 and other 5xx, request timeout | [`Decision::Backoff`], or [`Decision::Drop`] with [`DropReason::RetriesExhausted`] once `attempt >= max_attempts`: these can be caused by the batch itself (a payload the server chokes on, a body too slow to send), and a batch that always fails must not block the stream for ever |
 //! | 413 | [`Decision::Split`] when the batch has more than one item, else [`Decision::Drop`] with [`DropReason::TooLarge`] |
 //! | other 4xx (and 1xx/3xx) | [`Decision::Drop`] with [`DropReason::Rejected`] |
 //!
@@ -47,7 +48,7 @@ pub enum Decision {
 }
 
 /// Backoff and give-up parameters. Defaults: base 500 ms, cap 30 s, `Retry-After` clamp 60 s,
-/// 10 attempts (connection errors excepted).
+/// 10 attempts (outages, i.e. connection errors and 429/502/503/504, excepted).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
     /// The first backoff's upper bound (before jitter).
@@ -56,8 +57,9 @@ pub struct RetryPolicy {
     pub max_backoff: Duration,
     /// The largest `Retry-After` honoured; longer values are cut to this.
     pub max_retry_after: Duration,
-    /// Attempts (counting the failed one) after which a batch answered with 408/429/5xx or a
-    /// timeout is dropped as [`DropReason::RetriesExhausted`]. Connection errors never count.
+    /// Attempts (counting the failed one) after which a batch answered with 408, 500 or another
+    /// 5xx outside 502–504, or timed out, is dropped as [`DropReason::RetriesExhausted`].
+    /// Outages (connection errors, 429, 502, 503, 504) never count.
     pub max_attempts: u32,
 }
 
@@ -96,9 +98,10 @@ impl RetryPolicy {
             Outcome::Status {
                 status,
                 retry_after,
-            } if status == 408 || status == 429 || (500..600).contains(&status) => {
-                (retry_after.and_then(|v| parse_retry_after(v, now)), true)
-            }
+            } if status == 408 || status == 429 || (500..600).contains(&status) => (
+                retry_after.and_then(|v| parse_retry_after(v, now)),
+                !is_unavailable(status),
+            ),
             Outcome::Status { .. } => return Decision::Drop(DropReason::Rejected),
             Outcome::Timeout => (None, true),
             Outcome::Connection => (None, false),
@@ -121,6 +124,19 @@ impl RetryPolicy {
             .min(self.max_backoff);
         ceiling.mul_f64(jitter.clamp(0.0, 1.0))
     }
+}
+
+/// Whether `status` says the destination as a whole is unavailable (rate limited, overloaded,
+/// down or behind a failing gateway) rather than that this batch failed: 429, 502, 503, 504.
+/// Such answers are an outage, retried without limit like connection errors.
+///
+/// ```
+/// use closedloop_telemetry_exporters::delivery::retry::is_unavailable;
+/// assert!(is_unavailable(503) && is_unavailable(429));
+/// assert!(!is_unavailable(500) && !is_unavailable(408));
+/// ```
+pub fn is_unavailable(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
 }
 
 /// Parses a `Retry-After` value: delta-seconds or an HTTP-date (a date in the past is zero).
@@ -225,20 +241,36 @@ mod tests {
     }
 
     #[test]
-    fn retries_are_exhausted_except_for_connection_errors() {
-        assert!(matches!(decide(S(503), 4), Decision::Backoff(_)));
-        assert_eq!(
-            decide(S(503), 5),
-            Decision::Drop(DropReason::RetriesExhausted)
-        );
+    fn retries_are_exhausted_except_for_outages() {
+        for s in [408, 500, 501, 505, 599] {
+            assert!(matches!(decide(S(s), 4), Decision::Backoff(_)), "{s}");
+            assert_eq!(
+                decide(S(s), 5),
+                Decision::Drop(DropReason::RetriesExhausted),
+                "{s}"
+            );
+        }
         assert_eq!(
             decide(Outcome::Timeout, 5),
             Decision::Drop(DropReason::RetriesExhausted)
         );
+        // An outage of any length: the destination is down, not the batch at fault.
+        for s in [429, 502, 503, 504] {
+            assert!(matches!(decide(S(s), 1_000), Decision::Backoff(_)), "{s}");
+        }
         assert!(matches!(
             decide(Outcome::Connection, 500),
             Decision::Backoff(_)
         ));
+    }
+
+    #[test]
+    fn outage_backoff_stays_capped() {
+        // Retrying for ever must not mean waiting longer and longer.
+        assert_eq!(
+            policy().decide(S(503), 1_000, 3, SystemTime::now(), 1.0),
+            Decision::Backoff(Duration::from_secs(2))
+        );
     }
 
     #[test]
