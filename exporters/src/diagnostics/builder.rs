@@ -9,7 +9,7 @@ use crate::delivery::{
 };
 
 /// Settings every diagnostics builder has. Defaults: verbose off, custom events off, max delay
-/// 2 s, queue 2048 events, 10 s request timeout, gzip off, default retry policy, 5 s shutdown.
+/// 2 s, queue 4096 events, 10 s request timeout, gzip off, default retry policy, 5 s shutdown.
 #[derive(Debug, Clone)]
 pub struct DiagnosticsSettings {
     /// Keep (redacted) `logTail` / `stderrTail`.
@@ -60,14 +60,15 @@ impl DiagnosticsSettings {
     }
 
     pub(crate) fn delivery_config(&self, limits: Limits) -> DeliveryConfig {
-        let mut config = DeliveryConfig::new(limits);
-        config.queue_capacity = self.queue_capacity;
-        config.request_timeout = self.timeout;
-        config.gzip = self.gzip.then_some(DEFAULT_GZIP_LEVEL);
-        config.retry = self.retry;
-        config.shutdown_timeout = self.shutdown_timeout;
-        config.spool = self.spool.clone();
-        config
+        DeliveryKnobs {
+            queue_capacity: self.queue_capacity,
+            timeout: self.timeout,
+            gzip: self.gzip,
+            retry: self.retry,
+            shutdown_timeout: self.shutdown_timeout,
+            spool: self.spool.clone(),
+        }
+        .config(limits)
     }
 
     pub(crate) fn decode_options(&self) -> DecodeOptions {
@@ -79,8 +80,52 @@ impl DiagnosticsSettings {
     }
 }
 
+/// The delivery knobs every builder (PostHog, relay, Datadog) offers, with their defaults:
+/// queue 4096 events, 10 s request timeout, gzip off, default retry policy, 5 s shutdown, no spool.
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryKnobs {
+    pub(crate) queue_capacity: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) gzip: bool,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) spool: Option<SpoolConfig>,
+}
+
+impl Default for DeliveryKnobs {
+    fn default() -> Self {
+        DeliveryKnobs {
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            timeout: DEFAULT_REQUEST_TIMEOUT,
+            gzip: false,
+            retry: RetryPolicy::default(),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            spool: None,
+        }
+    }
+}
+
+impl DeliveryKnobs {
+    /// The range checks.
+    pub(crate) fn check(&self) -> Result<(), BuildError> {
+        check_limits(self.timeout, self.shutdown_timeout, self.queue_capacity)
+    }
+
+    /// The engine configuration for a stream with these `limits`.
+    pub(crate) fn config(&self, limits: Limits) -> DeliveryConfig {
+        let mut config = DeliveryConfig::new(limits);
+        config.queue_capacity = self.queue_capacity;
+        config.request_timeout = self.timeout;
+        config.gzip = self.gzip.then_some(DEFAULT_GZIP_LEVEL);
+        config.retry = self.retry;
+        config.shutdown_timeout = self.shutdown_timeout;
+        config.spool = self.spool.clone();
+        config
+    }
+}
+
 /// The range checks every builder applies: timeouts above zero, a queue of at least one.
-pub(crate) fn check_limits(
+fn check_limits(
     timeout: Duration,
     shutdown_timeout: Duration,
     queue_capacity: usize,

@@ -3,4 +3,4 @@
 mod builder;
 
 pub use builder::DiagnosticsSettings;
-pub(crate) use builder::{check_limits, diagnostics_setters};
+pub(crate) use builder::{diagnostics_setters, DeliveryKnobs};

@@ -7,10 +7,9 @@ use super::exporter::{PostHogExporter, PostHogStream};
 use super::wire::Framer;
 use crate::decode::DecodeOptions;
 use crate::delivery::{
-    parse_http_url, BuildError, Delivery, DeliveryConfig, HttpTransport, Limits, RetryPolicy,
-    SpoolConfig, DEFAULT_GZIP_LEVEL, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_TIMEOUT,
+    parse_http_url, BuildError, Delivery, HttpTransport, Limits, RetryPolicy, SpoolConfig,
 };
+use crate::diagnostics::DeliveryKnobs;
 
 /// PostHog's US cloud ingestion host.
 pub const DEFAULT_HOST: &str = "https://us.i.posthog.com";
@@ -29,9 +28,9 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// | [`host`](Self::host) | [`DEFAULT_HOST`] (`CL_POSTHOG_HOST`) |
 /// | [`batch_size`](Self::batch_size) | 20 ([`MAX_BATCH_SIZE`], also the maximum) |
 /// | [`flush_interval`](Self::flush_interval) | 30 s ([`DEFAULT_FLUSH_INTERVAL`]) |
-/// | [`gzip`](Self::gzip) | off (on: level [`DEFAULT_GZIP_LEVEL`]) |
-/// | [`timeout`](Self::timeout) | 10 s per request ([`DEFAULT_REQUEST_TIMEOUT`]) |
-/// | [`queue_capacity`](Self::queue_capacity) | 4096 events ([`DEFAULT_QUEUE_CAPACITY`]) |
+/// | [`gzip`](Self::gzip) | off (on: level [`DEFAULT_GZIP_LEVEL`](crate::delivery::DEFAULT_GZIP_LEVEL)) |
+/// | [`timeout`](Self::timeout) | 10 s per request ([`DEFAULT_REQUEST_TIMEOUT`](crate::delivery::DEFAULT_REQUEST_TIMEOUT)) |
+/// | [`queue_capacity`](Self::queue_capacity) | 4096 events ([`DEFAULT_QUEUE_CAPACITY`](crate::delivery::DEFAULT_QUEUE_CAPACITY)) |
 /// | [`retry_policy`](Self::retry_policy) | [`RetryPolicy::default`] |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s, used when dropped without shutdown |
 /// | [`compute_target_id`](Self::compute_target_id), [`release_version`](Self::release_version) | none: used only for records that lack them |
@@ -41,14 +40,9 @@ pub struct PostHogExporterBuilder {
     host: String,
     batch_size: usize,
     flush_interval: Duration,
-    gzip: bool,
-    timeout: Duration,
-    queue_capacity: usize,
-    retry: RetryPolicy,
-    shutdown_timeout: Duration,
+    knobs: DeliveryKnobs,
     compute_target_id: Option<String>,
     release_version: Option<String>,
-    spool: Option<SpoolConfig>,
 }
 
 impl std::fmt::Debug for PostHogExporterBuilder {
@@ -58,10 +52,7 @@ impl std::fmt::Debug for PostHogExporterBuilder {
             .field("host", &self.host)
             .field("batch_size", &self.batch_size)
             .field("flush_interval", &self.flush_interval)
-            .field("gzip", &self.gzip)
-            .field("timeout", &self.timeout)
-            .field("queue_capacity", &self.queue_capacity)
-            .field("spool", &self.spool)
+            .field("delivery", &self.knobs)
             .finish_non_exhaustive()
     }
 }
@@ -73,14 +64,9 @@ impl Default for PostHogExporterBuilder {
             host: DEFAULT_HOST.to_string(),
             batch_size: MAX_BATCH_SIZE,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
-            gzip: false,
-            timeout: DEFAULT_REQUEST_TIMEOUT,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
-            retry: RetryPolicy::default(),
-            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            knobs: DeliveryKnobs::default(),
             compute_target_id: None,
             release_version: None,
-            spool: None,
         }
     }
 }
@@ -130,31 +116,31 @@ impl PostHogExporterBuilder {
 
     /// Gzip request bodies (`Content-Encoding: gzip`).
     pub fn gzip(mut self, on: bool) -> Self {
-        self.gzip = on;
+        self.knobs.gzip = on;
         self
     }
 
     /// Per-request timeout (must be non-zero).
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.knobs.timeout = timeout;
         self
     }
 
     /// The bound of the hand-over queue and of the backlog, in events.
     pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.queue_capacity = n;
+        self.knobs.queue_capacity = n;
         self
     }
 
     /// Backoff and give-up rules.
     pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.retry = policy;
+        self.knobs.retry = policy;
         self
     }
 
     /// The delivery deadline used when the exporter is dropped without a shutdown.
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.shutdown_timeout = timeout;
+        self.knobs.shutdown_timeout = timeout;
         self
     }
 
@@ -174,13 +160,13 @@ impl PostHogExporterBuilder {
     /// undelivered is lost on shutdown, outage or crash up to the spool's cap. Default: no
     /// spool (memory only).
     pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.spool = Some(SpoolConfig::new(dir));
+        self.knobs.spool = Some(SpoolConfig::new(dir));
         self
     }
 
     /// Like [`spool_dir`](Self::spool_dir) with explicit spool options (cap, sync interval).
     pub fn spool(mut self, spool: SpoolConfig) -> Self {
-        self.spool = Some(spool);
+        self.knobs.spool = Some(spool);
         self
     }
 
@@ -213,24 +199,19 @@ impl PostHogExporterBuilder {
                 reason: format!("{} is not within 1..={MAX_BATCH_SIZE}", self.batch_size),
             });
         }
-        crate::diagnostics::check_limits(self.timeout, self.shutdown_timeout, self.queue_capacity)?;
+        self.knobs.check()?;
         let transport = HttpTransport::new(
             endpoint.clone(),
             &[("content-type", "application/json".to_string())],
-            self.timeout,
+            self.knobs.timeout,
         )?;
-        let mut config = DeliveryConfig::new(Limits {
+        let limits = Limits {
             max_items: self.batch_size,
             max_body_bytes: MAX_BODY_BYTES,
             max_delay: self.flush_interval,
             expiry: None,
-        });
-        config.queue_capacity = self.queue_capacity;
-        config.request_timeout = self.timeout;
-        config.gzip = self.gzip.then_some(DEFAULT_GZIP_LEVEL);
-        config.retry = self.retry;
-        config.shutdown_timeout = self.shutdown_timeout;
-        config.spool = self.spool.clone();
+        };
+        let config = self.knobs.config(limits);
         let stream = PostHogStream {
             framer: Framer::new(&api_key),
             api_key,
@@ -258,7 +239,7 @@ mod tests {
         assert_eq!(b.flush_interval, Duration::from_secs(30));
         assert_eq!(b.batch_size, 20);
         assert_eq!(b.host, "https://us.i.posthog.com");
-        assert_eq!(b.timeout, Duration::from_secs(10));
+        assert_eq!(b.knobs.timeout, Duration::from_secs(10));
         assert_eq!(
             b.endpoint().unwrap().as_str(),
             "https://us.i.posthog.com/batch/"
