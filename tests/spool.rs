@@ -1,6 +1,6 @@
 //! The on-disk spool: round trips, replay after restart and after SIGKILL, rotation, the size
-//! cap, cursor damage, random segment damage (property test), unusable directories and the
-//! one-process-per-directory lock.
+//! cap, cursor damage, random segment damage (property test), unusable directories, the
+//! one-process-per-directory lock, and the adoption of `pid-<pid>` directories left behind.
 
 mod support;
 
@@ -441,7 +441,9 @@ fn second_open_is_locked_and_falls_back_to_a_per_process_directory() {
     let SpoolHandle::Primary(mut reopened) = Spool::open_or_fallback(tmp.path(), small()) else {
         panic!("the directory is free again");
     };
-    assert_eq!(indices(&drain(&mut reopened)), vec![1]);
+    // The subdirectory's unacknowledged item is adopted (see the adoption tests at the end).
+    assert_eq!(indices(&drain(&mut reopened)), vec![1, 2]);
+    assert!(!own.exists());
 }
 
 const CHILD_DIR: &str = "CL_SPOOL_TEST_CHILD_DIR";
@@ -619,4 +621,87 @@ proptest! {
             prop_assert!(rest.any(|g| g == e), "lost untouched record {} (got {:?})", e, got);
         }
     }
+}
+
+/// Opens `dir` as a second spool while another holds it: the per-process fallback.
+fn per_process(dir: &Path) -> Spool {
+    match Spool::open_or_fallback(dir, small()) {
+        SpoolHandle::PerProcess { spool, .. } => spool,
+        other => panic!("expected per-process, got {other:?}"),
+    }
+}
+
+fn primary(dir: &Path) -> Spool {
+    match Spool::open_or_fallback(dir, small()) {
+        SpoolHandle::Primary(spool) => spool,
+        other => panic!("expected the primary directory, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_pid_directory_left_by_an_earlier_process_is_adopted_by_the_next_primary_open() {
+    let tmp = TempDir::new("adopt");
+    let own = tmp.path().join(format!("pid-{}", std::process::id()));
+    // "Process A" holds the directory; "process B" (a second open) falls back to pid-<pid>.
+    let mut a = Spool::open(tmp.path(), small()).unwrap();
+    a.append(&item(1000, 40)).unwrap();
+    let mut b = per_process(tmp.path());
+    assert_eq!(b.dir(), own);
+    let originals: Vec<SpoolItem> = (0..60).map(|i| item(i, 40)).collect();
+    for it in &originals {
+        b.append(it).unwrap();
+    }
+    // B delivered the first 10, and had the next 5 on the wire when it exited.
+    let sent = b.read_batch(10, usize::MAX).unwrap();
+    b.ack(sent.last().unwrap().0).unwrap();
+    assert_eq!(b.read_batch(5, usize::MAX).unwrap().len(), 5);
+    drop(b);
+    drop(a);
+
+    let mut c = primary(tmp.path());
+    assert!(!own.exists(), "the adopted directory is removed");
+    let stats = c.stats();
+    assert_eq!((stats.adopted_dirs, stats.adopted_items), (1, 50));
+    assert_eq!(stats.pending_items, 51);
+    assert_eq!(c.recovery().items_to_replay, 51);
+    let got: Vec<SpoolItem> = drain(&mut c).into_iter().map(|(_, it)| it).collect();
+    assert_eq!(got[0], item(1000, 40), "its own replay first");
+    assert_eq!(
+        &got[1..],
+        &originals[10..],
+        "every unacknowledged record, with the same id, time and bytes, in order"
+    );
+    drop(c);
+
+    // Adopted records are ordinary records now: replayed until acked, never adopted twice.
+    let mut d = primary(tmp.path());
+    assert_eq!(d.stats().adopted_dirs, 0);
+    assert_eq!(drain(&mut d).len(), 51);
+}
+
+#[test]
+fn a_pid_directory_still_locked_by_a_live_spool_is_left_alone() {
+    let tmp = TempDir::new("adopt-live");
+    let own = tmp.path().join(format!("pid-{}", std::process::id()));
+    let a = Spool::open(tmp.path(), small()).unwrap();
+    let mut b = per_process(tmp.path());
+    for i in 0..5 {
+        b.append(&item(i, 20)).unwrap();
+    }
+    drop(a);
+
+    // B is still alive: the next primary open must not take its directory.
+    let mut c = primary(tmp.path());
+    assert_eq!(c.stats().adopted_dirs, 0);
+    assert!(drain(&mut c).is_empty());
+    assert!(own.join("LOCK").exists());
+    assert_eq!(indices(&drain(&mut b)), vec![0, 1, 2, 3, 4], "B goes on");
+    drop(c);
+    drop(b);
+
+    // Once B is gone, the next primary open adopts them.
+    let mut d = primary(tmp.path());
+    assert_eq!(d.stats().adopted_items, 5);
+    assert_eq!(indices(&drain(&mut d)), vec![0, 1, 2, 3, 4]);
+    assert!(!own.exists());
 }

@@ -92,6 +92,7 @@
 //! [`SpoolStats::dropped_by_cap`]. The new item is always stored; an item larger than the cap
 //! (or than 16 MiB) is refused with [`SpoolError::ItemTooLarge`]. The spool never blocks.
 
+mod adopt;
 mod cursor;
 mod error;
 mod fallback;
