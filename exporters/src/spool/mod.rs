@@ -32,7 +32,7 @@
 //! | `000000000001.seg`, … | append-only segments, numbered upwards, never reused |
 //! | `cursor` | the acknowledgement cursor (24 bytes) |
 //! | `cursor.tmp` | transient, while the cursor is replaced |
-//! | `pid-<pid>/` | a whole spool of its own, used by a second process ([`Spool::open_or_fallback`]) |
+//! | `pid-<pid>/` | a whole spool of its own, used by a second process ([`Spool::open_or_fallback`]); the next process to open `dir` itself adopts it once no live process holds it |
 //!
 //! # Record format (all integers little-endian)
 //!
