@@ -1,6 +1,6 @@
 //! The on-disk spool: round trips, replay after restart and after SIGKILL, rotation, the size
-//! cap, cursor damage, random segment damage (property test), unusable directories and the
-//! one-process-per-directory lock.
+//! cap, cursor damage, random segment damage (property test), unusable directories, the
+//! one-process-per-directory lock, and the adoption of `pid-<pid>` directories left behind.
 
 mod support;
 
@@ -10,12 +10,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use closedloop_telemetry_exporters::decode::Event;
+use closedloop_telemetry_exporters::delivery::{
+    frame_json_array, parse_http_url, Delivery, DeliveryConfig, HttpTransport, InvalidEvent,
+    Limits, SpoolConfig, Stream,
+};
 use closedloop_telemetry_exporters::spool::{
     scan_segment, CursorStatus, Position, Scanned, Spool, SpoolError, SpoolHandle, SpoolItem,
     SpoolOptions,
 };
+use closedloop_telemetry_layers::envelope::{format_timestamp, TraceEnvelope};
 use proptest::prelude::*;
 use support::process::{KillOnDrop, TempDir};
+use support::server::TestServer;
 use uuid::Uuid;
 
 /// Item `i`: id and time derived from `i`, `len` bytes of payload.
@@ -441,7 +448,9 @@ fn second_open_is_locked_and_falls_back_to_a_per_process_directory() {
     let SpoolHandle::Primary(mut reopened) = Spool::open_or_fallback(tmp.path(), small()) else {
         panic!("the directory is free again");
     };
-    assert_eq!(indices(&drain(&mut reopened)), vec![1]);
+    // The subdirectory's unacknowledged item is adopted (see the adoption tests at the end).
+    assert_eq!(indices(&drain(&mut reopened)), vec![1, 2]);
+    assert!(!own.exists());
 }
 
 const CHILD_DIR: &str = "CL_SPOOL_TEST_CHILD_DIR";
@@ -619,4 +628,195 @@ proptest! {
             prop_assert!(rest.any(|g| g == e), "lost untouched record {} (got {:?})", e, got);
         }
     }
+}
+
+/// Opens `dir` as a second spool while another holds it: the per-process fallback.
+fn per_process(dir: &Path) -> Spool {
+    match Spool::open_or_fallback(dir, small()) {
+        SpoolHandle::PerProcess { spool, .. } => spool,
+        other => panic!("expected per-process, got {other:?}"),
+    }
+}
+
+fn primary(dir: &Path) -> Spool {
+    match Spool::open_or_fallback(dir, small()) {
+        SpoolHandle::Primary(spool) => spool,
+        other => panic!("expected the primary directory, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_pid_directory_left_by_an_earlier_process_is_adopted_by_the_next_primary_open() {
+    let tmp = TempDir::new("adopt");
+    let own = tmp.path().join(format!("pid-{}", std::process::id()));
+    // "Process A" holds the directory; "process B" (a second open) falls back to pid-<pid>.
+    let mut a = Spool::open(tmp.path(), small()).unwrap();
+    a.append(&item(1000, 40)).unwrap();
+    let mut b = per_process(tmp.path());
+    assert_eq!(b.dir(), own);
+    let originals: Vec<SpoolItem> = (0..60).map(|i| item(i, 40)).collect();
+    for it in &originals {
+        b.append(it).unwrap();
+    }
+    // B delivered the first 10, and had the next 5 on the wire when it exited.
+    let sent = b.read_batch(10, usize::MAX).unwrap();
+    b.ack(sent.last().unwrap().0).unwrap();
+    assert_eq!(b.read_batch(5, usize::MAX).unwrap().len(), 5);
+    drop(b);
+    drop(a);
+
+    let mut c = primary(tmp.path());
+    assert!(!own.exists(), "the adopted directory is removed");
+    let stats = c.stats();
+    assert_eq!((stats.adopted_dirs, stats.adopted_items), (1, 50));
+    assert_eq!(stats.pending_items, 51);
+    assert_eq!(c.recovery().items_to_replay, 51);
+    let got: Vec<SpoolItem> = drain(&mut c).into_iter().map(|(_, it)| it).collect();
+    assert_eq!(got[0], item(1000, 40), "its own replay first");
+    assert_eq!(
+        &got[1..],
+        &originals[10..],
+        "every unacknowledged record, with the same id, time and bytes, in order"
+    );
+    drop(c);
+
+    // Adopted records are ordinary records now: replayed until acked, never adopted twice.
+    let mut d = primary(tmp.path());
+    assert_eq!(d.stats().adopted_dirs, 0);
+    assert_eq!(drain(&mut d).len(), 51);
+}
+
+#[test]
+fn a_pid_directory_still_locked_by_a_live_spool_is_left_alone() {
+    let tmp = TempDir::new("adopt-live");
+    let own = tmp.path().join(format!("pid-{}", std::process::id()));
+    let a = Spool::open(tmp.path(), small()).unwrap();
+    let mut b = per_process(tmp.path());
+    for i in 0..5 {
+        b.append(&item(i, 20)).unwrap();
+    }
+    drop(a);
+
+    // B is still alive: the next primary open must not take its directory.
+    let mut c = primary(tmp.path());
+    assert_eq!(c.stats().adopted_dirs, 0);
+    assert!(drain(&mut c).is_empty());
+    assert!(own.join("LOCK").exists());
+    assert_eq!(indices(&drain(&mut b)), vec![0, 1, 2, 3, 4], "B goes on");
+    drop(c);
+    drop(b);
+
+    // Once B is gone, the next primary open adopts them.
+    let mut d = primary(tmp.path());
+    assert_eq!(d.stats().adopted_items, 5);
+    assert_eq!(indices(&drain(&mut d)), vec![0, 1, 2, 3, 4]);
+    assert!(!own.exists());
+}
+
+/// Encodes each event as `{"seq": <name>, "id": <item id>}`.
+struct Tagged;
+
+impl Stream for Tagged {
+    fn name(&self) -> &'static str {
+        "adopt"
+    }
+    fn encode(&self, e: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
+        let v = serde_json::json!({ "seq": e.name, "id": id.to_string() });
+        Ok(serde_json::to_vec(&v).expect("json"))
+    }
+    fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
+        frame_json_array(items, out)
+    }
+}
+
+fn engine(base: &str, spool_dir: &Path) -> Delivery {
+    let mut cfg = DeliveryConfig::new(Limits {
+        max_items: 100,
+        max_body_bytes: 1 << 20,
+        max_delay: Duration::from_millis(20),
+        expiry: None,
+    });
+    cfg.request_timeout = Duration::from_millis(500);
+    cfg.spool = Some(SpoolConfig::new(spool_dir));
+    let url = parse_http_url("test", &format!("{base}/ingest")).unwrap();
+    let transport = HttpTransport::new(
+        url,
+        &[("content-type", "application/json".into())],
+        cfg.request_timeout,
+    )
+    .unwrap();
+    Delivery::start(Tagged, transport, cfg).unwrap()
+}
+
+fn tagged_event(n: usize) -> Event {
+    let now = std::time::SystemTime::now();
+    Event {
+        name: format!("{n}"),
+        entry: None,
+        time: now,
+        severity: None,
+        trace: TraceEnvelope::new(format_timestamp(now), "ct-spool".into()),
+        diagnostics: Default::default(),
+        release_version: None,
+    }
+}
+
+/// `(seq, id)` of every item in a JSON-array body or in spooled item bytes.
+fn seq_and_id(v: &serde_json::Value) -> (usize, String) {
+    (
+        v["seq"].as_str().unwrap().parse().unwrap(),
+        v["id"].as_str().unwrap().to_string(),
+    )
+}
+
+#[test]
+fn records_spooled_in_a_pid_directory_are_delivered_by_the_next_engine_start() {
+    const N: usize = 40;
+    let tmp = TempDir::new("adopt-engine");
+    let stream_dir = tmp.path().join("adopt");
+    let own = stream_dir.join(format!("pid-{}", std::process::id()));
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    // Engine A takes the stream's directory (the flush handshake: its worker has opened it).
+    let a = engine(&dead, tmp.path());
+    assert!(a.flush(Duration::from_secs(5)).is_complete());
+    // Engine B finds it locked, spools in pid-<pid>, and exits during the outage.
+    let b = engine(&dead, tmp.path());
+    for n in 0..N {
+        b.submit(vec![tagged_event(n)]).unwrap();
+    }
+    let report = b.shutdown(Duration::from_millis(500)).unwrap();
+    assert_eq!(report.stats.spooled, N as u64, "{report:?}");
+    a.shutdown(Duration::from_secs(5)).unwrap();
+    // What B left behind, by seq.
+    let mut left = std::collections::BTreeMap::new();
+    {
+        let mut orphan = Spool::open(&own, SpoolOptions::default()).unwrap();
+        for (_, it) in drain(&mut orphan) {
+            let (seq, id) = seq_and_id(&serde_json::from_slice(&it.bytes).unwrap());
+            assert_eq!(id, it.id.to_string());
+            left.insert(seq, id);
+        }
+    }
+    assert_eq!(left.len(), N);
+
+    let server = TestServer::always(200);
+    let c = engine(&server.base(), tmp.path());
+    assert!(c.flush(Duration::from_secs(8)).is_complete());
+    let mut arrived = std::collections::BTreeMap::new();
+    for r in server.requests() {
+        for v in r.json().as_array().unwrap() {
+            let (seq, id) = seq_and_id(v);
+            assert!(arrived.insert(seq, id).is_none(), "seq {seq} sent twice");
+        }
+    }
+    assert_eq!(arrived, left, "every record, with the id B gave it");
+    let s = c.stats();
+    assert_eq!((s.sent, s.dropped.total()), (N as u64, 0), "{s:?}");
+    let spool = s.spool.expect("C has a spool");
+    assert_eq!((spool.adopted_dirs, spool.adopted_items), (1, N as u64));
+    assert!(!own.exists());
+    c.shutdown(Duration::from_secs(5)).unwrap();
 }

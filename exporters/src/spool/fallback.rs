@@ -56,12 +56,22 @@ impl Spool {
     /// live process can be using); if that fails too, reports memory only with both reasons.
     /// Never fails and never blocks on a lock.
     ///
-    /// A per-process subdirectory left behind by an earlier process is not replayed by later
-    /// ones (unless a later process happens to get the same pid).
+    /// With `dir` opened, it adopts every `dir/pid-*` subdirectory no live process holds (a
+    /// per-process spool left by an earlier process): their unacknowledged records are appended
+    /// here with the same ids, times and bytes (damaged ones skipped and counted, the cap
+    /// applies as usual), the spool is fsynced, and only then is the subdirectory removed. A
+    /// crash in between adopts the same records again later (duplicates, never loss). They are
+    /// part of [`Recovery::items_to_replay`](super::Recovery::items_to_replay) and counted in
+    /// [`SpoolStats::adopted_items`](super::SpoolStats::adopted_items) and
+    /// [`adopted_dirs`](super::SpoolStats::adopted_dirs). A subdirectory still locked by a live
+    /// process is left alone. This reads every adopted record once: call it off the app thread.
     pub fn open_or_fallback(dir: impl AsRef<Path>, opts: SpoolOptions) -> SpoolHandle {
         let dir = dir.as_ref();
         let primary_error = match Spool::open(dir, opts) {
-            Ok(spool) => return SpoolHandle::Primary(spool),
+            Ok(mut spool) => {
+                spool.adopt_orphans();
+                return SpoolHandle::Primary(spool);
+            }
             Err(e) => e,
         };
         let own = dir.join(format!("pid-{}", std::process::id()));

@@ -32,7 +32,7 @@
 //! | `000000000001.seg`, … | append-only segments, numbered upwards, never reused |
 //! | `cursor` | the acknowledgement cursor (24 bytes) |
 //! | `cursor.tmp` | transient, while the cursor is replaced |
-//! | `pid-<pid>/` | a whole spool of its own, used by a second process ([`Spool::open_or_fallback`]) |
+//! | `pid-<pid>/` | a whole spool of its own, used by a second process ([`Spool::open_or_fallback`]); the next process to open `dir` itself adopts it once no live process holds it |
 //!
 //! # Record format (all integers little-endian)
 //!
@@ -92,6 +92,7 @@
 //! [`SpoolStats::dropped_by_cap`]. The new item is always stored; an item larger than the cap
 //! (or than 16 MiB) is refused with [`SpoolError::ItemTooLarge`]. The spool never blocks.
 
+mod adopt;
 mod cursor;
 mod error;
 mod fallback;

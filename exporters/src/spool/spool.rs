@@ -68,7 +68,7 @@ pub struct Spool {
     pub(super) damage_counted_until: Position,
     pub(super) stats: SpoolStats,
     pub(super) warned: Warned,
-    recovery: Recovery,
+    pub(super) recovery: Recovery,
 }
 
 /// Which first-of-a-kind warnings were logged.
@@ -95,7 +95,7 @@ pub(super) fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:012}.seg"))
 }
 
-fn segment_number(name: &std::ffi::OsStr) -> Option<u64> {
+pub(super) fn segment_number(name: &std::ffi::OsStr) -> Option<u64> {
     let stem = name.to_str()?.strip_suffix(".seg")?;
     if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
         return None;

@@ -22,6 +22,11 @@ pub struct SpoolStats {
     pub lost_on_write_error: u64,
     /// Failed file operations of any kind (writes, fsyncs, deletions, cursor updates).
     pub io_errors: u64,
+    /// Records moved in on open from `pid-<pid>` directories left by earlier processes (counted
+    /// as appended; the cap may drop some of them like any other item).
+    pub adopted_items: u64,
+    /// `pid-<pid>` directories adopted on open and then removed.
+    pub adopted_dirs: u64,
 }
 
 /// What [`Spool::open`](super::Spool::open) found in the directory.
@@ -29,7 +34,9 @@ pub struct SpoolStats {
 pub struct Recovery {
     /// The state of the acknowledgement cursor, and so where replay starts.
     pub cursor: CursorStatus,
-    /// Valid items at or after the replay start: what the engine will resend.
+    /// Valid items at or after the replay start: what the engine will resend. Includes what was
+    /// adopted from earlier processes' `pid-<pid>` directories (see
+    /// [`Spool::open_or_fallback`](super::Spool::open_or_fallback)).
     pub items_to_replay: u64,
     /// Segment files kept (not yet fully acknowledged).
     pub segments_found: usize,

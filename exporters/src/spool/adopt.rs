@@ -1,0 +1,330 @@
+//! Adopting `pid-<pid>` spools left behind by earlier processes.
+//!
+//! A process that could not lock the shared directory spools in `dir/pid-<pid>`
+//! ([`Spool::open_or_fallback`]). Whatever it had not delivered when it exited would wait there
+//! forever, so the next process that holds the shared directory adopts it: it opens the
+//! subdirectory as a spool (which takes its lock, so a live process's directory fails to open
+//! and is left alone), appends every unacknowledged valid record to its own spool with the same
+//! id, creation time and bytes, fsyncs, and only then removes the subdirectory. A crash in
+//! between re-adopts the same records next time: duplicates (the ids let the receiver drop
+//! them), never loss.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::cursor::{CURSOR_FILE, CURSOR_TMP};
+use super::error::SpoolError;
+use super::lock::LOCK_FILE;
+use super::spool::{segment_number, Spool};
+
+/// Items read from an orphan per batch (bounded memory while adopting).
+const BATCH_ITEMS: usize = 256;
+/// Bytes read from an orphan per batch.
+const BATCH_BYTES: usize = 1024 * 1024;
+
+/// What one adoption pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Adopted {
+    /// Orphan directories whose records were moved here and that were then removed.
+    pub(super) dirs: u64,
+    /// Records moved here.
+    pub(super) items: u64,
+    /// `pid-*` directories left in place: held by a live process, unreadable, or not removable.
+    pub(super) left: u64,
+}
+
+/// Whether `name` is a per-process subdirectory name: `pid-` and decimal digits.
+fn is_pid_dir_name(name: &std::ffi::OsStr) -> bool {
+    name.to_str()
+        .and_then(|n| n.strip_prefix("pid-"))
+        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The `pid-*` subdirectories of `dir`, sorted by name. Symlinks are not followed.
+fn pid_dirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|e| is_pid_dir_name(&e.file_name()))
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Removes an adopted spool directory while its lock is still held: segments first (so a crash
+/// part-way leaves at worst records to adopt again), then the cursor and the lock file, then
+/// the directory itself. Anything unexpected in it makes the final step fail, and it stays.
+fn remove_spool_dir(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if segment_number(&entry.file_name()).is_some() {
+            remove_if_present(&entry.path())?;
+        }
+    }
+    for name in [CURSOR_FILE, CURSOR_TMP, LOCK_FILE] {
+        remove_if_present(&dir.join(name))?;
+    }
+    fs::remove_dir(dir)
+}
+
+fn remove_if_present(path: &Path) -> io::Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl Spool {
+    /// Adopts every `pid-*` subdirectory of this spool's directory that no live process holds
+    /// (see the [module docs](self)). Counts into [`SpoolStats`](super::SpoolStats)
+    /// (`adopted_items`, `adopted_dirs`, damage and cap losses as usual) and into
+    /// [`Recovery::items_to_replay`](super::Recovery::items_to_replay); logs one line when
+    /// anything was adopted. Never fails: a directory that cannot be adopted stays for later.
+    pub(super) fn adopt_orphans(&mut self) -> Adopted {
+        let mut done = Adopted::default();
+        for orphan in pid_dirs(&self.dir) {
+            match self.adopt_one(&orphan) {
+                Ok(items) => {
+                    done.dirs += 1;
+                    done.items += items;
+                }
+                // A live process's own spool: not ours to take.
+                Err(SpoolError::Locked { .. }) => done.left += 1,
+                Err(e) => {
+                    done.left += 1;
+                    tracing::warn!(
+                        dir = %orphan.display(),
+                        error = %e,
+                        "spool: could not adopt a per-process directory; leaving it for a later start"
+                    );
+                }
+            }
+        }
+        self.stats.adopted_dirs += done.dirs;
+        self.stats.adopted_items += done.items;
+        self.recovery.items_to_replay = self.stats.pending_items;
+        if done.dirs > 0 {
+            tracing::info!(
+                dir = %self.dir.display(),
+                dirs = done.dirs,
+                items = done.items,
+                left = done.left,
+                "spool: adopted per-process directories left by earlier processes"
+            );
+        }
+        done
+    }
+
+    /// Moves one orphan's unacknowledged records here, syncs, then removes the orphan.
+    /// Returns how many records were moved.
+    fn adopt_one(&mut self, orphan_dir: &Path) -> Result<u64, SpoolError> {
+        let mut orphan = Spool::open(orphan_dir, self.opts)?;
+        let mut items = 0;
+        let result = self.move_records(&mut orphan, &mut items);
+        let damage = orphan.stats();
+        self.stats.corrupt_regions_skipped += damage.corrupt_regions_skipped;
+        self.stats.corrupt_bytes_skipped += damage.corrupt_bytes_skipped;
+        result?;
+        if items > 0 {
+            self.sync()?;
+        }
+        remove_spool_dir(orphan_dir)?;
+        // The orphan's lock is released only now, after its files are gone.
+        drop(orphan);
+        Ok(items)
+    }
+
+    fn move_records(&mut self, orphan: &mut Spool, moved: &mut u64) -> Result<(), SpoolError> {
+        loop {
+            let batch = orphan.read_batch(BATCH_ITEMS, BATCH_BYTES)?;
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for (_, item) in batch {
+                match self.append_parts(item.id, item.created_ms, &item.bytes) {
+                    Ok(()) => *moved += 1,
+                    // Larger than this spool's cap: lost to the cap, like any other append.
+                    Err(SpoolError::ItemTooLarge { .. }) => self.stats.dropped_by_cap += 1,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spool::{SpoolItem, SpoolOptions};
+    use std::ffi::OsStr;
+
+    struct Tmp(PathBuf);
+
+    impl Tmp {
+        fn new() -> Self {
+            let p = std::env::temp_dir().join(format!("cl-adopt-{}", uuid::Uuid::new_v4()));
+            fs::create_dir_all(&p).unwrap();
+            Tmp(p)
+        }
+    }
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn opts() -> SpoolOptions {
+        SpoolOptions::default()
+            .with_segment_bytes(512)
+            .with_max_bytes(64 * 1024)
+    }
+
+    fn item(i: u8, len: usize) -> SpoolItem {
+        SpoolItem::new(
+            uuid::Uuid::from_bytes([i; 16]),
+            u64::from(i),
+            vec![b'a' + i % 26; len],
+        )
+    }
+
+    fn drain(spool: &mut Spool) -> Vec<SpoolItem> {
+        let mut all = Vec::new();
+        loop {
+            let batch = spool.read_batch(5, usize::MAX).unwrap();
+            if batch.is_empty() {
+                return all;
+            }
+            all.extend(batch.into_iter().map(|(_, it)| it));
+        }
+    }
+
+    /// Writes `items` into `dir/<name>` as a spool, acknowledging the first `acked`.
+    fn orphan(dir: &Path, name: &str, items: &[SpoolItem], acked: usize) {
+        let mut s = Spool::open(dir.join(name), opts()).unwrap();
+        for it in items {
+            s.append(it).unwrap();
+        }
+        if acked > 0 {
+            let batch = s.read_batch(acked, usize::MAX).unwrap();
+            s.ack(batch.last().unwrap().0).unwrap();
+        }
+        s.sync().unwrap();
+    }
+
+    #[test]
+    fn pid_dir_names() {
+        assert!(is_pid_dir_name(OsStr::new("pid-1")));
+        assert!(is_pid_dir_name(OsStr::new("pid-123456")));
+        for bad in [
+            "pid-",
+            "pid-12a",
+            "pid--1",
+            "xpid-1",
+            "pid-1.seg",
+            "000000000001.seg",
+        ] {
+            assert!(!is_pid_dir_name(OsStr::new(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn unacked_records_are_moved_and_the_orphan_removed() {
+        let tmp = Tmp::new();
+        let items: Vec<_> = (0..20).map(|i| item(i, 40)).collect();
+        orphan(&tmp.0, "pid-7", &items, 5);
+        let mut primary = Spool::open(&tmp.0, opts()).unwrap();
+        primary.append(&item(100, 10)).unwrap();
+        let done = primary.adopt_orphans();
+        assert_eq!(
+            done,
+            Adopted {
+                dirs: 1,
+                items: 15,
+                left: 0
+            }
+        );
+        assert!(!tmp.0.join("pid-7").exists());
+        let stats = primary.stats();
+        assert_eq!((stats.adopted_dirs, stats.adopted_items), (1, 15));
+        assert_eq!(primary.recovery().items_to_replay, 16);
+        let mut expected = vec![item(100, 10)];
+        expected.extend_from_slice(&items[5..]);
+        assert_eq!(drain(&mut primary), expected, "same ids, times and bytes");
+    }
+
+    #[test]
+    fn a_locked_orphan_is_left_alone_and_other_entries_are_ignored() {
+        let tmp = Tmp::new();
+        orphan(&tmp.0, "pid-1", &[item(1, 10)], 0);
+        let live = Spool::open(tmp.0.join("pid-1"), opts()).unwrap();
+        orphan(&tmp.0, "not-a-pid", &[item(2, 10)], 0);
+        fs::write(tmp.0.join("pid-3"), b"a file").unwrap();
+        let mut primary = Spool::open(&tmp.0, opts()).unwrap();
+        let done = primary.adopt_orphans();
+        assert_eq!((done.dirs, done.items, done.left), (0, 0, 1));
+        assert!(drain(&mut primary).is_empty());
+        assert!(tmp.0.join("pid-1").join(LOCK_FILE).exists());
+        assert!(tmp.0.join("not-a-pid").is_dir());
+        drop(live);
+        assert_eq!(primary.adopt_orphans().items, 1, "adopted once free");
+    }
+
+    #[test]
+    fn empty_and_fully_acked_orphans_are_just_removed() {
+        let tmp = Tmp::new();
+        orphan(&tmp.0, "pid-1", &[], 0);
+        orphan(&tmp.0, "pid-2", &[item(1, 10), item(2, 10)], 2);
+        let mut primary = Spool::open(&tmp.0, opts()).unwrap();
+        let done = primary.adopt_orphans();
+        assert_eq!((done.dirs, done.items), (2, 0));
+        assert!(!tmp.0.join("pid-1").exists() && !tmp.0.join("pid-2").exists());
+    }
+
+    #[test]
+    fn damaged_records_are_skipped_and_counted() {
+        let tmp = Tmp::new();
+        orphan(&tmp.0, "pid-9", &[item(1, 30), item(2, 30), item(3, 30)], 0);
+        let seg = fs::read_dir(tmp.0.join("pid-9"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "seg"))
+            .unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        let second = item(1, 30).encoded_len() + 20;
+        bytes[second] ^= 0xFF;
+        fs::write(&seg, bytes).unwrap();
+        let mut primary = Spool::open(&tmp.0, opts()).unwrap();
+        assert_eq!(primary.adopt_orphans().items, 2);
+        assert_eq!(primary.stats().corrupt_regions_skipped, 1);
+        assert_eq!(drain(&mut primary), vec![item(1, 30), item(3, 30)]);
+    }
+
+    #[test]
+    fn adoption_past_the_cap_drops_the_oldest_and_counts_them() {
+        let tmp = Tmp::new();
+        let small = SpoolOptions::default()
+            .with_segment_bytes(512)
+            .with_max_bytes(2048);
+        let items: Vec<_> = (0..40).map(|i| item(i, 60)).collect();
+        {
+            let mut s = Spool::open(tmp.0.join("pid-4"), opts()).unwrap();
+            items.iter().for_each(|it| s.append(it).unwrap());
+        }
+        let mut primary = Spool::open(&tmp.0, small).unwrap();
+        let done = primary.adopt_orphans();
+        let stats = primary.stats();
+        assert_eq!(done.items, 40);
+        assert!(stats.dropped_by_cap > 0);
+        assert!(stats.bytes_on_disk <= 2048);
+        let got = drain(&mut primary);
+        assert_eq!(got.len() as u64 + stats.dropped_by_cap, 40);
+        assert_eq!(got.last(), items.last(), "the newest are kept");
+        assert_eq!(primary.recovery().items_to_replay, got.len() as u64);
+    }
+}
