@@ -199,7 +199,12 @@ fn closedloop(
     receiver: &lean::LeanServer,
     run: fn(&mut Criterion, &str, &Option<Dispatch>) -> u64,
 ) {
+    // A data and spool directory of the run's own: the machine's stored consent or spool
+    // must not change what is measured.
+    let dir = std::env::temp_dir().join(format!("closedloop-bench-{}", std::process::id()));
     let telemetry = closedloop_telemetry::builder("1.0.0")
+        .data_dir(dir.join("data"))
+        .spool_dir(dir.join("spool"))
         .posthog("phc_bench", receiver.base())
         .compute_target_id("ct-bench")
         .release_version("1.0.0")

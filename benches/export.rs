@@ -113,10 +113,10 @@ fn export(c: &mut Criterion) {
             b.iter(|| relay_item(black_box(&e), id, Some(&redactor)))
         });
         g.bench_function(format!("encode/datadog_4k_plain_{label}"), |b| {
-            b.iter(|| datadog_item(black_box(&e), "host-1", None))
+            b.iter(|| datadog_item(black_box(&e), id, "host-1", None))
         });
         g.bench_function(format!("encode/datadog_4k_redacted_{label}"), |b| {
-            b.iter(|| datadog_item(black_box(&e), "host-1", Some(&redactor)))
+            b.iter(|| datadog_item(black_box(&e), id, "host-1", Some(&redactor)))
         });
     }
     g.finish();

@@ -225,7 +225,12 @@ impl TelemetryBuilder {
         let sinks: Vec<Sink> = if self.cfg.disabled {
             Vec::new()
         } else {
-            streams::start(&self, &compute_target_id, &release)?
+            streams::start(
+                &self,
+                &compute_target_id,
+                &release,
+                consent == Consent::Denied,
+            )?
         };
         let sinks = Arc::new(sinks);
 

@@ -1,6 +1,7 @@
 //! Starts the configured upstream streams.
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::delivery::SpoolConfig;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::PostHogExporterBuilder;
 
@@ -9,10 +10,13 @@ use crate::sink::{Sink, StreamKind};
 use crate::InitError;
 
 /// Builds one sink per configured stream: PostHog, and the relay or else direct Datadog.
+/// `denied`: the stored consent is Denied, so whatever an earlier run spooled is purged
+/// before anything is sent.
 pub(crate) fn start(
     b: &TelemetryBuilder,
     compute_target_id: &str,
     release: &str,
+    denied: bool,
 ) -> Result<Vec<Sink>, InitError> {
     let mut sinks = Vec::new();
     if let Some(ph) = &b.cfg.posthog {
@@ -22,8 +26,8 @@ pub(crate) fn start(
             .compute_target_id(compute_target_id)
             .release_version(release)
             .shutdown_timeout(b.shutdown_timeout);
-        if let Some(dir) = spool_dir(b) {
-            builder = builder.spool_dir(dir);
+        if let Some(spool) = spool(b, &["posthog", &ph.host, &ph.api_key], denied) {
+            builder = builder.spool(spool);
         }
         if let Some(i) = b.posthog_flush_interval {
             builder = builder.flush_interval(i);
@@ -45,13 +49,17 @@ pub(crate) fn start(
         }
         Some((
             StreamKind::Relay,
-            diagnostics_settings!(builder, b, compute_target_id, release).build()?,
+            diagnostics_settings!(builder, b, compute_target_id, release)
+                .spool_for(b, &["relay", &relay.url], denied)
+                .build()?,
         ))
     } else if let Some(conn) = &b.relay_connection {
         let builder = RelayExporterBuilder::default().channel(conn.clone());
         Some((
             StreamKind::Relay,
-            diagnostics_settings!(builder, b, compute_target_id, release).build()?,
+            diagnostics_settings!(builder, b, compute_target_id, release)
+                .spool_for(b, &["relay", "channel"], denied)
+                .build()?,
         ))
     } else if let Some(dd) = &b.cfg.datadog {
         let builder = DatadogExporterBuilder::default()
@@ -59,7 +67,9 @@ pub(crate) fn start(
             .logs_url(dd.logs_url.clone());
         Some((
             StreamKind::Datadog,
-            diagnostics_settings!(builder, b, compute_target_id, release).build()?,
+            diagnostics_settings!(builder, b, compute_target_id, release)
+                .spool_for(b, &["datadog", &dd.logs_url, &dd.api_key], denied)
+                .build()?,
         ))
     } else {
         None
@@ -74,6 +84,35 @@ pub(crate) fn start(
     }
     Ok(sinks)
 }
+
+/// The spool of one stream: `<base>/<destination>/`, where `<destination>` is a fingerprint
+/// (CRC-32C, hex) of the stream kind, its endpoint and, for PostHog and Datadog, its key. So
+/// events spooled for one destination are only ever replayed to that destination, never to
+/// whatever another app or configuration sends to next. `denied` purges it on open.
+fn spool(b: &TelemetryBuilder, destination: &[&str], denied: bool) -> Option<SpoolConfig> {
+    let base = spool_dir(b)?;
+    let fingerprint = crc32c::crc32c(destination.join("\0").as_bytes());
+    Some(SpoolConfig::new(base.join(format!("{fingerprint:08x}"))).purge_on_open(denied))
+}
+
+/// Sets the facade's destination-keyed spool on a relay or Datadog builder.
+trait SpoolFor: Sized {
+    fn spool_for(self, b: &TelemetryBuilder, destination: &[&str], denied: bool) -> Self;
+}
+
+macro_rules! spool_for {
+    ($($t:ty),*) => {$(
+        impl SpoolFor for $t {
+            fn spool_for(self, b: &TelemetryBuilder, destination: &[&str], denied: bool) -> Self {
+                match spool(b, destination, denied) {
+                    Some(s) => self.spool(s),
+                    None => self,
+                }
+            }
+        }
+    )*};
+}
+spool_for!(RelayExporterBuilder, DatadogExporterBuilder);
 
 /// The spool base directory: `CL_TELEMETRY_SPOOL_DIR` / `spool_dir(..)`, else the OS cache
 /// dir plus `closedloop-telemetry` (each stream spools in its own subdirectory). `None` when
@@ -96,9 +135,6 @@ macro_rules! diagnostics_settings {
             .shutdown_timeout($b.shutdown_timeout);
         if let Some(d) = $b.relay_max_delay {
             builder = builder.max_delay(d);
-        }
-        if let Some(dir) = spool_dir($b) {
-            builder = builder.spool_dir(dir);
         }
         builder
     }};

@@ -87,10 +87,13 @@ pub fn capture_with(
 ) -> Captured {
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     let collector = Collector::start(addr).expect("start the loopback collector");
-    // A spool of its own, so captures never replay each other's (or the app's) events.
-    let spool = std::env::temp_dir().join(format!("closedloop-test-kit-{}", uuid::Uuid::new_v4()));
+    // A spool and a data directory of its own, so captures never replay each other's (or the
+    // app's) events and the machine's stored consent choice does not apply.
+    let own = std::env::temp_dir().join(format!("closedloop-test-kit-{}", uuid::Uuid::new_v4()));
+    let spool = own.join("spool");
     let builder = crate::builder("0.0.0-test")
         .compute_target_id(TEST_COMPUTE_TARGET_ID)
+        .data_dir(own.join("data"))
         .spool_dir(&spool)
         .posthog("phc_test_kit", collector.posthog_host())
         .relay(collector.relay_url(), None);
@@ -104,7 +107,7 @@ pub fn capture_with(
     let posthog = collector.received_on(Stream::Posthog);
     let relay = collector.received_on(Stream::Relay);
     collector.shutdown();
-    let _ = std::fs::remove_dir_all(&spool);
+    let _ = std::fs::remove_dir_all(&own);
     Captured {
         posthog: posthog.into_iter().map(|r| r.body).collect(),
         relay: relay.into_iter().map(|r| r.body).collect(),

@@ -4,6 +4,8 @@
 mod support;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use closedloop_telemetry::config::EnvConfig;
@@ -28,6 +30,8 @@ fn builder(server: &TestServer, dir: &Path) -> TelemetryBuilder {
         .relay(server.url("/relay"), None)
         .compute_target_id("ct-consent")
         .data_dir(dir)
+        // Never the machine's default spool: a leftover there would be replayed here.
+        .spool_dir(dir.join("spool"))
         .posthog_flush_interval(LONG)
         .relay_max_delay(LONG)
 }
@@ -236,10 +240,13 @@ fn deny_empties_the_on_disk_spool() {
         "the queued events are purged: {purged_now}"
     );
     drop(guard);
-    // Every stream's spool, reopened: nothing left to replay.
+    // Every stream's spool (`<spool>/<destination>/<stream>`), reopened: nothing to replay.
     let mut streams = 0;
-    for entry in std::fs::read_dir(&spool).unwrap() {
-        let path = entry.unwrap().path();
+    let stream_dirs = std::fs::read_dir(&spool)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path());
+    for path in stream_dirs {
         if !path.is_dir() {
             continue;
         }
@@ -258,4 +265,48 @@ fn deny_empties_the_on_disk_spool() {
         );
     }
     assert_eq!(streams, 2, "posthog and relay each had a spool");
+}
+
+#[test]
+fn a_stored_denial_purges_what_an_earlier_run_spooled_before_any_connection() {
+    let dir = temp_dir("denied-spool");
+    // One destination (the spool is per destination): down during run 1, up during run 2.
+    let up = Arc::new(AtomicBool::new(false));
+    let server = {
+        let up = up.clone();
+        TestServer::start(move |_, _| {
+            if up.load(Ordering::SeqCst) {
+                Reply::ok()
+            } else {
+                Reply::status(503)
+            }
+        })
+    };
+    {
+        let telemetry = builder(&server, &dir)
+            .shutdown_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let (layer, guard) = telemetry.split();
+        emit_handle_less(layer);
+        let report = guard.shutdown();
+        let spooled: u64 = report.streams.iter().map(|(_, r)| r.stats.spooled).sum();
+        assert_eq!(spooled, 3, "{report}");
+    }
+    // Meanwhile the user denied (e.g. in a run with DO_NOT_TRACK, where nothing is purged).
+    consent::store(&dir, Consent::Denied).unwrap();
+    up.store(true, Ordering::SeqCst);
+    let before = server.requests().len();
+    let telemetry = builder(&server, &dir).build().unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    emit_handle_less(layer);
+    let _ = handle.flush(Duration::from_millis(500));
+    assert_eq!(purged(&handle), 3, "{:?}", handle.stats());
+    assert!(guard.shutdown().is_complete());
+    assert_eq!(
+        server.requests().len(),
+        before,
+        "not one request after a stored denial"
+    );
 }

@@ -476,6 +476,7 @@ fn a_tiny_cap_drops_the_oldest_counts_it_and_keeps_the_newest() {
     let spool = Some(SpoolConfig {
         dir: tmp.path().to_path_buf(),
         options: opts,
+        purge_on_open: false,
     });
     let d = start(&dead_base(), config(spool.clone()));
     for chunk in 0..10 {

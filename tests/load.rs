@@ -37,9 +37,17 @@ fn emit(tail: &str, n: u64) {
     );
 }
 
+/// A data and spool directory of this run's own: the machine's stored consent or spool must
+/// not change what is measured.
+fn run_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("closedloop-load-{}", std::process::id()))
+}
+
 /// The facade delivering PostHog to `receiver`, and a dispatch with its layer.
 fn facade(receiver: &LeanServer, flush_interval: Option<Duration>) -> (Dispatch, TelemetryGuard) {
     let mut builder = closedloop_telemetry::builder("1.0.0")
+        .data_dir(run_dir().join("data"))
+        .spool_dir(run_dir().join("spool"))
         .posthog("phc_load", receiver.base())
         .compute_target_id("ct-load")
         .shutdown_timeout(Duration::from_secs(30));
@@ -60,6 +68,8 @@ fn facade(receiver: &LeanServer, flush_interval: Option<Duration>) -> (Dispatch,
 /// The facade delivering the relay stream to `receiver` on the default cadence (2 s).
 fn relay_facade(receiver: &LeanServer) -> (Dispatch, TelemetryGuard) {
     let (layer, guard) = closedloop_telemetry::builder("1.0.0")
+        .data_dir(run_dir().join("data"))
+        .spool_dir(run_dir().join("spool"))
         .relay(format!("{}/relay", receiver.base()), None)
         .compute_target_id("ct-load")
         .shutdown_timeout(Duration::from_secs(30))

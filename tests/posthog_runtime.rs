@@ -1,5 +1,6 @@
 //! The exporter works whatever the host does: a plain thread with no tokio runtime, or inside
-//! a multi-thread runtime; under the SDK's batch processor or its simple processor.
+//! a multi-thread runtime; under the SDK's batch processor, its simple processor or its
+//! async-runtime batch processor; and `FlushThrough` makes the provider's `force_flush` deliver.
 
 mod posthog_common;
 mod support;
@@ -60,6 +61,40 @@ fn inside_multi_thread_runtime_batch_processor() {
 #[test]
 fn inside_multi_thread_runtime_simple_processor() {
     inside_multi_thread_runtime(Processor::Simple);
+}
+
+#[test]
+fn async_runtime_batch_processor_on_a_multi_thread_runtime() {
+    // The SDK's processor runs as a task on the app's runtime; the app calls flush and
+    // shutdown (which block) from outside the runtime's workers, as `#[tokio::main]` code does.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = rt.enter();
+    deliver_five(Processor::AsyncRuntimeBatch);
+}
+
+#[test]
+fn provider_force_flush_alone_delivers_under_flush_through() {
+    let server = server_ok();
+    // Control: the stock batch processor's force_flush only fills the exporter's queue, where
+    // a partial batch waits for the 30 s flush interval.
+    let plain = Harness::with(builder(&server.base()), Processor::Batch, false);
+    plain.emit_n(3);
+    plain.provider.force_flush().unwrap();
+    assert_eq!(plain.exporter.stats().sent, 0);
+    assert!(server.requests().is_empty());
+    // Wrapped: the provider's force_flush alone delivers.
+    let h = Harness::with(builder(&server.base()), Processor::FlushThroughBatch, false);
+    h.emit_n(5);
+    h.provider.force_flush().unwrap();
+    assert_eq!(h.exporter.stats().sent, 5);
+    let ids: Vec<String> = server.requests().iter().flat_map(uuids).collect();
+    assert_eq!(unique(ids).len(), 5);
+    assert!(h.provider.shutdown().is_ok());
+    assert!(h.exporter.delivery().is_shutdown());
 }
 
 #[test]

@@ -123,7 +123,7 @@ fn relay_json(e: &Event, redact: bool) -> Value {
 
 fn datadog_json(e: &Event, redact: bool) -> Value {
     let r = redact.then(Redactor::shared);
-    json_of(&datadog_item(e, "host-1", r).bytes)
+    json_of(&datadog_item(e, uuid::Uuid::now_v7(), "host-1", r).bytes)
 }
 
 fn posthog_batch(events: &[Event]) -> Value {

@@ -34,7 +34,15 @@ fn main() {
         Collector::start(addr).expect("start the local collector on loopback")
     });
 
+    // The embedded collector's demo events spool in a directory of this run's own (removed at
+    // exit), not in the machine's spool, which belongs to real destinations.
+    let demo_spool = (collector.is_some() && env.spool_dir.is_none()).then(|| {
+        std::env::temp_dir().join(format!("closedloop-demo-spool-{}", std::process::id()))
+    });
     let mut builder = closedloop_telemetry::builder(env!("CARGO_PKG_VERSION")).merge_env(env);
+    if let Some(dir) = &demo_spool {
+        builder = builder.spool_dir(dir);
+    }
     if let Some(c) = &collector {
         println!(
             "no stream variables set: sending both streams to the local collector at {}",
@@ -101,6 +109,9 @@ fn main() {
             }
         }
         c.shutdown();
+    }
+    if let Some(dir) = &demo_spool {
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     let activity = handle.activity().snapshot();

@@ -7,6 +7,7 @@ pub mod decode;
 pub mod delivery;
 pub mod diagnostics;
 mod exporter;
+mod flush_through;
 pub mod posthog;
 pub mod redact;
 pub mod relay;
@@ -14,4 +15,5 @@ pub mod spool;
 
 pub use delivery::{BuildError, Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason};
 pub use exporter::StreamExporter;
+pub use flush_through::FlushThrough;
 pub use posthog::{PostHogExporter, PostHogExporterBuilder};

@@ -196,7 +196,7 @@ fn encode(
     let bytes = match kind {
         StreamKind::PostHog => encode_event(e, id).ok()?,
         StreamKind::Relay => relay_item(e, id, redactor),
-        StreamKind::Datadog => datadog_item(e, hostname, redactor).bytes,
+        StreamKind::Datadog => datadog_item(e, id, hostname, redactor).bytes,
     };
     String::from_utf8(bytes).ok()
 }

@@ -8,12 +8,16 @@ use std::time::Duration;
 
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::RetryPolicy;
-use closedloop_telemetry_exporters::{DeliveryReport, PostHogExporter, PostHogExporterBuilder};
+use closedloop_telemetry_exporters::{
+    DeliveryReport, FlushThrough, PostHogExporter, PostHogExporterBuilder,
+};
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;
-use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::logs::{
+    log_processor_with_async_runtime, BatchLogProcessor, SdkLoggerProvider,
+};
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 
@@ -45,6 +49,10 @@ pub fn builder(server_base: &str) -> PostHogExporterBuilder {
 pub enum Processor {
     Simple,
     Batch,
+    /// The SDK's batch processor on the async runtime (`runtime::Tokio`; needs a runtime).
+    AsyncRuntimeBatch,
+    /// The stock batch processor wrapped in `FlushThrough`.
+    FlushThroughBatch,
 }
 
 pub struct Harness {
@@ -65,6 +73,19 @@ impl Harness {
                 SdkLoggerProvider::builder().with_simple_exporter(exporter.clone())
             }
             Processor::Batch => SdkLoggerProvider::builder().with_batch_exporter(exporter.clone()),
+            Processor::AsyncRuntimeBatch => SdkLoggerProvider::builder().with_log_processor(
+                log_processor_with_async_runtime::BatchLogProcessor::builder(
+                    exporter.clone(),
+                    opentelemetry_sdk::runtime::Tokio,
+                )
+                .build(),
+            ),
+            Processor::FlushThroughBatch => {
+                SdkLoggerProvider::builder().with_log_processor(FlushThrough::new(
+                    BatchLogProcessor::builder(exporter.clone()).build(),
+                    [exporter.clone()],
+                ))
+            }
         }
         .build();
         let layer = TelemetryLayer::builder(provider.logger("app"))

@@ -34,9 +34,12 @@ impl Stream for DatadogStream {
         routes_to_relay(event, self.allow_custom)
     }
 
-    fn encode(&self, event: &Event, _id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
+    fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
+        if event.trace.compute_target_id.is_empty() {
+            return Err(InvalidEvent("empty computeTargetId"));
+        }
         let redactor = self.verbose.then(Redactor::shared);
-        Ok(wire::datadog_item(event, &self.hostname, redactor).bytes)
+        Ok(wire::datadog_item(event, id, &self.hostname, redactor).bytes)
     }
 
     fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
@@ -46,6 +49,13 @@ impl Stream for DatadogStream {
     fn redact(&self, text: &mut String) {
         if !self.api_key.is_empty() && text.contains(&self.api_key) {
             *text = text.replace(&self.api_key, "[redacted]");
+        }
+    }
+
+    fn explain(&self, status: u16) -> Option<&'static str> {
+        match super::status::classify(status) {
+            super::DatadogOutcome::Drop { reason } => Some(reason),
+            _ => None,
         }
     }
 }

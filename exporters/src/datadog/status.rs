@@ -4,6 +4,11 @@
 //! (payload format); 401 unauthorized (missing API key); 403 forbidden (invalid API key); 408
 //! request timeout; 413 payload too large (over 5 MB uncompressed); 429 too many requests; 5xx
 //! internal errors, to be retried later.
+//!
+//! The engine decides with the shared [`RetryPolicy`](crate::delivery::RetryPolicy); this table
+//! gives the Datadog stream its words for a dropped batch (they appear in `last_error` and the
+//! log line, e.g. `HTTP 403 (forbidden: the API key is invalid)`), and a test keeps the two in
+//! agreement for every status.
 
 /// The delivery decision for a response status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +138,36 @@ mod tests {
         ];
         for &(status, want) in table {
             assert_eq!(classify(status), want, "status {status}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_the_engine_retry_policy_on_every_status() {
+        use crate::delivery::retry::{Decision, Outcome, RetryPolicy};
+        let policy = RetryPolicy::default();
+        let now = std::time::SystemTime::now();
+        for status in 100..700 {
+            let decision = policy.decide(
+                Outcome::Status {
+                    status,
+                    retry_after: None,
+                },
+                1,
+                2,
+                now,
+                0.5,
+            );
+            let agrees = match classify(status) {
+                Accepted => decision == Decision::Done,
+                Split => decision == Decision::Split,
+                Retry => matches!(decision, Decision::Backoff(_)),
+                Drop { .. } => matches!(decision, Decision::Drop(_)),
+            };
+            assert!(
+                agrees,
+                "status {status}: {:?} vs {decision:?}",
+                classify(status)
+            );
         }
     }
 

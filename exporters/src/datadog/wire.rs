@@ -28,6 +28,7 @@
 
 use std::ops::Range;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use uuid::Uuid;
 
 use closedloop_telemetry_layers::envelope::TraceEnvelope;
 use serde::Serialize;
@@ -91,12 +92,25 @@ pub struct LogItem<'a> {
     /// Diagnostics with redacted tails; omitted when empty.
     #[serde(skip_serializing_if = "view_is_empty")]
     pub diagnostics: &'a DiagnosticsView<'a>,
+    /// The event's id (UUIDv7, hyphenated), stable across retries, so a receiver can
+    /// de-duplicate.
+    pub id: HyphenatedId,
     /// Lower 64 bits of the OTel trace id, in decimal.
     #[serde(rename = "dd.trace_id", skip_serializing_if = "Option::is_none")]
     pub dd_trace_id: Option<DecimalId>,
     /// The OTel span id, in decimal.
     #[serde(rename = "dd.span_id", skip_serializing_if = "Option::is_none")]
     pub dd_span_id: Option<DecimalId>,
+}
+
+/// A UUID serialized as its hyphenated string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HyphenatedId(pub Uuid);
+
+impl Serialize for HyphenatedId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0.hyphenated())
+    }
 }
 
 /// A 64-bit id serialized as a decimal string, as Datadog's `dd.*_id` attributes are.
@@ -132,7 +146,12 @@ pub struct EncodedItem {
 /// [`MAX_ITEM_BYTES`] is shrunk, never dropped: the tails are cut first (keeping their ends),
 /// then the error stack (keeping its start), then the largest `extra` entries, then
 /// `spawnMeta` / `tokenUsage`.
-pub fn datadog_item(event: &Event, hostname: &str, redactor: Option<&Redactor>) -> EncodedItem {
+pub fn datadog_item(
+    event: &Event,
+    id: Uuid,
+    hostname: &str,
+    redactor: Option<&Redactor>,
+) -> EncodedItem {
     let name = stream_name(event);
     let ddtags = match &event.release_version {
         Some(v) => format!("release_version:{},event:{}", tag_value(v), tag_value(name)),
@@ -153,6 +172,7 @@ pub fn datadog_item(event: &Event, hostname: &str, redactor: Option<&Redactor>) 
             event: name,
             trace,
             diagnostics,
+            id: HyphenatedId(id),
             dd_trace_id: trace
                 .otel_trace_id
                 .as_deref()

@@ -67,6 +67,10 @@ pub struct SpoolConfig {
     pub dir: std::path::PathBuf,
     /// Cap, segment size and sync interval.
     pub options: crate::spool::SpoolOptions,
+    /// Purge what the spool holds when it opens, before anything is sent (counted as
+    /// `purged`): for an app whose user has withdrawn consent, so events spooled by an
+    /// earlier run never leave the machine. Default `false`.
+    pub purge_on_open: bool,
 }
 
 impl SpoolConfig {
@@ -75,7 +79,14 @@ impl SpoolConfig {
         SpoolConfig {
             dir: dir.into(),
             options: crate::spool::SpoolOptions::default(),
+            purge_on_open: false,
         }
+    }
+
+    /// Sets [`purge_on_open`](Self::purge_on_open).
+    pub fn purge_on_open(mut self, on: bool) -> Self {
+        self.purge_on_open = on;
+        self
     }
 }
 

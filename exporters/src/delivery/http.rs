@@ -10,8 +10,10 @@ use closedloop_telemetry_layers::truncate::keep_head;
 use super::error::BuildError;
 use super::transport::{BoxFuture, Request, Response, Transport, TransportError};
 
-/// How much of a server's error body is kept as the reason text.
-pub const REASON_MAX_BYTES: usize = 512;
+/// How much of a server's error body the transport keeps. The engine redacts this whole text
+/// before cutting it to the much shorter length it logs, so a credential straddling this cut
+/// is cut away entirely rather than leaving a prefix that no longer matches.
+pub const REASON_MAX_BYTES: usize = 4096;
 
 /// POSTs each body to one URL with fixed headers.
 ///

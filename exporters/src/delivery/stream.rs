@@ -69,6 +69,13 @@ pub trait Stream: Send + Sync + 'static {
     fn redact(&self, text: &mut String) {
         let _ = text;
     }
+
+    /// What an error status means for this destination, for logs and `last_error`
+    /// (e.g. Datadog's 403: "forbidden: the API key is invalid"). Default: nothing.
+    fn explain(&self, status: u16) -> Option<&'static str> {
+        let _ = status;
+        None
+    }
 }
 
 /// Frames items as a JSON array `[a,b,c]`: the body of the relay and Datadog streams.

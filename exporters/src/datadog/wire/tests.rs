@@ -7,8 +7,12 @@ use serde_json::{json, Value};
 use super::*;
 use crate::relay::wire::tests::event;
 
+/// The id every test item carries.
+const ID: uuid::Uuid = uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
+
 fn item(event: &Event) -> Value {
-    serde_json::from_slice(&datadog_item(event, "host-1", Some(Redactor::shared())).bytes).unwrap()
+    serde_json::from_slice(&datadog_item(event, ID, "host-1", Some(Redactor::shared())).bytes)
+        .unwrap()
 }
 
 #[test]
@@ -25,7 +29,8 @@ fn minimal_item_has_every_required_key_and_no_diagnostics() {
             "timestamp": 1_795_598_043_120u64,
             "event": "connection.established",
             "trace": {"schemaVersion": "1", "timestamp": "2026-11-25T09:14:03.120Z",
-                      "computeTargetId": "ct-1"}
+                      "computeTargetId": "ct-1"},
+            "id": "01900000-0000-7000-8000-000000000001"
         })
     );
 }
@@ -54,6 +59,7 @@ fn full_item_has_status_diagnostics_and_dd_ids() {
                       "otelTraceId": "0af7651916cd43dd8448eb211c80319c",
                       "otelSpanId": "b7ad6b7169203331"},
             "diagnostics": {"exitCode": 2, "logTail": "login as [REDACTED:email]"},
+            "id": "01900000-0000-7000-8000-000000000001",
             "dd.trace_id": "9532127138774266268",
             "dd.span_id": "13235353014750950193"
         })
@@ -81,7 +87,7 @@ fn status_follows_the_catalogue_and_custom_events_are_info() {
 fn absent_values_are_omitted_never_null() {
     let mut e = event("job.started");
     e.release_version = None;
-    let bytes = datadog_item(&e, "", None).bytes;
+    let bytes = datadog_item(&e, ID, "", None).bytes;
     let text = String::from_utf8(bytes).unwrap();
     assert!(!text.contains("null"), "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
@@ -126,7 +132,7 @@ fn item_over_1_mb_is_shrunk_tails_first() {
     e.diagnostics.log_tail = Some(format!("{}THE END", "l".repeat(700_000)));
     e.diagnostics.stderr_tail = Some("e".repeat(700_000));
     e.diagnostics.error_stack = Some("at main".into());
-    let out = datadog_item(&e, "h", None);
+    let out = datadog_item(&e, ID, "h", None);
     assert!(out.shrunk);
     assert!(out.bytes.len() <= MAX_ITEM_BYTES, "{}", out.bytes.len());
     let v: Value = serde_json::from_slice(&out.bytes).unwrap();
@@ -151,7 +157,7 @@ fn item_over_1_mb_without_tails_cuts_stack_then_extra() {
         .extra
         .insert("big".into(), json!("b".repeat(600_000)));
     e.diagnostics.extra.insert("small".into(), json!(1));
-    let out = datadog_item(&e, "h", None);
+    let out = datadog_item(&e, ID, "h", None);
     assert!(out.shrunk && out.bytes.len() <= MAX_ITEM_BYTES);
     let v: Value = serde_json::from_slice(&out.bytes).unwrap();
     assert!(v["diagnostics"]["errorStack"]
@@ -164,7 +170,7 @@ fn item_over_1_mb_without_tails_cuts_stack_then_extra() {
         .extra
         .insert("big".into(), json!("b".repeat(1_200_000)));
     e.diagnostics.extra.insert("small".into(), json!(1));
-    let out = datadog_item(&e, "h", None);
+    let out = datadog_item(&e, ID, "h", None);
     assert!(out.shrunk && out.bytes.len() <= MAX_ITEM_BYTES);
     let v: Value = serde_json::from_slice(&out.bytes).unwrap();
     assert_eq!(
@@ -178,7 +184,7 @@ fn item_over_1_mb_without_tails_cuts_stack_then_extra() {
 fn item_under_1_mb_is_untouched() {
     let mut e = event("job.failed");
     e.diagnostics.log_tail = Some("x".repeat(4096));
-    let out = datadog_item(&e, "h", None);
+    let out = datadog_item(&e, ID, "h", None);
     assert!(!out.shrunk);
     let v: Value = serde_json::from_slice(&out.bytes).unwrap();
     assert_eq!(v["diagnostics"]["logTail"].as_str().unwrap().len(), 4096);

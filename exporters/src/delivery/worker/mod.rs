@@ -253,6 +253,11 @@ impl Worker {
         let replay = spool.recovery().items_to_replay;
         self.stats.enqueued(replay);
         self.backlog = Backlog::with_spool(self.cfg.queue_capacity, spool, Instant::now());
+        if cfg.purge_on_open {
+            // Consent was withdrawn: nothing an earlier run spooled may leave the machine.
+            self.purge();
+            self.backlog.sync();
+        }
         self.stats.set_spool(self.backlog.spool_stats());
     }
 

@@ -11,6 +11,7 @@ use crate::delivery::body::build_request;
 use crate::delivery::retry::{Decision, Outcome};
 use crate::delivery::stats::DropReason;
 use crate::delivery::transport::{Request, Response, TransportError};
+use crate::redact::Redactor;
 
 impl Worker {
     pub(super) async fn send_next(&mut self) {
@@ -159,14 +160,22 @@ impl Worker {
         }
     }
 
-    /// `"HTTP 400: <reason>"`, the reason redacted and truncated.
+    /// `"HTTP 400 (<meaning>): <reason>"`: the stream's reading of the status, if it has one,
+    /// and the server's text, redacted (the stream's own credentials, then every pattern of
+    /// the [`Redactor`]) before it is truncated.
     fn describe(&self, r: &Response) -> String {
-        let mut reason = keep_head(r.reason.trim(), LAST_ERROR_MAX_BYTES).to_string();
-        self.stream.redact(&mut reason);
+        let mut text = r.reason.trim().to_string();
+        self.stream.redact(&mut text);
+        let text = Redactor::shared().redact(&text).into_owned();
+        let reason = keep_head(&text, LAST_ERROR_MAX_BYTES);
+        let status = match self.stream.explain(r.status) {
+            Some(meaning) => format!("HTTP {} ({meaning})", r.status),
+            None => format!("HTTP {}", r.status),
+        };
         if reason.is_empty() {
-            format!("HTTP {}", r.status)
+            status
         } else {
-            format!("HTTP {}: {reason}", r.status)
+            format!("{status}: {reason}")
         }
     }
 }
