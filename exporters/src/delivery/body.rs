@@ -9,8 +9,8 @@ use super::stream::{Item, Stream};
 use super::transport::Request;
 
 /// The gzip level used when a stream enables compression, chosen with `benches/encode.rs` on a
-/// 20-event PostHog batch (2-core machine): plain 1.07 µs/event and 11.9 KB; level 1
-/// 2.46 µs/event and 969 B; level 6 4.19 µs/event and 829 B. Level 1 gets almost all of the
+/// 20-event PostHog batch (2-core machine, the run in `BENCHMARKS.md`): plain 1.02 µs/event and
+/// 11.9 KB; level 1 2.42 µs/event and 969 B; level 6 4.14 µs/event and 829 B. Level 1 gets almost all of the
 /// size win for less than half of level 6's compression time.
 pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 

@@ -43,8 +43,8 @@
 //! finds every token prefix and checks the rest of the format by hand; the `@` scanners (URL
 //! passwords, e-mail) and the PEM pattern run only when the text contains `@` or `PRIVATE KEY`.
 //! No capture groups, no case-insensitive regex, no allocation when nothing matched (the text
-//! comes back borrowed). On a 4 KiB tail this costs about half of encoding the item
-//! (`benches/export.rs`).
+//! comes back borrowed). On a 4 KiB tail this costs 0.45× of encoding the relay item with no
+//! secret in it and 0.9× with nine (1.44 µs and 2.93 µs against 3.2–3.3 µs, `benches/export.rs`).
 //!
 //! ```
 //! use closedloop_telemetry_exporters::redact::Redactor;
