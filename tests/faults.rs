@@ -8,7 +8,6 @@ mod support;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -350,16 +349,13 @@ fn child_emits_until_killed() {
 #[test]
 fn sigkill_mid_stream_loses_at_most_the_last_sync_interval() {
     let tmp = TempDir::new("sigkill");
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_emits_until_killed", "--nocapture"])
-            .args(["--test-threads", "1"])
-            .env(CHILD_DIR, tmp.path())
-            .env(CHILD_URL, dead_base())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let url = dead_base();
+    let mut child = KillOnDrop::spawn_test(
+        "child_emits_until_killed",
+        &[
+            (CHILD_DIR, tmp.path().as_os_str()),
+            (CHILD_URL, url.as_ref()),
+        ],
     );
     let progress: Arc<Mutex<Vec<(Instant, usize)>>> = Arc::default();
     let lines = BufReader::new(child.0.stdout.take().unwrap());

@@ -7,7 +7,6 @@ mod support;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::decode::Event;
@@ -484,15 +483,9 @@ fn child_appends_until_killed() {
 #[test]
 fn sigkill_loses_nothing_written_out_and_the_lock_is_per_process() {
     let tmp = TempDir::new("sigkill");
-    let mut child = KillOnDrop(
-        Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "child_appends_until_killed", "--nocapture"])
-            .args(["--test-threads", "1"])
-            .env(CHILD_DIR, tmp.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
+    let mut child = KillOnDrop::spawn_test(
+        "child_appends_until_killed",
+        &[(CHILD_DIR, tmp.path().as_os_str())],
     );
     let child = &mut child.0;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();

@@ -35,6 +35,21 @@ impl Drop for KillOnDrop {
     }
 }
 
+impl KillOnDrop {
+    /// Runs this test binary's test `name` alone in a child process, with `envs` set, stdout
+    /// piped (for the child's progress lines) and stderr discarded.
+    pub fn spawn_test(name: &str, envs: &[(&str, &std::ffi::OsStr)]) -> Self {
+        let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+        cmd.args(["--exact", name, "--nocapture", "--test-threads", "1"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        KillOnDrop(cmd.spawn().unwrap())
+    }
+}
+
 /// A `/proc/self/status` value in KiB (e.g. `"VmRSS:"`, `"VmHWM:"`); 0 when unavailable.
 pub fn status_kib(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
