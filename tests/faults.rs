@@ -9,81 +9,15 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{
-    frame_json_array, parse_http_url, Delivery, DeliveryConfig, HttpTransport, InvalidEvent,
-    Limits, RetryPolicy, SpoolConfig, Stream,
-};
+use closedloop_telemetry_exporters::delivery::{Delivery, SpoolConfig};
 use closedloop_telemetry_exporters::spool::SpoolOptions;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use support::process::{status_kib, KillOnDrop, TempDir};
 use support::server::{Reply, Request, TestServer};
+use support::tagged::{config, event, start, STREAM};
 
 const WAIT: Duration = Duration::from_secs(8);
-
-/// Encodes each event as `{"seq": <name>, "id": <item id>}`.
-struct Tagged;
-
-impl Stream for Tagged {
-    fn name(&self) -> &'static str {
-        "faults"
-    }
-    fn encode(&self, e: &Event, id: uuid::Uuid) -> Result<Vec<u8>, InvalidEvent> {
-        let v = serde_json::json!({ "seq": e.name, "id": id.to_string() });
-        Ok(serde_json::to_vec(&v).expect("json"))
-    }
-    fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
-        frame_json_array(items, out)
-    }
-}
-
-fn event(n: usize) -> Event {
-    let now = SystemTime::now();
-    Event {
-        name: format!("{n}"),
-        entry: None,
-        time: now,
-        severity: None,
-        trace: TraceEnvelope::new(format_timestamp(now), "ct-faults".into()),
-        diagnostics: Diagnostics::default(),
-        release_version: None,
-    }
-}
-
-fn fast_retry() -> RetryPolicy {
-    RetryPolicy {
-        base: Duration::from_millis(20),
-        max_backoff: Duration::from_millis(200),
-        max_retry_after: Duration::from_secs(60),
-        max_attempts: 20,
-    }
-}
-
-fn config(spool: Option<SpoolConfig>) -> DeliveryConfig {
-    let mut c = DeliveryConfig::new(Limits {
-        max_items: 100,
-        max_body_bytes: 1 << 20,
-        max_delay: Duration::from_millis(20),
-        expiry: None,
-    });
-    c.retry = fast_retry();
-    c.request_timeout = Duration::from_millis(500);
-    c.spool = spool;
-    c
-}
-
-fn start(base: &str, cfg: DeliveryConfig) -> Delivery {
-    let url = parse_http_url("test", &format!("{base}/ingest")).unwrap();
-    let transport = HttpTransport::new(
-        url,
-        &[("content-type", "application/json".into())],
-        cfg.request_timeout,
-    )
-    .unwrap();
-    Delivery::start(Tagged, transport, cfg).unwrap()
-}
 
 /// Emits `range` one event per submit (as an app would).
 fn emit(d: &Delivery, range: std::ops::Range<usize>) {
@@ -546,7 +480,7 @@ fn a_damaged_spool_record_is_skipped_counted_and_the_rest_delivered() {
     );
     drop(d);
     // Flip one byte in the middle of the (only) segment file.
-    let seg = std::fs::read_dir(tmp.path().join("faults"))
+    let seg = std::fs::read_dir(tmp.path().join(STREAM))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.extension().is_some_and(|e| e == "seg"))

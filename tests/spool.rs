@@ -9,19 +9,15 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{
-    frame_json_array, parse_http_url, Delivery, DeliveryConfig, HttpTransport, InvalidEvent,
-    Limits, SpoolConfig, Stream,
-};
+use closedloop_telemetry_exporters::delivery::{Delivery, SpoolConfig};
 use closedloop_telemetry_exporters::spool::{
     scan_segment, CursorStatus, Position, Scanned, Spool, SpoolError, SpoolHandle, SpoolItem,
     SpoolOptions,
 };
-use closedloop_telemetry_layers::envelope::{format_timestamp, TraceEnvelope};
 use proptest::prelude::*;
 use support::process::{KillOnDrop, TempDir};
 use support::server::TestServer;
+use support::tagged;
 use uuid::Uuid;
 
 /// Item `i`: id and time derived from `i`, `len` bytes of payload.
@@ -706,52 +702,8 @@ fn a_pid_directory_still_locked_by_a_live_spool_is_left_alone() {
     assert!(!own.exists());
 }
 
-/// Encodes each event as `{"seq": <name>, "id": <item id>}`.
-struct Tagged;
-
-impl Stream for Tagged {
-    fn name(&self) -> &'static str {
-        "adopt"
-    }
-    fn encode(&self, e: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
-        let v = serde_json::json!({ "seq": e.name, "id": id.to_string() });
-        Ok(serde_json::to_vec(&v).expect("json"))
-    }
-    fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
-        frame_json_array(items, out)
-    }
-}
-
 fn engine(base: &str, spool_dir: &Path) -> Delivery {
-    let mut cfg = DeliveryConfig::new(Limits {
-        max_items: 100,
-        max_body_bytes: 1 << 20,
-        max_delay: Duration::from_millis(20),
-        expiry: None,
-    });
-    cfg.request_timeout = Duration::from_millis(500);
-    cfg.spool = Some(SpoolConfig::new(spool_dir));
-    let url = parse_http_url("test", &format!("{base}/ingest")).unwrap();
-    let transport = HttpTransport::new(
-        url,
-        &[("content-type", "application/json".into())],
-        cfg.request_timeout,
-    )
-    .unwrap();
-    Delivery::start(Tagged, transport, cfg).unwrap()
-}
-
-fn tagged_event(n: usize) -> Event {
-    let now = std::time::SystemTime::now();
-    Event {
-        name: format!("{n}"),
-        entry: None,
-        time: now,
-        severity: None,
-        trace: TraceEnvelope::new(format_timestamp(now), "ct-spool".into()),
-        diagnostics: Default::default(),
-        release_version: None,
-    }
+    tagged::start(base, tagged::config(Some(SpoolConfig::new(spool_dir))))
 }
 
 /// `(seq, id)` of every item in a JSON-array body or in spooled item bytes.
@@ -766,7 +718,7 @@ fn seq_and_id(v: &serde_json::Value) -> (usize, String) {
 fn records_spooled_in_a_pid_directory_are_delivered_by_the_next_engine_start() {
     const N: usize = 40;
     let tmp = TempDir::new("adopt-engine");
-    let stream_dir = tmp.path().join("adopt");
+    let stream_dir = tmp.path().join(tagged::STREAM);
     let own = stream_dir.join(format!("pid-{}", std::process::id()));
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -778,7 +730,7 @@ fn records_spooled_in_a_pid_directory_are_delivered_by_the_next_engine_start() {
     // Engine B finds it locked, spools in pid-<pid>, and exits during the outage.
     let b = engine(&dead, tmp.path());
     for n in 0..N {
-        b.submit(vec![tagged_event(n)]).unwrap();
+        b.submit(vec![tagged::event(n)]).unwrap();
     }
     let report = b.shutdown(Duration::from_millis(500)).unwrap();
     assert_eq!(report.stats.spooled, N as u64, "{report:?}");

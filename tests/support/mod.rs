@@ -2,3 +2,4 @@
 pub mod lean;
 pub mod process;
 pub mod server;
+pub mod tagged;
