@@ -138,20 +138,21 @@ impl DatadogExporterBuilder {
             ("content-type", "application/json".to_string()),
             (API_KEY_HEADER, api_key.clone()),
         ];
-        let transport = HttpTransport::new(url, &headers, self.settings.timeout)?;
         let limits = Limits {
             max_items: MAX_ITEMS,
             max_body_bytes: MAX_BODY_BYTES,
             max_delay: self.settings.max_delay,
             expiry: Some(MAX_AGE),
         };
+        let config = self.settings.delivery_config(limits);
+        let transport = HttpTransport::new(url, &headers, config.request_timeout)?;
         let stream = DatadogStream {
             allow_custom: self.settings.allow_custom_events,
             verbose: self.settings.verbose,
             hostname: self.hostname.unwrap_or_else(default_hostname),
             api_key,
         };
-        let delivery = Delivery::start(stream, transport, self.settings.delivery_config(limits))?;
+        let delivery = Delivery::start(stream, transport, config)?;
         Ok(StreamExporter {
             delivery,
             decode: Arc::new(self.settings.decode_options()),

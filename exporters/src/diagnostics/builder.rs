@@ -34,6 +34,8 @@ pub struct DiagnosticsSettings {
     pub release_version: Option<String>,
     /// The durable on-disk spool (`dir/<stream>`). Default `None` (memory only).
     pub spool: Option<SpoolConfig>,
+    /// Test-only: every engine clock is divided by this (see `test_clock_divisor`). Default 1.
+    pub test_clock_divisor: u32,
 }
 
 impl Default for DiagnosticsSettings {
@@ -50,6 +52,7 @@ impl Default for DiagnosticsSettings {
             compute_target_id: None,
             release_version: None,
             spool: None,
+            test_clock_divisor: 1,
         }
     }
 }
@@ -67,6 +70,7 @@ impl DiagnosticsSettings {
             retry: self.retry,
             shutdown_timeout: self.shutdown_timeout,
             spool: self.spool.clone(),
+            test_clock_divisor: self.test_clock_divisor,
         }
         .config(limits)
     }
@@ -90,6 +94,7 @@ pub(crate) struct DeliveryKnobs {
     pub(crate) retry: RetryPolicy,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) spool: Option<SpoolConfig>,
+    pub(crate) test_clock_divisor: u32,
 }
 
 impl Default for DeliveryKnobs {
@@ -101,6 +106,7 @@ impl Default for DeliveryKnobs {
             retry: RetryPolicy::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             spool: None,
+            test_clock_divisor: 1,
         }
     }
 }
@@ -120,7 +126,27 @@ impl DeliveryKnobs {
         config.retry = self.retry;
         config.shutdown_timeout = self.shutdown_timeout;
         config.spool = self.spool.clone();
+        scale_clocks(&mut config, self.test_clock_divisor);
         config
+    }
+}
+
+/// Test-only: divides the engine's clocks (retry backoffs and their cap, the `Retry-After`
+/// clamp, the connect and request timeouts, the batch delay) by `divisor`. The retry rules
+/// themselves (attempt limit, what is an outage) and the expiry age are unchanged.
+fn scale_clocks(config: &mut DeliveryConfig, divisor: u32) {
+    if divisor <= 1 {
+        return;
+    }
+    let retry = &mut config.retry;
+    for d in [
+        &mut retry.base,
+        &mut retry.max_backoff,
+        &mut retry.max_retry_after,
+        &mut config.request_timeout,
+        &mut config.limits.max_delay,
+    ] {
+        *d = (*d / divisor).max(Duration::from_millis(1));
     }
 }
 
@@ -210,6 +236,15 @@ macro_rules! diagnostics_setters {
             /// Like `spool_dir` with explicit spool options (cap, sync interval).
             pub fn spool(mut self, spool: $crate::delivery::SpoolConfig) -> Self {
                 self.settings.spool = Some(spool);
+                self
+            }
+            /// **Test-only.** Divides every engine clock (retry backoffs, their cap and the
+            /// `Retry-After` clamp, the connect and request timeouts, the batch delay) by
+            /// `divisor`, so fault tests run the default retry policy in seconds. The retry
+            /// rules, the expiry age and shutdown deadlines are unchanged. Default 1; never set
+            /// it in an application.
+            pub fn test_clock_divisor(mut self, divisor: u32) -> Self {
+                self.settings.test_clock_divisor = divisor.max(1);
                 self
             }
         }

@@ -170,6 +170,15 @@ impl PostHogExporterBuilder {
         self
     }
 
+    /// **Test-only.** Divides every engine clock (retry backoffs, their cap and the
+    /// `Retry-After` clamp, the connect and request timeouts, the flush interval) by `divisor`,
+    /// so fault tests run the default retry policy in seconds. The retry rules and shutdown
+    /// deadlines are unchanged. Default 1; never set it in an application.
+    pub fn test_clock_divisor(mut self, divisor: u32) -> Self {
+        self.knobs.test_clock_divisor = divisor.max(1);
+        self
+    }
+
     /// The `/batch/` endpoint for a host, checked.
     fn endpoint(&self) -> Result<reqwest::Url, BuildError> {
         let host = parse_http_url("CL_POSTHOG_HOST", &self.host)?;
@@ -200,11 +209,6 @@ impl PostHogExporterBuilder {
             });
         }
         self.knobs.check()?;
-        let transport = HttpTransport::new(
-            endpoint.clone(),
-            &[("content-type", "application/json".to_string())],
-            self.knobs.timeout,
-        )?;
         let limits = Limits {
             max_items: self.batch_size,
             max_body_bytes: MAX_BODY_BYTES,
@@ -212,6 +216,11 @@ impl PostHogExporterBuilder {
             expiry: None,
         };
         let config = self.knobs.config(limits);
+        let transport = HttpTransport::new(
+            endpoint.clone(),
+            &[("content-type", "application/json".to_string())],
+            config.request_timeout,
+        )?;
         let stream = PostHogStream {
             framer: Framer::new(&api_key),
             api_key,
