@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::Url;
 
 use closedloop_telemetry_layers::truncate::keep_head;
@@ -15,11 +15,17 @@ use super::transport::{BoxFuture, Request, Response, Transport, TransportError};
 /// is cut away entirely rather than leaving a prefix that no longer matches.
 pub const REASON_MAX_BYTES: usize = 4096;
 
+/// The most of a response body the transport reads. Past it the response is dropped, and with
+/// it the connection, so a server streaming an endless body cannot hold the worker or its memory.
+pub const RESPONSE_MAX_BYTES: usize = 64 * 1024;
+
 /// POSTs each body to one URL with fixed headers.
 ///
 /// Header values are marked sensitive and `Debug` prints only header names, so credentials
 /// (`Authorization`, `DD-API-KEY`) never reach a log. Proxies from the environment are used,
-/// except for loopback destinations.
+/// except for loopback destinations. Redirects are never followed: a 3xx is the answer (the
+/// engine counts it as `rejected`), so neither the body nor a credential header ever reaches
+/// another location. At most [`RESPONSE_MAX_BYTES`] of a response body are read.
 #[derive(Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
@@ -90,6 +96,7 @@ impl HttpTransport {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("closedloop-telemetry/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(connect_timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .pool_idle_timeout(Duration::from_secs(60));
         if is_loopback(&url) {
             builder = builder.no_proxy();
@@ -117,17 +124,38 @@ impl HttpTransport {
         for (name, value) in request.headers {
             req = req.header(name, value);
         }
-        let resp = req.body(request.body).send().await.map_err(classify)?;
+        let mut resp = req.body(request.body).send().await.map_err(classify)?;
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
-        // Success bodies are read (so the connection can be reused) but never parsed.
-        let body = resp.bytes().await.unwrap_or_default();
+        let header = |name| {
+            resp.headers()
+                .get(name)
+                .and_then(|v: &HeaderValue| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let retry_after = header(RETRY_AFTER);
+        let location = header(LOCATION);
+        // Success bodies are read (so the connection can be reused) but never parsed; no more
+        // than RESPONSE_MAX_BYTES of any body is read.
+        let mut body = Vec::new();
+        while body.len() < RESPONSE_MAX_BYTES {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        // Dropping `resp` with its body unread closes the connection instead of pooling it.
+        drop(resp);
+        body.truncate(RESPONSE_MAX_BYTES);
         let reason = if (200..300).contains(&status) {
             String::new()
+        } else if (300..400).contains(&status) {
+            let target = location.as_deref().map_or_else(
+                || "(none)".to_string(),
+                |l| redact_url_credentials(l.trim()),
+            );
+            format!(
+                "redirect to {target} not followed; set the destination URL to the final address"
+            )
         } else {
             keep_head(&String::from_utf8_lossy(&body), REASON_MAX_BYTES).to_string()
         };
@@ -137,6 +165,39 @@ impl HttpTransport {
             reason,
         })
     }
+}
+
+/// A URL (absolute or relative, e.g. a `Location` header) with its userinfo and every query
+/// value replaced by `[redacted]`, and its fragment removed, for logs.
+fn redact_url_credentials(url: &str) -> String {
+    let url = url.split('#').next().unwrap_or_default();
+    let (head, query) = match url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (url, None),
+    };
+    let mut out = match head.split_once("://") {
+        Some((scheme, rest)) => {
+            let end = rest.find('/').unwrap_or(rest.len());
+            let (authority, path) = rest.split_at(end);
+            match authority.rsplit_once('@') {
+                Some((_, host)) => format!("{scheme}://[redacted]@{host}{path}"),
+                None => head.to_string(),
+            }
+        }
+        None => head.to_string(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((k, v)) if !v.is_empty() => format!("{k}=[redacted]"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
+    }
+    out
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -164,5 +225,20 @@ fn classify(e: reqwest::Error) -> TransportError {
 impl Transport for HttpTransport {
     fn send(&self, request: Request) -> BoxFuture<'_, Result<Response, TransportError>> {
         Box::pin(self.post(request))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url_credentials as r;
+
+    #[test]
+    fn location_credentials_are_redacted() {
+        assert_eq!(
+            r("https://user:pw@intake.example/v2/logs?dd-api-key=abc&x=&y#frag"),
+            "https://[redacted]@intake.example/v2/logs?dd-api-key=[redacted]&x=&y"
+        );
+        assert_eq!(r("/elsewhere?token=t"), "/elsewhere?token=[redacted]");
+        assert_eq!(r("http://a.example/p"), "http://a.example/p");
     }
 }
