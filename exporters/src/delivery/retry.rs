@@ -4,10 +4,11 @@
 //! |---|---|
 //! | 2xx | [`Decision::Done`] (the body is not parsed) |
 //! | 429, 502, 503, 504 | [`Decision::Backoff`], never exhausted: the destination says it is unavailable (an outage), not that the batch is at fault, so events wait in the queue and spool |
-//! | connection error (including a connect timeout) | [`Decision::Backoff`], never exhausted, for the same reason |
+//! | connection error (including a connect timeout: a destination that never accepts) | [`Decision::Backoff`], never exhausted, for the same reason |
 //! | 408, 500 and other 5xx, request timeout | [`Decision::Backoff`], or [`Decision::Drop`] with [`DropReason::RetriesExhausted`] once `attempt >= max_attempts`: these can be caused by the batch itself (a payload the server chokes on, a body too slow to send), and a batch that always fails must not block the stream for ever |
 //! | 413 | [`Decision::Split`] when the batch has more than one item, else [`Decision::Drop`] with [`DropReason::TooLarge`] |
-//! | other 4xx (and 1xx/3xx) | [`Decision::Drop`] with [`DropReason::Rejected`] |
+//! | other 4xx (and 1xx/3xx: redirects are never followed) | [`Decision::Drop`] with [`DropReason::Rejected`] |
+//! | refused by the transport ([`Outcome::Rejected`], e.g. the app's relay connection) | [`Decision::Drop`] with [`DropReason::Rejected`] |
 //!
 //! Backoff is capped exponential with full jitter: `jitter × min(max_backoff, base × 2^(attempt-1))`,
 //! and a `Retry-After` from the server (seconds or an HTTP-date) is a minimum on top of that,
@@ -30,8 +31,10 @@ pub enum Outcome<'a> {
     },
     /// The destination could not be reached (refused, reset, DNS, TLS, link down).
     Connection,
-    /// No answer within the per-request timeout.
+    /// No answer within the per-request timeout (after connecting).
     Timeout,
+    /// The transport refused the batch for good (never retried).
+    Rejected,
 }
 
 /// What to do with the batch after an attempt.
@@ -102,7 +105,9 @@ impl RetryPolicy {
                 retry_after.and_then(|v| parse_retry_after(v, now)),
                 !is_unavailable(status),
             ),
-            Outcome::Status { .. } => return Decision::Drop(DropReason::Rejected),
+            Outcome::Status { .. } | Outcome::Rejected => {
+                return Decision::Drop(DropReason::Rejected)
+            }
             Outcome::Timeout => (None, true),
             Outcome::Connection => (None, false),
         };
@@ -200,9 +205,15 @@ mod tests {
 
     #[test]
     fn other_4xx_and_odd_statuses_are_rejected() {
-        for s in [400, 401, 403, 404, 405, 409, 422, 451, 301, 100] {
+        for s in [
+            400, 401, 403, 404, 405, 409, 422, 451, 301, 302, 307, 308, 100,
+        ] {
             assert_eq!(decide(S(s), 1), Decision::Drop(DropReason::Rejected), "{s}");
         }
+        assert_eq!(
+            decide(Outcome::Rejected, 1),
+            Decision::Drop(DropReason::Rejected)
+        );
     }
 
     #[test]

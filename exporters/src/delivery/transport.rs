@@ -2,8 +2,9 @@
 //!
 //! [`HttpTransport`](super::HttpTransport) POSTs over reqwest. The relay will add a channel
 //! transport that hands the body to the app's own relay connection and waits for its
-//! acknowledgement; it reports a lost connection as [`TransportError::Unavailable`] and the app
-//! calls [`Delivery::wake`](super::Delivery::wake) when it is back.
+//! acknowledgement; it reports a lost connection as [`TransportError::Unavailable`], a batch
+//! the app refuses for good as [`TransportError::Rejected`], and the app calls
+//! [`Delivery::wake`](super::Delivery::wake) when it is back.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,7 +35,7 @@ pub struct Response {
     pub reason: String,
 }
 
-/// Why a request got no answer. Every variant is retried.
+/// Why a request got no answer. Every variant but [`Rejected`](Self::Rejected) is retried.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
@@ -47,6 +48,10 @@ pub enum TransportError {
     /// No answer within the per-request timeout.
     #[error("timed out")]
     Timeout,
+    /// The destination refused this batch for good (e.g. the app's relay connection cannot
+    /// ever send it): dropped and counted as `rejected`, never retried.
+    #[error("rejected: {0}")]
+    Rejected(String),
 }
 
 /// Sends request bodies somewhere. Called only from the engine's worker thread, inside its

@@ -123,7 +123,7 @@ impl RelayExporterBuilder {
         let config = self.settings.delivery_config(limits);
         let (transport, endpoint): (Box<dyn Transport>, String) = match &self.channel {
             Some(conn) => (
-                Box::new(ChannelTransport::new(conn.clone())),
+                Box::new(ChannelTransport::new(conn.clone(), config.request_timeout)),
                 "channel".into(),
             ),
             None => {
@@ -138,7 +138,7 @@ impl RelayExporterBuilder {
                 }
                 let endpoint = url.to_string();
                 (
-                    Box::new(HttpTransport::new(url, &headers, self.settings.timeout)?),
+                    Box::new(HttpTransport::new(url, &headers, config.request_timeout)?),
                     endpoint,
                 )
             }
