@@ -41,7 +41,10 @@ pub struct DeliveryConfig {
     /// backlog lives on disk, bounded by the spool's cap instead. Default
     /// [`DEFAULT_QUEUE_CAPACITY`].
     pub queue_capacity: usize,
-    /// Per-request timeout (connect, send, answer). Default [`DEFAULT_REQUEST_TIMEOUT`].
+    /// Per-request timeout. Default [`DEFAULT_REQUEST_TIMEOUT`]. It bounds connecting (a
+    /// destination that never accepts is a connection failure: an outage, retried without
+    /// limit), and then sending and the answer, with extra time for the body at 50 KB/s: one
+    /// exchange may take `2 × request_timeout + body / 50 KB/s` before it counts as timed out.
     pub request_timeout: Duration,
     /// `Some(level)` gzips bodies and sends `Content-Encoding: gzip`. Default `None`.
     pub gzip: Option<u32>,

@@ -1,7 +1,7 @@
 //! Sending: take the next batch, exchange it with the transport while still serving
 //! commands, and apply the retry policy's decision.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use closedloop_telemetry_layers::truncate::keep_head;
 
@@ -12,6 +12,21 @@ use crate::delivery::retry::{Decision, Outcome};
 use crate::delivery::stats::DropReason;
 use crate::delivery::transport::{Request, Response, TransportError};
 use crate::redact::Redactor;
+
+/// The slowest uplink a request body is given time for: 50 KB/s (400 kbit/s).
+pub(crate) const MIN_UPLINK_BYTES_PER_SEC: u64 = 50_000;
+
+/// How long one exchange may take: `request_timeout` to connect (the transport's own connect
+/// timeout fires first, so a destination that never accepts is always a connection failure,
+/// an outage), then `request_timeout` plus the body's time at [`MIN_UPLINK_BYTES_PER_SEC`] to
+/// send it and get the answer. A 5 MB batch on a 100 KB/s uplink therefore fits.
+pub(crate) fn exchange_budget(request_timeout: Duration, body_bytes: usize) -> Duration {
+    let transfer =
+        Duration::from_millis((body_bytes as u64).saturating_mul(1000) / MIN_UPLINK_BYTES_PER_SEC);
+    request_timeout
+        .saturating_add(request_timeout)
+        .saturating_add(transfer)
+}
 
 impl Worker {
     pub(super) async fn send_next(&mut self) {
@@ -64,7 +79,8 @@ impl Worker {
     /// deadline passes first (the request is abandoned).
     async fn exchange(&mut self, request: Request) -> Option<Result<Response, TransportError>> {
         let transport = self.transport.clone();
-        let send = tokio::time::timeout(self.cfg.request_timeout, transport.send(request));
+        let budget = exchange_budget(self.cfg.request_timeout, request.body.len());
+        let send = tokio::time::timeout(budget, transport.send(request));
         tokio::pin!(send);
         loop {
             // The spool's sync interval holds while a request hangs, too.
@@ -98,6 +114,15 @@ impl Worker {
                 self.describe(r),
             ),
             Err(TransportError::Timeout) => (Outcome::Timeout, "request timed out".to_string()),
+            Err(TransportError::Rejected(reason)) => {
+                let mut text = reason.clone();
+                self.stream.redact(&mut text);
+                let text = Redactor::shared().redact(&text).into_owned();
+                (
+                    Outcome::Rejected,
+                    format!("rejected: {}", keep_head(&text, LAST_ERROR_MAX_BYTES)),
+                )
+            }
             Err(e) => (Outcome::Connection, e.to_string()),
         };
         let connection = outcome == Outcome::Connection;
@@ -146,7 +171,8 @@ impl Worker {
                 }
                 let first = self.stats.dropped(reason, items as u64, &error);
                 if let (DropReason::Rejected, Ok(r)) = (reason, &result) {
-                    // Log once per status: the first rejection was already logged by the stats.
+                    // Log once per status (for a 3xx: with its redacted `Location`): the first
+                    // rejection was already logged by the stats.
                     if self.warned_status.insert(r.status) && !first {
                         tracing::warn!(
                             stream = self.stream.name(),
@@ -177,5 +203,22 @@ impl Worker {
         } else {
             format!("{status}: {reason}")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_exchange_budget_outlasts_the_connect_timeout_and_a_slow_uplink() {
+        let t = Duration::from_secs(10);
+        // Connecting alone can never use up the budget: a connect timeout is always reported
+        // by the transport (a connection failure), not by the engine's timeout.
+        assert!(exchange_budget(t, 0) > t);
+        // A full 5 MB Datadog batch on a 100 KB/s uplink takes 50 s.
+        let five_mb = 5 * 1024 * 1024;
+        assert!(exchange_budget(t, five_mb) > Duration::from_secs(50) + t);
+        assert_eq!(exchange_budget(Duration::MAX, usize::MAX), Duration::MAX);
     }
 }
