@@ -44,7 +44,14 @@ pub struct Reply {
     pub delay: Duration,
     /// Close the connection without answering.
     pub reset: bool,
+    /// Answer with a chunked body that never ends (bounded by `ENDLESS_MAX_BYTES`).
+    pub endless: bool,
 }
+
+/// The most an endless body writes before the server gives up on it.
+pub const ENDLESS_MAX_BYTES: usize = 256 << 20;
+/// The longest an endless body is written.
+pub const ENDLESS_MAX_TIME: Duration = Duration::from_secs(60);
 
 impl Reply {
     pub fn status(status: u16) -> Self {
@@ -54,6 +61,7 @@ impl Reply {
             body: String::new(),
             delay: Duration::ZERO,
             reset: false,
+            endless: false,
         }
     }
     pub fn ok() -> Self {
@@ -71,6 +79,13 @@ impl Reply {
         self.delay = d;
         self
     }
+    /// `status` with a chunked body that never ends.
+    pub fn endless(status: u16) -> Self {
+        Reply {
+            endless: true,
+            ..Reply::status(status)
+        }
+    }
     pub fn reset() -> Self {
         Reply {
             reset: true,
@@ -86,6 +101,10 @@ struct Shared {
     arrived: Condvar,
     stop: AtomicBool,
     served: AtomicUsize,
+    /// Endless bodies the client stopped reading (the connection was closed under them).
+    endless_closed: AtomicUsize,
+    /// Read at most this many bytes per second of each connection (`None`: as fast as sent).
+    read_rate: Option<usize>,
     script: Box<Script>,
 }
 
@@ -98,6 +117,22 @@ pub struct TestServer {
 impl TestServer {
     /// A server that answers request `n` (0-based) with `script(n, &request)`.
     pub fn start(script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static) -> Self {
+        Self::start_with(None, script)
+    }
+
+    /// Like [`start`](Self::start), but reads each connection at `bytes_per_sec` (a slow
+    /// uplink as the client sees it).
+    pub fn throttled(
+        bytes_per_sec: usize,
+        script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        Self::start_with(Some(bytes_per_sec), script)
+    }
+
+    fn start_with(
+        read_rate: Option<usize>,
+        script: impl Fn(usize, &Request) -> Reply + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
@@ -106,6 +141,8 @@ impl TestServer {
             arrived: Condvar::new(),
             stop: AtomicBool::new(false),
             served: AtomicUsize::new(0),
+            endless_closed: AtomicUsize::new(0),
+            read_rate,
             script: Box::new(script),
         });
         let s = shared.clone();
@@ -140,6 +177,19 @@ impl TestServer {
 
     pub fn requests(&self) -> Vec<Request> {
         self.shared.requests.lock().unwrap().clone()
+    }
+
+    /// Waits until the client closed the connection under `n` endless bodies, or `timeout`
+    /// passed; returns how many it closed.
+    pub fn wait_endless_closed(&self, n: usize, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let closed = self.shared.endless_closed.load(Ordering::SeqCst);
+            if closed >= n || Instant::now() >= deadline {
+                return closed;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// Waits until at least `n` requests arrived or `timeout` passed; returns them.
@@ -186,7 +236,10 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
         Ok(w) => w,
         Err(_) => return,
     };
-    let mut reader = BufReader::new(stream);
+    let mut reader = BufReader::new(Throttled {
+        inner: stream,
+        rate: shared.read_rate,
+    });
     loop {
         if shared.stop.load(Ordering::SeqCst) {
             return;
@@ -211,6 +264,10 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
             let _ = writer.shutdown(std::net::Shutdown::Both);
             return;
         }
+        if reply.endless {
+            serve_endless(&mut writer, &reply, &shared);
+            return;
+        }
         let mut head = format!(
             "HTTP/1.1 {} X\r\ncontent-length: {}\r\ncontent-type: application/json\r\n",
             reply.status,
@@ -228,7 +285,64 @@ fn serve(stream: TcpStream, shared: Arc<Shared>) {
     }
 }
 
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
+/// Writes `reply`'s status and then chunks until the client closes the connection (counted in
+/// `endless_closed`), the server stops, or `ENDLESS_MAX_BYTES` or `ENDLESS_MAX_TIME` is reached.
+fn serve_endless(writer: &mut TcpStream, reply: &Reply, shared: &Shared) {
+    let mut head = format!(
+        "HTTP/1.1 {} X\r\ntransfer-encoding: chunked\r\ncontent-type: text/plain\r\n\r\n",
+        reply.status
+    );
+    let chunk = format!("{:x}\r\n{}\r\n", 8192, "x".repeat(8192));
+    let mut written = 0;
+    let _ = writer.set_write_timeout(Some(Duration::from_secs(30)));
+    if writer.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    head.clear();
+    let started = Instant::now();
+    while written < ENDLESS_MAX_BYTES
+        && !shared.stop.load(Ordering::SeqCst)
+        && started.elapsed() < ENDLESS_MAX_TIME
+    {
+        // Paced (about 8 MB/s), so a client that reads it whole is held, not flooded.
+        std::thread::sleep(Duration::from_millis(1));
+        match writer.write_all(chunk.as_bytes()) {
+            Ok(()) => written += chunk.len(),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return
+            }
+            Err(_) => {
+                shared.endless_closed.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+        }
+    }
+}
+
+/// A connection read at most `rate` bytes per second.
+struct Throttled {
+    inner: TcpStream,
+    rate: Option<usize>,
+}
+
+impl Read for Throttled {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(rate) = self.rate else {
+            return self.inner.read(buf);
+        };
+        // Ten slices a second.
+        let slice = (rate / 10).max(1);
+        let cap = buf.len().min(slice);
+        let n = self.inner.read(&mut buf[..cap])?;
+        std::thread::sleep(Duration::from_secs_f64(n as f64 / rate as f64));
+        Ok(n)
+    }
+}
+
+fn read_request(reader: &mut impl BufRead) -> Option<Request> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
@@ -274,4 +388,41 @@ fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Request> {
         body,
         at: Instant::now(),
     })
+}
+
+/// A loopback listener whose accept queue is full, so the kernel drops every new SYN: a
+/// destination that never accepts (a firewall silently dropping packets). Hold on to it for as
+/// long as the test needs the address; dropping it closes everything.
+pub struct SilentListener {
+    addr: SocketAddr,
+    _listener: TcpListener,
+    _fillers: Vec<TcpStream>,
+}
+
+impl SilentListener {
+    /// Binds a listener that never accepts and fills its accept queue (at most 5000
+    /// connections); `None` where the queue cannot be filled.
+    pub fn start() -> Option<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").ok()?;
+        let addr = listener.local_addr().ok()?;
+        let mut fillers = Vec::new();
+        while fillers.len() < 5000 {
+            match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+                Ok(s) => fillers.push(s),
+                Err(_) => {
+                    return Some(SilentListener {
+                        addr,
+                        _listener: listener,
+                        _fillers: fillers,
+                    })
+                }
+            }
+        }
+        None
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
 }
