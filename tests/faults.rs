@@ -2,6 +2,10 @@
 //! loopback server that misbehaves: 503/429 storms, resets, hangs, flapping, outages, a
 //! graceful exit during an outage, SIGKILL mid-stream, an unusable spool directory, a tiny
 //! cap and a flood. Every event is judged by its sequence number and its stable id.
+//!
+//! The last three scenarios run each real stream (PostHog, relay, Datadog) through its public
+//! builder with the default retry policy; only the clocks are shortened, by the test-only
+//! `test_clock_divisor`.
 
 mod support;
 
@@ -11,8 +15,14 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{Delivery, SpoolConfig};
+use closedloop_telemetry_exporters::posthog::PostHogExporterBuilder;
+use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::spool::SpoolOptions;
+use closedloop_telemetry_layers::catalogue::lookup;
+use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use support::process::{status_kib, KillOnDrop, TempDir};
 use support::server::{Reply, Request, TestServer};
 use support::tagged::{config, event, start, STREAM};
@@ -311,7 +321,13 @@ fn sigkill_mid_stream_loses_at_most_the_last_sync_interval() {
         assert!(Instant::now() < deadline, "child made no progress");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill it mid-stream: once it has emitted 100 more events (waiting on its progress, not a
+    // fixed sleep).
+    let mark = progress.lock().unwrap().last().map_or(0, |(_, n)| *n);
+    while progress.lock().unwrap().last().map_or(0, |(_, n)| *n) < mark + 100 {
+        assert!(Instant::now() < deadline, "child stopped emitting");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let killed_at = Instant::now();
     child.0.kill().unwrap(); // SIGKILL: no destructor, no flush, no shutdown.
     child.0.wait().unwrap();
@@ -497,4 +513,121 @@ fn a_damaged_spool_record_is_skipped_counted_and_the_rest_delivered() {
     assert_eq!(got.len(), 99, "exactly the damaged record is missing");
     let spool = d.stats().spool.expect("a spool");
     assert_eq!(spool.corrupt_regions_skipped, 1);
+}
+
+/// The builders' clocks run this many times faster in the per-stream scenarios; the retry
+/// rules (10 attempts, what is an outage) are the defaults.
+const CLOCK_DIVISOR: u32 = 100;
+
+/// A catalogue event (`name`) as the layer would decode it.
+fn catalogue_event(name: &str) -> Event {
+    let now = std::time::SystemTime::now();
+    Event {
+        name: name.into(),
+        entry: lookup(name),
+        time: now,
+        severity: None,
+        trace: TraceEnvelope::new(format_timestamp(now), "ct-faults".into()),
+        diagnostics: Diagnostics::default(),
+        release_version: Some("5.0.0".into()),
+    }
+}
+
+/// The ids of every item in `reqs` (`field` names the id: `uuid` for PostHog, `id` else).
+fn item_ids(reqs: &[Request], field: &str) -> Vec<String> {
+    reqs.iter()
+        .flat_map(|r| {
+            let v = r.json();
+            let items = v.get("batch").cloned().unwrap_or(v);
+            items
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i[field].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn posthog_default_policy_rides_out_a_503_storm_longer_than_the_attempt_limit() {
+    // 12 "unavailable" answers: more than the default 10 attempts, and an outage.
+    let server = TestServer::start(|n, _| match n {
+        0..=11 => Reply::status([503, 429, 502][n % 3]),
+        _ => Reply::ok(),
+    });
+    let exporter = PostHogExporterBuilder::default()
+        .api_key("phc_faults")
+        .host(server.base())
+        .test_clock_divisor(CLOCK_DIVISOR)
+        .build()
+        .unwrap();
+    let events: Vec<Event> = (0..30)
+        .map(|_| catalogue_event("command.completed"))
+        .collect();
+    exporter.delivery().submit(events).unwrap();
+    assert!(exporter.flush(WAIT).is_complete());
+    let s = exporter.stats();
+    assert_eq!((s.sent, s.dropped.total()), (30, 0), "{s:?}");
+    assert!(s.retried >= 12, "{s:?}");
+    let reqs = server.requests();
+    let ok = item_ids(&reqs[12..], "uuid");
+    assert_eq!(ok.len(), 30, "each event delivered once");
+    assert_eq!(ok.iter().collect::<HashSet<_>>().len(), 30);
+    // Every retry carried ids the delivered requests carry: the same, stable ids.
+    let all: HashSet<String> = item_ids(&reqs, "uuid").into_iter().collect();
+    assert_eq!(all.len(), 30);
+}
+
+#[test]
+fn relay_default_policy_retries_connection_resets_until_delivered() {
+    let server = TestServer::start(|n, _| if n < 12 { Reply::reset() } else { Reply::ok() });
+    let exporter = RelayExporterBuilder::default()
+        .url(server.url("/v1/telemetry"))
+        .test_clock_divisor(CLOCK_DIVISOR)
+        .build()
+        .unwrap();
+    let events: Vec<Event> = (0..50).map(|_| catalogue_event("job.started")).collect();
+    exporter.delivery().submit(events).unwrap();
+    assert!(exporter.flush(WAIT).is_complete());
+    let s = exporter.stats();
+    assert_eq!((s.sent, s.dropped.total()), (50, 0), "{s:?}");
+    assert!(s.retried >= 12, "{s:?}");
+    let reqs = server.requests();
+    let ok = item_ids(&reqs[12..], "id");
+    assert_eq!(ok.len(), 50);
+    let all: HashSet<String> = item_ids(&reqs, "id").into_iter().collect();
+    assert_eq!(all.len(), 50, "the same ids on every attempt");
+}
+
+#[test]
+fn datadog_default_policy_gives_a_500_batch_up_after_10_attempts_and_moves_on() {
+    let server = TestServer::start(|n, _| {
+        if n < 10 {
+            Reply::status(500)
+        } else {
+            Reply::status(202)
+        }
+    });
+    let exporter = DatadogExporterBuilder::default()
+        .api_key("dd-faults-key")
+        .logs_url(server.url("/api/v2/logs"))
+        .test_clock_divisor(CLOCK_DIVISOR)
+        .build()
+        .unwrap();
+    let first: Vec<Event> = (0..5).map(|_| catalogue_event("job.failed")).collect();
+    exporter.delivery().submit(first).unwrap();
+    assert!(exporter.flush(WAIT).is_complete());
+    let s = exporter.stats();
+    assert_eq!((s.sent, s.dropped.retries_exhausted), (0, 5), "{s:?}");
+    assert_eq!(s.dropped.total(), 5, "{s:?}");
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 10, "exactly the default 10 attempts");
+    let ids: HashSet<String> = item_ids(&reqs, "id").into_iter().collect();
+    assert_eq!(ids.len(), 5, "one batch, the same ids on every attempt");
+    let second: Vec<Event> = (0..7).map(|_| catalogue_event("job.failed")).collect();
+    exporter.delivery().submit(second).unwrap();
+    assert!(exporter.flush(WAIT).is_complete());
+    let s = exporter.stats();
+    assert_eq!((s.sent, s.dropped.total()), (7, 5), "{s:?}");
 }
