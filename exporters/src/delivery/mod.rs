@@ -104,7 +104,7 @@ pub use engine::{
     DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use error::BuildError;
-pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES};
+pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
 pub use retry::{Decision, Outcome, RetryPolicy};
 pub use stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason, DroppedCounts};
 pub use stream::{frame_json_array, join_items, InvalidEvent, Item, Limits, Stream};
