@@ -28,6 +28,10 @@ pub enum BuildError {
     /// The HTTP client could not be created (e.g. TLS initialisation failed).
     #[error("cannot create the HTTP client: {0}")]
     HttpClient(String),
+    /// `DO_NOT_TRACK` or `CL_TELEMETRY_DISABLED` (named) was set when the builder read the
+    /// environment: telemetry is off and no exporter is started. No builder call overrides it.
+    #[error("telemetry is disabled by {0}; no exporter is started")]
+    Disabled(&'static str),
     /// The worker thread could not be started.
     #[error("cannot start the delivery worker thread: {0}")]
     Worker(#[from] std::io::Error),
