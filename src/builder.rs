@@ -239,6 +239,13 @@ impl TelemetryBuilder {
                 consent == Consent::Denied,
             )?
         };
+        if consent == Consent::Denied {
+            // Close each engine's consent gate too (the purge itself happens as the spool
+            // opens); nothing to wait for.
+            for sink in &sinks {
+                sink.delivery().purge(Duration::ZERO);
+            }
+        }
         let sinks = Arc::new(sinks);
 
         let mut handoff = None;
