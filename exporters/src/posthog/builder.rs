@@ -52,7 +52,7 @@ impl std::fmt::Debug for PostHogExporterBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostHogExporterBuilder")
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
-            .field("host", &self.host)
+            .field("host", &crate::redact_url(&self.host))
             .field("batch_size", &self.batch_size)
             .field("flush_interval", &self.flush_interval)
             .field("delivery", &self.knobs)
@@ -185,11 +185,11 @@ impl PostHogExporterBuilder {
     fn endpoint(&self) -> Result<reqwest::Url, BuildError> {
         let host = parse_http_url("CL_POSTHOG_HOST", &self.host)?;
         if host.query().is_some() || host.fragment().is_some() {
-            return Err(BuildError::InvalidUrl {
-                setting: "CL_POSTHOG_HOST",
-                url: self.host.clone(),
-                reason: "a host must not carry a query or fragment".into(),
-            });
+            return Err(BuildError::invalid_url(
+                "CL_POSTHOG_HOST",
+                &self.host,
+                "a host must not carry a query or fragment",
+            ));
         }
         let base = host.as_str().trim_end_matches('/');
         parse_http_url("CL_POSTHOG_HOST", &format!("{base}/batch/"))
