@@ -60,7 +60,8 @@ pub struct DeliveryConfig {
 /// acknowledged after a 2xx (or a counted drop); what was not acknowledged when the process
 /// ended is sent on the next start. If the directory is locked by another process or
 /// unusable the engine falls back to `dir/<stream>/pid-<pid>`, else to memory, with one
-/// warning naming the reason. See `docs/RELIABILITY.md`.
+/// warning naming the reason; one not private to this user (Unix: another owner, or writable by
+/// group or others) is refused and the stream runs in memory. See `docs/RELIABILITY.md`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolConfig {
     /// The base directory (`CL_TELEMETRY_SPOOL_DIR`); each stream uses a subdirectory.
