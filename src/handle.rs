@@ -172,8 +172,9 @@ impl TelemetryHandle {
     /// events (including those a retry was waiting for) are dropped and counted as `purged`, and
     /// no further connection is made. Each engine closes its own gate too, so a record from a
     /// thread that passed the layer's gate a moment before is dropped (counted as `purged`)
-    /// instead of sent, and a request already on the wire is waited for (not retried): once
-    /// this returns, no request carrying an event leaves the process. The activity log keeps
+    /// instead of sent, and a request already on the wire is waited for (within the shutdown
+    /// timeout; it is not retried): once this returns, no request carrying an event leaves the
+    /// process. The activity log keeps
     /// working. `Granted` resumes the streams. With `DO_NOT_TRACK=1` / `CL_TELEMETRY_DISABLED=1` there are no streams, so a
     /// grant changes nothing for this run, but the choice is still stored.
     ///

@@ -55,6 +55,15 @@ impl std::fmt::Display for Held {
     }
 }
 
+fn purged(handle: &TelemetryHandle) -> u64 {
+    handle
+        .stats()
+        .streams
+        .iter()
+        .map(|s| s.delivery.dropped.purged)
+        .sum()
+}
+
 fn run_once(round: usize) {
     // Every answer is a little slow, so a request is often on the wire when Denied comes.
     let server = TestServer::start(|_, _| Reply::ok().delay(Duration::from_millis(5)));
@@ -114,6 +123,7 @@ fn run_once(round: usize) {
 
     handle.set_consent(Consent::Denied).unwrap();
     let at_return = server.requests().len();
+    let purged_at_return = purged(&handle);
     // The held thread finishes its record now, after the call returned.
     release.send(()).unwrap();
     straggler.join().unwrap();
@@ -140,6 +150,10 @@ fn run_once(round: usize) {
     for s in &stats.streams {
         assert_eq!(s.delivery.queued, 0, "{:?}", s.kind);
     }
+    assert!(
+        purged(&handle) > purged_at_return,
+        "the held record reached the engines after the call and was dropped there as purged"
+    );
     assert_eq!(
         server.requests().len(),
         at_return,
@@ -153,4 +167,36 @@ fn nothing_leaves_after_deny_returns_while_eight_threads_emit() {
     for round in 0..5 {
         run_once(round);
     }
+}
+
+#[test]
+fn a_grant_after_a_denied_start_reopens_the_engine_gates() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let dir = temp_dir("grant");
+    let telemetry = closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_test", server.base())
+        .relay(server.url("/relay"), None)
+        .compute_target_id("ct-race")
+        .data_dir(&dir)
+        .spool_dir(dir.join("spool"))
+        .default_consent(Consent::Denied)
+        .build()
+        .unwrap();
+    let handle = telemetry.handle();
+    assert!(!handle.is_upstream_enabled());
+    handle.set_consent(Consent::Granted).unwrap();
+    let (layer, guard) = telemetry.split();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info!(event = "command.started");
+    });
+    assert!(handle.flush(DEADLINE).is_complete());
+    assert_eq!(
+        server.wait_for(2, DEADLINE).len(),
+        2,
+        "both streams deliver"
+    );
+    assert_eq!(purged(&handle), 0);
+    assert_accounted(&handle);
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
 }
