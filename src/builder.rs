@@ -42,8 +42,9 @@ use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 /// | [`default_consent`](Self::default_consent) | `Granted` (a choice stored in the data dir wins) |
 ///
 /// Settings apply in call order, so `from_env()` after a setter lets the environment win, and
-/// a setter after `from_env()` lets the code win. `DO_NOT_TRACK=1` and
-/// `CL_TELEMETRY_DISABLED=1` win whenever `from_env()` is called.
+/// a setter after `from_env()` lets the code win. The one exception: once `from_env()` (or
+/// [`merge_env`](Self::merge_env)) has seen `DO_NOT_TRACK=1` or `CL_TELEMETRY_DISABLED=1`, no
+/// later call turns the streams back on, not even [`disabled(false)`](Self::disabled).
 #[derive(Debug, Clone)]
 pub struct TelemetryBuilder {
     pub(crate) app_version: String,
@@ -56,6 +57,9 @@ pub struct TelemetryBuilder {
     pub(crate) relay_max_delay: Option<Duration>,
     pub(crate) relay_connection: Option<RelayConnection>,
     pub(crate) default_consent: Consent,
+    /// `DO_NOT_TRACK` / `CL_TELEMETRY_DISABLED` seen in the environment: sticky, no setter
+    /// clears it.
+    pub(crate) env_disabled: bool,
 }
 
 impl TelemetryBuilder {
@@ -71,6 +75,7 @@ impl TelemetryBuilder {
             relay_max_delay: None,
             relay_connection: None,
             default_consent: Consent::Granted,
+            env_disabled: false,
         }
     }
 
@@ -91,6 +96,7 @@ impl TelemetryBuilder {
         c.verbose |= env.verbose;
         c.disabled |= env.disabled;
         c.spool_dir = env.spool_dir.or(c.spool_dir.take());
+        self.env_disabled |= env.disabled;
         self
     }
 
@@ -139,9 +145,10 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Turns both upstream streams off; the activity log keeps working.
+    /// Turns both upstream streams off; the activity log keeps working. `disabled(false)`
+    /// cannot undo `DO_NOT_TRACK=1` / `CL_TELEMETRY_DISABLED=1` read by `from_env()`.
     pub fn disabled(mut self, on: bool) -> Self {
-        self.cfg.disabled = on;
+        self.cfg.disabled = on || self.env_disabled;
         self
     }
 
@@ -222,7 +229,7 @@ impl TelemetryBuilder {
         let upstream = Arc::new(AtomicBool::new(consent == Consent::Granted));
         let invalid = Arc::new(AtomicU64::new(0));
 
-        let sinks: Vec<Sink> = if self.cfg.disabled {
+        let sinks: Vec<Sink> = if self.cfg.disabled || self.env_disabled {
             Vec::new()
         } else {
             streams::start(
@@ -232,6 +239,13 @@ impl TelemetryBuilder {
                 consent == Consent::Denied,
             )?
         };
+        if consent == Consent::Denied {
+            // Close each engine's consent gate too (the purge itself happens as the spool
+            // opens); nothing to wait for.
+            for sink in &sinks {
+                sink.delivery().purge(Duration::ZERO);
+            }
+        }
         let sinks = Arc::new(sinks);
 
         let mut handoff = None;

@@ -76,7 +76,10 @@ macro_rules! redacted_debug {
         impl std::fmt::Debug for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.debug_struct($name)
-                    $(.field(stringify!($field), &self.$field))*
+                    $(.field(
+                        stringify!($field),
+                        &closedloop_telemetry_exporters::redact_url(&self.$field),
+                    ))*
                     .finish_non_exhaustive()
             }
         }

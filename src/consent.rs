@@ -82,14 +82,14 @@ pub fn load(dir: &Path) -> Option<Consent> {
 
 /// Stores `consent` in `dir` atomically (temporary file, fsync, rename).
 pub fn store(dir: &Path, consent: Consent) -> io::Result<()> {
-    fs::create_dir_all(dir)?;
+    closedloop_telemetry_exporters::private_fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         "{CONSENT_FILE}.{}.{}.tmp",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
     let written = (|| {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = closedloop_telemetry_exporters::private_fs::create_file(&tmp)?;
         f.write_all(consent.as_str().as_bytes())?;
         f.sync_all()?;
         fs::rename(&tmp, dir.join(CONSENT_FILE))

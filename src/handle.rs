@@ -170,8 +170,12 @@ impl TelemetryHandle {
     ///
     /// `Denied` takes effect at once: the layer stops making records, every stream's queued
     /// events (including those a retry was waiting for) are dropped and counted as `purged`, and
-    /// no further connection is made. The activity log keeps working. `Granted` resumes the
-    /// streams. With `DO_NOT_TRACK=1` / `CL_TELEMETRY_DISABLED=1` there are no streams, so a
+    /// no further connection is made. Each engine closes its own gate too, so a record from a
+    /// thread that passed the layer's gate a moment before is dropped (counted as `purged`)
+    /// instead of sent, and a request already on the wire is waited for (within the shutdown
+    /// timeout; it is not retried): once this returns, no request carrying an event leaves the
+    /// process. The activity log keeps
+    /// working. `Granted` resumes the streams. With `DO_NOT_TRACK=1` / `CL_TELEMETRY_DISABLED=1` there are no streams, so a
     /// grant changes nothing for this run, but the choice is still stored.
     ///
     /// The choice is applied even when it cannot be persisted; the error says why it was not.
@@ -181,7 +185,12 @@ impl TelemetryHandle {
         *inner.consent.lock().unwrap_or_else(|p| p.into_inner()) = consent;
         let mut purged = 0;
         match consent {
-            Consent::Granted => inner.upstream.store(true, Ordering::Release),
+            Consent::Granted => {
+                for sink in inner.sinks.iter() {
+                    sink.delivery().resume();
+                }
+                inner.upstream.store(true, Ordering::Release);
+            }
             Consent::Denied => {
                 inner.upstream.store(false, Ordering::Release);
                 let deadline = Instant::now() + inner.shutdown_timeout;

@@ -34,11 +34,11 @@ pub fn load_or_create(dir: &Path) -> io::Result<String> {
             return Ok(s.to_string());
         }
     }
-    fs::create_dir_all(dir)?;
+    closedloop_telemetry_exporters::private_fs::create_dir_all(dir)?;
     let id = uuid::Uuid::new_v4().to_string();
     let tmp = dir.join(format!("{ID_FILE}.{}.tmp", std::process::id()));
     {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = closedloop_telemetry_exporters::private_fs::create_file(&tmp)?;
         f.write_all(id.as_bytes())?;
         f.sync_all()?;
     }

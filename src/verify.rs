@@ -82,7 +82,7 @@ pub fn run_with(mut env: EnvConfig, timeout: Duration) -> Result<VerifyReport, V
     let handle = telemetry.handle();
     let destination = match (&collector, &env.relay) {
         (Some(c), _) => format!("local collector {}", c.relay_url()),
-        (None, Some(r)) => r.url.clone(),
+        (None, Some(r)) => closedloop_telemetry_exporters::redact_url(&r.url),
         (None, None) => unreachable!("a collector is started when no relay is configured"),
     };
     let (layer, guard) = telemetry.split();

@@ -27,7 +27,7 @@ pub struct StreamExporter {
 impl std::fmt::Debug for StreamExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamExporter")
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &crate::redact_url(&self.endpoint))
             .field("credentials", &"[redacted]")
             .field("delivery", &self.delivery)
             .finish_non_exhaustive()

@@ -9,11 +9,14 @@ pub mod diagnostics;
 mod exporter;
 mod flush_through;
 pub mod posthog;
+pub mod private_fs;
 pub mod redact;
 pub mod relay;
 pub mod spool;
+mod url_redact;
 
 pub use delivery::{BuildError, Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason};
 pub use exporter::StreamExporter;
 pub use flush_through::FlushThrough;
 pub use posthog::{PostHogExporter, PostHogExporterBuilder};
+pub use url_redact::redact_url;

@@ -84,7 +84,7 @@ impl std::fmt::Debug for DatadogExporterBuilder {
         f.debug_struct("DatadogExporterBuilder")
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("site", &self.site)
-            .field("logs_url", &self.logs_url)
+            .field("logs_url", &self.logs_url.as_deref().map(crate::redact_url))
             .field("settings", &self.settings)
             .finish()
     }

@@ -1,7 +1,7 @@
 //! [`Delivery`]: the handle exporters hold. It admits events without blocking and talks to the
 //! worker through [`Command`]s.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -63,7 +63,8 @@ pub struct DeliveryConfig {
 /// acknowledged after a 2xx (or a counted drop); what was not acknowledged when the process
 /// ended is sent on the next start. If the directory is locked by another process or
 /// unusable the engine falls back to `dir/<stream>/pid-<pid>`, else to memory, with one
-/// warning naming the reason. See `docs/RELIABILITY.md`.
+/// warning naming the reason; one not private to this user (Unix: another owner, or writable by
+/// group or others) is refused and the stream runs in memory. See `docs/RELIABILITY.md`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolConfig {
     /// The base directory (`CL_TELEMETRY_SPOOL_DIR`); each stream uses a subdirectory.
@@ -144,7 +145,8 @@ pub(crate) enum Command {
     /// Stop waiting for a backoff timer and try now (e.g. the relay connection is back).
     Wake,
     /// Consent was denied: drop everything queued (counted as `purged`), abandon any backoff
-    /// and reply with the count. The worker keeps running and accepts later events.
+    /// and reply with the count once no request is on the wire. The worker keeps running;
+    /// events handed over while the gate is closed are dropped as `purged`.
     Purge {
         reply: std::sync::mpsc::SyncSender<u64>,
     },
@@ -167,6 +169,11 @@ struct Inner {
     admitted: Arc<AtomicUsize>,
     capacity: usize,
     shut: AtomicBool,
+    /// The consent gate, shared with the worker: while set, nothing is queued or sent.
+    denied: Arc<AtomicBool>,
+    /// Events the closed gate refused here since the last purge or resume (the purge's count
+    /// includes them).
+    gate_refused: AtomicU64,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -198,6 +205,7 @@ impl Delivery {
         let admitted = Arc::new(AtomicUsize::new(0));
         let (tx, rx) = unbounded_channel();
         let capacity = config.queue_capacity;
+        let denied = Arc::new(AtomicBool::new(false));
         let worker = Worker::new(
             stream.clone(),
             Arc::new(transport),
@@ -205,6 +213,7 @@ impl Delivery {
             stats.clone(),
             admitted.clone(),
             rx,
+            denied.clone(),
         );
         worker::spawn(worker)?;
         Ok(Delivery {
@@ -215,6 +224,8 @@ impl Delivery {
                 admitted,
                 capacity,
                 shut: AtomicBool::new(false),
+                denied,
+                gate_refused: AtomicU64::new(0),
             }),
         })
     }
@@ -242,7 +253,8 @@ impl Delivery {
 
     /// Hands already-decoded events to the worker (they must pass [`Stream::routes`]; others
     /// are counted as ignored). Never blocks: when the hand-over queue is full the excess is
-    /// dropped and counted as `queue_full`.
+    /// dropped and counted as `queue_full`. While the consent gate is closed (see
+    /// [`Delivery::purge`]) they are dropped and counted as `purged`.
     pub fn submit(&self, mut events: Vec<Event>) -> OTelSdkResult {
         if self.is_shutdown() {
             return Err(OTelSdkError::AlreadyShutdown);
@@ -252,6 +264,12 @@ impl Delivery {
         events.retain(|e| self.inner.stream.routes(e));
         stats.ignore((before - events.len()) as u64);
         if events.is_empty() {
+            return Ok(());
+        }
+        if self.inner.denied.load(Ordering::Acquire) {
+            let n = events.len() as u64;
+            stats.refused(DropReason::Purged, n, "consent denied");
+            self.inner.gate_refused.fetch_add(n, Ordering::Relaxed);
             return Ok(());
         }
         // Reserve room without a lock: the app thread must never wait for the worker.
@@ -349,12 +367,18 @@ impl Delivery {
         let _ = self.inner.tx.send(Command::Wake);
     }
 
-    /// Drops every event queued on this stream (hand-over queue, backlog, batches waiting for
-    /// a retry) without sending them, counts them as `purged` and returns how many there were.
-    /// Any pending backoff is abandoned, so no further connection is made for them. A request
-    /// already on the wire is not recalled. Waits at most `timeout` for the worker's answer
-    /// (then returns 0). For consent withdrawal.
+    /// Closes the consent gate and drops every event queued on this stream (hand-over queue,
+    /// backlog, batches waiting for a retry) without sending them, counts them as `purged` and
+    /// returns how many there were. For consent withdrawal.
+    ///
+    /// Until [`Delivery::resume`] every event handed over is dropped and counted as `purged`,
+    /// even one that was already on its way in, and no request starts. A request already on
+    /// the wire is not recalled: the answer comes once it has finished (a failed one is not
+    /// retried), so when `purge` returns in time no request of this stream is in flight and
+    /// none will start. Waits at most `timeout` for that answer (then returns 0; the gate is
+    /// closed all the same).
     pub fn purge(&self, timeout: Duration) -> u64 {
+        self.inner.denied.store(true, Ordering::Release);
         if self.is_shutdown() {
             return 0;
         }
@@ -362,7 +386,22 @@ impl Delivery {
         if self.inner.tx.send(Command::Purge { reply }).is_err() {
             return 0;
         }
-        rx.recv_timeout(timeout).unwrap_or(0)
+        let purged = rx.recv_timeout(timeout).unwrap_or(0);
+        purged + self.inner.gate_refused.swap(0, Ordering::Relaxed)
+    }
+
+    /// Reopens the consent gate closed by [`Delivery::purge`]: events are queued and sent
+    /// again.
+    pub fn resume(&self) {
+        self.inner.denied.store(false, Ordering::Release);
+        self.inner.gate_refused.store(0, Ordering::Relaxed);
+        self.wake();
+    }
+
+    /// Whether the consent gate is closed (after [`Delivery::purge`], before
+    /// [`Delivery::resume`]).
+    pub fn is_denied(&self) -> bool {
+        self.inner.denied.load(Ordering::Acquire)
     }
 
     fn ask(

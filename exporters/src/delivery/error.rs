@@ -8,11 +8,13 @@ pub enum BuildError {
     #[error("missing setting: {0}")]
     Missing(&'static str),
     /// A URL did not parse or is not usable (names the setting, the value and the problem).
-    #[error("invalid URL for {setting} ({url:?}): {reason}")]
+    /// The value is shown through [`redact_url`](crate::redact_url): no credential in it is
+    /// ever printed.
+    #[error("invalid URL for {setting} ({:?}): {reason}", crate::redact_url(.url))]
     InvalidUrl {
         /// The setting, e.g. `CL_POSTHOG_HOST`.
         setting: &'static str,
-        /// The value given.
+        /// The value given, already redacted (see [`BuildError::invalid_url`]).
         url: String,
         /// What is wrong with it.
         reason: String,
@@ -28,7 +30,23 @@ pub enum BuildError {
     /// The HTTP client could not be created (e.g. TLS initialisation failed).
     #[error("cannot create the HTTP client: {0}")]
     HttpClient(String),
+    /// `DO_NOT_TRACK` or `CL_TELEMETRY_DISABLED` (named) was set when the builder read the
+    /// environment: telemetry is off and no exporter is started. No builder call overrides it.
+    #[error("telemetry is disabled by {0}; no exporter is started")]
+    Disabled(&'static str),
     /// The worker thread could not be started.
     #[error("cannot start the delivery worker thread: {0}")]
     Worker(#[from] std::io::Error),
+}
+
+impl BuildError {
+    /// [`BuildError::InvalidUrl`] holding `url` redacted by [`redact_url`](crate::redact_url),
+    /// so neither `Display` nor `Debug` can show a credential.
+    pub fn invalid_url(setting: &'static str, url: &str, reason: impl Into<String>) -> Self {
+        BuildError::InvalidUrl {
+            setting,
+            url: crate::redact_url(url),
+            reason: reason.into(),
+        }
+    }
 }

@@ -36,7 +36,7 @@ pub struct HttpTransport {
 impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpTransport")
-            .field("url", &self.url.as_str())
+            .field("url", &crate::redact_url(self.url.as_str()))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -51,11 +51,7 @@ impl std::fmt::Debug for HttpTransport {
 /// assert!(err.to_string().contains("CL_RELAY_URL"));
 /// ```
 pub fn parse_http_url(setting: &'static str, url: &str) -> Result<Url, BuildError> {
-    let bad = |reason: String| BuildError::InvalidUrl {
-        setting,
-        url: url.to_string(),
-        reason,
-    };
+    let bad = |reason: String| BuildError::invalid_url(setting, url, reason);
     let parsed = Url::parse(url.trim()).map_err(|e| bad(e.to_string()))?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad(format!(

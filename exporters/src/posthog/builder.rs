@@ -43,13 +43,16 @@ pub struct PostHogExporterBuilder {
     knobs: DeliveryKnobs,
     compute_target_id: Option<String>,
     release_version: Option<String>,
+    /// The variable (`DO_NOT_TRACK` / `CL_TELEMETRY_DISABLED`) that disabled telemetry when
+    /// [`from_env`](Self::from_env) read it; no setter clears it.
+    disabled_by: Option<&'static str>,
 }
 
 impl std::fmt::Debug for PostHogExporterBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostHogExporterBuilder")
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
-            .field("host", &self.host)
+            .field("host", &crate::redact_url(&self.host))
             .field("batch_size", &self.batch_size)
             .field("flush_interval", &self.flush_interval)
             .field("delivery", &self.knobs)
@@ -67,6 +70,7 @@ impl Default for PostHogExporterBuilder {
             knobs: DeliveryKnobs::default(),
             compute_target_id: None,
             release_version: None,
+            disabled_by: None,
         }
     }
 }
@@ -74,6 +78,10 @@ impl Default for PostHogExporterBuilder {
 impl PostHogExporterBuilder {
     /// A builder seeded from `CL_POSTHOG_API_KEY`, `CL_POSTHOG_HOST`, `CL_COMPUTE_TARGET_ID`
     /// and `CL_RELEASE_VERSION` (unset or empty variables keep the defaults).
+    ///
+    /// With `DO_NOT_TRACK` or `CL_TELEMETRY_DISABLED` set to anything but an off value
+    /// (`0`, `false`, `no`, `off`), [`build`](Self::build) returns [`BuildError::Disabled`]
+    /// whatever else is set: no worker, no connection.
     pub fn from_env() -> Self {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
@@ -86,6 +94,9 @@ impl PostHogExporterBuilder {
             host: get("CL_POSTHOG_HOST").unwrap_or(defaults.host.clone()),
             compute_target_id: get("CL_COMPUTE_TARGET_ID"),
             release_version: get("CL_RELEASE_VERSION"),
+            disabled_by: ["DO_NOT_TRACK", "CL_TELEMETRY_DISABLED"]
+                .into_iter()
+                .find(|k| get(k).is_some_and(|v| !is_off(&v))),
             ..defaults
         }
     }
@@ -183,11 +194,11 @@ impl PostHogExporterBuilder {
     fn endpoint(&self) -> Result<reqwest::Url, BuildError> {
         let host = parse_http_url("CL_POSTHOG_HOST", &self.host)?;
         if host.query().is_some() || host.fragment().is_some() {
-            return Err(BuildError::InvalidUrl {
-                setting: "CL_POSTHOG_HOST",
-                url: self.host.clone(),
-                reason: "a host must not carry a query or fragment".into(),
-            });
+            return Err(BuildError::invalid_url(
+                "CL_POSTHOG_HOST",
+                &self.host,
+                "a host must not carry a query or fragment",
+            ));
         }
         let base = host.as_str().trim_end_matches('/');
         parse_http_url("CL_POSTHOG_HOST", &format!("{base}/batch/"))
@@ -195,6 +206,9 @@ impl PostHogExporterBuilder {
 
     /// Checks the settings, starts the worker thread and returns the exporter.
     pub fn build(self) -> Result<PostHogExporter, BuildError> {
+        if let Some(var) = self.disabled_by {
+            return Err(BuildError::Disabled(var));
+        }
         let api_key = self
             .api_key
             .clone()
@@ -236,6 +250,14 @@ impl PostHogExporterBuilder {
             endpoint: Arc::from(endpoint.as_str()),
         })
     }
+}
+
+/// An explicit off value of a flag variable; anything else set counts as on.
+fn is_off(value: &str) -> bool {
+    matches!(
+        value.trim().to_ascii_lowercase().as_str(),
+        "0" | "false" | "no" | "off"
+    )
 }
 
 #[cfg(test)]
@@ -299,5 +321,31 @@ mod tests {
         let exporter = b.build().unwrap();
         assert!(!format!("{exporter:?}").contains("phc_secret"));
         assert_eq!(exporter.endpoint(), "http://127.0.0.1:9/batch/");
+    }
+
+    #[test]
+    fn do_not_track_in_the_environment_cannot_be_overridden() {
+        for (var, value) in [
+            ("DO_NOT_TRACK", "1"),
+            ("CL_TELEMETRY_DISABLED", "true"),
+            ("DO_NOT_TRACK", "maybe"),
+        ] {
+            let b = PostHogExporterBuilder::from_lookup(|k| match k {
+                "CL_POSTHOG_API_KEY" => Some("phc_test".into()),
+                k if k == var => Some(value.into()),
+                _ => None,
+            });
+            let err = b.api_key("phc_other").host("http://127.0.0.1:9").build();
+            assert!(
+                matches!(err, Err(BuildError::Disabled(v)) if v == var),
+                "{var}={value}"
+            );
+        }
+        let off = PostHogExporterBuilder::from_lookup(|k| match k {
+            "CL_POSTHOG_API_KEY" => Some("phc_test".into()),
+            "DO_NOT_TRACK" => Some("0".into()),
+            _ => None,
+        });
+        assert!(off.host("http://127.0.0.1:9").build().is_ok());
     }
 }

@@ -76,7 +76,7 @@ pub struct RelayExporterBuilder {
 impl std::fmt::Debug for RelayExporterBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelayExporterBuilder")
-            .field("url", &self.url)
+            .field("url", &self.url.as_deref().map(crate::redact_url))
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("channel", &self.channel.is_some())
             .field("settings", &self.settings)

@@ -84,7 +84,7 @@ pub(crate) fn read(dir: &Path) -> CursorStatus {
 /// fsynced before the rename and the directory after it, so the new cursor survives power loss.
 pub(crate) fn write(dir: &Path, p: Position, durable: bool) -> io::Result<()> {
     let tmp = dir.join(CURSOR_TMP);
-    let mut file = File::create(&tmp)?;
+    let mut file = crate::private_fs::create_file(&tmp)?;
     file.write_all(&encode(p))?;
     if durable {
         file.sync_all()?;

@@ -25,6 +25,15 @@ pub enum SpoolError {
         /// The underlying error.
         source: io::Error,
     },
+    /// The directory is not private to this user (Unix: owned by another user, or writable by
+    /// group or others), so it is not used: the stream keeps its items in memory.
+    #[error("spool directory {} refused: {reason}", .dir.display())]
+    Refused {
+        /// The directory.
+        dir: PathBuf,
+        /// Why it is not private.
+        reason: String,
+    },
     /// Reading or writing spool files failed (disk full, I/O error).
     #[error("spool I/O error: {0}")]
     Io(#[from] io::Error),

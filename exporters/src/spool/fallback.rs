@@ -19,7 +19,8 @@ pub enum SpoolHandle {
         /// Why the requested directory was not used.
         primary_error: SpoolError,
     },
-    /// No directory worked: the engine must keep items in memory only (and should warn).
+    /// No directory worked, or the requested one was refused as not private: the engine keeps
+    /// items in memory only.
     MemoryOnly {
         /// Why the requested directory was not used.
         primary_error: SpoolError,
@@ -54,7 +55,8 @@ impl SpoolHandle {
 impl Spool {
     /// Opens `dir`; if that fails for any reason, opens `dir/pid-<pid>` (a directory no other
     /// live process can be using); if that fails too, reports memory only with both reasons.
-    /// Never fails and never blocks on a lock.
+    /// A directory refused as not private ([`SpoolError::Refused`]) goes straight to memory
+    /// only (both reasons name it), with one warning. Never fails and never blocks on a lock.
     ///
     /// With `dir` opened, it adopts every `dir/pid-*` subdirectory no live process holds (a
     /// per-process spool left by an earlier process): their unacknowledged records are appended
@@ -74,6 +76,21 @@ impl Spool {
             }
             Err(e) => e,
         };
+        if let SpoolError::Refused { dir, reason } = &primary_error {
+            // A per-process directory inside it would be no safer: memory only.
+            tracing::warn!(
+                error = %primary_error,
+                "spool: directory not private to this user, keeping items in memory only"
+            );
+            let fallback_error = SpoolError::Refused {
+                dir: dir.clone(),
+                reason: reason.clone(),
+            };
+            return SpoolHandle::MemoryOnly {
+                primary_error,
+                fallback_error,
+            };
+        }
         let own = dir.join(format!("pid-{}", std::process::id()));
         match Spool::open(&own, opts) {
             Ok(spool) => {

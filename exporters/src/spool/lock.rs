@@ -4,7 +4,7 @@
 //! same file, even in the same process, does not get the lock. The kernel releases it when the
 //! holder exits, however it exits (SIGKILL included), so a stale lock file never blocks a restart.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
@@ -27,7 +27,7 @@ pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, SpoolError> {
         dir: dir.to_path_buf(),
         source,
     };
-    let mut file = OpenOptions::new()
+    let mut file = crate::private_fs::file_options()
         .read(true)
         .write(true)
         .create(true)

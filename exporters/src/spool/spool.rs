@@ -113,6 +113,8 @@ impl Spool {
     ///
     /// Errors: [`SpoolError::Locked`] when another process holds the directory,
     /// [`SpoolError::Unusable`] when it cannot be created, listed or locked,
+    /// [`SpoolError::Refused`] when it is not private to this user (Unix: another owner, or
+    /// writable by group or others; see [`crate::private_fs`]),
     /// [`SpoolError::Io`] when a segment cannot be read, [`SpoolError::InvalidOptions`].
     pub fn open(dir: impl AsRef<Path>, opts: SpoolOptions) -> Result<Spool, SpoolError> {
         opts.validate()?;
@@ -121,7 +123,11 @@ impl Spool {
             dir: dir.clone(),
             source,
         };
-        fs::create_dir_all(&dir).map_err(unusable)?;
+        crate::private_fs::create_dir_all(&dir).map_err(unusable)?;
+        crate::private_fs::check_private_dir(&dir).map_err(|reason| SpoolError::Refused {
+            dir: dir.clone(),
+            reason,
+        })?;
         let lock = lock_dir(&dir)?;
         let _ = fs::remove_file(dir.join(cursor::CURSOR_TMP));
 

@@ -1,6 +1,5 @@
 //! The write path: appending (rotation and the size cap), writing out the buffer, and syncing.
 
-use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::time::Instant;
 
@@ -85,7 +84,7 @@ impl Spool {
 
     fn start_segment(&mut self) -> Result<(), SpoolError> {
         let number = self.next_segment;
-        let file = OpenOptions::new()
+        let file = crate::private_fs::file_options()
             .create_new(true)
             .append(true)
             .open(segment_path(&self.dir, number))

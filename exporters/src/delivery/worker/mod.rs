@@ -3,7 +3,7 @@
 //! the retry policy, and answers flush and shutdown.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Instant;
@@ -45,6 +45,14 @@ pub(crate) struct Worker {
     flushes: Vec<(Instant, SyncSender<u64>)>,
     shutdown: Option<(Instant, Option<SyncSender<u64>>)>,
     warned_status: HashSet<u16>,
+    /// The consent gate (see `Delivery::purge`): while set nothing is queued or sent.
+    denied: Arc<AtomicBool>,
+    /// A request is on the wire (purges then wait for its outcome before answering).
+    sending: bool,
+    /// Purges answered once the request on the wire has finished, with their counts.
+    purge_replies: Vec<(SyncSender<u64>, u64)>,
+    /// Events the closed gate dropped before the purge command came (it reports them).
+    gate_drops: u64,
 }
 
 /// Starts the worker thread.
@@ -84,6 +92,7 @@ impl Worker {
         stats: Arc<DeliveryStats>,
         admitted: Arc<AtomicUsize>,
         rx: UnboundedReceiver<Command>,
+        denied: Arc<AtomicBool>,
     ) -> Self {
         let mut frame = Vec::new();
         stream.frame(&[], &mut frame);
@@ -103,6 +112,10 @@ impl Worker {
             flushes: Vec::new(),
             shutdown: None,
             warned_status: HashSet::new(),
+            denied,
+            sending: false,
+            purge_replies: Vec::new(),
+            gate_drops: 0,
         }
     }
 
@@ -149,8 +162,16 @@ impl Worker {
         !self.flushes.is_empty() || self.shutdown.is_some()
     }
 
-    /// When the next request should go (`None`: nothing to send).
+    /// Whether the consent gate is closed.
+    fn is_denied(&self) -> bool {
+        self.denied.load(Ordering::Acquire)
+    }
+
+    /// When the next request should go (`None`: nothing to send, or consent is denied).
     fn send_at(&self, now: Instant) -> Option<Instant> {
+        if self.is_denied() {
+            return None;
+        }
         if let Some(t) = self.backoff_until.filter(|t| *t > now) {
             return (self.pending() > 0).then_some(t);
         }
@@ -172,6 +193,12 @@ impl Worker {
         match cmd {
             Some(Command::Events(events)) => {
                 self.admitted.fetch_sub(events.len(), Ordering::AcqRel);
+                if self.is_denied() {
+                    // Handed over by a thread that passed the gate just before it closed.
+                    self.drop_items(DropReason::Purged, events.len(), "consent denied");
+                    self.gate_drops += events.len() as u64;
+                    return;
+                }
                 for event in &events {
                     self.queue_event(event);
                 }
@@ -183,10 +210,20 @@ impl Worker {
             Some(Command::Shutdown { deadline, reply }) => {
                 self.shutdown = Some((deadline, Some(reply)));
             }
-            Some(Command::Wake) => self.backoff_until = None,
+            Some(Command::Wake) => {
+                self.backoff_until = None;
+                if !self.is_denied() {
+                    self.gate_drops = 0;
+                }
+            }
             Some(Command::Purge { reply }) => {
-                let purged = self.purge();
-                let _ = reply.try_send(purged);
+                let purged = self.purge() + std::mem::take(&mut self.gate_drops);
+                if self.sending {
+                    // Answer once the request on the wire has finished (see `send_next`).
+                    self.purge_replies.push((reply, purged));
+                } else {
+                    let _ = reply.try_send(purged);
+                }
             }
             None => {
                 // Every handle is gone: deliver what we can within the default deadline.
@@ -283,8 +320,14 @@ impl Worker {
 
     /// Drops everything queued (counted as `purged`) and forgets any backoff; returns the count.
     /// Events handed over before the purge command are already in the backlog (commands are
-    /// taken in order). A request on the wire is not recalled; its outcome is ignored.
+    /// taken in order). A batch on the wire is not recalled: it stays until its outcome is
+    /// known (a failure then counts it as `purged`, see `on_result`).
     fn purge(&mut self) -> u64 {
+        let on_wire = if self.sending {
+            self.inflight.pop_front()
+        } else {
+            None
+        };
         let mut n = self.backlog.purge() as usize;
         n += self
             .inflight
@@ -294,7 +337,17 @@ impl Worker {
         self.backoff_until = None;
         self.connect_failures = 0;
         self.drop_items(DropReason::Purged, n, "consent denied");
+        if let Some(batch) = on_wire {
+            self.inflight.push_front(batch);
+        }
         n as u64
+    }
+
+    /// Answers the purges that waited for the request on the wire.
+    fn answer_purges(&mut self) {
+        for (reply, n) in self.purge_replies.drain(..) {
+            let _ = reply.try_send(n);
+        }
     }
 
     /// Drops whatever is left (counted as `shutdown`) and answers every waiter. With a spool,
@@ -308,7 +361,9 @@ impl Worker {
             match cmd {
                 Command::Events(events) => {
                     self.admitted.fetch_sub(events.len(), Ordering::AcqRel);
-                    if durable {
+                    if self.is_denied() {
+                        self.drop_items(DropReason::Purged, events.len(), "consent denied");
+                    } else if durable {
                         // Spool them too: they go out on the next start.
                         events.iter().for_each(|e| self.queue_event(e));
                     } else {
@@ -345,6 +400,7 @@ impl Worker {
         drop(std::mem::replace(&mut self.backlog, Backlog::new(1)));
         let left = left + spooled;
         replies.extend(self.flushes.drain(..).map(|(_, r)| r));
+        replies.extend(self.purge_replies.drain(..).map(|(r, _)| r));
         replies.extend(self.shutdown.take().and_then(|(_, r)| r));
         for reply in replies {
             let _ = reply.try_send(left as u64);

@@ -30,6 +30,9 @@ pub(crate) fn exchange_budget(request_timeout: Duration, body_bytes: usize) -> D
 
 impl Worker {
     pub(super) async fn send_next(&mut self) {
+        if self.is_denied() {
+            return;
+        }
         let now = SystemTime::now();
         if self.inflight.is_empty() {
             self.backlog
@@ -70,9 +73,13 @@ impl Worker {
         self.backlog.forget(&expired_items);
         self.stats.request();
         // `None`: abandoned at the shutdown deadline; finish() counts the batch.
-        if let Some(result) = self.exchange(request).await {
+        self.sending = true;
+        let result = self.exchange(request).await;
+        self.sending = false;
+        if let Some(result) = result {
             self.on_result(result, attempts);
         }
+        self.answer_purges();
     }
 
     /// Sends one request, still serving commands meanwhile; `None` when the shutdown
@@ -131,10 +138,17 @@ impl Worker {
         } else {
             attempts
         };
-        let decision =
+        let mut decision =
             self.cfg
                 .retry
                 .decide(outcome, attempt, items, SystemTime::now(), fastrand::f64());
+        if self.is_denied() && matches!(decision, Decision::Backoff(_) | Decision::Split) {
+            // Consent was denied while this batch was on the wire: no second attempt.
+            decision = Decision::Drop(DropReason::Purged);
+            for (_, n) in &mut self.purge_replies {
+                *n += items as u64;
+            }
+        }
         if !connection {
             self.connect_failures = 0;
         }

@@ -1,0 +1,202 @@
+//! Consent withdrawal under load: once `set_consent(Denied)` returns, no request carrying an
+//! event leaves the process, even though app threads were emitting right up to the call.
+//! Through the public builder with its default batching and retry policy.
+
+mod support;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use closedloop_telemetry::consent::Consent;
+use closedloop_telemetry::TelemetryHandle;
+use support::server::{Reply, TestServer};
+use tracing_subscriber::prelude::*;
+
+const THREADS: usize = 8;
+const DEADLINE: Duration = Duration::from_secs(10);
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("cl-race-{tag}-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `routed = sent + dropped + queued` on every stream.
+fn assert_accounted(handle: &TelemetryHandle) {
+    for s in handle.stats().streams {
+        let d = &s.delivery;
+        assert_eq!(
+            s.routed,
+            d.sent + d.dropped.total() + d.queued,
+            "{:?}: {d:?}",
+            s.kind
+        );
+    }
+}
+
+/// A field value that, formatted once armed, parks its thread inside the layer (after the
+/// consent gate) until released: the app thread that "passed the gate a moment earlier".
+struct Held {
+    armed: AtomicBool,
+    entered: Mutex<Sender<()>>,
+    release: Mutex<Receiver<()>>,
+}
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.armed.swap(false, Ordering::AcqRel) {
+            let _ = self.entered.lock().unwrap().send(());
+            let _ = self.release.lock().unwrap().recv();
+        }
+        f.write_str("held")
+    }
+}
+
+fn purged(handle: &TelemetryHandle) -> u64 {
+    handle
+        .stats()
+        .streams
+        .iter()
+        .map(|s| s.delivery.dropped.purged)
+        .sum()
+}
+
+fn run_once(round: usize) {
+    // Every answer is a little slow, so a request is often on the wire when Denied comes.
+    let server = TestServer::start(|_, _| Reply::ok().delay(Duration::from_millis(5)));
+    let dir = temp_dir(&format!("r{round}"));
+    let telemetry = closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_test", server.base())
+        .relay(server.url("/relay"), None)
+        .compute_target_id("ct-race")
+        .data_dir(&dir)
+        .spool_dir(dir.join("spool"))
+        .build()
+        .unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    let stop = Arc::new(AtomicBool::new(false));
+    let emitted = Arc::new(AtomicU64::new(0));
+    let threads: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let (dispatch, stop, emitted) = (dispatch.clone(), stop.clone(), emitted.clone());
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || {
+                    while !stop.load(Ordering::Relaxed) {
+                        tracing::info!(event = "command.started");
+                        tracing::info!(event = "job.completed", exit_code = 0);
+                        emitted.fetch_add(2, Ordering::Relaxed);
+                    }
+                })
+            })
+        })
+        .collect();
+
+    // Traffic flows (PostHog batches of 20 go at once) before consent is withdrawn.
+    assert!(
+        server.wait_for(3, DEADLINE).len() >= 3,
+        "no traffic before Denied"
+    );
+    // One more thread passes the gate and is held inside the layer, mid-record.
+    let (entered_tx, entered) = channel();
+    let (release, release_rx) = channel();
+    let held = Arc::new(Held {
+        armed: AtomicBool::new(true),
+        entered: Mutex::new(entered_tx),
+        release: Mutex::new(release_rx),
+    });
+    let straggler = {
+        let (dispatch, held) = (dispatch.clone(), held.clone());
+        std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&dispatch, || {
+                tracing::info!(event = "command.started", note = %held);
+            })
+        })
+    };
+    entered
+        .recv_timeout(DEADLINE)
+        .expect("the layer formats the held field");
+
+    handle.set_consent(Consent::Denied).unwrap();
+    let at_return = server.requests().len();
+    let purged_at_return = purged(&handle);
+    // The held thread finishes its record now, after the call returned.
+    release.send(()).unwrap();
+    straggler.join().unwrap();
+
+    // The threads keep emitting for a while after the call, then stop.
+    let after = emitted.load(Ordering::Relaxed);
+    while emitted.load(Ordering::Relaxed) < after + 10_000 {
+        std::thread::yield_now();
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+
+    // Wait on the pipeline, not a clock: the flush pushes the hand-off queue through and
+    // returns once every engine is idle; shutdown stops the workers (nothing can send later).
+    let report = handle.flush(DEADLINE);
+    assert!(report.is_complete(), "{report}");
+    assert_accounted(&handle);
+    let report = guard.shutdown();
+    assert_eq!(report.remaining(), 0, "{report}");
+    assert_accounted(&handle);
+    let stats = handle.stats();
+    for s in &stats.streams {
+        assert_eq!(s.delivery.queued, 0, "{:?}", s.kind);
+    }
+    assert!(
+        purged(&handle) > purged_at_return,
+        "the held record reached the engines after the call and was dropped there as purged"
+    );
+    assert_eq!(
+        server.requests().len(),
+        at_return,
+        "round {round}: a request arrived after set_consent(Denied) returned"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn nothing_leaves_after_deny_returns_while_eight_threads_emit() {
+    for round in 0..5 {
+        run_once(round);
+    }
+}
+
+#[test]
+fn a_grant_after_a_denied_start_reopens_the_engine_gates() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let dir = temp_dir("grant");
+    let telemetry = closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_test", server.base())
+        .relay(server.url("/relay"), None)
+        .compute_target_id("ct-race")
+        .data_dir(&dir)
+        .spool_dir(dir.join("spool"))
+        .default_consent(Consent::Denied)
+        .build()
+        .unwrap();
+    let handle = telemetry.handle();
+    assert!(!handle.is_upstream_enabled());
+    handle.set_consent(Consent::Granted).unwrap();
+    let (layer, guard) = telemetry.split();
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+        tracing::info!(event = "command.started");
+    });
+    assert!(handle.flush(DEADLINE).is_complete());
+    assert_eq!(
+        server.wait_for(2, DEADLINE).len(),
+        2,
+        "both streams deliver"
+    );
+    assert_eq!(purged(&handle), 0);
+    assert_accounted(&handle);
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+}
