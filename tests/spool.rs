@@ -15,6 +15,7 @@ use closedloop_telemetry_exporters::spool::{
     SpoolOptions,
 };
 use proptest::prelude::*;
+use support::accounting::assert_accounting;
 use support::process::{KillOnDrop, TempDir};
 use support::server::TestServer;
 use support::tagged;
@@ -734,7 +735,8 @@ fn records_spooled_in_a_pid_directory_are_delivered_by_the_next_engine_start() {
     }
     let report = b.shutdown(Duration::from_millis(500)).unwrap();
     assert_eq!(report.stats.spooled, N as u64, "{report:?}");
-    a.shutdown(Duration::from_secs(5)).unwrap();
+    assert_accounting(&report.stats);
+    assert_accounting(&a.shutdown(Duration::from_secs(5)).unwrap().stats);
     // What B left behind, by seq.
     let mut left = std::collections::BTreeMap::new();
     {
@@ -763,5 +765,5 @@ fn records_spooled_in_a_pid_directory_are_delivered_by_the_next_engine_start() {
     let spool = s.spool.expect("C has a spool");
     assert_eq!((spool.adopted_dirs, spool.adopted_items), (1, N as u64));
     assert!(!own.exists());
-    c.shutdown(Duration::from_secs(5)).unwrap();
+    assert_accounting(&c.shutdown(Duration::from_secs(5)).unwrap().stats);
 }

@@ -51,6 +51,8 @@ pub struct Spool {
     pub(super) next_segment: u64,
     pub(super) write_buf: Vec<u8>,
     pub(super) buffered_records: u64,
+    /// Buffered records whose write failed, for [`Spool::take_unstored`].
+    pub(super) unstored: Vec<super::segment::SpoolItem>,
     /// Sealed segment files whose data is not yet fsynced.
     pub(super) unsynced_files: Vec<File>,
     pub(super) data_unsynced: bool,
@@ -191,6 +193,7 @@ impl Spool {
             next_segment: last.max(start.segment) + 1,
             write_buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
             buffered_records: 0,
+            unstored: Vec::new(),
             unsynced_files: Vec::new(),
             data_unsynced: false,
             dir_unsynced,
