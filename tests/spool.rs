@@ -166,6 +166,35 @@ fn ack_is_clamped_to_what_was_handed_out_and_never_goes_back() {
 }
 
 #[test]
+fn ack_items_never_moves_the_cursor_past_an_unacknowledged_item() {
+    let tmp = TempDir::new("ack-items");
+    {
+        let mut spool = Spool::open(tmp.path(), small()).unwrap();
+        for i in 0..4 {
+            spool.append(&item(i, 10)).unwrap();
+        }
+        let batch = spool.read_batch(4, usize::MAX).unwrap();
+        // Item 1 is dropped (e.g. expired) while item 0 is still in flight.
+        spool.ack_items([batch[1].0]).unwrap();
+        assert_eq!(
+            spool.ack_position(),
+            Position::default(),
+            "item 0 is not acked"
+        );
+        assert_eq!(spool.stats().pending_items, 3);
+        // Item 0 delivered: the cursor covers 0 and 1, not 2.
+        spool.ack_items([batch[0].0]).unwrap();
+        assert_eq!(spool.ack_position(), batch[1].0);
+        spool.ack_items([batch[3].0]).unwrap();
+        assert_eq!(spool.ack_position(), batch[1].0, "item 2 is still out");
+        spool.sync().unwrap();
+    }
+    // A restart replays item 2 and, not yet covered by the cursor, item 3 (a duplicate).
+    let mut spool = Spool::open(tmp.path(), small()).unwrap();
+    assert_eq!(indices(&drain(&mut spool)), vec![2, 3]);
+}
+
+#[test]
 fn graceful_reopen_replays_exactly_the_unacked_items() {
     let tmp = TempDir::new("reopen");
     {

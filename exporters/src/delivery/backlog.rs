@@ -305,26 +305,19 @@ impl Backlog {
         Some(p.item)
     }
 
-    /// The items (taken earlier, in order) were delivered or dropped and counted: with a
-    /// spool, acknowledge them so they are not replayed.
+    /// The items (taken earlier) were delivered or dropped and counted: with a spool,
+    /// acknowledge exactly them, so they are not replayed. The spool's cursor never moves past
+    /// an item still taken (in flight) or read ahead: settling an expired item never settles a
+    /// fresher one still being sent ([`Spool::ack_items`]).
     pub(crate) fn settle(&mut self, items: &[Item], now: Instant) {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        let last = items.iter().filter_map(|i| d.taken.remove(&i.id)).max();
-        if let Some(pos) = last {
+        let positions: Vec<Position> = items.iter().filter_map(|i| d.taken.remove(&i.id)).collect();
+        if !positions.is_empty() {
             // A failed cursor write is counted by the spool; it means a replay, not a loss.
-            let _ = d.spool.ack(pos);
+            let _ = d.spool.ack_items(positions);
             d.mark_dirty(now);
-        }
-    }
-
-    /// Forgets taken items without acknowledging them (a later ack covers them).
-    pub(crate) fn forget(&mut self, items: &[Item]) {
-        if let Some(d) = self.durable.as_mut() {
-            for i in items {
-                d.taken.remove(&i.id);
-            }
         }
     }
 

@@ -1,7 +1,7 @@
 //! The [`Spool`] itself: opening (recovery), appending (rotation and the cap) and syncing.
 //! Reading and acknowledging live in `read.rs`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -65,6 +65,8 @@ pub struct Spool {
     pub(super) read: Position,
     /// Positions handed out by `read_batch` and not yet acknowledged, ascending.
     pub(super) handed_out: VecDeque<Position>,
+    /// Handed-out positions acknowledged by [`Spool::ack_items`] while an earlier one is not.
+    pub(super) acked_ahead: BTreeSet<Position>,
     pub(super) read_buf: ReadBuf,
     /// Damage before this position has been counted already.
     pub(super) damage_counted_until: Position,
@@ -202,6 +204,7 @@ impl Spool {
             cursor: start,
             read: start,
             handed_out: VecDeque::new(),
+            acked_ahead: BTreeSet::new(),
             read_buf: ReadBuf::default(),
             damage_counted_until: start,
             stats: SpoolStats {
