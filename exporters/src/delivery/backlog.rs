@@ -83,6 +83,7 @@ impl Durable {
             self.warned = true;
             tracing::warn!(
                 dir = %self.spool.dir().display(),
+                error = self.spool.last_write_error().unwrap_or("refused"),
                 kept_in_memory_up_to = capacity,
                 "telemetry spool failed to store events (disk full or I/O error): they stay in \
                  memory and are delivered from there; beyond that bound they are dropped and \

@@ -53,6 +53,8 @@ pub struct Spool {
     pub(super) buffered_records: u64,
     /// Buffered records whose write failed, for [`Spool::take_unstored`].
     pub(super) unstored: Vec<super::segment::SpoolItem>,
+    /// The error of the last failed write of appended items.
+    pub(super) write_error: Option<String>,
     /// Sealed segment files whose data is not yet fsynced.
     pub(super) unsynced_files: Vec<File>,
     pub(super) data_unsynced: bool,
@@ -196,6 +198,7 @@ impl Spool {
             write_buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
             buffered_records: 0,
             unstored: Vec::new(),
+            write_error: None,
             unsynced_files: Vec::new(),
             data_unsynced: false,
             dir_unsynced,

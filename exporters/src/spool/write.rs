@@ -93,7 +93,10 @@ impl Spool {
             .create_new(true)
             .append(true)
             .open(segment_path(&self.dir, number))
-            .inspect_err(|_| self.count_io_error("create a segment"))?;
+            .inspect_err(|e| {
+                self.write_error = Some(e.to_string());
+                self.count_io_error("create a segment");
+            })?;
         self.next_segment += 1;
         self.segments.insert(number, SegMeta::default());
         self.active = Some(Active {
@@ -158,7 +161,11 @@ impl Spool {
                 }
                 self.stats.pending_items = self.stats.pending_items.saturating_sub(lost);
                 self.unstore_buffer();
-                self.count_io_error("write a segment");
+                // Not logged here: nothing is lost yet (the caller takes the items back and
+                // reports the failure once); later I/O failures are only counted.
+                self.stats.io_errors += 1;
+                self.warned.io = true;
+                self.write_error = Some(e.to_string());
                 Err(e.into())
             }
         }
@@ -182,6 +189,11 @@ impl Spool {
     /// counts them as dropped. Empty when nothing failed.
     pub fn take_unstored(&mut self) -> Vec<SpoolItem> {
         std::mem::take(&mut self.unstored)
+    }
+
+    /// The error of the last failed write of appended items (e.g. "No space left on device").
+    pub fn last_write_error(&self) -> Option<&str> {
+        self.write_error.as_deref()
     }
 
     pub(super) fn count_io_error(&mut self, what: &str) {
