@@ -57,7 +57,9 @@ pub struct TelemetryStats {
 pub struct StreamStats {
     /// Which stream.
     pub kind: StreamKind,
-    /// Events the app emitted that route to this stream (handed to its engine).
+    /// Events the app emitted in this run that route to this stream: handed to its engine, or
+    /// dropped in front of it (hand-off queue full, shut down) and counted there. The same
+    /// number as `delivery.routed`; see `docs/RELIABILITY.md`, "Accounting".
     pub routed: u64,
     /// The delivery engine's counters (sent, queued, retried, dropped by reason, …).
     pub delivery: DeliveryStatsSnapshot,
@@ -226,10 +228,13 @@ impl TelemetryHandle {
                 .inner
                 .sinks
                 .iter()
-                .map(|s| StreamStats {
-                    kind: s.kind,
-                    routed: s.routed(),
-                    delivery: s.delivery().stats(),
+                .map(|s| {
+                    let delivery = s.delivery().stats();
+                    StreamStats {
+                        kind: s.kind,
+                        routed: delivery.routed,
+                        delivery,
+                    }
                 })
                 .collect(),
         }

@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::decode::{decode, DecodeError, DecodeOptions, Event};
 use closedloop_telemetry_exporters::delivery::DropReason;
-use closedloop_telemetry_layers::catalogue;
-use closedloop_telemetry_layers::envelope::{Diagnostics, TraceEnvelope};
+use closedloop_telemetry_layers::catalogue::{self, CatalogueEntry};
+use closedloop_telemetry_layers::convention::{CUSTOM_EVENT_NAME, EVENT};
+use opentelemetry::logs::AnyValue;
 use opentelemetry_sdk::logs::SdkLogRecord;
 
 use crate::sink::Sink;
@@ -220,27 +221,21 @@ impl Shared {
     }
 
     /// Counts a record dropped at the door as `queue_full` (`shutdown` once closed) on every
-    /// stream that would have taken it, read from the record's catalogue name alone: nothing is
-    /// decoded here. `queue_full` drops land in the streams' counters on the worker's next pass.
+    /// stream that would have taken it. Nothing is decoded here: the routing is read from the
+    /// record's name alone ([`door_route`]), exactly as the decoder would find it, so a record
+    /// the decoder would ignore is counted nowhere. The record becomes `routed` only together
+    /// with its drop: `queue_full` drops are counted (both) on the worker's next pass.
     fn count_rejected(&self, record: &SdkLogRecord) {
-        let entry = record.event_name().and_then(catalogue::lookup);
-        let probe = Event {
-            name: String::new(),
-            entry,
-            time: std::time::UNIX_EPOCH,
-            severity: None,
-            trace: TraceEnvelope::default(),
-            diagnostics: Diagnostics::default(),
-            release_version: None,
+        let Some(entry) = door_route(record) else {
+            return;
         };
         let closed = self.closed.load(Ordering::Relaxed);
         for (sink, pending) in self.sinks.iter().zip(self.door_drops.iter()) {
-            if !sink.routes(&probe) {
+            if !sink.kind.routes_entry(entry, sink.allow_custom) {
                 continue;
             }
             if closed {
-                let why = "telemetry is shut down";
-                sink.delivery().count_refused(DropReason::Shutdown, 1, why);
+                sink.count_refused(DropReason::Shutdown, 1, "telemetry is shut down");
             } else {
                 pending.fetch_add(1, Ordering::Relaxed);
             }
@@ -251,10 +246,8 @@ impl Shared {
     fn settle_door_drops(&self) {
         for (sink, pending) in self.sinks.iter().zip(self.door_drops.iter()) {
             let n = pending.swap(0, Ordering::Relaxed);
-            if n > 0 {
-                let why = "the facade's hand-off queue is full";
-                sink.delivery().count_refused(DropReason::QueueFull, n, why);
-            }
+            let why = "the facade's hand-off queue is full";
+            sink.count_refused(DropReason::QueueFull, n, why);
         }
     }
 
@@ -350,11 +343,44 @@ impl Shared {
             }
         }
         for (sink, events) in self.sinks.iter().zip(per_sink.iter_mut()) {
-            if !events.is_empty() {
-                let _ = sink.delivery().submit(std::mem::take(events));
+            if events.is_empty() {
+                continue;
+            }
+            let n = events.len() as u64;
+            if sink.delivery().submit(std::mem::take(events)).is_err() {
+                // The engine shut down first (a shutdown deadline passed while this worker
+                // was still draining): the events were routed, so count them as dropped.
+                let why = "the stream shut down before the hand-off reached it";
+                sink.count_refused(DropReason::Shutdown, n, why);
             }
         }
     }
+}
+
+/// The catalogue row a record would decode to (`Some(None)`: a custom event), or `None` when
+/// the decoder would ignore it (no event name, or a local-only activity entry). Mirrors
+/// [`decode`]'s name rules without decoding the record.
+fn door_route(record: &SdkLogRecord) -> Option<Option<&'static CatalogueEntry>> {
+    let mut entry = record
+        .event_name()
+        .filter(|n| *n != CUSTOM_EVENT_NAME)
+        .and_then(catalogue::lookup);
+    let mut named = entry.is_some();
+    for (key, value) in record.attributes_iter() {
+        match key.as_str() {
+            "activity" => return None,
+            EVENT => {
+                let name = match value {
+                    AnyValue::String(s) => s.as_str().trim().to_string(),
+                    other => format!("{other:?}"),
+                };
+                named = !name.is_empty();
+                entry = catalogue::lookup(&name);
+            }
+            _ => {}
+        }
+    }
+    named.then_some(entry)
 }
 
 #[cfg(test)]

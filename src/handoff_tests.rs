@@ -92,7 +92,6 @@ fn start(capacity: usize) -> (Handoff, Delivery, Gate) {
         kind: StreamKind::PostHog,
         delivery: delivery.clone(),
         allow_custom: false,
-        routed: Default::default(),
     }]);
     let decode = DecodeOptions {
         compute_target_id: Some("ct-handoff".into()),

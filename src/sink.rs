@@ -1,10 +1,8 @@
 //! One upstream stream as the facade sees it: its delivery engine and its routing rule.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
 use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::Delivery;
+use closedloop_telemetry_exporters::delivery::{Delivery, DropReason};
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 
 /// Which upstream a sink delivers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -29,7 +27,13 @@ impl StreamKind {
 
     /// Whether an event goes to this kind of stream under the catalogue.
     pub fn routes(self, event: &Event, allow_custom: bool) -> bool {
-        match (self, event.entry) {
+        self.routes_entry(event.entry, allow_custom)
+    }
+
+    /// Whether an event with this catalogue row (`None`: a custom event) goes to this kind of
+    /// stream.
+    pub fn routes_entry(self, entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
+        match (self, entry) {
             (StreamKind::PostHog, Some(e)) => e.posthog.is_some(),
             (StreamKind::PostHog, None) => false,
             (_, Some(e)) => e.relay.is_some(),
@@ -44,8 +48,6 @@ pub(crate) struct Sink {
     pub(crate) kind: StreamKind,
     pub(crate) delivery: Delivery,
     pub(crate) allow_custom: bool,
-    /// Events routed to this stream (handed to its engine, whatever happened next).
-    pub(crate) routed: Arc<AtomicU64>,
 }
 
 impl Sink {
@@ -57,16 +59,18 @@ impl Sink {
         &self.delivery
     }
 
-    /// Whether the event goes to this stream; counts it as routed when it does.
+    /// Whether the event goes to this stream. The stream's engine counts it as `routed` when
+    /// it is handed over ([`Delivery::submit`]) or dropped in front of it
+    /// ([`Sink::count_refused`]): one counter, so the facade and the engine never disagree.
     pub(crate) fn routes(&self, event: &Event) -> bool {
-        let yes = self.kind.routes(event, self.allow_custom);
-        if yes {
-            self.routed.fetch_add(1, Ordering::Relaxed);
-        }
-        yes
+        self.kind.routes(event, self.allow_custom)
     }
 
-    pub(crate) fn routed(&self) -> u64 {
-        self.routed.load(Ordering::Relaxed)
+    /// Counts `n` events this stream would have taken that were dropped before its engine
+    /// saw them: `routed` and dropped for `reason`, in the engine's counters.
+    pub(crate) fn count_refused(&self, reason: DropReason, n: u64, why: &str) {
+        if n > 0 {
+            self.delivery.count_refused(reason, n, why);
+        }
     }
 }

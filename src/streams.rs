@@ -37,7 +37,6 @@ pub(crate) fn start(
             kind: StreamKind::PostHog,
             delivery: exporter.delivery().clone(),
             allow_custom: false,
-            routed: Default::default(),
         });
     }
     let diagnostics = if let Some(relay) = &b.cfg.relay {
@@ -79,7 +78,6 @@ pub(crate) fn start(
             kind,
             delivery: exporter.delivery().clone(),
             allow_custom: b.allow_custom,
-            routed: Default::default(),
         });
     }
     Ok(sinks)

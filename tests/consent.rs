@@ -11,6 +11,7 @@ use std::time::Duration;
 use closedloop_telemetry::config::EnvConfig;
 use closedloop_telemetry::consent::{self, Consent};
 use closedloop_telemetry::{StreamKind, TelemetryBuilder};
+use support::accounting::assert_accounting;
 use support::server::{Reply, TestServer};
 use tracing::info;
 use tracing_subscriber::prelude::*;
@@ -91,6 +92,7 @@ fn deny_purges_queued_events_and_no_request_arrives() {
     // The workers have stopped: nothing can be sent any more.
     assert!(server.requests().is_empty(), "no request after Denied");
     assert_eq!(consent::load(&dir), Some(Consent::Denied));
+    assert_accounting(handle.stats());
 }
 
 #[test]
@@ -122,6 +124,7 @@ fn deny_after_delivery_stops_traffic_and_grant_resumes_it() {
     assert_eq!(sent, 6);
     drop(guard);
     assert_eq!(consent::load(&dir), Some(Consent::Granted));
+    assert_accounting(handle.stats());
 }
 
 #[test]
@@ -161,6 +164,8 @@ fn the_stored_choice_survives_a_restart() {
         .unwrap();
     assert_eq!(t.handle().consent(), Consent::Denied);
     assert!(!t.handle().is_upstream_enabled());
+    assert_accounting(handle.stats());
+    assert_accounting(t.handle().stats());
 }
 
 fn emit_handle_less(layer: closedloop_telemetry::ClosedLoopLayer) {
@@ -190,6 +195,7 @@ fn do_not_track_wins_over_a_stored_grant() {
     drop(guard);
     assert!(server.requests().is_empty());
     assert_eq!(consent::load(&dir), Some(Consent::Granted));
+    assert_accounting(handle.stats());
 }
 
 #[test]
@@ -219,6 +225,7 @@ fn deny_abandons_a_retry_backoff() {
     }
     assert_eq!(purged(&handle), 3);
     assert_eq!(server.requests().len(), before, "no retry after Denied");
+    assert_accounting(handle.stats());
 }
 
 #[test]
@@ -267,6 +274,7 @@ fn deny_empties_the_on_disk_spool() {
         );
     }
     assert_eq!(streams, 2, "posthog and relay each had a spool");
+    assert_accounting(handle.stats());
 }
 
 #[test]
@@ -311,4 +319,5 @@ fn a_stored_denial_purges_what_an_earlier_run_spooled_before_any_connection() {
         before,
         "not one request after a stored denial"
     );
+    assert_accounting(handle.stats());
 }

@@ -23,6 +23,7 @@ use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::spool::SpoolOptions;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use support::accounting::assert_accounting;
 use support::process::{status_kib, KillOnDrop, TempDir};
 use support::server::{Reply, Request, TestServer};
 use support::tagged::{config, event, start, STREAM};
@@ -87,6 +88,7 @@ fn storms_of_503_and_429_deliver_everything_with_stable_ids() {
     let s = d.stats();
     assert_eq!((s.sent, s.dropped.total()), (250, 0));
     assert!(s.retried >= 6, "{s:?}");
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -107,6 +109,7 @@ fn a_503_storm_longer_than_the_attempt_limit_loses_nothing() {
     let s = d.stats();
     assert_eq!((s.sent, s.dropped.total()), (100, 0), "{s:?}");
     assert!(s.retried >= 24, "{s:?}");
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -137,6 +140,7 @@ fn a_500_storm_exhausts_the_batch_and_the_stream_moves_on() {
     emit(&d, 10..20);
     assert!(d.flush(WAIT).is_complete());
     assert_eq!(d.stats().sent, first.sent + 10);
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -148,6 +152,7 @@ fn connection_resets_are_retried_until_delivered() {
     let ok: Vec<Request> = server.requests().into_iter().skip(4).collect();
     assert_all_arrived_with_stable_ids(&ok, 50);
     assert_eq!(d.stats().dropped.total(), 0);
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -166,6 +171,7 @@ fn a_hang_past_the_timeout_is_retried() {
     let s = d.stats();
     assert_eq!(s.sent, 20);
     assert_eq!(s.last_error.as_deref(), Some("request timed out"));
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -187,6 +193,7 @@ fn a_flapping_server_loses_nothing() {
     let ok: Vec<Request> = reqs.iter().skip(1).step_by(2).cloned().collect();
     assert_all_arrived_with_stable_ids(&ok, 300);
     assert_eq!(d.stats().dropped.total(), 0);
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -218,6 +225,7 @@ fn an_outage_larger_than_memory_then_recovery_loses_nothing_with_a_spool() {
     assert_all_arrived_with_stable_ids(&ok, 1000);
     let s = d.stats();
     assert_eq!((s.sent, s.dropped.total()), (1000, 0), "{s:?}");
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -229,6 +237,7 @@ fn graceful_exit_during_an_outage_spools_everything_and_the_next_start_sends_it(
     assert_eq!(report.remaining, 300);
     assert_eq!(report.stats.spooled, 300);
     assert_eq!(report.stats.dropped.total(), 0, "{report:?}");
+    assert_accounting(&report.stats);
     drop(d);
 
     let server = TestServer::always(200);
@@ -239,6 +248,7 @@ fn graceful_exit_during_an_outage_spools_everything_and_the_next_start_sends_it(
     assert_eq!((s.sent, s.dropped.total()), (300, 0));
     let again = d.shutdown(WAIT).unwrap();
     assert_eq!((again.remaining, again.stats.spooled), (0, 0));
+    assert_accounting(&again.stats);
 }
 
 #[test]
@@ -265,6 +275,7 @@ fn a_restart_resends_with_the_ids_of_the_first_attempt() {
             "seq {seq} changed its id across the restart"
         );
     }
+    assert_accounting(d.stats());
 }
 
 const CHILD_DIR: &str = "CL_FAULTS_CHILD_DIR";
@@ -360,6 +371,7 @@ fn sigkill_mid_stream_loses_at_most_the_last_sync_interval() {
     for (seq, ids) in &got {
         assert_eq!(ids.len(), 1, "seq {seq} has several ids");
     }
+    assert_accounting(d.stats());
 }
 
 /// Captures every log line of the process (the worker threads log too).
@@ -411,6 +423,7 @@ fn an_unusable_spool_dir_falls_back_to_memory_with_one_warning_and_still_deliver
         .collect();
     assert_eq!(mine.len(), 1, "one warning naming the reason: {mine:?}");
     assert!(mine[0].contains("memory only"), "{}", mine[0]);
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -450,6 +463,7 @@ fn a_tiny_cap_drops_the_oldest_counts_it_and_keeps_the_newest() {
     assert!(!got.contains(&0), "the oldest went");
     // Every event was either delivered after the restart or counted as lost to the cap.
     assert_eq!(got.len() as u64 + cap_lost, 2000, "got {}", got.len());
+    assert_accounting(d.stats());
 }
 
 #[test]
@@ -480,6 +494,7 @@ fn a_flood_of_a_million_events_stays_bounded_and_counts_every_drop() {
     assert!(s.dropped.queue_full + s.dropped.evicted > 0, "{s:?}");
     // Every event is accounted for, by reason.
     assert_eq!(s.dropped.total() + s.queued, N, "{s:?}");
+    assert_accounting(&s);
 }
 
 #[test]
@@ -513,6 +528,7 @@ fn a_damaged_spool_record_is_skipped_counted_and_the_rest_delivered() {
     assert_eq!(got.len(), 99, "exactly the damaged record is missing");
     let spool = d.stats().spool.expect("a spool");
     assert_eq!(spool.corrupt_regions_skipped, 1);
+    assert_accounting(d.stats());
 }
 
 /// The builders' clocks run this many times faster in the per-stream scenarios; the retry
@@ -577,6 +593,7 @@ fn posthog_default_policy_rides_out_a_503_storm_longer_than_the_attempt_limit() 
     // Every retry carried ids the delivered requests carry: the same, stable ids.
     let all: HashSet<String> = item_ids(&reqs, "uuid").into_iter().collect();
     assert_eq!(all.len(), 30);
+    assert_accounting(exporter.stats());
 }
 
 #[test]
@@ -598,6 +615,7 @@ fn relay_default_policy_retries_connection_resets_until_delivered() {
     assert_eq!(ok.len(), 50);
     let all: HashSet<String> = item_ids(&reqs, "id").into_iter().collect();
     assert_eq!(all.len(), 50, "the same ids on every attempt");
+    assert_accounting(exporter.stats());
 }
 
 #[test]
@@ -630,4 +648,5 @@ fn datadog_default_policy_gives_a_500_batch_up_after_10_attempts_and_moves_on() 
     assert!(exporter.flush(WAIT).is_complete());
     let s = exporter.stats();
     assert_eq!((s.sent, s.dropped.total()), (7, 5), "{s:?}");
+    assert_accounting(s);
 }

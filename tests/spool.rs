@@ -15,6 +15,7 @@ use closedloop_telemetry_exporters::spool::{
     SpoolOptions,
 };
 use proptest::prelude::*;
+use support::accounting::assert_accounting;
 use support::process::{KillOnDrop, TempDir};
 use support::server::TestServer;
 use support::tagged;
@@ -162,6 +163,35 @@ fn ack_is_clamped_to_what_was_handed_out_and_never_goes_back() {
     spool.ack(batch[0].0).unwrap();
     assert_eq!(spool.ack_position(), batch[1].0, "acks never move back");
     assert_eq!(indices(&drain(&mut spool)), vec![2, 3, 4]);
+}
+
+#[test]
+fn ack_items_never_moves_the_cursor_past_an_unacknowledged_item() {
+    let tmp = TempDir::new("ack-items");
+    {
+        let mut spool = Spool::open(tmp.path(), small()).unwrap();
+        for i in 0..4 {
+            spool.append(&item(i, 10)).unwrap();
+        }
+        let batch = spool.read_batch(4, usize::MAX).unwrap();
+        // Item 1 is dropped (e.g. expired) while item 0 is still in flight.
+        spool.ack_items([batch[1].0]).unwrap();
+        assert_eq!(
+            spool.ack_position(),
+            Position::default(),
+            "item 0 is not acked"
+        );
+        assert_eq!(spool.stats().pending_items, 3);
+        // Item 0 delivered: the cursor covers 0 and 1, not 2.
+        spool.ack_items([batch[0].0]).unwrap();
+        assert_eq!(spool.ack_position(), batch[1].0);
+        spool.ack_items([batch[3].0]).unwrap();
+        assert_eq!(spool.ack_position(), batch[1].0, "item 2 is still out");
+        spool.sync().unwrap();
+    }
+    // A restart replays item 2 and, not yet covered by the cursor, item 3 (a duplicate).
+    let mut spool = Spool::open(tmp.path(), small()).unwrap();
+    assert_eq!(indices(&drain(&mut spool)), vec![2, 3]);
 }
 
 #[test]
@@ -734,7 +764,8 @@ fn records_spooled_in_a_pid_directory_are_delivered_by_the_next_engine_start() {
     }
     let report = b.shutdown(Duration::from_millis(500)).unwrap();
     assert_eq!(report.stats.spooled, N as u64, "{report:?}");
-    a.shutdown(Duration::from_secs(5)).unwrap();
+    assert_accounting(&report.stats);
+    assert_accounting(&a.shutdown(Duration::from_secs(5)).unwrap().stats);
     // What B left behind, by seq.
     let mut left = std::collections::BTreeMap::new();
     {
@@ -763,5 +794,5 @@ fn records_spooled_in_a_pid_directory_are_delivered_by_the_next_engine_start() {
     let spool = s.spool.expect("C has a spool");
     assert_eq!((spool.adopted_dirs, spool.adopted_items), (1, N as u64));
     assert!(!own.exists());
-    c.shutdown(Duration::from_secs(5)).unwrap();
+    assert_accounting(&c.shutdown(Duration::from_secs(5)).unwrap().stats);
 }

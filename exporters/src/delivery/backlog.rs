@@ -8,10 +8,13 @@
 //! position; [`Backlog::settle`] acknowledges them once they are delivered or dropped and
 //! counted, so whatever was never settled (in flight, queued, or spooled at shutdown) is read
 //! again when the spool is next opened. The spool's own cap replaces eviction (losses surface
-//! through [`Backlog::take_cap_losses`]). An item the spool refuses (I/O error, too large for
-//! it) is kept in memory like without a spool.
+//! through [`Backlog::take_cap_losses`]). An item the spool refuses or fails to write (disk
+//! full, I/O error, too large for it) is kept in memory instead, up to `capacity` such items;
+//! beyond that it is dropped and counted as `spool_write_failed`
+//! ([`Backlog::take_write_failures`]). The first such failure is logged once, and new items
+//! then stay in memory for [`SPOOL_RETRY_AFTER`] before the spool is tried again.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
@@ -21,6 +24,9 @@ use crate::spool::{Position, Spool, SpoolStats};
 
 /// At most this many bytes of items are read back from the spool at once.
 const REFILL_MAX_BYTES: usize = 4 << 20;
+/// After the spool failed to store items, new items go to memory for this long before the
+/// spool is tried again (so a full disk is not hit on every append).
+pub(crate) const SPOOL_RETRY_AFTER: Duration = Duration::from_secs(30);
 
 #[derive(Debug)]
 struct Pending {
@@ -47,6 +53,12 @@ struct Durable {
     /// The last read came back short: nothing more is readable until the next append (keeps
     /// a miscount from making the worker spin on empty reads).
     exhausted: bool,
+    /// The spool failed to store items: new ones stay in memory until then.
+    bypass_until: Option<Instant>,
+    /// Items neither the spool nor memory could keep, not yet reported.
+    write_failed: u64,
+    /// Whether the spool's failure was logged.
+    warned: bool,
 }
 
 impl Durable {
@@ -62,6 +74,22 @@ impl Durable {
 
     fn mark_dirty(&mut self, now: Instant) {
         self.dirty_since.get_or_insert(now);
+    }
+
+    /// The spool could not store items: log it once and keep new items in memory for a while.
+    fn failed(&mut self, now: Instant, capacity: usize) {
+        self.bypass_until = Some(now + SPOOL_RETRY_AFTER);
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!(
+                dir = %self.spool.dir().display(),
+                error = self.spool.last_write_error().unwrap_or("refused"),
+                kept_in_memory_up_to = capacity,
+                "telemetry spool failed to store events (disk full or I/O error): they stay in \
+                 memory and are delivered from there; beyond that bound they are dropped and \
+                 counted as spool_write_failed (logged once)"
+            );
+        }
     }
 }
 
@@ -104,6 +132,9 @@ impl Backlog {
                 sync_interval,
                 cap_seen,
                 exhausted: false,
+                bypass_until: None,
+                write_failed: 0,
+                warned: false,
             }),
         }
     }
@@ -137,16 +168,27 @@ impl Backlog {
     /// Appends an item; without a spool, when full, evicts and returns the oldest one.
     pub(crate) fn push(&mut self, item: Item, now: Instant) -> Option<Item> {
         if let Some(d) = self.durable.as_mut() {
-            if d.spool
-                .append_parts(item.id, to_ms(item.created), &item.bytes)
-                .is_ok()
-            {
+            if d.bypass_until.is_some_and(|t| now < t) {
+                self.keep_unstored(item, now);
+                return None;
+            }
+            d.bypass_until = None;
+            let stored = d
+                .spool
+                .append_parts(item.id, to_ms(item.created), &item.bytes);
+            if stored.is_ok() {
                 d.unread_since.get_or_insert(now);
                 d.exhausted = false;
                 d.mark_dirty(now);
-                return None;
+            } else {
+                d.failed(now, self.capacity);
             }
-            // Refused by the spool (counted there): keep it in memory like without a spool.
+            // Items buffered earlier whose write failed just now come first.
+            self.reclaim(now);
+            if stored.is_err() {
+                self.keep_unstored(item, now);
+            }
+            return None;
         }
         let evicted = if self.items.len() >= self.capacity {
             self.pop_front().map(|p| p.item)
@@ -159,6 +201,53 @@ impl Backlog {
             pos: None,
         });
         evicted
+    }
+
+    /// With a spool: keeps an item the spool could not store in memory, unless `capacity` such
+    /// items are there already; then it is dropped (see [`Backlog::take_write_failures`]).
+    fn keep_unstored(&mut self, item: Item, now: Instant) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        let memory_only = self.items.len() as u64 - d.in_memory.min(self.items.len() as u64);
+        if memory_only >= self.capacity as u64 {
+            d.write_failed += 1;
+            return;
+        }
+        self.items.push_back(Pending {
+            item,
+            queued_at: now,
+            pos: None,
+        });
+    }
+
+    /// With a spool: takes back the items whose write to the spool failed and keeps them in
+    /// memory (the spool has already forgotten them).
+    fn reclaim(&mut self, now: Instant) {
+        let Some(d) = self.durable.as_mut() else {
+            return;
+        };
+        let unstored = d.spool.take_unstored();
+        if unstored.is_empty() {
+            return;
+        }
+        d.failed(now, self.capacity);
+        for si in unstored {
+            let item = Item {
+                id: si.id,
+                created: UNIX_EPOCH + Duration::from_millis(si.created_ms),
+                bytes: si.bytes,
+            };
+            self.keep_unstored(item, now);
+        }
+    }
+
+    /// With a spool: items dropped since the last call because neither the spool nor memory
+    /// could keep them (counted as `spool_write_failed`).
+    pub(crate) fn take_write_failures(&mut self) -> u64 {
+        self.durable
+            .as_mut()
+            .map_or(0, |d| std::mem::take(&mut d.write_failed))
     }
 
     /// With a spool, reads items back until `max_items` wait in memory (a batch's worth).
@@ -192,6 +281,7 @@ impl Backlog {
         if d.unread() == 0 {
             d.unread_since = None;
         }
+        self.reclaim(now);
     }
 
     fn pop_front(&mut self) -> Option<Pending> {
@@ -216,39 +306,33 @@ impl Backlog {
         Some(p.item)
     }
 
-    /// The items (taken earlier, in order) were delivered or dropped and counted: with a
-    /// spool, acknowledge them so they are not replayed.
+    /// The items (taken earlier) were delivered or dropped and counted: with a spool,
+    /// acknowledge exactly them, so they are not replayed. The spool's cursor never moves past
+    /// an item still taken (in flight) or read ahead: settling an expired item never settles a
+    /// fresher one still being sent ([`Spool::ack_items`]).
     pub(crate) fn settle(&mut self, items: &[Item], now: Instant) {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        let last = items.iter().filter_map(|i| d.taken.remove(&i.id)).max();
-        if let Some(pos) = last {
+        let positions: Vec<Position> = items.iter().filter_map(|i| d.taken.remove(&i.id)).collect();
+        if !positions.is_empty() {
             // A failed cursor write is counted by the spool; it means a replay, not a loss.
-            let _ = d.spool.ack(pos);
+            let _ = d.spool.ack_items(positions);
             d.mark_dirty(now);
         }
     }
 
-    /// Forgets taken items without acknowledging them (a later ack covers them).
-    pub(crate) fn forget(&mut self, items: &[Item]) {
-        if let Some(d) = self.durable.as_mut() {
-            for i in items {
-                d.taken.remove(&i.id);
-            }
-        }
-    }
-
-    /// With a spool: items the cap deleted since the last call. Read-ahead items of the
-    /// deleted segments leave memory too (they are counted, not sent).
-    pub(crate) fn take_cap_losses(&mut self) -> u64 {
+    /// With a spool: items the cap deleted since the last call, and the ids of those among
+    /// them that were taken for a batch (the caller removes them from its batches: they are
+    /// counted as lost, not sent). Read-ahead items of the deleted segments leave memory too.
+    pub(crate) fn take_cap_losses(&mut self) -> (u64, HashSet<Uuid>) {
         let Some(d) = self.durable.as_mut() else {
-            return 0;
+            return (0, HashSet::new());
         };
         let total = d.spool.stats().dropped_by_cap;
         let lost = total.saturating_sub(d.cap_seen);
         if lost == 0 {
-            return 0;
+            return (0, HashSet::new());
         }
         d.cap_seen = total;
         let ack = d.spool.ack_position();
@@ -257,8 +341,15 @@ impl Backlog {
         d.in_memory = d
             .in_memory
             .saturating_sub((before - self.items.len()) as u64);
-        d.taken.retain(|_, pos| *pos > ack);
-        lost
+        let mut gone = HashSet::new();
+        d.taken.retain(|id, pos| {
+            let keep = *pos > ack;
+            if !keep {
+                gone.insert(*id);
+            }
+            keep
+        });
+        (lost, gone)
     }
 
     /// With a spool: writes appended items out to the file (so a process kill cannot lose
@@ -273,6 +364,7 @@ impl Backlog {
         } else {
             let _ = d.spool.maybe_sync(now);
         }
+        self.reclaim(now);
     }
 
     /// When [`Backlog::write_out`] must run next to honour the sync interval.
@@ -287,6 +379,7 @@ impl Backlog {
             d.dirty_since = None;
             let _ = d.spool.sync();
         }
+        self.reclaim(Instant::now());
     }
 
     /// The spool's counters, when there is one.
@@ -299,7 +392,8 @@ impl Backlog {
     /// for an in-flight batch are acknowledged too (the caller counts them). Returns how many
     /// queued items were purged.
     pub(crate) fn purge(&mut self) -> u64 {
-        let mut seen = std::collections::HashSet::new();
+        self.reclaim(Instant::now());
+        let mut seen = HashSet::new();
         let mut last: Option<Position> = None;
         while let Some(p) = self.pop_front() {
             seen.insert(p.item.id);
@@ -337,8 +431,10 @@ impl Backlog {
     }
 
     /// Removes everything. Returns the items held only in memory (lost) and how many stay in
-    /// the spool for the next start.
+    /// the spool for the next start (made durable first; what fails to be written is returned
+    /// as held in memory).
     pub(crate) fn drain(&mut self) -> (Vec<Item>, u64) {
+        self.sync();
         let unread = self.durable.as_ref().map_or(0, Durable::unread);
         let mut lost = Vec::new();
         let mut spooled = unread;

@@ -30,11 +30,14 @@ pub enum DropReason {
     Purged,
     /// The on-disk spool reached its size cap and deleted its oldest segment.
     SpoolCap,
+    /// The spool could not store the event (disk full, I/O error) and the memory queue that
+    /// keeps such events was full as well.
+    SpoolWriteFailed,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 10] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::QueueFull,
         DropReason::Evicted,
         DropReason::Invalid,
@@ -45,6 +48,7 @@ impl DropReason {
         DropReason::Shutdown,
         DropReason::Purged,
         DropReason::SpoolCap,
+        DropReason::SpoolWriteFailed,
     ];
 
     /// The snake_case name used in logs and reports.
@@ -60,6 +64,7 @@ impl DropReason {
             DropReason::Shutdown => "shutdown",
             DropReason::Purged => "purged",
             DropReason::SpoolCap => "spool_cap",
+            DropReason::SpoolWriteFailed => "spool_write_failed",
         }
     }
 
@@ -69,9 +74,17 @@ impl DropReason {
 }
 
 /// The shared counters of one delivery engine. All counters but `queued` are monotonic.
+///
+/// They keep one invariant (docs/RELIABILITY.md, "Accounting"): every event is counted once
+/// where it came from (`routed` this run, or `replayed` from the spool) and once where it is
+/// (`sent`, `dropped` by reason, or still `queued`), so
+/// `routed + replayed = sent + dropped.total() + queued`. Each change moves one event between
+/// two of them in one step; a snapshot taken while the engine works may catch a step half done.
 #[derive(Debug)]
 pub struct DeliveryStats {
     stream: &'static str,
+    routed: AtomicU64,
+    replayed: AtomicU64,
     queued: AtomicU64,
     sent: AtomicU64,
     requests: AtomicU64,
@@ -98,6 +111,7 @@ pub struct DroppedCounts {
     pub shutdown: u64,
     pub purged: u64,
     pub spool_cap: u64,
+    pub spool_write_failed: u64,
 }
 
 impl DroppedCounts {
@@ -113,6 +127,7 @@ impl DroppedCounts {
             + self.shutdown
             + self.purged
             + self.spool_cap
+            + self.spool_write_failed
     }
 
     /// The count for one reason.
@@ -128,14 +143,26 @@ impl DroppedCounts {
             DropReason::Shutdown => self.shutdown,
             DropReason::Purged => self.purged,
             DropReason::SpoolCap => self.spool_cap,
+            DropReason::SpoolWriteFailed => self.spool_write_failed,
         }
     }
 }
 
 /// A point-in-time copy of [`DeliveryStats`].
+///
+/// `routed + replayed = sent + dropped.total() + queued` (see [`DeliveryStats`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryStatsSnapshot {
-    /// Events accepted and not yet delivered or dropped (hand-over queue, backlog, in flight).
+    /// Events handed to this engine in this run that its stream routes: those queued, and
+    /// those refused at once (queue full, invalid, shut down, or dropped by a stage in front
+    /// of the engine and reported with [`Delivery::count_refused`](super::Delivery::count_refused)).
+    pub routed: u64,
+    /// Events an earlier run left in the spool, found when this engine opened it.
+    pub replayed: u64,
+    /// Events routed or replayed and neither delivered nor dropped yet, wherever they wait: in
+    /// memory (hand-over queue, backlog, in flight) or in the on-disk spool. After shutdown,
+    /// what stays in the spool for the next start is still queued (and also reported as
+    /// [`spooled`](Self::spooled)).
     pub queued: u64,
     /// Events delivered (answered 2xx).
     pub sent: u64,
@@ -162,6 +189,8 @@ impl DeliveryStats {
     pub fn new(stream: &'static str) -> Self {
         DeliveryStats {
             stream,
+            routed: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
             queued: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             requests: AtomicU64::new(0),
@@ -179,6 +208,8 @@ impl DeliveryStats {
     pub fn snapshot(&self) -> DeliveryStatsSnapshot {
         let d = |r: DropReason| self.dropped[r.index()].load(Relaxed);
         DeliveryStatsSnapshot {
+            routed: self.routed.load(Relaxed),
+            replayed: self.replayed.load(Relaxed),
             queued: self.queued.load(Relaxed),
             sent: self.sent.load(Relaxed),
             requests: self.requests.load(Relaxed),
@@ -195,6 +226,7 @@ impl DeliveryStats {
                 shutdown: d(DropReason::Shutdown),
                 purged: d(DropReason::Purged),
                 spool_cap: d(DropReason::SpoolCap),
+                spool_write_failed: d(DropReason::SpoolWriteFailed),
             },
             spooled: self.spooled.load(Relaxed),
             spool: self.spool.lock().map(|s| *s).unwrap_or(None),
@@ -207,8 +239,16 @@ impl DeliveryStats {
         self.queued.load(Relaxed)
     }
 
+    /// Counts `n` routed events taken into the queue.
     pub(crate) fn enqueued(&self, n: u64) {
         self.queued.fetch_add(n, Relaxed);
+        self.routed.fetch_add(n, Relaxed);
+    }
+
+    /// Counts `n` events an earlier run left in the spool, now queued again.
+    pub(crate) fn replayed(&self, n: u64) {
+        self.queued.fetch_add(n, Relaxed);
+        self.replayed.fetch_add(n, Relaxed);
     }
 
     /// Removes `n` events from the `queued` gauge (they were sent, dropped or ignored).
@@ -235,8 +275,9 @@ impl DeliveryStats {
         self.ignored.fetch_add(n, Relaxed);
     }
 
-    /// Counts `n` dropped events that were never queued (refused at the door).
+    /// Counts `n` routed events dropped before they were queued (refused at the door).
     pub(crate) fn refused(&self, reason: DropReason, n: u64, detail: &str) {
+        self.routed.fetch_add(n, Relaxed);
         let _ = self.count_drop(reason, n, detail);
     }
 
@@ -270,10 +311,10 @@ impl DeliveryStats {
         false
     }
 
-    /// Counts `n` queued events left in the spool at shutdown (settles the gauge).
+    /// Counts `n` queued events left in the spool at shutdown (they stay `queued`: they wait
+    /// in the spool for the next start).
     pub(crate) fn spooled(&self, n: u64) {
         self.spooled.fetch_add(n, Relaxed);
-        self.settle(n);
     }
 
     pub(crate) fn set_spool(&self, stats: Option<SpoolStats>) {
@@ -301,6 +342,8 @@ mod tests {
         stats.dropped(DropReason::Rejected, 2, "HTTP 400");
         stats.refused(DropReason::QueueFull, 7, "full");
         let s = stats.snapshot();
+        assert_eq!(s.routed, 12);
+        assert_eq!(s.routed, s.sent + s.dropped.total() + s.queued);
         assert_eq!(s.queued, 1);
         assert_eq!(s.sent, 2);
         assert_eq!(s.dropped.rejected, 2);

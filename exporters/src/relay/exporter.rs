@@ -16,6 +16,10 @@ use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
 use crate::exporter::StreamExporter;
 use crate::redact::Redactor;
 
+/// Messages older than this are dropped as `expired`, never sent: the relay forwards them to
+/// Datadog, whose intake refuses them (the same 18 h as `datadog::wire::MAX_AGE`).
+const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(18 * 3600);
+
 /// The relay exporter (a [`StreamExporter`] built by [`RelayExporterBuilder`]).
 pub type RelayExporter = StreamExporter;
 
@@ -63,7 +67,7 @@ impl Stream for RelayStream {
 /// | [`url`](Self::url) | required for HTTP (`CL_RELAY_URL`) |
 /// | [`token`](Self::token) | none (`CL_RELAY_TOKEN`): no `Authorization` header |
 /// | [`channel`](Self::channel) | off: use the app's own relay connection instead of HTTP |
-/// | batch | at most 100 messages and 5 MB per request |
+/// | batch | at most 100 messages and 5 MB per request; messages older than 18 h expire (counted as `expired`) |
 /// | shared settings | see [`DiagnosticsSettings`] (max delay 2 s, verbose off, …) |
 #[derive(Clone, Default)]
 pub struct RelayExporterBuilder {
@@ -113,7 +117,7 @@ impl RelayExporterBuilder {
             max_items: MAX_ITEMS,
             max_body_bytes: MAX_BODY_BYTES,
             max_delay: self.settings.max_delay,
-            expiry: None,
+            expiry: Some(MAX_AGE),
         };
         let stream = RelayStream {
             allow_custom: self.settings.allow_custom_events,

@@ -71,8 +71,9 @@
 //! - [`Spool::maybe_sync`] also fsyncs the data, the directory and the cursor when
 //!   `sync_interval` (default 500 ms) has passed since the last fsync and anything changed.
 //! - [`Spool::sync`] does all of it now: call it on flush and shutdown.
-//! - [`Spool::ack`] replaces the cursor file at once (page cache) and deletes fully
-//!   acknowledged segments; the cursor is fsynced at the next sync.
+//! - [`Spool::ack`] (and [`Spool::ack_items`], which acknowledges exactly the items given and
+//!   never moves the cursor past an unacknowledged one) replaces the cursor file at once (page
+//!   cache) and deletes fully acknowledged segments; the cursor is fsynced at the next sync.
 //!
 //! What can be lost:
 //! - **Process killed (SIGKILL, crash, panic=abort):** only appends still in the in-memory

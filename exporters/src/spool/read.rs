@@ -125,9 +125,8 @@ impl Spool {
             }
             self.handed_out.pop_front();
             target = Some(front);
-            if let Some(meta) = self.segments.get_mut(&front.segment) {
-                meta.acked += 1;
-                self.stats.pending_items = self.stats.pending_items.saturating_sub(1);
+            if !self.acked_ahead.remove(&front) {
+                self.count_acked(front);
             }
         }
         let Some(target) = target else {
@@ -143,6 +142,45 @@ impl Spool {
             self.count_io_error("write the cursor");
         })?;
         Ok(())
+    }
+
+    /// Acknowledges exactly the handed-out items at `positions` (each the position
+    /// [`read_batch`](Self::read_batch) returned with it), in any order.
+    ///
+    /// Unlike [`ack`](Self::ack), this never covers an item it was not given: the cursor moves
+    /// only over the gap-free run of acknowledged items from the oldest one handed out. An item
+    /// acknowledged while an earlier one is still outstanding (e.g. an expired item dropped
+    /// while a fresher, earlier one is still being sent) is remembered and covered once every
+    /// earlier item is acknowledged too; until then a restart replays it (a duplicate, never a
+    /// loss). Positions not handed out (or already acknowledged) are ignored.
+    pub fn ack_items(
+        &mut self,
+        positions: impl IntoIterator<Item = Position>,
+    ) -> Result<(), SpoolError> {
+        for p in positions {
+            if self.handed_out.binary_search(&p).is_ok() && self.acked_ahead.insert(p) {
+                self.count_acked(p);
+            }
+        }
+        let mut up_to = None;
+        for p in &self.handed_out {
+            if !self.acked_ahead.contains(p) {
+                break;
+            }
+            up_to = Some(*p);
+        }
+        match up_to {
+            Some(p) => self.ack(p),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts one handed-out item as acknowledged (no longer pending).
+    fn count_acked(&mut self, p: Position) {
+        if let Some(meta) = self.segments.get_mut(&p.segment) {
+            meta.acked += 1;
+            self.stats.pending_items = self.stats.pending_items.saturating_sub(1);
+        }
     }
 
     /// Deletes sealed segments that lie wholly before the cursor.
@@ -189,6 +227,7 @@ impl Spool {
             );
         }
         self.handed_out.retain(|p| p.segment != n);
+        self.acked_ahead.retain(|p| p.segment != n);
         let next = Position::new(n + 1, 0);
         if self.cursor < next {
             self.cursor = next;

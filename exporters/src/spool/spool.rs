@@ -1,7 +1,7 @@
 //! The [`Spool`] itself: opening (recovery), appending (rotation and the cap) and syncing.
 //! Reading and acknowledging live in `read.rs`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -51,6 +51,10 @@ pub struct Spool {
     pub(super) next_segment: u64,
     pub(super) write_buf: Vec<u8>,
     pub(super) buffered_records: u64,
+    /// Buffered records whose write failed, for [`Spool::take_unstored`].
+    pub(super) unstored: Vec<super::segment::SpoolItem>,
+    /// The error of the last failed write of appended items.
+    pub(super) write_error: Option<String>,
     /// Sealed segment files whose data is not yet fsynced.
     pub(super) unsynced_files: Vec<File>,
     pub(super) data_unsynced: bool,
@@ -63,6 +67,8 @@ pub struct Spool {
     pub(super) read: Position,
     /// Positions handed out by `read_batch` and not yet acknowledged, ascending.
     pub(super) handed_out: VecDeque<Position>,
+    /// Handed-out positions acknowledged by [`Spool::ack_items`] while an earlier one is not.
+    pub(super) acked_ahead: BTreeSet<Position>,
     pub(super) read_buf: ReadBuf,
     /// Damage before this position has been counted already.
     pub(super) damage_counted_until: Position,
@@ -197,6 +203,8 @@ impl Spool {
             next_segment: last.max(start.segment) + 1,
             write_buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
             buffered_records: 0,
+            unstored: Vec::new(),
+            write_error: None,
             unsynced_files: Vec::new(),
             data_unsynced: false,
             dir_unsynced,
@@ -205,6 +213,7 @@ impl Spool {
             cursor: start,
             read: start,
             handed_out: VecDeque::new(),
+            acked_ahead: BTreeSet::new(),
             read_buf: ReadBuf::default(),
             damage_counted_until: start,
             stats: SpoolStats {

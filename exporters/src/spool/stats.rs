@@ -18,8 +18,10 @@ pub struct SpoolStats {
     pub corrupt_regions_skipped: u64,
     /// Bytes in those damaged stretches.
     pub corrupt_bytes_skipped: u64,
-    /// Appended items lost because writing them to the file failed (disk full, I/O error).
-    pub lost_on_write_error: u64,
+    /// Appended items whose write to the file failed (disk full, I/O error). They are not lost
+    /// by the spool: [`Spool::take_unstored`](super::Spool::take_unstored) hands them back (the
+    /// delivery engine keeps them in memory).
+    pub write_failed_items: u64,
     /// Failed file operations of any kind (writes, fsyncs, deletions, cursor updates).
     pub io_errors: u64,
     /// Records moved in on open from `pid-<pid>` directories left by earlier processes (counted

@@ -9,7 +9,9 @@ use super::cursor;
 use super::error::SpoolError;
 use super::options::WRITE_BUFFER_BYTES;
 use super::segment::MAX_PAYLOAD_LEN;
-use super::segment::{encode_record, record_len, SpoolItem, HEADER_LEN, ITEM_PREFIX_LEN};
+use super::segment::{
+    encode_record, record_len, scan_segment, Scanned, SpoolItem, HEADER_LEN, ITEM_PREFIX_LEN,
+};
 use super::spool::{segment_path, Active, SegMeta, Spool};
 
 impl Spool {
@@ -27,9 +29,11 @@ impl Spool {
     /// [`dropped_by_cap`](super::SpoolStats::dropped_by_cap)); the new item is never the one
     /// dropped.
     ///
-    /// Errors: [`SpoolError::ItemTooLarge`], [`SpoolError::Io`]: this item is not stored. After
-    /// an I/O error, earlier items still in the write buffer are lost too; they are counted in
-    /// [`lost_on_write_error`](super::SpoolStats::lost_on_write_error), this one is not.
+    /// Errors: [`SpoolError::ItemTooLarge`], [`SpoolError::Io`]: this item is not stored. When
+    /// writing the buffer out fails (disk full, I/O error), whatever was still buffered is not
+    /// stored either: it is counted in
+    /// [`write_failed_items`](super::SpoolStats::write_failed_items) and handed back by
+    /// [`take_unstored`](Self::take_unstored), so the caller can keep it in memory.
     pub fn append_parts(
         &mut self,
         id: Uuid,
@@ -53,7 +57,7 @@ impl Spool {
             self.start_segment()?;
         }
         // Write out earlier appends first, so a failure never involves this item: it is either
-        // stored (`Ok`) or not (`Err`), and `lost_on_write_error` counts only earlier `Ok`s.
+        // buffered (`Ok`) or not (`Err`); earlier `Ok`s that fail go to `take_unstored`.
         if self.write_buf.len() + size > WRITE_BUFFER_BYTES {
             self.flush_writes()?;
         }
@@ -88,7 +92,10 @@ impl Spool {
             .create_new(true)
             .append(true)
             .open(segment_path(&self.dir, number))
-            .inspect_err(|_| self.count_io_error("create a segment"))?;
+            .inspect_err(|e| {
+                self.write_error = Some(e.to_string());
+                self.count_io_error("create a segment");
+            })?;
         self.next_segment += 1;
         self.segments.insert(number, SegMeta::default());
         self.active = Some(Active {
@@ -111,13 +118,16 @@ impl Spool {
 
     /// Writes the in-memory buffer to the active segment (no fsync). After this a process kill
     /// cannot lose the buffered items. On failure the segment is cut back to its last whole
-    /// record and closed, and the buffered items are counted as lost.
+    /// record and closed (deleted when it holds nothing), and the buffered items are kept for
+    /// [`take_unstored`](Self::take_unstored) and counted in `write_failed_items`.
     pub(super) fn flush_writes(&mut self) -> Result<(), SpoolError> {
         if self.write_buf.is_empty() {
             return Ok(());
         }
         let Some(active) = self.active.as_mut() else {
-            self.write_buf.clear();
+            // Unreachable in practice (buffered records always have an active segment); never
+            // lose them silently all the same.
+            self.unstore_buffer();
             return Ok(());
         };
         match active.file.write_all(&self.write_buf) {
@@ -130,21 +140,59 @@ impl Spool {
             Err(e) => {
                 let active = self.active.take().expect("checked above");
                 // Best effort: cut off a partial write so the file ends on a record boundary.
-                // If that fails too, readers skip the torn tail as damage.
+                // If that fails too, readers skip the torn tail as damage (and a later open may
+                // replay those records as duplicates, with their ids: never a loss).
                 let _ = active.file.set_len(active.flushed);
                 let lost = self.buffered_records;
-                if let Some(meta) = self.segments.get_mut(&active.number) {
+                let number = active.number;
+                if let Some(meta) = self.segments.get_mut(&number) {
                     meta.bytes = active.flushed;
                     meta.items = meta.items.saturating_sub(lost);
                 }
+                if self.segments.get(&number).is_some_and(|m| m.bytes == 0) {
+                    // Nothing of it is stored: remove it rather than leave empty files behind.
+                    drop(active);
+                    self.segments.remove(&number);
+                    let _ = std::fs::remove_file(segment_path(&self.dir, number));
+                    self.dir_unsynced = true;
+                } else {
+                    self.unsynced_files.push(active.file);
+                }
                 self.stats.pending_items = self.stats.pending_items.saturating_sub(lost);
-                self.stats.lost_on_write_error += lost;
-                self.write_buf.clear();
-                self.buffered_records = 0;
-                self.count_io_error("write a segment");
+                self.unstore_buffer();
+                // Not logged here: nothing is lost yet (the caller takes the items back and
+                // reports the failure once); later I/O failures are only counted.
+                self.stats.io_errors += 1;
+                self.warned.io = true;
+                self.write_error = Some(e.to_string());
                 Err(e.into())
             }
         }
+    }
+
+    /// Moves every record of the write buffer to `unstored` (they are whole, valid records).
+    fn unstore_buffer(&mut self) {
+        for step in scan_segment(&self.write_buf) {
+            if let Scanned::Record { item, .. } = step {
+                self.unstored.push(item);
+                self.stats.write_failed_items += 1;
+            }
+        }
+        self.write_buf.clear();
+        self.buffered_records = 0;
+    }
+
+    /// Items that [`append`](Self::append) accepted into its buffer but that could not be
+    /// written to the file afterwards (disk full, I/O error), oldest first, with their ids,
+    /// times and bytes. The spool no longer holds them: the caller keeps them (in memory) or
+    /// counts them as dropped. Empty when nothing failed.
+    pub fn take_unstored(&mut self) -> Vec<SpoolItem> {
+        std::mem::take(&mut self.unstored)
+    }
+
+    /// The error of the last failed write of appended items (e.g. "No space left on device").
+    pub fn last_write_error(&self) -> Option<&str> {
+        self.write_error.as_deref()
     }
 
     pub(super) fn count_io_error(&mut self, what: &str) {

@@ -288,7 +288,7 @@ impl Worker {
             return;
         };
         let replay = spool.recovery().items_to_replay;
-        self.stats.enqueued(replay);
+        self.stats.replayed(replay);
         self.backlog = Backlog::with_spool(self.cfg.queue_capacity, spool, Instant::now());
         if cfg.purge_on_open {
             // Consent was withdrawn: nothing an earlier run spooled may leave the machine.
@@ -298,18 +298,31 @@ impl Worker {
         self.stats.set_spool(self.backlog.spool_stats());
     }
 
-    /// With a spool: writes appends out, fsyncs on the interval, counts cap losses and
-    /// publishes the spool's counters.
+    /// With a spool: writes appends out, fsyncs on the interval, counts cap losses and items
+    /// neither the spool nor memory could keep, and publishes the spool's counters.
     fn spool_tick(&mut self, now: Instant) {
         if !self.backlog.is_durable() {
             return;
         }
         self.backlog.write_out(now);
-        let lost = self.backlog.take_cap_losses();
+        let (lost, gone) = self.backlog.take_cap_losses();
+        if !gone.is_empty() {
+            // Counted as lost with the rest; an emptied batch stays in place (a request for it
+            // may be on the wire) and is discarded when it comes up.
+            for batch in &mut self.inflight {
+                batch.items.retain(|i| !gone.contains(&i.id));
+            }
+        }
         self.drop_items(
             DropReason::SpoolCap,
             lost as usize,
             "the spool reached its size cap",
+        );
+        let failed = self.backlog.take_write_failures();
+        self.drop_items(
+            DropReason::SpoolWriteFailed,
+            failed as usize,
+            "the spool could not store them and the memory queue was full",
         );
         self.stats.set_spool(self.backlog.spool_stats());
     }

@@ -69,8 +69,8 @@ impl Worker {
             self.backlog.settle(&expired_items, Instant::now());
             return;
         };
-        // Acknowledged with the rest of the batch (acks cover everything before them).
-        self.backlog.forget(&expired_items);
+        // Dropped and counted: acknowledged on their own (never past an item in flight).
+        self.backlog.settle(&expired_items, Instant::now());
         self.stats.request();
         // `None`: abandoned at the shutdown deadline; finish() counts the batch.
         self.sending = true;

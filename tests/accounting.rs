@@ -1,0 +1,63 @@
+//! The accounting invariant through the facade: `routed + replayed = sent + dropped.total() +
+//! queued` for every stream (docs/RELIABILITY.md, "Accounting"), also when shutdown misses its
+//! deadline while the hand-off still holds records.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use closedloop_telemetry::{StreamKind, TelemetryStats};
+use support::accounting::assert_accounting;
+use support::process::TempDir;
+use support::server::{Reply, TestServer};
+use tracing::{info, Dispatch};
+use tracing_subscriber::prelude::*;
+
+const WAIT: Duration = Duration::from_secs(8);
+
+/// Whether every event the layer emitted has reached the PostHog stream's counters.
+fn all_routed(stats: &TelemetryStats) -> bool {
+    stats
+        .stream(StreamKind::PostHog)
+        .is_some_and(|s| s.routed == stats.layer.emitted)
+}
+
+#[test]
+fn records_still_in_the_hand_off_at_a_missed_shutdown_deadline_are_counted() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let dir = TempDir::new("accounting-deadline");
+    // Default policy; only the shutdown clock is shortened, so the deadline passes while the
+    // hand-off is still draining a burst.
+    let telemetry = closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_test", server.base())
+        .relay(server.url("/relay"), None)
+        .compute_target_id("ct-accounting")
+        .spool_dir(dir.path().join("spool"))
+        .data_dir(dir.path().join("data"))
+        .shutdown_timeout(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    let handle = telemetry.handle().clone();
+    let (layer, guard) = telemetry.split();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        for n in 0..4000u32 {
+            info!(event = "approval.requested", n);
+        }
+    });
+    let _ = guard.shutdown();
+    // The hand-off worker may still be submitting to the stopped streams: wait for it on the
+    // counters, with a deadline.
+    let deadline = Instant::now() + WAIT;
+    while !all_routed(&handle.stats()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let stats = handle.stats();
+    let posthog = stats.stream(StreamKind::PostHog).unwrap();
+    assert_eq!(posthog.routed, stats.layer.emitted, "{posthog:?}");
+    assert!(
+        posthog.delivery.dropped.shutdown > 0,
+        "the deadline was missed: {posthog:?}"
+    );
+    assert_accounting(&stats);
+}
