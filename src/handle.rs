@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry_exporters::delivery::{DeliveryReport, DeliveryStatsSnapshot};
+use closedloop_telemetry_exporters::delivery::{
+    deadline_after, DeliveryReport, DeliveryStatsSnapshot,
+};
 use closedloop_telemetry_layers::activity::ActivityLogStore;
 use closedloop_telemetry_layers::{GatewaySession, LayerStats, LayerStatsSnapshot};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
@@ -184,7 +186,7 @@ impl TelemetryHandle {
             Consent::Granted => inner.upstream.store(true, Ordering::Release),
             Consent::Denied => {
                 inner.upstream.store(false, Ordering::Release);
-                let deadline = Instant::now() + inner.shutdown_timeout;
+                let deadline = deadline_after(Instant::now(), inner.shutdown_timeout);
                 // Records already past the gate reach the engines first, then go with the rest.
                 if let Some(h) = &inner.handoff {
                     h.flush(deadline);

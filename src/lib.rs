@@ -47,7 +47,7 @@ pub mod verify;
 
 use std::time::Duration;
 
-pub use builder::TelemetryBuilder;
+pub use builder::{TelemetryBuilder, MAX_ACTIVITY_CAPACITY};
 pub use closedloop_telemetry_exporters as exporters;
 pub use closedloop_telemetry_layers as layers;
 pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
