@@ -265,8 +265,8 @@ impl TelemetryBuilder {
         let upstream = Arc::new(AtomicBool::new(consent == Consent::Granted));
         let invalid = Arc::new(AtomicU64::new(0));
 
-        let sinks: Vec<Sink> = if self.cfg.disabled {
-            Vec::new()
+        let (sinks, orphan_spools): (Vec<Sink>, _) = if self.cfg.disabled {
+            (Vec::new(), Vec::new())
         } else {
             streams::start(
                 &self,
@@ -316,6 +316,7 @@ impl TelemetryBuilder {
                 invalid_records: invalid,
                 upstream: upstream.clone(),
                 compute_target_id,
+                orphan_spools,
                 shutdown_timeout: self.shutdown_timeout,
                 final_report: Mutex::new(None),
                 consent: Mutex::new(consent),

@@ -14,6 +14,7 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 
 use crate::consent::{Consent, ConsentError};
 use crate::handoff::Handoff;
+use crate::orphans::OrphanSpool;
 use crate::processor::{flush_all, shutdown_all};
 use crate::sink::{Sink, StreamKind};
 
@@ -35,6 +36,8 @@ pub(crate) struct HandleInner {
     pub(crate) invalid_records: Arc<AtomicU64>,
     pub(crate) upstream: Arc<AtomicBool>,
     pub(crate) compute_target_id: String,
+    /// Spool directories no configured stream uses (found at start).
+    pub(crate) orphan_spools: Vec<OrphanSpool>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) final_report: Mutex<Option<ShutdownReport>>,
     /// The current consent choice (see [`crate::consent`]).
@@ -52,6 +55,9 @@ pub struct TelemetryStats {
     pub invalid_records: u64,
     /// Per stream, in the order they were configured.
     pub streams: Vec<StreamStats>,
+    /// Spool directories for destinations no longer configured, with their bytes, as found at
+    /// start; each is deleted by the first start after its expiry (see [`OrphanSpool`]).
+    pub orphan_spools: Vec<OrphanSpool>,
 }
 
 /// The counters of one running stream.
@@ -225,6 +231,7 @@ impl TelemetryHandle {
                     delivery: s.delivery().stats(),
                 })
                 .collect(),
+            orphan_spools: self.inner.orphan_spools.clone(),
         }
     }
 
