@@ -25,7 +25,8 @@ commands:
               --max-seconds N    stop after N seconds, at most 31536000 (one year)
                                  (default: run until Ctrl-C)
   verify    send a probe connection.established through the real pipeline to CL_RELAY_URL
-            (or to a local collector it starts) and confirm it arrives within 60 s
+            (or to a local collector it starts) and confirm within 60 s that the request
+            carrying the probe's own id was accepted; uses its own temporary spool
   schema    print the published v1 wire schemas (JSON Schema draft 2020-12)
               [relay|datadog|posthog]   just one (default: all three, separated by blank lines)
   audit     dry run, no network: play a session through the pipeline configured by the
