@@ -63,7 +63,8 @@ fn facade(dir: &Scratch) -> TelemetryBuilder {
         .compute_target_id("ct-spool-keys")
         .data_dir(dir.0.join("data"))
         .spool_dir(dir.spool())
-        .shutdown_timeout(Duration::from_millis(500))
+        // Generous: in an outage shutdown waits this long, and everything must reach the spool.
+        .shutdown_timeout(Duration::from_secs(2))
 }
 
 /// One run: builds, emits `events` probes, and shuts down. Returns the stats seen right after

@@ -147,7 +147,8 @@ fn an_old_spooled_event_is_never_taken_for_the_probe() {
         .compute_target_id("ct-verify")
         .data_dir(scratch.sub("data"))
         .spool_dir(&user_spool)
-        .shutdown_timeout(Duration::from_millis(500))
+        // Generous: in an outage shutdown waits this long, and everything must reach the spool.
+        .shutdown_timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     let (layer, guard) = telemetry.split();
