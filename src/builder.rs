@@ -6,7 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use closedloop_telemetry_exporters::decode::DecodeOptions;
+use closedloop_telemetry_exporters::delivery::{
+    check_range, MAX_BATCH_DELAY, MAX_DURATION_SETTING,
+};
+use closedloop_telemetry_exporters::posthog::MAX_FLUSH_INTERVAL;
 use closedloop_telemetry_exporters::relay::RelayConnection;
+use closedloop_telemetry_exporters::BuildError;
 use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore, DEFAULT_CAPACITY};
 use closedloop_telemetry_layers::{GatewaySession, TelemetryLayer};
 use opentelemetry::logs::LoggerProvider as _;
@@ -21,6 +26,9 @@ use crate::sink::Sink;
 use crate::streams;
 use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 
+/// The most activity-log entries [`TelemetryBuilder::activity_capacity`] accepts.
+pub const MAX_ACTIVITY_CAPACITY: usize = 100_000;
+
 /// Builds a [`Telemetry`]. Start with [`crate::builder`].
 ///
 /// | setting | default |
@@ -33,18 +41,20 @@ use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 /// | [`verbose`](Self::verbose) | off (`CL_TELEMETRY_VERBOSE`) |
 /// | [`disabled`](Self::disabled) | off (`CL_TELEMETRY_DISABLED`, `DO_NOT_TRACK`) |
 /// | [`allow_custom_events`](Self::allow_custom_events) | off |
-/// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s |
-/// | [`activity_capacity`](Self::activity_capacity) | 200 entries |
+/// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s (above zero, at most 1 h) |
+/// | [`activity_capacity`](Self::activity_capacity) | 200 entries (at most [`MAX_ACTIVITY_CAPACITY`]) |
 /// | [`data_dir`](Self::data_dir) | the OS data dir + `closedloop-telemetry` |
-/// | [`posthog_flush_interval`](Self::posthog_flush_interval) | 30 s |
-/// | [`relay_max_delay`](Self::relay_max_delay) | 2 s |
+/// | [`posthog_flush_interval`](Self::posthog_flush_interval) | 30 s (also the maximum: the spec's cadence) |
+/// | [`relay_max_delay`](Self::relay_max_delay) | 2 s (at most 60 s) |
 /// | [`relay_connection`](Self::relay_connection) | none: HTTP to `CL_RELAY_URL` |
 /// | [`default_consent`](Self::default_consent) | `Granted` (a choice stored in the data dir wins) |
 ///
 /// Settings apply in call order, so `from_env()` after a setter lets the environment win, and
-/// a setter after `from_env()` lets the code win. The one exception: once `from_env()` (or
-/// [`merge_env`](Self::merge_env)) has seen `DO_NOT_TRACK=1` or `CL_TELEMETRY_DISABLED=1`, no
-/// later call turns the streams back on, not even [`disabled(false)`](Self::disabled).
+/// a setter after `from_env()` lets the code win. A value outside its range makes
+/// [`build`](Self::build) fail with a [`BuildError`] naming the setting; nothing panics. The one
+/// exception to "the code wins": once `from_env()` (or [`merge_env`](Self::merge_env)) has seen
+/// `DO_NOT_TRACK=1` or `CL_TELEMETRY_DISABLED=1`, no later call turns the streams back on, not
+/// even [`disabled(false)`](Self::disabled).
 #[derive(Debug, Clone)]
 pub struct TelemetryBuilder {
     pub(crate) app_version: String,
@@ -208,8 +218,42 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The ranges of the duration and size settings (see the table above). Checked whether or
+    /// not a stream runs; an out-of-range value is a [`BuildError`] naming the setting.
+    fn check_ranges(&self) -> Result<(), BuildError> {
+        let positive = Duration::from_nanos(1);
+        check_range(
+            "shutdown_timeout",
+            self.shutdown_timeout,
+            positive,
+            MAX_DURATION_SETTING,
+        )?;
+        if let Some(i) = self.posthog_flush_interval {
+            check_range(
+                "posthog_flush_interval",
+                i,
+                Duration::ZERO,
+                MAX_FLUSH_INTERVAL,
+            )?;
+        }
+        if let Some(d) = self.relay_max_delay {
+            check_range("relay_max_delay", d, Duration::ZERO, MAX_BATCH_DELAY)?;
+        }
+        if self.activity_capacity > MAX_ACTIVITY_CAPACITY {
+            return Err(BuildError::InvalidValue {
+                setting: "activity_capacity",
+                reason: format!(
+                    "{} is more than {MAX_ACTIVITY_CAPACITY}",
+                    self.activity_capacity
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// Starts the streams and returns the layer and the guard.
     pub fn build(self) -> Result<Telemetry, InitError> {
+        self.check_ranges()?;
         let compute_target_id = match self.cfg.compute_target_id.clone() {
             Some(id) => id,
             None => crate::identity::resolve(self.data_dir.as_deref()),
@@ -229,8 +273,8 @@ impl TelemetryBuilder {
         let upstream = Arc::new(AtomicBool::new(consent == Consent::Granted));
         let invalid = Arc::new(AtomicU64::new(0));
 
-        let sinks: Vec<Sink> = if self.cfg.disabled || self.env_disabled {
-            Vec::new()
+        let (sinks, orphan_spools): (Vec<Sink>, _) = if self.cfg.disabled || self.env_disabled {
+            (Vec::new(), Vec::new())
         } else {
             streams::start(
                 &self,
@@ -287,6 +331,7 @@ impl TelemetryBuilder {
                 invalid_records: invalid,
                 upstream: upstream.clone(),
                 compute_target_id,
+                orphan_spools,
                 shutdown_timeout: self.shutdown_timeout,
                 final_report: Mutex::new(None),
                 consent: Mutex::new(consent),

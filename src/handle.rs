@@ -5,13 +5,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry_exporters::delivery::{DeliveryReport, DeliveryStatsSnapshot};
+use closedloop_telemetry_exporters::delivery::{
+    deadline_after, DeliveryReport, DeliveryStatsSnapshot,
+};
 use closedloop_telemetry_layers::activity::ActivityLogStore;
 use closedloop_telemetry_layers::{GatewaySession, LayerStats, LayerStatsSnapshot};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 
 use crate::consent::{Consent, ConsentError};
 use crate::handoff::Handoff;
+use crate::orphans::OrphanSpool;
 use crate::processor::{flush_all, shutdown_all};
 use crate::sink::{Sink, StreamKind};
 
@@ -33,6 +36,8 @@ pub(crate) struct HandleInner {
     pub(crate) invalid_records: Arc<AtomicU64>,
     pub(crate) upstream: Arc<AtomicBool>,
     pub(crate) compute_target_id: String,
+    /// Spool directories no configured stream uses (found at start).
+    pub(crate) orphan_spools: Vec<OrphanSpool>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) final_report: Mutex<Option<ShutdownReport>>,
     /// The current consent choice (see [`crate::consent`]).
@@ -50,6 +55,9 @@ pub struct TelemetryStats {
     pub invalid_records: u64,
     /// Per stream, in the order they were configured.
     pub streams: Vec<StreamStats>,
+    /// Spool directories for destinations no longer configured, with their bytes, as found at
+    /// start; each is deleted by the first start after its expiry (see [`OrphanSpool`]).
+    pub orphan_spools: Vec<OrphanSpool>,
 }
 
 /// The counters of one running stream.
@@ -195,7 +203,7 @@ impl TelemetryHandle {
             }
             Consent::Denied => {
                 inner.upstream.store(false, Ordering::Release);
-                let deadline = Instant::now() + inner.shutdown_timeout;
+                let deadline = deadline_after(Instant::now(), inner.shutdown_timeout);
                 // Records already past the gate reach the engines first, then go with the rest.
                 if let Some(h) = &inner.handoff {
                     h.flush(deadline);
@@ -237,6 +245,7 @@ impl TelemetryHandle {
                     }
                 })
                 .collect(),
+            orphan_spools: self.inner.orphan_spools.clone(),
         }
     }
 

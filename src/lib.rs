@@ -36,6 +36,7 @@ mod handle;
 mod handoff;
 pub mod identity;
 mod layer;
+mod orphans;
 mod priority;
 mod processor;
 pub mod schema;
@@ -47,7 +48,7 @@ pub mod verify;
 
 use std::time::Duration;
 
-pub use builder::TelemetryBuilder;
+pub use builder::{TelemetryBuilder, MAX_ACTIVITY_CAPACITY};
 pub use closedloop_telemetry_exporters as exporters;
 pub use closedloop_telemetry_layers as layers;
 pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
@@ -55,6 +56,7 @@ pub use closedloop_telemetry_layers::GatewaySession;
 pub use consent::{Consent, ConsentError};
 pub use handle::{ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats};
 pub use layer::ClosedLoopLayer;
+pub use orphans::{OrphanSpool, ORPHAN_DIAGNOSTICS_MAX_AGE, ORPHAN_POSTHOG_MAX_AGE};
 pub use sink::StreamKind;
 
 /// Default deadline for flush and shutdown.

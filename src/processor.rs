@@ -108,7 +108,8 @@ fn pass_handoff(
     let Some(handoff) = handoff else {
         return timeout;
     };
-    let deadline = Instant::now() + timeout;
+    let deadline =
+        closedloop_telemetry_exporters::delivery::deadline_after(Instant::now(), timeout);
     step(handoff, deadline);
     deadline.saturating_duration_since(Instant::now())
 }

@@ -6,19 +6,26 @@ use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::PostHogExporterBuilder;
 
 use crate::builder::TelemetryBuilder;
+use crate::orphans::{self, OrphanSpool};
 use crate::sink::{Sink, StreamKind};
 use crate::InitError;
 
 /// Builds one sink per configured stream: PostHog, and the relay or else direct Datadog.
 /// `denied`: the stored consent is Denied, so whatever an earlier run spooled is purged
-/// before anything is sent.
+/// before anything is sent. Also returns the spool directories no configured stream uses
+/// (after deleting the expired ones, see [`orphans::sweep`]).
 pub(crate) fn start(
     b: &TelemetryBuilder,
     compute_target_id: &str,
     release: &str,
     denied: bool,
-) -> Result<Vec<Sink>, InitError> {
+) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitError> {
     let mut sinks = Vec::new();
+    let spools = Spools {
+        base: spool_dir(b),
+        denied,
+        active: Default::default(),
+    };
     if let Some(ph) = &b.cfg.posthog {
         let mut builder = PostHogExporterBuilder::default()
             .api_key(ph.api_key.clone())
@@ -26,7 +33,7 @@ pub(crate) fn start(
             .compute_target_id(compute_target_id)
             .release_version(release)
             .shutdown_timeout(b.shutdown_timeout);
-        if let Some(spool) = spool(b, &["posthog", &ph.host, &ph.api_key], denied) {
+        if let Some(spool) = spools.config(&["posthog", &destination(&ph.host), &ph.api_key]) {
             builder = builder.spool(spool);
         }
         if let Some(i) = b.posthog_flush_interval {
@@ -49,7 +56,7 @@ pub(crate) fn start(
         Some((
             StreamKind::Relay,
             diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(b, &["relay", &relay.url], denied)
+                .spool_for(&spools, &["relay", &destination(&relay.url)])
                 .build()?,
         ))
     } else if let Some(conn) = &b.relay_connection {
@@ -57,7 +64,7 @@ pub(crate) fn start(
         Some((
             StreamKind::Relay,
             diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(b, &["relay", "channel"], denied)
+                .spool_for(&spools, &["relay", "channel"])
                 .build()?,
         ))
     } else if let Some(dd) = &b.cfg.datadog {
@@ -67,7 +74,7 @@ pub(crate) fn start(
         Some((
             StreamKind::Datadog,
             diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(b, &["datadog", &dd.logs_url, &dd.api_key], denied)
+                .spool_for(&spools, &["datadog", &destination(&dd.logs_url)])
                 .build()?,
         ))
     } else {
@@ -80,29 +87,61 @@ pub(crate) fn start(
             allow_custom: b.allow_custom,
         });
     }
-    Ok(sinks)
+    let orphans = match &spools.base {
+        Some(base) => orphans::sweep(base, &spools.active.borrow(), std::time::SystemTime::now()),
+        None => Vec::new(),
+    };
+    Ok((sinks, orphans))
 }
 
-/// The spool of one stream: `<base>/<destination>/`, where `<destination>` is a fingerprint
-/// (CRC-32C, hex) of the stream kind, its endpoint and, for PostHog and Datadog, its key. So
-/// events spooled for one destination are only ever replayed to that destination, never to
-/// whatever another app or configuration sends to next. `denied` purges it on open.
-fn spool(b: &TelemetryBuilder, destination: &[&str], denied: bool) -> Option<SpoolConfig> {
-    let base = spool_dir(b)?;
-    let fingerprint = crc32c::crc32c(destination.join("\0").as_bytes());
-    Some(SpoolConfig::new(base.join(format!("{fingerprint:08x}"))).purge_on_open(denied))
+/// The destination spools of one start: where they live, and the ones in use.
+struct Spools {
+    base: Option<std::path::PathBuf>,
+    denied: bool,
+    active: std::cell::RefCell<Vec<String>>,
+}
+
+impl Spools {
+    /// The spool of one stream: `<base>/<destination>/`, where `<destination>` is a fingerprint
+    /// (CRC-32C, hex) of the stream kind, its URL (without credentials or query, see
+    /// [`destination`]) and, for PostHog, its project key. Credentials that rotate (relay
+    /// token, Datadog API key) are not part of it, so a new key keeps delivering what the old
+    /// one spooled. Events spooled for one destination are only ever replayed to that
+    /// destination. A denied consent purges it on open.
+    fn config(&self, destination: &[&str]) -> Option<SpoolConfig> {
+        let base = self.base.as_ref()?;
+        let fingerprint = format!("{:08x}", crc32c::crc32c(destination.join("\0").as_bytes()));
+        let dir = base.join(&fingerprint);
+        self.active.borrow_mut().push(fingerprint);
+        Some(SpoolConfig::new(dir).purge_on_open(self.denied))
+    }
+}
+
+/// A destination URL without userinfo, query or fragment (where credentials such as
+/// `?dd-api-key=` travel) and without a trailing slash; the raw text if it does not parse.
+fn destination(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.set_query(None);
+            u.set_fragment(None);
+            u.as_str().trim_end_matches('/').to_string()
+        }
+        Err(_) => url.to_string(),
+    }
 }
 
 /// Sets the facade's destination-keyed spool on a relay or Datadog builder.
 trait SpoolFor: Sized {
-    fn spool_for(self, b: &TelemetryBuilder, destination: &[&str], denied: bool) -> Self;
+    fn spool_for(self, spools: &Spools, destination: &[&str]) -> Self;
 }
 
 macro_rules! spool_for {
     ($($t:ty),*) => {$(
         impl SpoolFor for $t {
-            fn spool_for(self, b: &TelemetryBuilder, destination: &[&str], denied: bool) -> Self {
-                match spool(b, destination, denied) {
+            fn spool_for(self, spools: &Spools, destination: &[&str]) -> Self {
+                match spools.config(destination) {
                     Some(s) => self.spool(s),
                     None => self,
                 }

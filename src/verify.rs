@@ -1,34 +1,56 @@
 //! `verify`: the seed's runbook, automated. A probe `connection.established` goes through the
-//! real pipeline (layer → relay exporter → HTTP) and its arrival is confirmed within 60 s.
+//! real pipeline (layer → relay exporter on its default cadence) and its acceptance is
+//! confirmed within 60 s.
 //!
-//! With `CL_RELAY_URL` set, the probe goes to that relay and "arrived" means the relay accepted
-//! it (a 2xx); whether it then shows in Datadog is for the runbook's query, which the report
-//! prints. With no relay configured, a local collector is started on loopback and the probe
-//! is checked there field by field (`trace.schemaVersion == "1"`, non-empty
-//! `trace.computeTargetId`).
+//! The relay exporter hands its batches to `verify` over the channel transport, and `verify`
+//! POSTs each one, unchanged, to `CL_RELAY_URL` (with `CL_RELAY_TOKEN`) or, with no relay
+//! configured, to a local collector it starts on loopback. So it sees the exact request that
+//! carried the probe and the answer to it: success means a 2xx to the request carrying the
+//! probe's own id, never an older event's. The probe's `trace.schemaVersion` and
+//! `trace.computeTargetId` are checked in that request; with the local collector they are
+//! checked again in what the collector stored under the probe's id. Whether Datadog indexed the
+//! message is not checked: the report prints the query for that last step.
+//!
+//! `verify` runs with its own temporary spool (removed when it ends), so nothing spooled by the
+//! app is sent and nothing is left in the user's cache dir.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use closedloop_telemetry_exporters::delivery::{
+    deadline_after, parse_http_url, HttpTransport, Request, Transport,
+};
+use closedloop_telemetry_exporters::relay::RelayConnection;
+use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
 use crate::collector::{Collector, Stream};
 use crate::config::EnvConfig;
-use crate::StreamKind;
+use crate::{Consent, StreamKind};
 
 /// How long the probe may take to arrive (the runbook's bound).
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// How long one POST of a batch may take.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A successful verification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifyReport {
-    /// Where the probe went.
+    /// Where the probe went (credentials in the URL are not shown).
     pub destination: String,
     /// The computeTargetId the probe carried.
     pub compute_target_id: String,
-    /// Emission to acceptance (relay) or to arrival (local collector).
+    /// The probe's message id (the relay message's `id`).
+    pub probe_id: String,
+    /// The 2xx status the destination answered to the request carrying the probe.
+    pub status: u16,
+    /// Emission to acceptance.
     pub latency: Duration,
-    /// Whether the probe's body was inspected (local collector) or only its acceptance seen.
+    /// Whether the local collector's stored copy of the probe was inspected too.
     pub inspected: bool,
 }
 
@@ -45,6 +67,9 @@ pub enum VerifyError {
     /// Telemetry is disabled by the environment.
     #[error("telemetry is disabled (DO_NOT_TRACK / CL_TELEMETRY_DISABLED); nothing to verify")]
     Disabled,
+    /// The user's stored consent choice is Denied: no probe is sent.
+    #[error("telemetry consent is denied on this machine; no probe is sent")]
+    ConsentDenied,
     /// The probe was refused or never acknowledged.
     #[error("the probe did not arrive within {0:?}: {1}")]
     NotDelivered(Duration, String),
@@ -57,6 +82,161 @@ pub enum VerifyError {
 pub fn run() -> Result<VerifyReport, VerifyError> {
     let env = EnvConfig::from_env().map_err(crate::InitError::from)?;
     run_with(env, VERIFY_TIMEOUT)
+}
+
+/// A directory under the system temp dir, removed on drop.
+struct TempSpool(PathBuf);
+
+impl TempSpool {
+    fn new() -> Self {
+        TempSpool(std::env::temp_dir().join(format!(
+            "closedloop-telemetry-verify-{}",
+            uuid::Uuid::new_v4().simple()
+        )))
+    }
+}
+
+impl Drop for TempSpool {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// What the forwarder saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// The status and the probe message of the first 2xx carrying a probe.
+    accepted: Option<(u16, Value)>,
+    /// A 4xx/5xx answer: the destination refused the probe's request.
+    refused: Option<String>,
+    /// The last connection error or timeout (retried until the deadline).
+    last_error: Option<String>,
+}
+
+/// Takes the relay exporter's batches off the channel and POSTs them to the destination.
+struct Forwarder {
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Forwarder {
+    fn start(
+        conn: RelayConnection,
+        url: &str,
+        token: Option<&str>,
+    ) -> Result<Self, crate::InitError> {
+        let url = parse_http_url("CL_RELAY_URL", url)?;
+        let mut headers = vec![("content-type", "application/json".to_string())];
+        if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
+            headers.push(("authorization", format!("Bearer {t}")));
+        }
+        let transport = HttpTransport::new(url, &headers, REQUEST_TIMEOUT)?;
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (seen.clone(), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("closedloop-telemetry-verify".into())
+            .spawn(move || forward(conn, transport, s, st))
+            .map_err(closedloop_telemetry_exporters::BuildError::from)?;
+        Ok(Forwarder {
+            seen,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn forward(
+    conn: RelayConnection,
+    transport: HttpTransport,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<AtomicBool>,
+) {
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    else {
+        return;
+    };
+    let record = |f: &dyn Fn(&mut Seen)| f(&mut seen.lock().unwrap_or_else(|p| p.into_inner()));
+    while !stop.load(Ordering::Acquire) {
+        let Some(batch) = conn.recv_timeout(Duration::from_millis(50)) else {
+            continue;
+        };
+        let request = Request {
+            body: batch.body().to_vec(),
+            headers: Vec::new(),
+            items: batch.items(),
+        };
+        // The timer is made inside the runtime (it needs its time driver).
+        let answer = rt.block_on(async {
+            tokio::time::timeout(REQUEST_TIMEOUT, transport.send(request)).await
+        });
+        match answer {
+            Ok(Ok(resp)) if (200..300).contains(&resp.status) => {
+                let probe = serde_json::from_slice::<Value>(batch.body())
+                    .ok()
+                    .and_then(|body| {
+                        body.as_array()?
+                            .iter()
+                            .find(|m| m["event"] == "connection.established")
+                            .cloned()
+                    });
+                if let Some(probe) = probe {
+                    record(&|s| {
+                        s.accepted.get_or_insert((resp.status, probe.clone()));
+                    });
+                }
+                batch.ack();
+            }
+            Ok(Ok(resp)) => {
+                let why = format!("the destination answered {}: {}", resp.status, resp.reason);
+                record(&|s| s.refused = Some(why.clone()));
+                batch.fail(why);
+            }
+            Ok(Err(e)) => {
+                let why = e.to_string();
+                record(&|s| s.last_error = Some(why.clone()));
+                batch.fail(why);
+            }
+            Err(_) => {
+                record(&|s| s.last_error = Some("timed out".into()));
+                batch.fail("timed out");
+            }
+        }
+    }
+}
+
+/// Checks the probe's envelope: `trace.schemaVersion == "1"`, a non-empty
+/// `trace.computeTargetId`. `where_` names the copy checked.
+fn check_envelope(message: &Value, where_: &str) -> Result<(), VerifyError> {
+    let trace = &message["trace"];
+    if trace["schemaVersion"] != "1" {
+        return Err(VerifyError::Malformed(format!(
+            "{where_}: trace.schemaVersion is {}",
+            trace["schemaVersion"]
+        )));
+    }
+    if trace["computeTargetId"].as_str().is_none_or(str::is_empty) {
+        return Err(VerifyError::Malformed(format!(
+            "{where_}: trace.computeTargetId is empty"
+        )));
+    }
+    Ok(())
 }
 
 /// Runs the verification with a given configuration (tests pass their own).
@@ -74,17 +254,30 @@ pub fn run_with(mut env: EnvConfig, timeout: Duration) -> Result<VerifyReport, V
             Some(Collector::start(addr).map_err(VerifyError::Collector)?)
         }
     };
-    let mut builder = crate::builder(env!("CARGO_PKG_VERSION")).merge_env(env.clone());
-    if let Some(c) = &collector {
-        builder = builder.relay(c.relay_url(), None);
-    }
-    let telemetry = builder.build()?;
-    let handle = telemetry.handle();
-    let destination = match (&collector, &env.relay) {
-        (Some(c), _) => format!("local collector {}", c.relay_url()),
-        (None, Some(r)) => closedloop_telemetry_exporters::redact_url(&r.url),
+    let (url, token) = match (&collector, env.relay.take()) {
+        (Some(c), _) => (c.relay_url(), None),
+        (None, Some(r)) => (r.url, r.token),
         (None, None) => unreachable!("a collector is started when no relay is configured"),
     };
+    let destination = match &collector {
+        Some(_) => format!("local collector {url}"),
+        None => closedloop_telemetry_exporters::redact_url(&url),
+    };
+    // Our own spool: nothing the app spooled is sent, nothing is left in its cache dir.
+    let spool = TempSpool::new();
+    env.spool_dir = Some(spool.0.clone());
+    let conn = RelayConnection::new(4);
+    let forwarder = Forwarder::start(conn.clone(), &url, token.as_deref())?;
+    let telemetry = crate::builder(env!("CARGO_PKG_VERSION"))
+        .merge_env(env)
+        .relay_connection(conn)
+        // A refused probe must not hold the report back for the default 5 s.
+        .shutdown_timeout(Duration::from_secs(2))
+        .build()?;
+    let handle = telemetry.handle();
+    if handle.consent() == Consent::Denied {
+        return Err(VerifyError::ConsentDenied);
+    }
     let (layer, guard) = telemetry.split();
     let emitted = Instant::now();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
@@ -92,53 +285,64 @@ pub fn run_with(mut env: EnvConfig, timeout: Duration) -> Result<VerifyReport, V
     });
 
     // Wait on the default cadence (no flush), as a real event would travel.
-    let deadline = emitted + timeout;
-    let latency = loop {
-        let stats = handle.stats();
-        let relay = stats.stream(StreamKind::Relay).map(|s| s.delivery.clone());
-        if let Some(d) = &relay {
-            if d.sent >= 1 {
-                break emitted.elapsed();
+    let deadline = deadline_after(emitted, timeout);
+    let (status, probe, latency) = loop {
+        {
+            let seen = forwarder.seen();
+            if let Some((status, probe)) = &seen.accepted {
+                break (*status, probe.clone(), emitted.elapsed());
             }
-            if d.dropped.total() > 0 {
-                let why = d.last_error.clone().unwrap_or_else(|| "dropped".into());
-                drop(guard);
-                return Err(VerifyError::NotDelivered(emitted.elapsed(), why));
+            if let Some(why) = &seen.refused {
+                return Err(VerifyError::NotDelivered(emitted.elapsed(), why.clone()));
             }
         }
+        let relay = handle
+            .stats()
+            .stream(StreamKind::Relay)
+            .map(|s| s.delivery.clone());
+        if let Some(d) = relay.filter(|d| d.dropped.total() > 0) {
+            let why = d.last_error.unwrap_or_else(|| "dropped".into());
+            return Err(VerifyError::NotDelivered(emitted.elapsed(), why));
+        }
         if Instant::now() >= deadline {
-            let why = relay
-                .and_then(|d| d.last_error)
+            let why = forwarder
+                .seen()
+                .last_error
+                .clone()
                 .unwrap_or_else(|| "no acknowledgement".into());
-            drop(guard);
             return Err(VerifyError::NotDelivered(timeout, why));
         }
         std::thread::sleep(Duration::from_millis(20));
     };
     drop(guard);
+    drop(forwarder);
 
-    if let Some(c) = &collector {
-        let got = c.received_on(Stream::Relay);
-        let probe = got
-            .iter()
-            .find(|r| r.name == "connection.established")
-            .ok_or_else(|| VerifyError::Malformed("accepted but not recorded".into()))?;
-        let trace = &probe.body["trace"];
-        if trace["schemaVersion"] != "1" {
-            return Err(VerifyError::Malformed(format!(
-                "trace.schemaVersion is {}",
-                trace["schemaVersion"]
-            )));
-        }
-        if trace["computeTargetId"].as_str().is_none_or(str::is_empty) {
-            return Err(VerifyError::Malformed(
-                "trace.computeTargetId is empty".into(),
-            ));
-        }
+    let probe_id = probe["id"].as_str().unwrap_or_default().to_string();
+    if probe_id.is_empty() {
+        return Err(VerifyError::Malformed("the probe message has no id".into()));
     }
+    check_envelope(&probe, "in the request sent")?;
+    if let Some(c) = &collector {
+        let stored = c
+            .received_on(Stream::Relay)
+            .into_iter()
+            .find(|r| r.id.as_deref() == Some(probe_id.as_str()))
+            .ok_or_else(|| {
+                VerifyError::Malformed(format!(
+                    "accepted, but the collector stored no message with id {probe_id}"
+                ))
+            })?;
+        check_envelope(&stored.body, "in the collector")?;
+    }
+    drop(spool);
     Ok(VerifyReport {
         destination,
-        compute_target_id: handle.compute_target_id().to_string(),
+        compute_target_id: probe["trace"]["computeTargetId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        probe_id,
+        status,
         latency,
         inspected: collector.is_some(),
     })
@@ -146,25 +350,32 @@ pub fn run_with(mut env: EnvConfig, timeout: Duration) -> Result<VerifyReport, V
 
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "probe connection.established → {}", self.destination)?;
-        if self.inspected {
-            writeln!(
-                f,
-                "arrived in {} ms with trace.schemaVersion=\"1\" and trace.computeTargetId={}",
-                self.latency.as_millis(),
-                self.compute_target_id
-            )?;
+        writeln!(
+            f,
+            "probe connection.established (id {}) → {}",
+            self.probe_id, self.destination
+        )?;
+        writeln!(
+            f,
+            "accepted: the destination answered {} to the request carrying the probe's id, {} ms after it was emitted",
+            self.status,
+            self.latency.as_millis()
+        )?;
+        let where_ = if self.inspected {
+            "in the request sent and in the collector's stored copy"
         } else {
+            "in the request sent"
+        };
+        writeln!(
+            f,
+            "checked {where_}: trace.schemaVersion=\"1\" and trace.computeTargetId={}",
+            self.compute_target_id
+        )?;
+        if !self.inspected {
             writeln!(
                 f,
-                "accepted by the relay in {} ms (trace.schemaVersion=\"1\", trace.computeTargetId={})",
-                self.latency.as_millis(),
-                self.compute_target_id
-            )?;
-            writeln!(
-                f,
-                "in Datadog, search: @trace.computeTargetId:{} @event:connection.established",
-                self.compute_target_id
+                "not checked: that Datadog indexed it; in Datadog, search: @trace.computeTargetId:{} @event:connection.established (message id {})",
+                self.compute_target_id, self.probe_id
             )?;
         }
         write!(f, "verify: ok")

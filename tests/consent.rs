@@ -16,7 +16,8 @@ use support::server::{Reply, TestServer};
 use tracing::info;
 use tracing_subscriber::prelude::*;
 
-const LONG: Duration = Duration::from_secs(60);
+/// Longer than any test waits (and the longest PostHog flush interval allowed).
+const LONG: Duration = Duration::from_secs(30);
 
 fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cl-consent-{tag}-{}", uuid::Uuid::new_v4()));

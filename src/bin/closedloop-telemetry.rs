@@ -22,9 +22,11 @@ commands:
               --bind ADDR        loopback address to listen on (default 127.0.0.1:4318)
               --json             print NDJSON (one JSON object per line) instead of text
               --token T          require 'Authorization: Bearer T' on the relay endpoint
-              --max-seconds N    stop after N seconds (default: run until Ctrl-C)
+              --max-seconds N    stop after N seconds, at most 31536000 (one year)
+                                 (default: run until Ctrl-C)
   verify    send a probe connection.established through the real pipeline to CL_RELAY_URL
-            (or to a local collector it starts) and confirm it arrives within 60 s
+            (or to a local collector it starts) and confirm within 60 s that the request
+            carrying the probe's own id was accepted; uses its own temporary spool
   schema    print the published v1 wire schemas (JSON Schema draft 2020-12)
               [relay|datadog|posthog]   just one (default: all three, separated by blank lines)
   audit     dry run, no network: play a session through the pipeline configured by the
@@ -39,8 +41,24 @@ commands:
 /// The default `--bind` address.
 const DEFAULT_BIND: &str = "127.0.0.1:4318";
 
+/// The largest `--max-seconds` accepted: one year.
+const MAX_SECONDS: u64 = 365 * 24 * 3600;
+
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args = Vec::new();
+    for (i, arg) in std::env::args_os().skip(1).enumerate() {
+        match arg.into_string() {
+            Ok(a) => args.push(a),
+            Err(raw) => {
+                eprintln!(
+                    "closedloop-telemetry: argument {} ({}) is not valid UTF-8",
+                    i + 1,
+                    raw.to_string_lossy()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
     let Some(command) = args.first() else {
         eprint!("{USAGE}");
         return ExitCode::from(2);
@@ -102,10 +120,15 @@ fn parse_collect(args: &[String]) -> Result<CollectArgs, String> {
             "--token" => out.token = Some(value("--token")?),
             "--max-seconds" => {
                 let v = value("--max-seconds")?;
-                out.max_seconds = Some(
-                    v.parse()
-                        .map_err(|_| format!("--max-seconds: `{v}` is not a whole number"))?,
-                );
+                let n: u64 = v
+                    .parse()
+                    .map_err(|_| format!("--max-seconds: `{v}` is not a whole number"))?;
+                if n > MAX_SECONDS {
+                    return Err(format!(
+                        "--max-seconds: {n} is more than {MAX_SECONDS} (one year)"
+                    ));
+                }
+                out.max_seconds = Some(n);
             }
             other => return Err(format!("unknown option `{other}`")),
         }
@@ -158,9 +181,10 @@ fn collect(args: &[String]) -> ExitCode {
         print!("{banner}");
     }
 
+    // At most a year away (checked in `parse_collect`), so this cannot overflow.
     let deadline = opts
         .max_seconds
-        .map(|s| Instant::now() + Duration::from_secs(s));
+        .and_then(|s| Instant::now().checked_add(Duration::from_secs(s)));
     loop {
         let wait = match deadline {
             Some(d) => d.saturating_duration_since(Instant::now()),

@@ -127,7 +127,8 @@ impl Recorder {
 
     /// Waits until `done(counts)` holds or `timeout` passed; returns whether it holds.
     pub(crate) fn wait_until(&self, timeout: Duration, done: impl Fn(&Counts) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
+        let deadline =
+            closedloop_telemetry_exporters::delivery::deadline_after(Instant::now(), timeout);
         let mut state = self.lock();
         loop {
             if done(&state.counts) {

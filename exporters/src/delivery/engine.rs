@@ -13,6 +13,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use crate::decode::{decode, DecodeError, DecodeOptions, Event};
 
 use super::error::BuildError;
+use super::range::{check_range, check_retry, check_timeout, deadline_after, MAX_DURATION_SETTING};
 use super::retry::RetryPolicy;
 use super::stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason};
 use super::stream::{Limits, Stream};
@@ -95,6 +96,36 @@ impl SpoolConfig {
 }
 
 impl DeliveryConfig {
+    /// The range checks [`Delivery::start`] applies (see [`super::check_range`]): sizes of at
+    /// least 1, timeouts above zero and at most [`MAX_DURATION_SETTING`], the batch delay,
+    /// retry and spool sync durations at most that too. Names the setting at fault.
+    pub fn check(&self) -> Result<(), BuildError> {
+        if self.limits.max_items == 0 || self.queue_capacity == 0 {
+            return Err(BuildError::InvalidValue {
+                setting: "batch size / queue capacity",
+                reason: "must be at least 1".into(),
+            });
+        }
+        check_timeout("timeout", self.request_timeout)?;
+        check_timeout("shutdown_timeout", self.shutdown_timeout)?;
+        check_range(
+            "max_delay",
+            self.limits.max_delay,
+            Duration::ZERO,
+            MAX_DURATION_SETTING,
+        )?;
+        check_retry(&self.retry)?;
+        if let Some(spool) = &self.spool {
+            check_range(
+                "spool sync_interval",
+                spool.options.sync_interval,
+                Duration::ZERO,
+                MAX_DURATION_SETTING,
+            )?;
+        }
+        Ok(())
+    }
+
     /// A configuration with the given limits and every other field at its default.
     pub fn new(limits: Limits) -> Self {
         DeliveryConfig {
@@ -194,12 +225,7 @@ impl Delivery {
         transport: impl Transport,
         config: DeliveryConfig,
     ) -> Result<Self, BuildError> {
-        if config.limits.max_items == 0 || config.queue_capacity == 0 {
-            return Err(BuildError::InvalidValue {
-                setting: "batch size / queue capacity",
-                reason: "must be at least 1".into(),
-            });
-        }
+        config.check()?;
         let stream: Arc<dyn Stream> = Arc::new(stream);
         let stats = Arc::new(DeliveryStats::new(stream.name()));
         let admitted = Arc::new(AtomicUsize::new(0));
@@ -333,7 +359,7 @@ impl Delivery {
             return self.report(self.inner.stats.queued());
         }
         let (reply, rx) = sync_channel(1);
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(Instant::now(), timeout);
         let cmd = Command::Flush { deadline, reply };
         self.ask(cmd, rx, timeout)
     }
@@ -347,7 +373,7 @@ impl Delivery {
             return Err(OTelSdkError::AlreadyShutdown);
         }
         let (reply, rx) = sync_channel(1);
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline_after(Instant::now(), timeout);
         let report = self.ask(Command::Shutdown { deadline, reply }, rx, timeout);
         if report.remaining > 0 {
             tracing::warn!(
@@ -413,7 +439,7 @@ impl Delivery {
         if self.inner.tx.send(cmd).is_err() {
             return self.report(self.inner.stats.queued());
         }
-        match rx.recv_timeout(timeout + REPLY_GRACE) {
+        match rx.recv_timeout(timeout.saturating_add(REPLY_GRACE)) {
             Ok(remaining) => self.report(remaining),
             Err(_) => self.report(self.inner.stats.queued()),
         }

@@ -147,7 +147,7 @@ impl HttpTransport {
         } else if (300..400).contains(&status) {
             let target = location.as_deref().map_or_else(
                 || "(none)".to_string(),
-                |l| redact_url_credentials(l.trim()),
+                |l| crate::redact_url(l.trim()),
             );
             format!(
                 "redirect to {target} not followed; set the destination URL to the final address"
@@ -161,39 +161,6 @@ impl HttpTransport {
             reason,
         })
     }
-}
-
-/// A URL (absolute or relative, e.g. a `Location` header) with its userinfo and every query
-/// value replaced by `[redacted]`, and its fragment removed, for logs.
-fn redact_url_credentials(url: &str) -> String {
-    let url = url.split('#').next().unwrap_or_default();
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let mut out = match head.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(end);
-            match authority.rsplit_once('@') {
-                Some((_, host)) => format!("{scheme}://[redacted]@{host}{path}"),
-                None => head.to_string(),
-            }
-        }
-        None => head.to_string(),
-    };
-    if let Some(query) = query {
-        let pairs: Vec<String> = query
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((k, v)) if !v.is_empty() => format!("{k}=[redacted]"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.push('?');
-        out.push_str(&pairs.join("&"));
-    }
-    out
 }
 
 fn is_loopback(url: &Url) -> bool {
@@ -221,20 +188,5 @@ fn classify(e: reqwest::Error) -> TransportError {
 impl Transport for HttpTransport {
     fn send(&self, request: Request) -> BoxFuture<'_, Result<Response, TransportError>> {
         Box::pin(self.post(request))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::redact_url_credentials as r;
-
-    #[test]
-    fn location_credentials_are_redacted() {
-        assert_eq!(
-            r("https://user:pw@intake.example/v2/logs?dd-api-key=abc&x=&y#frag"),
-            "https://[redacted]@intake.example/v2/logs?dd-api-key=[redacted]&x=&y"
-        );
-        assert_eq!(r("/elsewhere?token=t"), "/elsewhere?token=[redacted]");
-        assert_eq!(r("http://a.example/p"), "http://a.example/p");
     }
 }

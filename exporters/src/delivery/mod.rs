@@ -88,6 +88,7 @@ pub mod body;
 mod engine;
 mod error;
 mod http;
+pub(crate) mod range;
 pub mod retry;
 mod stats;
 mod stream;
@@ -105,6 +106,7 @@ pub use engine::{
 };
 pub use error::BuildError;
 pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
+pub use range::{check_range, deadline_after, MAX_BATCH_DELAY, MAX_DURATION_SETTING};
 pub use retry::{Decision, Outcome, RetryPolicy};
 pub use stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason, DroppedCounts};
 pub use stream::{frame_json_array, join_items, InvalidEvent, Item, Limits, Stream};

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use crate::decode::DecodeOptions;
 use crate::delivery::{
-    BuildError, DeliveryConfig, Limits, RetryPolicy, SpoolConfig, DEFAULT_GZIP_LEVEL,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+    check_range, BuildError, DeliveryConfig, Limits, RetryPolicy, SpoolConfig, DEFAULT_GZIP_LEVEL,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT, MAX_BATCH_DELAY,
+    MAX_DURATION_SETTING,
 };
 
 /// Settings every diagnostics builder has. Defaults: verbose off, custom events off, max delay
@@ -58,8 +59,15 @@ impl Default for DiagnosticsSettings {
 }
 
 impl DiagnosticsSettings {
+    /// The range checks, and `max_delay` at most [`MAX_BATCH_DELAY`] (60 s).
     pub(crate) fn check(&self) -> Result<(), BuildError> {
-        check_limits(self.timeout, self.shutdown_timeout, self.queue_capacity)
+        check_range("max_delay", self.max_delay, Duration::ZERO, MAX_BATCH_DELAY)?;
+        check_limits(
+            self.timeout,
+            self.shutdown_timeout,
+            self.queue_capacity,
+            &self.retry,
+        )
     }
 
     pub(crate) fn delivery_config(&self, limits: Limits) -> DeliveryConfig {
@@ -114,7 +122,12 @@ impl Default for DeliveryKnobs {
 impl DeliveryKnobs {
     /// The range checks.
     pub(crate) fn check(&self) -> Result<(), BuildError> {
-        check_limits(self.timeout, self.shutdown_timeout, self.queue_capacity)
+        check_limits(
+            self.timeout,
+            self.shutdown_timeout,
+            self.queue_capacity,
+            &self.retry,
+        )
     }
 
     /// The engine configuration for a stream with these `limits`.
@@ -150,19 +163,22 @@ fn scale_clocks(config: &mut DeliveryConfig, divisor: u32) {
     }
 }
 
-/// The range checks every builder applies: timeouts above zero, a queue of at least one.
+/// The range checks every builder applies (see `crate::delivery::check_range`): timeouts above
+/// zero and at most [`MAX_DURATION_SETTING`], retry durations at most that, a queue of at least
+/// one. Each error names the setting.
 fn check_limits(
     timeout: Duration,
     shutdown_timeout: Duration,
     queue_capacity: usize,
+    retry: &RetryPolicy,
 ) -> Result<(), BuildError> {
     for (setting, value) in [("timeout", timeout), ("shutdown_timeout", shutdown_timeout)] {
-        if value.is_zero() {
-            return Err(BuildError::InvalidValue {
-                setting,
-                reason: "must be greater than zero".into(),
-            });
-        }
+        check_range(
+            setting,
+            value,
+            Duration::from_nanos(1),
+            MAX_DURATION_SETTING,
+        )?;
     }
     if queue_capacity == 0 {
         return Err(BuildError::InvalidValue {
@@ -170,7 +186,7 @@ fn check_limits(
             reason: "must be at least 1".into(),
         });
     }
-    Ok(())
+    crate::delivery::range::check_retry(retry)
 }
 
 /// Implements the shared setters on a builder that has a `settings: DiagnosticsSettings` field.
@@ -187,7 +203,7 @@ macro_rules! diagnostics_setters {
                 self.settings.allow_custom_events = on;
                 self
             }
-            /// How long the first queued message may wait. Default 2 s.
+            /// How long the first queued message may wait. Default 2 s, at most 60 s.
             pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
                 self.settings.max_delay = delay;
                 self
@@ -197,7 +213,7 @@ macro_rules! diagnostics_setters {
                 self.settings.queue_capacity = n;
                 self
             }
-            /// Per-request timeout. Default 10 s.
+            /// Per-request timeout. Default 10 s; above zero, at most 1 h.
             pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
                 self.settings.timeout = timeout;
                 self
@@ -212,7 +228,7 @@ macro_rules! diagnostics_setters {
                 self.settings.retry = policy;
                 self
             }
-            /// Deadline used when dropped without shutdown. Default 5 s.
+            /// Deadline used when dropped without shutdown. Default 5 s; above zero, at most 1 h.
             pub fn shutdown_timeout(mut self, timeout: std::time::Duration) -> Self {
                 self.settings.shutdown_timeout = timeout;
                 self

@@ -7,7 +7,8 @@ use super::exporter::{PostHogExporter, PostHogStream};
 use super::wire::Framer;
 use crate::decode::DecodeOptions;
 use crate::delivery::{
-    parse_http_url, BuildError, Delivery, HttpTransport, Limits, RetryPolicy, SpoolConfig,
+    check_range, parse_http_url, BuildError, Delivery, HttpTransport, Limits, RetryPolicy,
+    SpoolConfig,
 };
 use crate::diagnostics::DeliveryKnobs;
 
@@ -17,6 +18,9 @@ pub const DEFAULT_HOST: &str = "https://us.i.posthog.com";
 pub const MAX_BATCH_SIZE: usize = 20;
 /// How long the oldest waiting event may wait before a partial batch goes.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
+/// The longest [`flush_interval`](PostHogExporterBuilder::flush_interval) accepted: the spec's
+/// cadence (20 events per 30 seconds).
+pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 /// The largest uncompressed request body; bigger batches are split before sending.
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
@@ -27,9 +31,9 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// | [`api_key`](Self::api_key) | required (`CL_POSTHOG_API_KEY` with [`from_env`](Self::from_env)) |
 /// | [`host`](Self::host) | [`DEFAULT_HOST`] (`CL_POSTHOG_HOST`) |
 /// | [`batch_size`](Self::batch_size) | 20 ([`MAX_BATCH_SIZE`], also the maximum) |
-/// | [`flush_interval`](Self::flush_interval) | 30 s ([`DEFAULT_FLUSH_INTERVAL`]) |
+/// | [`flush_interval`](Self::flush_interval) | 30 s ([`DEFAULT_FLUSH_INTERVAL`], also the maximum) |
 /// | [`gzip`](Self::gzip) | off (on: level [`DEFAULT_GZIP_LEVEL`](crate::delivery::DEFAULT_GZIP_LEVEL)) |
-/// | [`timeout`](Self::timeout) | 10 s per request ([`DEFAULT_REQUEST_TIMEOUT`](crate::delivery::DEFAULT_REQUEST_TIMEOUT)) |
+/// | [`timeout`](Self::timeout) | 10 s per request (at most 1 h) ([`DEFAULT_REQUEST_TIMEOUT`](crate::delivery::DEFAULT_REQUEST_TIMEOUT)) |
 /// | [`queue_capacity`](Self::queue_capacity) | 4096 events ([`DEFAULT_QUEUE_CAPACITY`](crate::delivery::DEFAULT_QUEUE_CAPACITY)) |
 /// | [`retry_policy`](Self::retry_policy) | [`RetryPolicy::default`] |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s, used when dropped without shutdown |
@@ -119,7 +123,8 @@ impl PostHogExporterBuilder {
         self
     }
 
-    /// The longest an event waits for its batch to fill.
+    /// The longest an event waits for its batch to fill: at most [`MAX_FLUSH_INTERVAL`] (30 s),
+    /// else `build` fails naming `flush_interval`.
     pub fn flush_interval(mut self, interval: Duration) -> Self {
         self.flush_interval = interval;
         self
@@ -222,6 +227,12 @@ impl PostHogExporterBuilder {
                 reason: format!("{} is not within 1..={MAX_BATCH_SIZE}", self.batch_size),
             });
         }
+        check_range(
+            "flush_interval",
+            self.flush_interval,
+            Duration::ZERO,
+            MAX_FLUSH_INTERVAL,
+        )?;
         self.knobs.check()?;
         let limits = Limits {
             max_items: self.batch_size,

@@ -10,5 +10,6 @@ pub mod wire;
 
 pub use builder::{
     PostHogExporterBuilder, DEFAULT_FLUSH_INTERVAL, DEFAULT_HOST, MAX_BATCH_SIZE, MAX_BODY_BYTES,
+    MAX_FLUSH_INTERVAL,
 };
 pub use exporter::PostHogExporter;

@@ -97,6 +97,7 @@ mod adopt;
 mod cursor;
 mod error;
 mod fallback;
+mod inspect;
 mod lock;
 mod options;
 mod read;
@@ -109,6 +110,7 @@ mod write;
 pub use cursor::{CursorStatus, Position};
 pub use error::SpoolError;
 pub use fallback::SpoolHandle;
+pub use inspect::{dir_usage, remove_if_unlocked, DirUsage};
 pub use options::{SpoolOptions, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, DEFAULT_SYNC_INTERVAL};
 pub use segment::{
     scan_segment, Scanned, SegmentScanner, SpoolItem, HEADER_LEN, ITEM_PREFIX_LEN, MAX_PAYLOAD_LEN,

@@ -84,7 +84,8 @@ impl ActivityLogStore {
         ActivityLogStore {
             shared: Arc::new(Shared {
                 ring: Mutex::new(Ring {
-                    entries: VecDeque::with_capacity(capacity),
+                    // Grows as entries arrive: a huge capacity must not allocate (or panic) up front.
+                    entries: VecDeque::with_capacity(capacity.min(DEFAULT_CAPACITY)),
                     capacity,
                     next_seq: 0,
                     cleared_below: 0,
@@ -216,14 +217,17 @@ impl ActivitySubscription {
 
     /// The next update, waiting at most `timeout` for one; `None` if none arrived in time.
     pub fn recv_timeout(&mut self, timeout: Duration) -> Option<ActivityUpdate> {
-        let deadline = Instant::now() + timeout;
+        // A `Duration::MAX` wait must not overflow: without a deadline it waits until an update.
+        let deadline = Instant::now().checked_add(timeout);
         let mut ring = self.shared.lock();
         loop {
             if let Some(update) = take(&mut self.next, &ring) {
                 drop(ring);
                 return Some(update.resolve());
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = deadline.map_or(Duration::MAX, |d| {
+                d.saturating_duration_since(Instant::now())
+            });
             if left.is_zero() {
                 return None;
             }

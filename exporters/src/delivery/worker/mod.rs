@@ -229,7 +229,10 @@ impl Worker {
                 // Every handle is gone: deliver what we can within the default deadline.
                 self.closed = true;
                 if self.shutdown.is_none() {
-                    self.shutdown = Some((Instant::now() + self.cfg.shutdown_timeout, None));
+                    self.shutdown = Some((
+                        super::range::deadline_after(Instant::now(), self.cfg.shutdown_timeout),
+                        None,
+                    ));
                 }
             }
         }

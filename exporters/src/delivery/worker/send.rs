@@ -170,7 +170,7 @@ impl Worker {
                     batch.attempts += 1;
                 }
                 self.stats.retry();
-                self.backoff_until = Some(Instant::now() + wait);
+                self.backoff_until = Some(crate::delivery::deadline_after(Instant::now(), wait));
             }
             Decision::Split => {
                 if let Some(batch) = self.inflight.pop_front() {
