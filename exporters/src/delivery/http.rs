@@ -145,10 +145,9 @@ impl HttpTransport {
         let reason = if (200..300).contains(&status) {
             String::new()
         } else if (300..400).contains(&status) {
-            let target = location.as_deref().map_or_else(
-                || "(none)".to_string(),
-                |l| crate::redact_url(l.trim()),
-            );
+            let target = location
+                .as_deref()
+                .map_or_else(|| "(none)".to_string(), |l| crate::redact_url(l.trim()));
             format!(
                 "redirect to {target} not followed; set the destination URL to the final address"
             )
