@@ -14,7 +14,6 @@ use crate::delivery::{
 };
 use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
 use crate::exporter::StreamExporter;
-use crate::redact::Redactor;
 
 /// The relay exporter (a [`StreamExporter`] built by [`RelayExporterBuilder`]).
 pub type RelayExporter = StreamExporter;
@@ -22,7 +21,6 @@ pub type RelayExporter = StreamExporter;
 /// The relay stream plugged into the engine.
 struct RelayStream {
     allow_custom: bool,
-    verbose: bool,
     token: Option<String>,
 }
 
@@ -39,8 +37,7 @@ impl Stream for RelayStream {
         if event.trace.compute_target_id.is_empty() {
             return Err(InvalidEvent("empty computeTargetId"));
         }
-        let redactor = self.verbose.then(Redactor::shared);
-        Ok(wire::relay_item(event, id, redactor))
+        Ok(wire::relay_item(event, id))
     }
 
     fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
@@ -117,7 +114,6 @@ impl RelayExporterBuilder {
         };
         let stream = RelayStream {
             allow_custom: self.settings.allow_custom_events,
-            verbose: self.settings.verbose,
             token: self.token.clone(),
         };
         let config = self.settings.delivery_config(limits);
