@@ -2,7 +2,7 @@
 //!
 //! [`run`] plays a session (the [demo](crate::demo) one, or [NDJSON](ndjson) lines) through
 //! the configured pipeline in dry-run mode: the real [`TelemetryLayer`], the real decoder and
-//! routing, and the real wire encoders (relay / Datadog tail redaction included), with the
+//! routing, and the real wire encoders (free-text and tail redaction included), with the
 //! delivery engines replaced by a capture. Nothing is sent, nothing is written to disk. The
 //! [`AuditReport`] lists per stream every item that would be sent, and per event which fields
 //! were dropped or redacted and why.
