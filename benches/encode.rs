@@ -1,6 +1,11 @@
 //! PostHog batch encoding cost per event: map `Event` → item (JSON), frame a 20-event batch,
 //! optionally gzip it (levels 1 and 6). Run with `cargo bench --bench encode`; the batch
 //! benches report throughput in events, so time per event = time per batch / 20.
+//!
+//! Encoding always redacts the event's free text ([`Redactor::free_text`]): `encode/redact/*`
+//! measures that step alone for the same events as `encode/posthog_event*`, so the redaction
+//! cost per event is their ratio (`*_free_text`: an event with an error stack, abort reason
+//! and spawn meta holding secrets).
 
 use std::hint::black_box;
 use std::time::SystemTime;
@@ -11,6 +16,7 @@ use serde_json::json;
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::gzip_bytes;
 use closedloop_telemetry_exporters::posthog::wire::{encode_event, Framer};
+use closedloop_telemetry_exporters::redact::Redactor;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 
@@ -48,6 +54,35 @@ fn event(i: usize) -> Event {
     }
 }
 
+/// [`event`] with free text as a failing command has it: a ~1.5 KiB error stack, an abort
+/// reason and spawn meta, with two secrets among them.
+fn event_with_free_text(i: usize) -> Event {
+    let mut e = event(i);
+    e.name = "command.timeout".into();
+    e.entry = lookup("command.timeout");
+    let mut stack = String::from(
+        "Error: request failed with status 401 (https://api.example.com/v1/run?token=eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl)\n",
+    );
+    for f in 0..20 {
+        stack.push_str(&format!(
+            "    at handler{f} (/home/dev/src/app/node_modules/lib/client.js:{}:{})\n",
+            100 + f,
+            7 + f
+        ));
+    }
+    e.diagnostics.error_stack = Some(stack);
+    e.diagnostics.abort_reason =
+        Some("deadline of 30s exceeded while waiting for the gateway".into());
+    e.diagnostics.spawn_meta = json!({
+        "argv": ["npm", "test", "--", "--ci"],
+        "cwd": "/home/dev/src/app",
+        "env": {"CI": "1", "NPM_TOKEN": "npm_0123456789abcdefghij0123456789abcd"},
+    })
+    .as_object()
+    .cloned();
+    e
+}
+
 /// Maps and frames one batch, as the worker does on each first attempt.
 fn encode_batch(events: &[Event], framer: &Framer, gzip: Option<u32>) -> Vec<u8> {
     let items: Vec<Vec<u8>> = events
@@ -75,6 +110,19 @@ fn bench_encode(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("posthog_event", |b| {
         b.iter(|| encode_event(black_box(&events[0]), uuid::Uuid::now_v7()))
+    });
+    group.bench_function("redact/posthog_event", |b| {
+        b.iter(|| Redactor::shared().free_text(black_box(&events[0].diagnostics)))
+    });
+    let heavy = event_with_free_text(0);
+    let sample = String::from_utf8(encode_event(&heavy, uuid::Uuid::now_v7()).expect("valid"))
+        .expect("UTF-8");
+    assert_eq!(sample.matches("[REDACTED:").count(), 2, "{sample}");
+    group.bench_function("posthog_event_free_text", |b| {
+        b.iter(|| encode_event(black_box(&heavy), uuid::Uuid::now_v7()))
+    });
+    group.bench_function("redact/posthog_event_free_text", |b| {
+        b.iter(|| Redactor::shared().free_text(black_box(&heavy.diagnostics)))
     });
     group.throughput(Throughput::Elements(BATCH as u64));
     for (name, gzip) in [("plain", None), ("gzip1", Some(1)), ("gzip6", Some(6))] {

@@ -5,9 +5,16 @@
 
 use std::borrow::Cow;
 
+use closedloop_telemetry_exporters::datadog::wire::datadog_item;
+use closedloop_telemetry_exporters::decode::Event;
+use closedloop_telemetry_exporters::posthog::wire::encode_event;
 use closedloop_telemetry_exporters::redact::Redactor;
+use closedloop_telemetry_exporters::relay::wire::relay_item;
+use closedloop_telemetry_layers::catalogue::lookup;
+use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use closedloop_telemetry_layers::truncate::TAIL_MAX_BYTES;
 use proptest::prelude::*;
+use serde_json::{json, Value};
 
 const CORPUS: &str = include_str!("fixtures/redaction_corpus.txt");
 
@@ -148,6 +155,94 @@ fn clean_lines_are_returned_unchanged_and_borrowed() {
         assert_eq!(out, case.input, "{}", case.name);
         assert!(matches!(out, Cow::Borrowed(_)), "{}", case.name);
     }
+}
+
+/// A `command.completed` (sent to PostHog and the relay / Datadog) carrying `text` in every
+/// free-text field, as the decoder produces it with verbose telemetry off (no tails).
+fn event_with_free_text(text: &str) -> Event {
+    let time = std::time::SystemTime::now();
+    Event {
+        name: "command.completed".into(),
+        entry: lookup("command.completed"),
+        time,
+        severity: None,
+        trace: TraceEnvelope::new(format_timestamp(time), "ct-corpus".into()),
+        diagnostics: Diagnostics {
+            exit_signal: Some(text.into()),
+            abort_reason: Some(text.into()),
+            error_stack: Some(text.into()),
+            spawn_meta: json!({"argv": ["run", text], "env": {"OUTPUT": text}})
+                .as_object()
+                .cloned(),
+            token_usage: json!({"input": 3, "note": text}).as_object().cloned(),
+            extra: json!({"output": text, "nested": {"lines": [text]}})
+                .as_object()
+                .cloned()
+                .unwrap(),
+            ..Default::default()
+        },
+        release_version: Some("1.0.0".into()),
+    }
+}
+
+/// Every string value in a JSON document (keys excluded), depth first.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+        Value::Object(m) => m.values().for_each(|v| strings(v, out)),
+        _ => {}
+    }
+}
+
+/// The corpus through the wire encoders of both streams (PostHog; relay and Datadog), in every
+/// free-text field, with verbose off: every secret is gone from every field, and the text
+/// around it stays in each of them.
+#[test]
+fn every_secret_is_gone_from_every_free_text_field_on_both_streams() {
+    let mut failures = Vec::new();
+    let id = uuid::Uuid::now_v7();
+    for case in corpus().iter().filter(|c| !c.is_clean()) {
+        let e = event_with_free_text(&case.input);
+        let wires = [
+            (
+                "posthog",
+                encode_event(&e, id).expect("valid PostHog event"),
+            ),
+            ("relay", relay_item(&e, id)),
+            ("datadog", datadog_item(&e, id, "host-1").bytes),
+        ];
+        for (stream, bytes) in wires {
+            let v: Value = serde_json::from_slice(&bytes).unwrap();
+            let fields = match stream {
+                "posthog" => &v["properties"],
+                _ => &v["diagnostics"],
+            };
+            let mut all = Vec::new();
+            strings(fields, &mut all);
+            // 5 plain fields (exit signal, abort reason, stack, token note, extra output), 2 in
+            // spawnMeta and 1 nested in extra.
+            let carrying = all.iter().filter(|s| s.contains("[REDACTED:")).count();
+            if carrying < 8 {
+                failures.push(format!(
+                    "{stream} {}: {carrying} redacted fields",
+                    case.name
+                ));
+            }
+            for secret in &case.gone {
+                if let Some(s) = all.iter().find(|s| s.contains(secret.as_str())) {
+                    failures.push(format!("{stream} {}: {secret:?} in {s:?}", case.name));
+                }
+            }
+            for kept in &case.kept {
+                let with = all.iter().filter(|s| s.contains(kept.as_str())).count();
+                if with < 8 {
+                    failures.push(format!("{stream} {}: {kept:?} lost", case.name));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 /// Multi-byte filler, so cuts land next to multi-byte characters.

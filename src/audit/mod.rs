@@ -2,7 +2,7 @@
 //!
 //! [`run`] plays a session (the [demo](crate::demo) one, or [NDJSON](ndjson) lines) through
 //! the configured pipeline in dry-run mode: the real [`TelemetryLayer`], the real decoder and
-//! routing, and the real wire encoders (relay / Datadog tail redaction included), with the
+//! routing, and the real wire encoders (free-text and tail redaction included), with the
 //! delivery engines replaced by a capture. Nothing is sent, nothing is written to disk. The
 //! [`AuditReport`] lists per stream every item that would be sent, and per event which fields
 //! were dropped or redacted and why.
@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 use closedloop_telemetry_exporters::datadog::wire::datadog_item;
 use closedloop_telemetry_exporters::decode::{decode, DecodeOptions, Event};
 use closedloop_telemetry_exporters::posthog::wire::{encode_event, Framer};
-use closedloop_telemetry_exporters::redact::Redactor;
 use closedloop_telemetry_exporters::relay::wire::relay_item;
 use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore};
 use closedloop_telemetry_layers::envelope::format_timestamp;
@@ -157,7 +156,6 @@ fn run_inner(
     }
     let seen = std::mem::take(&mut *lock(&seen));
 
-    let redactor = verbose.then(Redactor::shared);
     let hostname = closedloop_telemetry_exporters::datadog::default_hostname();
     let stream_audits = if upstream {
         streams
@@ -166,7 +164,7 @@ fn run_inner(
                 let items: Vec<String> = events
                     .iter()
                     .filter(|e| kind.routes(e, allow_custom))
-                    .filter_map(|e| encode(kind, e, redactor, &hostname))
+                    .filter_map(|e| encode(kind, e, &hostname))
                     .collect();
                 StreamAudit::new(kind, items, &format_timestamp(std::time::SystemTime::now()))
             })
@@ -186,17 +184,12 @@ fn run_inner(
 }
 
 /// One event in a stream's wire form, exactly as its exporter encodes it.
-fn encode(
-    kind: StreamKind,
-    e: &Event,
-    redactor: Option<&Redactor>,
-    hostname: &str,
-) -> Option<String> {
+fn encode(kind: StreamKind, e: &Event, hostname: &str) -> Option<String> {
     let id = uuid::Uuid::now_v7();
     let bytes = match kind {
         StreamKind::PostHog => encode_event(e, id).ok()?,
-        StreamKind::Relay => relay_item(e, id, redactor),
-        StreamKind::Datadog => datadog_item(e, id, hostname, redactor).bytes,
+        StreamKind::Relay => relay_item(e, id),
+        StreamKind::Datadog => datadog_item(e, id, hostname).bytes,
     };
     String::from_utf8(bytes).ok()
 }

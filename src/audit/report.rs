@@ -155,6 +155,9 @@ pub(crate) fn explain(
             let Some(raw) = s.get(field) else { continue };
             tail_findings(&mut ev, wire, raw, decoded, verbose, streams);
         }
+        if let Some(e) = decoded {
+            free_text_findings(&mut ev, e);
+        }
         out.push(ev);
     }
     out
@@ -212,6 +215,56 @@ fn tail_findings(
     }
 }
 
+/// Why a free-text field shows redaction markers.
+pub(crate) const FREE_TEXT_WHY: &str =
+    "secrets replaced before sending, on every stream, verbose or not";
+
+/// Findings for the free-text fields (`errorStack`, `abortReason`, `exitSignal`, `spawnMeta`,
+/// `tokenUsage`, each `extra` entry): the markers the wire encoders' redaction adds.
+fn free_text_findings(ev: &mut AuditedEvent, e: &Event) {
+    let d = &e.diagnostics;
+    let f = Redactor::shared().free_text(d);
+    let json = |v: &serde_json::Map<String, serde_json::Value>| {
+        serde_json::to_string(v).unwrap_or_default()
+    };
+    let mut fields: Vec<(String, String, String)> = Vec::new();
+    for (wire, raw, out) in [
+        ("exitSignal", &d.exit_signal, &f.exit_signal),
+        ("abortReason", &d.abort_reason, &f.abort_reason),
+        ("errorStack", &d.error_stack, &f.error_stack),
+    ] {
+        if let (Some(raw), Some(out)) = (raw, out) {
+            fields.push((wire.into(), raw.clone(), out.to_string()));
+        }
+    }
+    for (wire, raw, out) in [
+        ("spawnMeta", &d.spawn_meta, &f.spawn_meta),
+        ("tokenUsage", &d.token_usage, &f.token_usage),
+    ] {
+        if let (Some(raw), Some(out)) = (raw, out) {
+            fields.push((wire.into(), json(raw), json(out)));
+        }
+    }
+    for (key, raw) in &d.extra {
+        let out = f.extra.get(key).map(|v| v.to_string()).unwrap_or_default();
+        fields.push((key.clone(), raw.to_string(), out));
+    }
+    for (wire, raw, out) in fields {
+        let before = markers(&raw);
+        let new: Vec<String> = markers(&out)
+            .into_iter()
+            .filter(|m| !before.contains(m))
+            .collect();
+        if !new.is_empty() {
+            ev.findings.push(finding(
+                &wire,
+                "redacted",
+                format!("{FREE_TEXT_WHY}: {}", new.join(", ")),
+            ));
+        }
+    }
+}
+
 /// Every `[REDACTED:<kind>]` marker in `text`, in order.
 pub(crate) fn markers(text: &str) -> Vec<String> {
     let mut out = Vec::new();
@@ -257,6 +310,12 @@ impl fmt::Display for AuditReport {
              verbose={} computeTargetId={}",
             if self.verbose { "on" } else { "off" },
             self.compute_target_id
+        )?;
+        writeln!(
+            f,
+            "redaction: free text (errorStack, abortReason, exitSignal, and every string in \
+             spawnMeta, tokenUsage and extra) is always redacted on every stream; log tails are \
+             sent, redacted, only with verbose on"
         )?;
         for n in &self.notes {
             writeln!(f, "note: {n}")?;

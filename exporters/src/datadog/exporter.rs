@@ -12,7 +12,6 @@ use crate::delivery::{
 };
 use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
 use crate::exporter::StreamExporter;
-use crate::redact::Redactor;
 use crate::relay::wire::routes_to_relay;
 
 /// The direct Datadog exporter (a [`StreamExporter`] built by [`DatadogExporterBuilder`]).
@@ -20,7 +19,6 @@ pub type DatadogExporter = StreamExporter;
 
 struct DatadogStream {
     allow_custom: bool,
-    verbose: bool,
     hostname: String,
     api_key: String,
 }
@@ -38,8 +36,7 @@ impl Stream for DatadogStream {
         if event.trace.compute_target_id.is_empty() {
             return Err(InvalidEvent("empty computeTargetId"));
         }
-        let redactor = self.verbose.then(Redactor::shared);
-        Ok(wire::datadog_item(event, id, &self.hostname, redactor).bytes)
+        Ok(wire::datadog_item(event, id, &self.hostname).bytes)
     }
 
     fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
@@ -148,7 +145,6 @@ impl DatadogExporterBuilder {
         let transport = HttpTransport::new(url, &headers, config.request_timeout)?;
         let stream = DatadogStream {
             allow_custom: self.settings.allow_custom_events,
-            verbose: self.settings.verbose,
             hostname: self.hostname.unwrap_or_else(default_hostname),
             api_key,
         };

@@ -89,7 +89,7 @@ pub struct LogItem<'a> {
     pub event: &'a str,
     /// The envelope and trace context.
     pub trace: &'a TraceEnvelope,
-    /// Diagnostics with redacted tails; omitted when empty.
+    /// Diagnostics with redacted tails and free text; omitted when empty.
     #[serde(skip_serializing_if = "view_is_empty")]
     pub diagnostics: &'a DiagnosticsView<'a>,
     /// The event's id (UUIDv7, hyphenated), stable across retries, so a receiver can
@@ -142,22 +142,18 @@ pub struct EncodedItem {
 
 /// Encodes one item.
 ///
-/// Tails go through [`Redactor::redact_tail`] when `redactor` is given. An item over
-/// [`MAX_ITEM_BYTES`] is shrunk, never dropped: the tails are cut first (keeping their ends),
-/// then the error stack (keeping its start), then the largest `extra` entries, then
-/// `spawnMeta` / `tokenUsage`.
-pub fn datadog_item(
-    event: &Event,
-    id: Uuid,
-    hostname: &str,
-    redactor: Option<&Redactor>,
-) -> EncodedItem {
+/// Free text always goes through the shared [`Redactor`] ([`Redactor::free_text`]), whatever
+/// the verbose setting; tails (present only with verbose on) through
+/// [`Redactor::redact_tail`]. An item over [`MAX_ITEM_BYTES`] is shrunk, never dropped: the
+/// tails are cut first (keeping their ends), then the error stack (keeping its start), then the
+/// largest `extra` entries, then `spawnMeta` / `tokenUsage`.
+pub fn datadog_item(event: &Event, id: Uuid, hostname: &str) -> EncodedItem {
     let name = stream_name(event);
     let ddtags = match &event.release_version {
         Some(v) => format!("release_version:{},event:{}", tag_value(v), tag_value(name)),
         None => format!("event:{}", tag_value(name)),
     };
-    let diagnostics = DiagnosticsView::new(&event.diagnostics, redactor);
+    let diagnostics = DiagnosticsView::new(&event.diagnostics, Redactor::shared());
     let capacity = 640 + diagnostics.text_len() + hostname.len() + 2 * name.len();
     let trace = &event.trace;
     let (bytes, shrunk) = encode_within(diagnostics, MAX_ITEM_BYTES, |diagnostics| {

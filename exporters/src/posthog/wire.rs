@@ -9,6 +9,10 @@
 //!                            "$lib": "closedloop-telemetry", "$lib_version": "...", ...}}],
 //!  "sent_at": "<ISO-8601 at send time>"}
 //! ```
+//!
+//! Every free-text property (`exit_signal`, `abort_reason`, `error_stack`, the strings in
+//! `spawn_meta`, `token_usage` and the `extra` properties) goes through the shared
+//! [`Redactor`] first ([`Redactor::free_text`]), always. Tails are never sent to PostHog.
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -17,6 +21,7 @@ use uuid::Uuid;
 
 use crate::decode::Event;
 use crate::delivery::{join_items, InvalidEvent};
+use crate::redact::{FreeText, Redactor};
 
 /// The `$lib` property.
 pub const LIB: &str = "closedloop-telemetry";
@@ -58,7 +63,8 @@ pub fn posthog_name(event: &Event) -> Option<&'static str> {
 
 /// Maps and validates one event. PostHog rejects a whole batch for one bad event, so an event
 /// without a PostHog name, with an empty `event`, or with a missing/blank `distinct_id` is
-/// refused here. (The `uuid` is typed, so it cannot be malformed.)
+/// refused here. (The `uuid` is typed, so it cannot be malformed.) Free text is redacted (see
+/// the [module docs](self)).
 pub fn encode_event(event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
     let name = posthog_name(event).ok_or(InvalidEvent("no PostHog event name"))?;
     if name.trim().is_empty() {
@@ -72,12 +78,17 @@ pub fn encode_event(event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
         return Err(InvalidEvent("missing timestamp"));
     }
     let mut uuid = Uuid::encode_buffer();
+    let free = Redactor::shared().free_text(&event.diagnostics);
     let wire = WireEvent {
         event: name,
         distinct_id,
         timestamp: &event.trace.timestamp,
         uuid: id.hyphenated().encode_lower(&mut uuid),
-        properties: Properties { event, distinct_id },
+        properties: Properties {
+            event,
+            distinct_id,
+            free: &free,
+        },
     };
     let mut out = Vec::with_capacity(512);
     serde_json::to_writer(&mut out, &wire).map_err(|_| InvalidEvent("not serializable"))?;
@@ -96,11 +107,18 @@ struct WireEvent<'a> {
 struct Properties<'a> {
     event: &'a Event,
     distinct_id: &'a str,
+    /// The event's free-text fields, redacted.
+    free: &'a FreeText<'a>,
 }
 
 impl Serialize for Properties<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let (e, t, d) = (self.event, &self.event.trace, &self.event.diagnostics);
+        let (e, t, d, f) = (
+            self.event,
+            &self.event.trace,
+            &self.event.diagnostics,
+            self.free,
+        );
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("distinct_id", self.distinct_id)?;
         if let Some(v) = &e.release_version {
@@ -118,11 +136,17 @@ impl Serialize for Properties<'_> {
             ("loop_id", &t.loop_id),
             ("job_id", &t.job_id),
             ("loop_session_id", &t.loop_session_id),
-            ("exit_signal", &d.exit_signal),
-            ("abort_reason", &d.abort_reason),
-            ("error_stack", &d.error_stack),
         ];
         for (key, value) in strings {
+            if let Some(v) = value {
+                map.serialize_entry(key, v)?;
+            }
+        }
+        for (key, value) in [
+            ("exit_signal", &f.exit_signal),
+            ("abort_reason", &f.abort_reason),
+            ("error_stack", &f.error_stack),
+        ] {
             if let Some(v) = value {
                 map.serialize_entry(key, v)?;
             }
@@ -137,15 +161,15 @@ impl Serialize for Properties<'_> {
             }
         }
         for (key, value) in [
-            ("spawn_meta", &d.spawn_meta),
-            ("token_usage", &d.token_usage),
+            ("spawn_meta", &f.spawn_meta),
+            ("token_usage", &f.token_usage),
         ] {
             if let Some(v) = value {
                 map.serialize_entry(key, v)?;
             }
         }
         // Tails (`d.log_tail`, `d.stderr_tail`) are never sent to PostHog.
-        for (key, value) in &d.extra {
+        for (key, value) in f.extra.iter() {
             if !RESERVED.contains(&key.as_str()) && !matches!(value, Value::Null) {
                 map.serialize_entry(key, value)?;
             }

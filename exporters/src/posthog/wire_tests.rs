@@ -55,6 +55,34 @@ fn maps_the_envelope_and_properties() {
 }
 
 #[test]
+fn free_text_properties_are_redacted() {
+    let mut e = event("command.timeout");
+    e.diagnostics.error_stack = Some("token=visible-in-stack".into());
+    e.diagnostics.abort_reason = Some("password=hunter2".into());
+    e.diagnostics.exit_signal = Some("SIGTERM".into());
+    e.diagnostics.spawn_meta = json!({"env": {"DB_PASSWORD": "pw-1"}}).as_object().cloned();
+    e.diagnostics.token_usage =
+        json!({"input": 3, "note": "ghp_0123456789abcdefghijABCDEFGHIJ012345"})
+            .as_object()
+            .cloned();
+    e.diagnostics.extra.insert("api_key".into(), json!("k-1"));
+    e.diagnostics
+        .extra
+        .insert("note".into(), json!("Bearer abc123def456"));
+    let p = &json_of(&e, Uuid::now_v7())["properties"];
+    assert_eq!(p["error_stack"], "token=[REDACTED:secret]");
+    assert_eq!(p["abort_reason"], "password=[REDACTED:secret]");
+    assert_eq!(p["exit_signal"], "SIGTERM");
+    assert_eq!(p["spawn_meta"]["env"]["DB_PASSWORD"], "[REDACTED:secret]");
+    assert_eq!(
+        p["token_usage"],
+        json!({"input": 3, "note": "[REDACTED:github-token]"})
+    );
+    assert_eq!(p["api_key"], "[REDACTED:secret]");
+    assert_eq!(p["note"], "Bearer [REDACTED:bearer]");
+}
+
+#[test]
 fn folded_failures_carry_a_reason() {
     for (name, reason) in [
         ("command.timeout", "timeout"),

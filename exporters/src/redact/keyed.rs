@@ -233,9 +233,27 @@ fn rule_for_key(b: &[u8], sep: usize) -> Option<&'static KeyRule> {
         k -= 1;
     }
     let starts_key = k == 0 || !is_key_byte(b[k - 1]);
+    match_rule(&b[k..key_end], starts_key)
+}
+
+/// The rule for a JSON object key or field name (`db_password`, `Authorization`, `x.api_key`):
+/// its last run of key characters is judged as a key before a separator would be.
+pub(crate) fn rule_for_name(name: &str) -> Option<&'static KeyRule> {
+    let b = name.as_bytes();
+    let mut k = b.len();
+    while k > 0 && b.len() - k < MAX_KEY && is_key_byte(b[k - 1]) {
+        k -= 1;
+    }
+    let starts_key = k == 0 || !is_key_byte(b[k - 1]);
+    match_rule(&b[k..], starts_key)
+}
+
+/// The rule matching a raw key of at most [`MAX_KEY`] bytes (`starts_key`: nothing key-like
+/// precedes it, as the `whole` rules require).
+fn match_rule(raw: &[u8], starts_key: bool) -> Option<&'static KeyRule> {
     let mut norm = [0u8; MAX_KEY];
     let mut n = 0;
-    for &c in &b[k..key_end] {
+    for &c in raw {
         if c != b'_' && c != b'-' {
             norm[n] = c.to_ascii_lowercase();
             n += 1;
@@ -354,6 +372,20 @@ mod tests {
         );
         assert!(cut("PATH=/usr/bin").is_empty());
         assert!(cut(" ssword=x").is_empty(), "the key must start the text");
+    }
+
+    #[test]
+    fn names_are_judged_like_keys() {
+        let kind = |n: &str| rule_for_name(n).map(|r| r.kind);
+        assert_eq!(kind("db_password"), Some("secret"));
+        assert_eq!(kind("Proxy-Authorization"), Some("authorization"));
+        assert_eq!(kind("DD_API_KEY"), Some("datadog-key"));
+        assert_eq!(kind("pwd"), Some("secret"));
+        assert_eq!(kind("oldpwd"), None);
+        assert_eq!(kind("max_tokens"), None);
+        assert_eq!(kind("token_type"), None);
+        assert_eq!(kind(""), None);
+        assert_eq!(kind(&"x".repeat(200)), None);
     }
 
     #[test]

@@ -1,8 +1,10 @@
-//! Secret redaction for verbose tails (`logTail`, `stderrTail`) before they leave the process.
+//! Secret redaction for every free-text string before it leaves the process: verbose tails
+//! (`logTail`, `stderrTail`, [`Redactor::redact_tail`]) and, on every stream whatever the
+//! verbose setting, `exitSignal`, `abortReason`, `errorStack` and every string in `spawnMeta`,
+//! `tokenUsage` and `extra` ([`Redactor::free_text`]; see `docs/PRIVACY.md`).
 //!
-//! Tails are raw subprocess output and are only exported with verbose telemetry on (DESIGN
-//! section 2). Even then, every secret below is replaced by a marker `[REDACTED:<kind>]`; the
-//! text around it (header names, key names, user and host names, the rest of the line) stays.
+//! Every secret below is replaced by a marker `[REDACTED:<kind>]`; the text around it (header
+//! names, key names, user and host names, the rest of the line) stays.
 //!
 //! | kind | what is matched | what is replaced |
 //! |---|---|---|
@@ -38,13 +40,17 @@
 //! `null` / `true` / `false` / `yes` / `no` / `none`, and nested objects (`"credentials": {`).
 //! Prose can be over-redacted where it looks like a key/value pair (`token: expired`).
 //!
-//! **How it stays cheap** (it runs on the exporter's worker for every verbose tail): one pass
+//! **How it stays cheap** (it runs when each event is encoded for a stream): one pass
 //! jumps between `:` / `=` separators (`memchr2`) and looks back at the key; one literal search
 //! finds every token prefix and checks the rest of the format by hand; the `@` scanners (URL
 //! passwords, e-mail) and the PEM pattern run only when the text contains `@` or `PRIVATE KEY`.
 //! No capture groups, no case-insensitive regex, no allocation when nothing matched (the text
 //! comes back borrowed). On a 4 KiB tail this costs 0.45× of encoding the relay item with no
 //! secret in it and 0.9× with nine (1.44 µs and 2.93 µs against 3.2–3.3 µs, `benches/export.rs`).
+//! Free text ([`Redactor::free_text`]) costs 0.11× of a typical event's PostHog encoding and
+//! 0.41× for a failing command's event with a 1.5 KiB error stack, abort reason and spawn meta
+//! holding two secrets (0.17 µs / 1.54 µs and 2.5 µs / 6.2 µs, `benches/encode.rs`, a short
+//! run on a shared machine); the encoding figures include the redaction.
 //!
 //! ```
 //! use closedloop_telemetry_exporters::redact::Redactor;
@@ -62,8 +68,11 @@
 
 mod addresses;
 mod checks;
+mod free_text;
 mod keyed;
 mod tokens;
+
+pub use free_text::{FreeText, Object};
 
 use std::borrow::Cow;
 use std::sync::OnceLock;

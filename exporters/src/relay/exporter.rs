@@ -14,7 +14,6 @@ use crate::delivery::{
 };
 use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
 use crate::exporter::StreamExporter;
-use crate::redact::Redactor;
 
 /// Messages older than this are dropped as `expired`, never sent: the relay forwards them to
 /// Datadog, whose intake refuses them (the same 18 h as `datadog::wire::MAX_AGE`).
@@ -26,7 +25,6 @@ pub type RelayExporter = StreamExporter;
 /// The relay stream plugged into the engine.
 struct RelayStream {
     allow_custom: bool,
-    verbose: bool,
     token: Option<String>,
 }
 
@@ -43,8 +41,7 @@ impl Stream for RelayStream {
         if event.trace.compute_target_id.is_empty() {
             return Err(InvalidEvent("empty computeTargetId"));
         }
-        let redactor = self.verbose.then(Redactor::shared);
-        Ok(wire::relay_item(event, id, redactor))
+        Ok(wire::relay_item(event, id))
     }
 
     fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
@@ -121,7 +118,6 @@ impl RelayExporterBuilder {
         };
         let stream = RelayStream {
             allow_custom: self.settings.allow_custom_events,
-            verbose: self.settings.verbose,
             token: self.token.clone(),
         };
         let config = self.settings.delivery_config(limits);

@@ -1,5 +1,5 @@
-//! The `diagnostics` object as both diagnostics wires send it: borrowed from the [`Event`], tails
-//! redacted, and shrinkable when an item is over its size limit.
+//! The `diagnostics` object as both diagnostics wires send it: borrowed from the [`Event`], every
+//! free-text field and tail redacted, and shrinkable when an item is over its size limit.
 //!
 //! [`Event`]: crate::decode::Event
 
@@ -10,9 +10,10 @@ use closedloop_telemetry_layers::truncate::{keep_head, keep_tail};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::redact::Redactor;
+use crate::redact::{FreeText, Redactor};
 
-/// [`Diagnostics`] with the same JSON shape, borrowing from it, with tails redacted.
+/// [`Diagnostics`] with the same JSON shape, borrowing from it, with tails and every free-text
+/// field redacted ([`Redactor::redact_tail`], [`Redactor::free_text`]).
 ///
 /// Absent values are omitted, never `null`; [`DiagnosticsView::is_empty`] tells when the whole
 /// `diagnostics` key should be omitted.
@@ -26,17 +27,17 @@ pub struct DiagnosticsView<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     stderr_tail: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    exit_signal: Option<&'a str>,
+    exit_signal: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     elapsed_ms: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stdout_bytes: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    abort_reason: Option<&'a str>,
+    abort_reason: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    spawn_meta: Option<&'a Map<String, Value>>,
+    spawn_meta: Option<Cow<'a, Map<String, Value>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    token_usage: Option<&'a Map<String, Value>>,
+    token_usage: Option<Cow<'a, Map<String, Value>>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error_stack: Option<Cow<'a, str>>,
     #[serde(skip_serializing_if = "is_empty_map")]
@@ -50,41 +51,45 @@ fn is_empty_map(m: &Cow<'_, Map<String, Value>>) -> bool {
 }
 
 impl<'a> DiagnosticsView<'a> {
-    /// A view of `d`; tails go through [`Redactor::redact_tail`] when a redactor is given and
-    /// are passed through unchanged otherwise.
-    pub fn new(d: &'a Diagnostics, redactor: Option<&Redactor>) -> Self {
+    /// A view of `d`: tails go through [`Redactor::redact_tail`] (they are only present with
+    /// verbose telemetry on), every other string through [`Redactor::free_text`], always.
+    pub fn new(d: &'a Diagnostics, redactor: &Redactor) -> Self {
         // No `..`: a field added to `Diagnostics` must be added here too.
         let Diagnostics {
             exit_code,
             log_tail,
             stderr_tail,
-            exit_signal,
+            exit_signal: _,
             elapsed_ms,
             stdout_bytes,
+            abort_reason: _,
+            spawn_meta: _,
+            token_usage: _,
+            error_stack: _,
+            extra: _,
+        } = d;
+        // No `..` here either: a free-text field added to `FreeText` must be sent here too.
+        let FreeText {
+            exit_signal,
+            abort_reason,
+            error_stack,
+            spawn_meta,
+            token_usage,
+            extra,
+        } = redactor.free_text(d);
+        let tail = |t: &'a Option<String>| t.as_deref().map(|t| redactor.redact_tail_cow(t));
+        DiagnosticsView {
+            exit_code: *exit_code,
+            log_tail: tail(log_tail),
+            stderr_tail: tail(stderr_tail),
+            exit_signal,
+            elapsed_ms: *elapsed_ms,
+            stdout_bytes: *stdout_bytes,
             abort_reason,
             spawn_meta,
             token_usage,
             error_stack,
             extra,
-        } = d;
-        let tail = |t: &'a Option<String>| {
-            t.as_deref().map(|t| match redactor {
-                Some(r) => r.redact_tail_cow(t),
-                None => Cow::Borrowed(t),
-            })
-        };
-        DiagnosticsView {
-            exit_code: *exit_code,
-            log_tail: tail(log_tail),
-            stderr_tail: tail(stderr_tail),
-            exit_signal: exit_signal.as_deref(),
-            elapsed_ms: *elapsed_ms,
-            stdout_bytes: *stdout_bytes,
-            abort_reason: abort_reason.as_deref(),
-            spawn_meta: spawn_meta.as_ref(),
-            token_usage: token_usage.as_ref(),
-            error_stack: error_stack.as_deref().map(Cow::Borrowed),
-            extra: Cow::Borrowed(extra),
         }
     }
 
@@ -202,27 +207,33 @@ mod tests {
     }
 
     #[test]
-    fn view_without_redactor_serializes_like_diagnostics() {
-        let d = full();
+    fn view_without_secrets_serializes_like_diagnostics() {
+        let mut d = full();
+        d.log_tail = Some("log".into());
         assert_eq!(
-            serde_json::to_value(DiagnosticsView::new(&d, None)).unwrap(),
+            serde_json::to_value(DiagnosticsView::new(&d, Redactor::shared())).unwrap(),
             serde_json::to_value(&d).unwrap()
         );
         let empty = Diagnostics::default();
-        assert!(DiagnosticsView::new(&empty, None).is_empty());
+        assert!(DiagnosticsView::new(&empty, Redactor::shared()).is_empty());
         assert_eq!(
-            serde_json::to_string(&DiagnosticsView::new(&empty, None)).unwrap(),
+            serde_json::to_string(&DiagnosticsView::new(&empty, Redactor::shared())).unwrap(),
             "{}"
         );
     }
 
     #[test]
-    fn view_redacts_tails_only() {
+    fn view_redacts_tails_and_every_free_text_field() {
         let mut d = full();
         d.error_stack = Some("token=visible-in-stack".into());
-        let v = serde_json::to_value(DiagnosticsView::new(&d, Some(Redactor::shared()))).unwrap();
+        d.abort_reason = Some("password=hunter2".into());
+        d.extra.insert("api_key".into(), json!("k-123"));
+        let v = serde_json::to_value(DiagnosticsView::new(&d, Redactor::shared())).unwrap();
         assert_eq!(v["logTail"], "log token=[REDACTED:secret]");
-        assert_eq!(v["errorStack"], "token=visible-in-stack");
+        assert_eq!(v["errorStack"], "token=[REDACTED:secret]");
+        assert_eq!(v["abortReason"], "password=[REDACTED:secret]");
+        assert_eq!(v["extra"]["api_key"], "[REDACTED:secret]");
+        assert!(!v.to_string().contains("visible-in-stack"));
     }
 
     #[test]
@@ -230,7 +241,7 @@ mod tests {
         let mut d = full();
         d.log_tail = Some("a".repeat(100));
         d.error_stack = Some("s".repeat(100));
-        let mut v = DiagnosticsView::new(&d, None);
+        let mut v = DiagnosticsView::new(&d, Redactor::shared());
         assert!(v.shrink(30));
         assert_eq!(v.log_tail.as_deref(), Some(&*"a".repeat(70)));
         assert!(v.shrink(200)); // log tail gone

@@ -10,6 +10,10 @@
 //!
 //! Each message is encoded once, when it is queued ([`relay_item`]), and the stored bytes are
 //! what every retry sends, so the `id` and the redaction never change between attempts.
+//!
+//! Every free-text string (`exitSignal`, `abortReason`, `errorStack`, the strings in
+//! `spawnMeta`, `tokenUsage` and `extra`) goes through the [`Redactor`] whatever the verbose
+//! setting; the verbose-only tails go through [`Redactor::redact_tail`].
 
 use std::ops::Range;
 use std::time::Duration;
@@ -44,7 +48,7 @@ pub struct RelayMessage<'a> {
     pub event: &'a str,
     /// The envelope and trace context, `otelTraceId` / `otelSpanId` included when present.
     pub trace: &'a TraceEnvelope,
-    /// Diagnostics with redacted tails; the key is omitted when empty.
+    /// Diagnostics with redacted tails and free text; the key is omitted when empty.
     #[serde(skip_serializing_if = "view_is_empty")]
     pub diagnostics: &'a DiagnosticsView<'a>,
     /// The event's UUID, the same on every retry.
@@ -71,14 +75,15 @@ pub(crate) fn stream_name(event: &Event) -> &str {
 
 /// Encodes one message as JSON bytes.
 ///
-/// Tails (present only when verbose telemetry is on) go through
-/// [`Redactor::redact_tail`] when `redactor` is given. A message over [`MAX_ITEM_BYTES`] is
-/// shrunk — tails first, then the error stack, then the largest `extra` entries — never dropped.
-pub fn relay_item(event: &Event, id: Uuid, redactor: Option<&Redactor>) -> Vec<u8> {
+/// Free text always goes through the shared [`Redactor`] ([`Redactor::free_text`]); tails
+/// (present only when verbose telemetry is on) through [`Redactor::redact_tail`]. A message over
+/// [`MAX_ITEM_BYTES`] is shrunk — tails first, then the error stack, then the largest `extra`
+/// entries — never dropped.
+pub fn relay_item(event: &Event, id: Uuid) -> Vec<u8> {
     let mut buf = Uuid::encode_buffer();
     let id = &*id.hyphenated().encode_lower(&mut buf);
     let name = stream_name(event);
-    let diagnostics = DiagnosticsView::new(&event.diagnostics, redactor);
+    let diagnostics = DiagnosticsView::new(&event.diagnostics, Redactor::shared());
     let capacity = 512 + diagnostics.text_len() + name.len();
     let (bytes, _shrunk) = encode_within(diagnostics, MAX_ITEM_BYTES, |diagnostics| {
         let message = RelayMessage {

@@ -6,7 +6,8 @@
 //! - `elapsed_ms` / `stdout_bytes` below zero keep their own name in `extra`;
 //! - a known string field given a number or bool is stored as its text;
 //! - strings are cut to 4096 bytes on a UTF-8 boundary (tails keep the end, others the start);
-//! - `Debug`/`Display` values are formatted with a bound, so a huge value costs at most 4 KiB;
+//! - `Debug`/`Display` values are formatted with a bound, so a huge value costs at most 4 KiB
+//!   (a verbose tail keeps the end of its text, in a buffer of at most about 12 KiB);
 //! - control characters are kept as they are (JSON encoding escapes them);
 //! - `message` is never forwarded (free text may hold user content);
 //! - `log_tail` / `stderr_tail` are not even read unless verbose is on.
@@ -251,13 +252,13 @@ impl<R: LogRecord> Visit for EventFields<'_, R> {
         if tail && !self.verbose {
             return;
         }
-        // Format one byte past the bound so truncation is still detected and counted.
-        let max = if tail {
-            usize::MAX / 2
+        // Keep a few bytes past the bound so truncation is still detected and counted. A tail
+        // keeps its end (formatted in bounded memory), any other value its start.
+        let (s, _) = if tail {
+            crate::bounded::debug_tail_string(value, TAIL_MAX_BYTES + 4)
         } else {
-            FIELD_MAX_BYTES + 4
+            crate::bounded::debug_string(value, FIELD_MAX_BYTES + 4)
         };
-        let (s, _) = crate::bounded::debug_string(value, max);
         self.put_str(field, &s);
     }
 }

@@ -23,15 +23,30 @@ use event_fields::{EventFields, EventName};
 pub use unknown::MAX_WARNED_NAMES;
 use unknown::{Sighting, UnknownNames};
 
-/// Target prefixes whose events are never turned into records: HTTP stacks our exporters use,
-/// and our own crates' internals. Together with the suppressed-context check this keeps the
-/// pipeline from capturing itself.
+/// Targets whose events are never turned into records: the crates of the HTTP stack our
+/// exporters use (each by its exact crate name, as in `Cargo.lock`), and our own crates'
+/// internals. A target matches an entry when it is that name or one of its `::` modules, so
+/// `hyper` and `hyper::proto::h1` are ignored but an app crate named `hyper_dash` is not.
+/// Together with the suppressed-context check this keeps the pipeline from capturing itself.
 pub const IGNORED_TARGETS: &[&str] = &[
-    "hyper",
     "h2",
+    "http",
+    "http_body",
+    "http_body_util",
+    "httparse",
+    "hyper",
+    "hyper_rustls",
+    "hyper_util",
     "reqwest",
     "rustls",
+    "rustls_pki_types",
+    "tokio_rustls",
     "tokio_util",
+    "tower",
+    "tower_http",
+    "want",
+    "webpki",
+    "webpki_roots",
     "closedloop_telemetry_layers",
     "closedloop_telemetry_exporters",
     "closedloop_telemetry::internal",
@@ -206,12 +221,10 @@ fn severity_of(level: &Level) -> (Severity, &'static str) {
 
 /// Whether events from this target are ignored (see [`IGNORED_TARGETS`]).
 pub fn is_ignored_target(target: &str) -> bool {
-    IGNORED_TARGETS.iter().any(|p| {
-        target.starts_with(p)
-            && matches!(
-                target.as_bytes().get(p.len()),
-                None | Some(b':') | Some(b'_')
-            )
+    IGNORED_TARGETS.iter().any(|name| {
+        target
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
     })
 }
 
@@ -359,5 +372,9 @@ mod tests {
         assert!(!is_ignored_target("h2o_app"));
         assert!(!is_ignored_target("closedloop_telemetry"));
         assert!(!is_ignored_target("desktop_client"));
+        assert!(!is_ignored_target("hyper_dash"));
+        assert!(!is_ignored_target("rustls_cfg::load"));
+        assert!(!is_ignored_target("hyper:"));
+        assert!(!is_ignored_target("closedloop_telemetry_layers_extra"));
     }
 }

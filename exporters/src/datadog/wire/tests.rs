@@ -11,8 +11,7 @@ use crate::relay::wire::tests::event;
 const ID: uuid::Uuid = uuid::Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
 
 fn item(event: &Event) -> Value {
-    serde_json::from_slice(&datadog_item(event, ID, "host-1", Some(Redactor::shared())).bytes)
-        .unwrap()
+    serde_json::from_slice(&datadog_item(event, ID, "host-1").bytes).unwrap()
 }
 
 #[test]
@@ -87,7 +86,7 @@ fn status_follows_the_catalogue_and_custom_events_are_info() {
 fn absent_values_are_omitted_never_null() {
     let mut e = event("job.started");
     e.release_version = None;
-    let bytes = datadog_item(&e, ID, "", None).bytes;
+    let bytes = datadog_item(&e, ID, "").bytes;
     let text = String::from_utf8(bytes).unwrap();
     assert!(!text.contains("null"), "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
@@ -127,12 +126,16 @@ fn dd_ids_are_the_decimal_lower_64_bits() {
 
 #[test]
 fn item_over_1_mb_is_shrunk_tails_first() {
+    // Tails are redacted to their last 4096 bytes, so a big `extra` pushes the item over.
     let mut e = event("job.failed");
     e.diagnostics.exit_code = Some(1);
-    e.diagnostics.log_tail = Some(format!("{}THE END", "l".repeat(700_000)));
-    e.diagnostics.stderr_tail = Some("e".repeat(700_000));
+    e.diagnostics.log_tail = Some(format!("{}THE END", "log line\n".repeat(444)));
+    e.diagnostics.stderr_tail = Some("err line\n".repeat(444));
     e.diagnostics.error_stack = Some("at main".into());
-    let out = datadog_item(&e, ID, "h", None);
+    let base = datadog_item(&e, ID, "h").bytes.len();
+    let big = "b".repeat(MAX_ITEM_BYTES - base + 1000);
+    e.diagnostics.extra.insert("big".into(), json!(big));
+    let out = datadog_item(&e, ID, "h");
     assert!(out.shrunk);
     assert!(out.bytes.len() <= MAX_ITEM_BYTES, "{}", out.bytes.len());
     let v: Value = serde_json::from_slice(&out.bytes).unwrap();
@@ -142,11 +145,13 @@ fn item_over_1_mb_is_shrunk_tails_first() {
         d["errorStack"], "at main",
         "the stack is only cut after the tails"
     );
+    let log = d["logTail"].as_str().unwrap();
     assert!(
-        d["logTail"].as_str().unwrap().ends_with("THE END"),
+        log.ends_with("THE END") && log.len() < 4000,
         "tails keep their end"
     );
-    assert_eq!(d["stderrTail"].as_str().unwrap().len(), 700_000);
+    assert_eq!(d["stderrTail"].as_str().unwrap().len(), 9 * 444);
+    assert_eq!(d["extra"]["big"].as_str().unwrap().len(), big.len());
 }
 
 #[test]
@@ -157,7 +162,7 @@ fn item_over_1_mb_without_tails_cuts_stack_then_extra() {
         .extra
         .insert("big".into(), json!("b".repeat(600_000)));
     e.diagnostics.extra.insert("small".into(), json!(1));
-    let out = datadog_item(&e, ID, "h", None);
+    let out = datadog_item(&e, ID, "h");
     assert!(out.shrunk && out.bytes.len() <= MAX_ITEM_BYTES);
     let v: Value = serde_json::from_slice(&out.bytes).unwrap();
     assert!(v["diagnostics"]["errorStack"]
@@ -170,7 +175,7 @@ fn item_over_1_mb_without_tails_cuts_stack_then_extra() {
         .extra
         .insert("big".into(), json!("b".repeat(1_200_000)));
     e.diagnostics.extra.insert("small".into(), json!(1));
-    let out = datadog_item(&e, ID, "h", None);
+    let out = datadog_item(&e, ID, "h");
     assert!(out.shrunk && out.bytes.len() <= MAX_ITEM_BYTES);
     let v: Value = serde_json::from_slice(&out.bytes).unwrap();
     assert_eq!(
@@ -184,7 +189,7 @@ fn item_over_1_mb_without_tails_cuts_stack_then_extra() {
 fn item_under_1_mb_is_untouched() {
     let mut e = event("job.failed");
     e.diagnostics.log_tail = Some("x".repeat(4096));
-    let out = datadog_item(&e, ID, "h", None);
+    let out = datadog_item(&e, ID, "h");
     assert!(!out.shrunk);
     let v: Value = serde_json::from_slice(&out.bytes).unwrap();
     assert_eq!(v["diagnostics"]["logTail"].as_str().unwrap().len(), 4096);

@@ -24,14 +24,14 @@ pub(crate) fn event(name: &str) -> Event {
 
 pub(crate) const ID: Uuid = Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0001);
 
-fn message(event: &Event, redactor: Option<&Redactor>) -> Value {
-    serde_json::from_slice(&relay_item(event, ID, redactor)).unwrap()
+fn message(event: &Event) -> Value {
+    serde_json::from_slice(&relay_item(event, ID)).unwrap()
 }
 
 #[test]
 fn minimal_message_omits_diagnostics_and_absent_keys() {
     assert_eq!(
-        message(&event("connection.established"), None),
+        message(&event("connection.established")),
         json!({
             "type": "desktop.telemetry",
             "event": "connection.established",
@@ -59,7 +59,7 @@ fn full_message_carries_envelope_trace_context_and_diagnostics() {
         Some("fatal: token=ghp_0123456789abcdefghijABCDEFGHIJ012345".into());
     e.diagnostics.extra.insert("attempt".into(), json!(2));
     assert_eq!(
-        message(&e, Some(Redactor::shared())),
+        message(&e),
         json!({
             "type": "desktop.telemetry",
             "event": "job.failed",
@@ -78,10 +78,28 @@ fn full_message_carries_envelope_trace_context_and_diagnostics() {
 }
 
 #[test]
+fn free_text_is_redacted_without_verbose() {
+    let mut e = event("job.failed");
+    e.diagnostics.error_stack = Some("token=visible-in-stack".into());
+    e.diagnostics.abort_reason = Some("password=hunter2".into());
+    e.diagnostics.spawn_meta = json!({"env": {"DB_PASSWORD": "pw-1"}}).as_object().cloned();
+    e.diagnostics.token_usage = json!({"note": "key sk-proj-0123456789abcdefghijKLMN"})
+        .as_object()
+        .cloned();
+    e.diagnostics.extra.insert("api_key".into(), json!("k-1"));
+    let d = &message(&e)["diagnostics"];
+    assert_eq!(d["errorStack"], "token=[REDACTED:secret]");
+    assert_eq!(d["abortReason"], "password=[REDACTED:secret]");
+    assert_eq!(d["spawnMeta"]["env"]["DB_PASSWORD"], "[REDACTED:secret]");
+    assert_eq!(d["tokenUsage"]["note"], "key [REDACTED:openai-key]");
+    assert_eq!(d["extra"]["api_key"], "[REDACTED:secret]");
+}
+
+#[test]
 fn no_value_is_ever_null() {
     let mut e = event("command.completed");
     e.diagnostics.exit_code = Some(0);
-    let text = String::from_utf8(relay_item(&e, ID, None)).unwrap();
+    let text = String::from_utf8(relay_item(&e, ID)).unwrap();
     assert!(!text.contains("null"), "{text}");
 }
 
@@ -91,7 +109,7 @@ fn custom_events_keep_their_name_and_route_only_when_allowed() {
     assert!(custom.entry.is_none());
     assert!(!routes_to_relay(&custom, false));
     assert!(routes_to_relay(&custom, true));
-    assert_eq!(message(&custom, None)["event"], "my.custom_thing");
+    assert_eq!(message(&custom)["event"], "my.custom_thing");
     // Catalogue rows route by their relay column, whatever allow_custom says.
     assert!(routes_to_relay(&event("job.completed"), false));
     assert!(!routes_to_relay(&event("approval.requested"), true));
@@ -101,18 +119,23 @@ fn custom_events_keep_their_name_and_route_only_when_allowed() {
 #[test]
 fn oversize_message_is_shrunk_not_dropped() {
     let mut e = event("job.failed");
-    e.diagnostics.log_tail = Some("x".repeat(MAX_ITEM_BYTES + 10));
-    let bytes = relay_item(&e, ID, None);
+    e.diagnostics.exit_code = Some(1);
+    e.diagnostics.log_tail = Some("x".repeat(4096));
+    e.diagnostics
+        .extra
+        .insert("big".into(), json!("b".repeat(MAX_ITEM_BYTES + 10)));
+    let bytes = relay_item(&e, ID);
     assert!(bytes.len() <= MAX_ITEM_BYTES);
     let v: Value = serde_json::from_slice(&bytes).unwrap();
-    assert!(v["diagnostics"]["logTail"].as_str().unwrap().len() > MAX_ITEM_BYTES - 1000);
+    assert_eq!(v["id"], "01900000-0000-7000-8000-000000000001");
+    assert_eq!(v["diagnostics"], json!({"exitCode": 1}));
 }
 
 #[test]
 fn frame_makes_a_json_array() {
     assert_eq!(frame(&[]), b"[]");
-    let a = relay_item(&event("job.started"), ID, None);
-    let b = relay_item(&event("job.completed"), ID, None);
+    let a = relay_item(&event("job.started"), ID);
+    let b = relay_item(&event("job.completed"), ID);
     let body = frame(&[&a, &b]);
     assert_eq!(body.len(), framed_len(&[a.len(), b.len()]));
     let v: Value = serde_json::from_slice(&body).unwrap();
