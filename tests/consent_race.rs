@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use closedloop_telemetry::consent::Consent;
 use closedloop_telemetry::TelemetryHandle;
+use support::accounting::assert_accounting;
 use support::server::{Reply, TestServer};
 use tracing_subscriber::prelude::*;
 
@@ -22,19 +23,6 @@ fn temp_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("cl-race-{tag}-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&d).unwrap();
     d
-}
-
-/// `routed = sent + dropped + queued` on every stream.
-fn assert_accounted(handle: &TelemetryHandle) {
-    for s in handle.stats().streams {
-        let d = &s.delivery;
-        assert_eq!(
-            s.routed,
-            d.sent + d.dropped.total() + d.queued,
-            "{:?}: {d:?}",
-            s.kind
-        );
-    }
 }
 
 /// A field value that, formatted once armed, parks its thread inside the layer (after the
@@ -142,10 +130,10 @@ fn run_once(round: usize) {
     // returns once every engine is idle; shutdown stops the workers (nothing can send later).
     let report = handle.flush(DEADLINE);
     assert!(report.is_complete(), "{report}");
-    assert_accounted(&handle);
+    assert_accounting(handle.stats());
     let report = guard.shutdown();
     assert_eq!(report.remaining(), 0, "{report}");
-    assert_accounted(&handle);
+    assert_accounting(handle.stats());
     let stats = handle.stats();
     for s in &stats.streams {
         assert_eq!(s.delivery.queued, 0, "{:?}", s.kind);
@@ -196,7 +184,7 @@ fn a_grant_after_a_denied_start_reopens_the_engine_gates() {
         "both streams deliver"
     );
     assert_eq!(purged(&handle), 0);
-    assert_accounted(&handle);
+    assert_accounting(handle.stats());
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -17,6 +17,7 @@ use closedloop_telemetry_exporters::delivery::DeliveryStatsSnapshot;
 use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilder};
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use support::accounting::assert_accounting;
 use support::server::{Reply, SilentListener, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -117,6 +118,7 @@ fn redirects_are_never_followed_rejected_and_logged_once_with_a_redacted_locatio
         let s = dd.stats();
         assert_eq!((s.sent, s.dropped.rejected), (0, 3), "{status}: {s:?}");
         assert_eq!(s.dropped.total(), 3, "{status}: {s:?}");
+        assert_accounting(&s);
         // The outcome is counted only after the exchange ended, so a followed redirect would
         // already be on record at the target.
         assert!(target.requests().is_empty(), "{status}: redirect followed");
@@ -182,6 +184,8 @@ fn a_large_batch_on_a_100_kb_s_uplink_is_delivered_not_timed_out() {
     let bytes: usize = reqs.iter().map(|r| r.body.len()).sum();
     assert!(bytes > 300_000, "the batch was only {bytes} bytes");
     assert_eq!(s.retried, 0, "timed out and resent: {s:?}");
+    assert!(dd.flush(WAIT).is_complete());
+    assert_accounting(dd.stats());
 }
 
 #[test]
@@ -209,6 +213,7 @@ fn an_endless_response_body_is_cut_and_the_connection_dropped() {
         2,
         "connections dropped"
     );
+    assert_accounting(dd.stats());
 }
 
 /// The message ids of a relay batch.
@@ -249,6 +254,8 @@ fn a_channel_batch_the_app_rejects_is_counted_and_never_retried() {
     next.ack();
     let s = wait_stats(|| relay.stats(), |s| s.sent == 1);
     assert_eq!((s.sent, s.dropped.total()), (1, 2), "{s:?}");
+    assert!(relay.flush(WAIT).is_complete());
+    assert_accounting(relay.stats());
 }
 
 #[test]
@@ -289,4 +296,6 @@ fn a_stalled_connection_task_resumes_without_stale_duplicates() {
     }
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.values().all(|&n| n == 1), "duplicates: {seen:?}");
+    assert!(relay.flush(WAIT).is_complete());
+    assert_accounting(relay.stats());
 }

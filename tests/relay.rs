@@ -201,7 +201,13 @@ fn a_401_is_dropped_counted_explained_and_not_retried() {
     });
     let report = h.exporter.flush(WAIT);
     assert!(report.is_complete());
-    std::thread::sleep(Duration::from_millis(200));
+    // The batch was dropped and nothing is queued or waiting for a retry: no later request can
+    // come, so the count is final without waiting.
+    assert_eq!(
+        (report.stats.queued, report.stats.retried),
+        (0, 0),
+        "{report:?}"
+    );
     assert_eq!(server.requests().len(), 1, "no retry of a 401");
     assert_eq!(report.stats.dropped.rejected, 2);
     let err = report.stats.last_error.unwrap();
