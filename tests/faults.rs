@@ -12,7 +12,7 @@ mod support;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
@@ -24,6 +24,7 @@ use closedloop_telemetry_exporters::spool::SpoolOptions;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use support::accounting::assert_accounting;
+use support::logs::captured_logs;
 use support::process::{status_kib, KillOnDrop, TempDir};
 use support::server::{Reply, Request, TestServer};
 use support::tagged::{config, event, start, STREAM};
@@ -372,34 +373,6 @@ fn sigkill_mid_stream_loses_at_most_the_last_sync_interval() {
         assert_eq!(ids.len(), 1, "seq {seq} has several ids");
     }
     assert_accounting(d.stats());
-}
-
-/// Captures every log line of the process (the worker threads log too).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let w = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Writer(w.clone()))
-            .with_ansi(false)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-    .clone()
-}
-
-struct Writer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Writer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]

@@ -4,11 +4,10 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use support::accounting::assert_accounting;
+use support::logs::captured_logs;
 use support::process::TempDir;
 use support::server::{Reply, TestServer};
 use support::tmpfs::Tmpfs;
@@ -17,34 +16,6 @@ use tracing_subscriber::prelude::*;
 
 const WAIT: Duration = Duration::from_secs(10);
 const JOBS: usize = 150;
-
-/// Captures every log line of the process (the delivery workers log too).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let w = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Writer(w.clone()))
-            .with_ansi(false)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-    .clone()
-}
-
-struct Writer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Writer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
 
 #[test]
 fn a_full_disk_under_the_spool_loses_nothing_and_warns_once() {

@@ -7,8 +7,6 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use closedloop_telemetry_exporters::datadog::{DatadogExporter, DatadogExporterBuilder};
@@ -18,6 +16,7 @@ use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilde
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use support::accounting::assert_accounting;
+use support::logs::captured_logs;
 use support::server::{Reply, SilentListener, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -69,34 +68,6 @@ fn wait_stats(
             return s;
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-/// Captures every log line of the process (the worker threads log too).
-fn captured_logs() -> Arc<Mutex<Vec<u8>>> {
-    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let buf: Arc<Mutex<Vec<u8>>> = Arc::default();
-        let w = buf.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || Writer(w.clone()))
-            .with_ansi(false)
-            .finish();
-        let _ = tracing::subscriber::set_global_default(subscriber);
-        buf
-    })
-    .clone()
-}
-
-struct Writer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Writer {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 

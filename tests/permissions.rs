@@ -5,14 +5,13 @@
 
 mod support;
 
-use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use closedloop_telemetry::consent::Consent;
 use closedloop_telemetry::{Telemetry, TelemetryBuilder};
+use support::logs::logs;
 use support::server::{Reply, TestServer};
 use tracing_subscriber::prelude::*;
 
@@ -90,37 +89,6 @@ fn spool_identity_and_consent_are_private_to_the_user() {
         assert_eq!(*mode, want, "{} has mode {mode:o}", path.display());
     }
     let _ = std::fs::remove_dir_all(&base);
-}
-
-/// A `Write` into a shared buffer, for the log capture.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Everything logged in this process (worker threads included), from the first call on.
-fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Captured::default();
-        let writer = logs.clone();
-        tracing::subscriber::set_global_default(
-            tracing_subscriber::fmt()
-                .with_ansi(false)
-                .with_writer(move || writer.clone())
-                .finish(),
-        )
-        .unwrap();
-        logs
-    })
 }
 
 /// The stream's spool directory: the one named after the stream, wherever the facade keys it.

@@ -6,35 +6,15 @@
 mod posthog_common;
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use posthog_common::*;
+use support::logs::Captured;
 use support::server::{Reply, TestServer};
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::prelude::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
 
 #[test]
 fn http_stack_traced_at_trace_never_feeds_back() {

@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use closedloop_telemetry::config::EnvConfig;
@@ -13,6 +11,7 @@ use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::delivery::HttpTransport;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::{redact_url, PostHogExporterBuilder};
+use support::logs::Captured;
 
 /// Every secret below contains this word; no output may.
 const SECRET: &str = "SECRET";
@@ -82,20 +81,6 @@ fn build_errors_redact_the_url() {
         .unwrap_err();
     assert_clean("InitError Display", &e.to_string());
     assert_clean("InitError Debug", &format!("{e:?}"));
-}
-
-/// A `Write` into a shared buffer, for the log capture.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[test]
