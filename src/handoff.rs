@@ -2,15 +2,22 @@
 //! log records, drained by one named worker that decodes each record once and submits the
 //! events to every sink that routes them.
 //!
-//! The app thread only takes an uncontended lock and moves the record in. It does not wake
-//! the worker: while events flow the worker wakes on its own [`TICK`] timer and drains
-//! whatever arrived. Waking a thread from the app thread makes the scheduler run it on the
-//! app's core (wake-affine), where it competes with the app; a timer wake does not. The app
-//! thread wakes the worker only on the first record after the worker went to sleep for good
-//! ([`DEEP_IDLE_AFTER`] without events) and when a flood fills a quarter of the
-//! queue before the next tick.
-//! A full queue drops the record and counts it as `queue_full` on the streams that would have
-//! taken it; nothing ever blocks. Everything is pushed through on [`Handoff::flush`] and
+//! The app thread only takes an uncontended lock and moves the record in. The worker has no
+//! timer of its own: it sleeps until the first record of an empty queue wakes it (one
+//! `unpark` from the app thread, only when the worker is asleep). A record that comes
+//! [`ISOLATED_AFTER`] or more after the last drain is taken at once (one wake per event at a
+//! desktop's pace); otherwise the worker lets a batch gather for [`BATCH_DELAY`] (while a flood
+//! fills a quarter of the queue sooner, that wakes it), drains it in one pass and sleeps again.
+//! So an idle app costs no wake-ups here at all, and a steady trickle one per record. (Waking
+//! a thread from the app thread makes the scheduler run it on the app's core (wake-affine),
+//! which is why the wakes are batched rather than one per record.)
+//! Beyond [`CAPACITY`] records, a burst spills: each further record is written in a compact
+//! byte form ([`crate::spill`], about a quarter of a held record) up to [`SPILL_BYTES`], and
+//! the worker rebuilds and decodes those after the queued ones, in order. The worker hands
+//! events to a stream only as fast as the stream's hand-over queue takes them (waiting up to
+//! [`ROOM_WAIT`] for room), so a burst the queue and the spill hold is delivered in full.
+//! Past both bounds the record is dropped and counted as `queue_full` on the streams that would
+//! have taken it; nothing ever blocks the app. Everything is pushed through on [`Handoff::flush`] and
 //! [`Handoff::shutdown`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -26,20 +33,31 @@ use opentelemetry::logs::AnyValue;
 use opentelemetry_sdk::logs::SdkLogRecord;
 
 use crate::sink::Sink;
+use crate::spill;
 
-/// Records the hand-off queue holds before it drops (about 20 ms at 100k events/s, four ticks).
+/// Records the hand-off queue holds as they are (about 20 ms at 100k events/s) before it spills.
 pub(crate) const CAPACITY: usize = 2048;
-/// How often the worker drains while events flow: the most an event waits here.
-pub(crate) const TICK: Duration = Duration::from_millis(5);
-/// After this long without events the worker sleeps until the next one wakes it.
-pub(crate) const DEEP_IDLE_AFTER: Duration = Duration::from_secs(1);
+/// Bytes of spilled (compact) records held beyond [`CAPACITY`] before records are dropped:
+/// about 100,000 events of the size BENCHMARKS.md measures.
+pub(crate) const SPILL_BYTES: usize = 16 << 20;
+/// Spilled records are written into chunks of this size.
+const SPILL_CHUNK: usize = 256 << 10;
+/// How long the worker waits for room in a stream's hand-over queue before handing over
+/// anyway (the stream then drops the excess, counted as `queue_full`).
+pub(crate) const ROOM_WAIT: Duration = Duration::from_millis(200);
+/// How long the worker lets records gather after the first one woke it, while records keep
+/// coming: the most an event waits here.
+pub(crate) const BATCH_DELAY: Duration = Duration::from_millis(5);
+/// A record that comes this long after the worker's last drain is drained at once, without
+/// waiting for a batch.
+pub(crate) const ISOLATED_AFTER: Duration = Duration::from_millis(100);
 
 /// The worker is draining (or about to look at the queue): pushes never wake it.
 const RUNNING: u8 = 0;
 /// The worker sleeps until woken: the next push wakes it.
 const IDLE: u8 = 1;
-/// The worker sleeps until its next tick: only a push that fills a quarter of the queue wakes it.
-const TICKING: u8 = 2;
+/// The worker lets a batch gather: only a push that fills a quarter of the queue wakes it.
+const BATCHING: u8 = 2;
 
 /// The app-side handle of the hand-off (shared by the processor and the telemetry handle).
 #[derive(Debug)]
@@ -48,8 +66,23 @@ pub(crate) struct Handoff {
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// What the app thread fills and the worker swaps out.
+#[derive(Default)]
+struct Queue {
+    records: Vec<SdkLogRecord>,
+    /// Records beyond `capacity`, in the compact form, oldest first (all after `records`).
+    spilled: Vec<Vec<u8>>,
+    spilled_bytes: usize,
+    /// The spilled records' attribute keys (append-only, never swapped out).
+    keys: spill::Keys,
+}
+
 struct Shared {
-    queue: Mutex<Vec<SdkLogRecord>>,
+    queue: Mutex<Queue>,
+    /// The spill's bound in bytes ([`SPILL_BYTES`]).
+    spill_bytes: usize,
+    /// Rebuilds spilled records (a logger of a throwaway provider without processors).
+    blank: opentelemetry_sdk::logs::SdkLogger,
     capacity: usize,
     state: AtomicU8,
     closed: AtomicBool,
@@ -82,15 +115,16 @@ impl Handoff {
         decode: DecodeOptions,
         invalid: Arc<AtomicU64>,
     ) -> std::io::Result<Self> {
-        Self::with_capacity(sinks, decode, invalid, CAPACITY)
+        Self::with_capacity(sinks, decode, invalid, CAPACITY, SPILL_BYTES)
     }
 
-    /// [`Handoff::start`] with another queue bound (tests).
+    /// [`Handoff::start`] with other queue and spill bounds (tests).
     pub(crate) fn with_capacity(
         sinks: Arc<Vec<Sink>>,
         decode: DecodeOptions,
         invalid: Arc<AtomicU64>,
         capacity: usize,
+        spill_bytes: usize,
     ) -> std::io::Result<Self> {
         // The worker needs the shared block and the shared block needs the worker's `Thread`:
         // hand the block over through a rendezvous once the thread exists.
@@ -105,8 +139,15 @@ impl Handoff {
                 }
             })?;
         let shared = Arc::new(Shared {
-            queue: Mutex::new(Vec::new()),
+            queue: Mutex::new(Queue::default()),
+            blank: {
+                use opentelemetry::logs::LoggerProvider as _;
+                opentelemetry_sdk::logs::SdkLoggerProvider::builder()
+                    .build()
+                    .logger("closedloop-telemetry")
+            },
             capacity,
+            spill_bytes,
             state: AtomicU8::new(RUNNING),
             closed: AtomicBool::new(false),
             requested: AtomicU64::new(0),
@@ -129,19 +170,41 @@ impl Handoff {
     /// a swap. A full (or shut) queue drops the record and counts it.
     pub(crate) fn push(&self, record: SdkLogRecord) {
         let s = &*self.shared;
-        let rejected = {
-            let mut q = lock(&s.queue);
-            if q.len() >= s.capacity || s.closed.load(Ordering::Relaxed) {
-                Some(record)
-            } else {
-                q.push(record);
-                let len = q.len();
-                drop(q);
-                s.wake_if_due(len);
-                None
+        let mut q = lock(&s.queue);
+        if s.closed.load(Ordering::Relaxed) {
+            drop(q);
+            return s.count_rejected(&record);
+        }
+        if q.records.len() < s.capacity {
+            q.records.push(record);
+            let len = q.records.len();
+            drop(q);
+            return s.wake_if_due(len);
+        }
+        // A burst: spill the record in its compact form, while the spill has room.
+        let spilled = q.spilled_bytes < s.spill_bytes && {
+            let Queue {
+                spilled,
+                spilled_bytes,
+                keys,
+                ..
+            } = &mut *q;
+            if spilled
+                .last()
+                .is_none_or(|c| c.capacity() - c.len() < SPILL_CHUNK / 16)
+            {
+                spilled.push(Vec::with_capacity(SPILL_CHUNK));
             }
+            let chunk = spilled.last_mut().expect("pushed above");
+            let before = chunk.len();
+            let ok = spill::write(&record, keys, chunk);
+            *spilled_bytes += chunk.len() - before;
+            ok
         };
-        if let Some(record) = rejected {
+        drop(q);
+        if spilled {
+            s.wake_if_due(s.capacity);
+        } else {
             s.count_rejected(&record);
         }
     }
@@ -212,7 +275,7 @@ impl Shared {
         let state = self.state.load(Ordering::SeqCst);
         let due = match state {
             IDLE => true,
-            TICKING => len >= self.high_water(),
+            BATCHING => len >= self.high_water(),
             _ => false,
         };
         if due && self.state.swap(RUNNING, Ordering::SeqCst) != RUNNING {
@@ -265,7 +328,7 @@ impl Shared {
         self.state.store(state, Ordering::SeqCst);
         // Re-check after publishing the state: a push that came before the store is seen
         // here, one that comes after sees the state and unparks us.
-        let len = lock(&self.queue).len();
+        let len = lock(&self.queue).records.len();
         if !ready(len) && !self.flush_pending() && !self.closed.load(Ordering::SeqCst) {
             match timeout {
                 Some(t) => std::thread::park_timeout(t),
@@ -278,16 +341,35 @@ impl Shared {
     fn run(&self) {
         let mut batch: Vec<SdkLogRecord> = Vec::new();
         let mut per_sink: Vec<Vec<Event>> = self.sinks.iter().map(|_| Vec::new()).collect();
-        let mut last_event = std::time::Instant::now();
+        let mut last_drain: Option<Instant> = None;
         loop {
             let ticket = self.requested.load(Ordering::Acquire);
             // Drain until empty: a flush must see everything pushed before it asked.
             loop {
-                std::mem::swap(&mut *lock(&self.queue), &mut batch);
-                if batch.is_empty() {
+                let (spilled, keys) = {
+                    let mut q = lock(&self.queue);
+                    std::mem::swap(&mut q.records, &mut batch);
+                    q.spilled_bytes = 0;
+                    let spilled = std::mem::take(&mut q.spilled);
+                    let keys = (!spilled.is_empty()).then(|| q.keys.snapshot());
+                    (spilled, keys)
+                };
+                if batch.is_empty() && spilled.is_empty() {
                     break;
                 }
-                last_event = std::time::Instant::now();
+                last_drain = Some(Instant::now());
+                self.deliver(&mut batch, &mut per_sink);
+                // The spilled records came after those: rebuild and deliver them in order.
+                let keys = keys.unwrap_or_default();
+                for chunk in spilled {
+                    let mut reader = spill::Reader::new(&chunk);
+                    while let Some(r) = reader.next(&keys, &self.blank) {
+                        batch.push(r);
+                        if batch.len() >= self.capacity {
+                            self.deliver(&mut batch, &mut per_sink);
+                        }
+                    }
+                }
                 self.deliver(&mut batch, &mut per_sink);
             }
             self.settle_door_drops();
@@ -299,17 +381,32 @@ impl Shared {
                 }
             }
             if self.closed.load(Ordering::SeqCst) && !self.flush_pending() {
-                if lock(&self.queue).is_empty() {
+                if lock(&self.queue).records.is_empty() {
                     return;
                 }
                 continue;
             }
-            // Wait for work: tick while events flow, sleep until woken once they stopped.
-            if last_event.elapsed() < DEEP_IDLE_AFTER {
-                self.park_in(TICKING, Some(TICK), |len| len >= self.high_water());
-            } else {
-                self.park_in(IDLE, None, |len| len > 0);
+            // Sleep until a record (or a flush, or the close) comes: no timer while idle.
+            self.park_in(IDLE, None, |len| len > 0);
+            if last_drain.is_some_and(|t| t.elapsed() < ISOLATED_AFTER) {
+                // Records keep coming: let a batch gather (one hand-over per batch).
+                self.park_in(BATCHING, Some(BATCH_DELAY), |len| len >= self.high_water());
             }
+        }
+    }
+
+    /// Keeps in `events` what the stream's hand-over queue has room for now and returns the
+    /// rest, waiting (up to [`ROOM_WAIT`] without progress) until there is some room. Past
+    /// that, or once closed, everything is handed over and the stream counts what it drops.
+    fn wait_for_room(&self, sink: &Sink, events: &mut Vec<Event>) -> Vec<Event> {
+        let give_up = Instant::now() + ROOM_WAIT;
+        loop {
+            let room = sink.delivery().room();
+            if room > 0 || self.closed.load(Ordering::Relaxed) || Instant::now() >= give_up {
+                let keep = if room == 0 { events.len() } else { room };
+                return events.split_off(keep.min(events.len()));
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
     }
 
@@ -346,12 +443,17 @@ impl Shared {
             if events.is_empty() {
                 continue;
             }
-            let n = events.len() as u64;
-            if sink.delivery().submit(std::mem::take(events)).is_err() {
-                // The engine shut down first (a shutdown deadline passed while this worker
-                // was still draining): the events were routed, so count them as dropped.
-                let why = "the stream shut down before the hand-off reached it";
-                sink.count_refused(DropReason::Shutdown, n, why);
+            let mut events = std::mem::take(events);
+            while !events.is_empty() {
+                let rest = self.wait_for_room(sink, &mut events);
+                let n = events.len() as u64;
+                if sink.delivery().submit(events).is_err() {
+                    // The engine shut down first (a shutdown deadline passed while this worker
+                    // was still draining): the events were routed, so count them as dropped.
+                    let why = "the stream shut down before the hand-off reached it";
+                    sink.count_refused(DropReason::Shutdown, n, why);
+                }
+                events = rest;
             }
         }
     }

@@ -79,6 +79,10 @@ impl Transport for Acks {
 }
 
 fn start(capacity: usize) -> (Handoff, Delivery, Gate) {
+    start_spilling(capacity, 0)
+}
+
+fn start_spilling(capacity: usize, spill_bytes: usize) -> (Handoff, Delivery, Gate) {
     let gate = Gate::default();
     let mut config = DeliveryConfig::new(Limits {
         max_items: 20,
@@ -97,8 +101,14 @@ fn start(capacity: usize) -> (Handoff, Delivery, Gate) {
         compute_target_id: Some("ct-handoff".into()),
         ..DecodeOptions::default()
     };
-    let handoff =
-        Handoff::with_capacity(sinks, decode, Arc::new(AtomicU64::new(0)), capacity).unwrap();
+    let handoff = Handoff::with_capacity(
+        sinks,
+        decode,
+        Arc::new(AtomicU64::new(0)),
+        capacity,
+        spill_bytes,
+    )
+    .unwrap();
     (handoff, delivery, gate)
 }
 
@@ -153,6 +163,25 @@ fn a_full_queue_drops_at_the_door_and_counts_queue_full() {
     assert!(delivery.flush(Duration::from_secs(5)).is_complete());
     let s = delivery.stats();
     assert_eq!((s.sent, s.dropped.total()), (5, 6));
+}
+
+#[test]
+fn a_burst_past_the_queue_spills_and_is_delivered_in_full() {
+    let (handoff, delivery, gate) = start_spilling(4, 1 << 20);
+    let entered = gate.arm();
+    handoff.push(record());
+    entered
+        .recv_timeout(Duration::from_secs(5))
+        .expect("the worker took the first record");
+    // The worker is held inside its delivery: 4 records queue as they are, 96 spill.
+    for _ in 0..100 {
+        handoff.push(record());
+    }
+    gate.open();
+    assert!(handoff.flush(soon()));
+    assert!(delivery.flush(Duration::from_secs(5)).is_complete());
+    let s = delivery.stats();
+    assert_eq!((s.sent, s.dropped.total()), (101, 0));
 }
 
 #[test]

@@ -41,6 +41,7 @@ mod priority;
 mod processor;
 pub mod schema;
 mod sink;
+mod spill;
 mod streams;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

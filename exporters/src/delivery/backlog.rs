@@ -358,11 +358,22 @@ impl Backlog {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        if d.dirty_since.is_some_and(|t| now >= t + d.sync_interval) {
+        let due = d.dirty_since.is_some_and(|t| now >= t + d.sync_interval);
+        // A pass in the last quarter of the interval since the last fsync syncs now, rather
+        // than leave it to a timer wake of its own a moment later (at a steady event a second
+        // the fsyncs then ride on the event wakes and the timer never fires).
+        let soon = d.spool.needs_sync()
+            && now.saturating_duration_since(d.spool.last_sync())
+                >= d.sync_interval - d.sync_interval / 4;
+        if due || soon {
             d.dirty_since = None;
             let _ = d.spool.sync();
         } else {
             let _ = d.spool.maybe_sync(now);
+            if !d.spool.needs_sync() {
+                // `maybe_sync` just fsynced (the interval had passed): no timer to wait for.
+                d.dirty_since = None;
+            }
         }
         self.reclaim(now);
     }

@@ -330,6 +330,14 @@ impl Delivery {
         Ok(())
     }
 
+    /// Room left in the hand-over queue, in events: how many [`Delivery::submit`] would take
+    /// now without dropping any as `queue_full`.
+    pub fn room(&self) -> usize {
+        self.inner
+            .capacity
+            .saturating_sub(self.inner.admitted.load(Ordering::Acquire))
+    }
+
     /// Counts `n` events of this stream that a stage in front of the engine (e.g. the
     /// facade's hand-off queue) dropped before they reached [`Delivery::submit`], so every
     /// loss of the stream shows in its counters (and the first one of a kind is logged).

@@ -69,7 +69,7 @@
 //! - The buffer is written to the file (page cache, no fsync) when it fills and on every
 //!   [`Spool::maybe_sync`], [`Spool::sync`], [`Spool::read_batch`] and drop.
 //! - [`Spool::maybe_sync`] also fsyncs the data, the directory and the cursor when
-//!   `sync_interval` (default 500 ms) has passed since the last fsync and anything changed.
+//!   `sync_interval` (default 3 s) has passed since the last fsync and anything changed.
 //! - [`Spool::sync`] does all of it now: call it on flush and shutdown.
 //! - [`Spool::ack`] (and [`Spool::ack_items`], which acknowledges exactly the items given and
 //!   never moves the cursor past an unacknowledged one) replaces the cursor file at once (page

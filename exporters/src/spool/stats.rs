@@ -29,6 +29,10 @@ pub struct SpoolStats {
     pub adopted_items: u64,
     /// `pid-<pid>` directories adopted on open and then removed.
     pub adopted_dirs: u64,
+    /// fsync / fdatasync calls made so far (segment data, the cursor file and the directory
+    /// each count one): what the spool costs a laptop's disk and battery. Zero while nothing
+    /// changes; see the sync policy in the [module docs](super).
+    pub fsyncs: u64,
 }
 
 /// What [`Spool::open`](super::Spool::open) found in the directory.

@@ -215,6 +215,19 @@ impl Spool {
         Ok(())
     }
 
+    /// When the last fsync round ended (or the spool was opened).
+    pub(crate) fn last_sync(&self) -> Instant {
+        self.last_sync
+    }
+
+    /// Whether anything appended, acknowledged or created is not yet fsynced.
+    pub(crate) fn needs_sync(&self) -> bool {
+        !self.write_buf.is_empty()
+            || self.data_unsynced
+            || self.cursor_unsynced
+            || self.dir_unsynced
+    }
+
     /// Makes everything durable now: buffered appends are written and fsynced, new and deleted
     /// segment files are made durable in the directory, and the cursor is rewritten with an
     /// fsync. Call it on flush and shutdown.
@@ -230,24 +243,68 @@ impl Spool {
     fn sync_all(&mut self) -> io::Result<()> {
         if self.data_unsynced {
             for file in &self.unsynced_files {
+                self.stats.fsyncs += 1;
                 file.sync_data()?;
             }
             self.unsynced_files.clear();
             if let Some(active) = &self.active {
+                self.stats.fsyncs += 1;
                 active.file.sync_data()?;
             }
             self.data_unsynced = false;
         }
         if self.cursor_unsynced {
+            // The new cursor file and the directory holding its rename.
+            self.stats.fsyncs += 2;
             cursor::write(&self.dir, self.cursor, true)?;
             self.cursor_unsynced = false;
             self.dir_unsynced = false;
         }
         if self.dir_unsynced {
+            self.stats.fsyncs += 1;
             cursor::sync_dir(&self.dir)?;
             self.dir_unsynced = false;
         }
         self.last_sync = Instant::now();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::super::{Spool, SpoolItem, SpoolOptions};
+
+    #[test]
+    fn fsyncs_are_counted_and_a_clean_spool_makes_none() {
+        let dir = std::env::temp_dir().join(format!("cl-fsyncs-{}", uuid::Uuid::new_v4()));
+        let opts = SpoolOptions::default().with_sync_interval(Duration::from_secs(3600));
+        let mut spool = Spool::open(&dir, opts).unwrap();
+        // Opening a fresh directory syncs nothing yet.
+        let at_open = spool.stats().fsyncs;
+        spool
+            .append(&SpoolItem::new(uuid::Uuid::now_v7(), 1, b"{}".to_vec()))
+            .unwrap();
+        // Inside the interval: written out, not fsynced.
+        spool.maybe_sync(Instant::now()).unwrap();
+        assert_eq!(spool.stats().fsyncs, at_open);
+        // A sync of new data: the segment's data and the directory holding the new file.
+        spool.sync().unwrap();
+        let after_append = spool.stats().fsyncs;
+        assert_eq!(after_append, at_open + 2);
+        // Nothing changed since: no fsync at all, however often it is asked.
+        spool.sync().unwrap();
+        spool
+            .maybe_sync(Instant::now() + Duration::from_secs(7200))
+            .unwrap();
+        assert_eq!(spool.stats().fsyncs, after_append);
+        // An acknowledgement: the cursor file and its directory.
+        let batch = spool.read_batch(10, 1 << 20).unwrap();
+        spool.ack(batch.last().unwrap().0).unwrap();
+        spool.sync().unwrap();
+        assert_eq!(spool.stats().fsyncs, after_append + 2);
+        drop(spool);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -1,0 +1,49 @@
+//! A burst of events emitted back to back, then quiet, is delivered in full by the default
+//! pipeline (issue 14, item 3): what the hand-off queue cannot hold as records spills in a
+//! compact form, and the hand-off hands events on only as fast as the stream takes them.
+
+mod support;
+
+use std::time::Duration;
+
+use support::lean::LeanServer;
+use tracing::{info, info_span, Dispatch};
+use tracing_subscriber::prelude::*;
+
+/// Far more than the hand-off queue's 2,048 records.
+const BURST: u64 = 50_000;
+
+#[test]
+fn a_burst_emitted_back_to_back_is_delivered_in_full() {
+    let receiver = LeanServer::counting();
+    let dir = std::env::temp_dir().join(format!("closedloop-burst-{}", uuid::Uuid::new_v4()));
+    let (layer, guard) = closedloop_telemetry::builder("1.0.0")
+        .data_dir(dir.join("data"))
+        .spool_dir(dir.join("spool"))
+        .posthog("phc_burst", receiver.base())
+        .compute_target_id("ct-burst")
+        .build()
+        .expect("facade builds")
+        .split();
+    let handle = guard.handle().clone();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        let span = info_span!("loop", loop_id = "loop-4f1c", loop_session_id = "ls-77a0");
+        let _entered = span.enter();
+        for n in 0..BURST {
+            info!(
+                event = "command.completed",
+                exit_code = 0,
+                elapsed_ms = n,
+                stdout_bytes = 20_480_u64
+            );
+        }
+    });
+    let report = handle.flush(Duration::from_secs(300));
+    let stats = handle.stats();
+    let posthog = &stats.streams[0].delivery;
+    assert_eq!(posthog.dropped.total(), 0, "dropped: {:?}", posthog.dropped);
+    assert_eq!(posthog.sent, BURST, "flush: {report:?}");
+    assert!(guard.shutdown().is_complete());
+    let _ = std::fs::remove_dir_all(&dir);
+}
