@@ -36,7 +36,6 @@ mod handle;
 mod handoff;
 pub mod identity;
 mod layer;
-mod priority;
 mod processor;
 pub mod schema;
 mod sink;

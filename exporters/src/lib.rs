@@ -9,6 +9,7 @@ pub mod diagnostics;
 mod exporter;
 mod flush_through;
 pub mod posthog;
+pub mod priority;
 pub mod redact;
 pub mod relay;
 pub mod spool;
