@@ -99,7 +99,7 @@ impl Handoff {
             .name("closedloop-telemetry-handoff".into())
             .spawn(move || {
                 let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
-                crate::priority::lower_current_thread();
+                closedloop_telemetry_exporters::priority::lower_current_thread();
                 if let Ok(shared) = rx.recv() {
                     shared.run();
                 }

@@ -37,7 +37,6 @@ mod handoff;
 pub mod identity;
 mod layer;
 mod orphans;
-mod priority;
 mod processor;
 pub mod schema;
 mod sink;

@@ -9,6 +9,7 @@ pub mod diagnostics;
 mod exporter;
 mod flush_through;
 pub mod posthog;
+pub mod priority;
 pub mod private_fs;
 pub mod redact;
 pub mod relay;

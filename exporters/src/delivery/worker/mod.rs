@@ -61,6 +61,8 @@ pub(crate) fn spawn(worker: Worker) -> std::io::Result<()> {
     std::thread::Builder::new().name(name).spawn(move || {
         // Everything this thread does (HTTP client, our own logs) must not become telemetry.
         let _suppressed = Context::enter_telemetry_suppressed_scope();
+        // Background priority: the app's threads (and its disk I/O) come first.
+        crate::priority::lower_current_thread();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             // Blocking-pool threads (DNS lookups) are suppressed for their whole life too.
