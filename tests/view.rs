@@ -453,12 +453,62 @@ fn the_page_renders_in_headless_chromium_and_updates_live() {
 
     // The README's screenshot, when asked for: CL_VIEW_SCREENSHOT=docs/view.png.
     if let Some(path) = std::env::var_os("CL_VIEW_SCREENSHOT") {
+        p.emit(|| closedloop_telemetry::demo::play(p.handle.gateway()));
+        // Newest on top, and opened by the page: an event whose redacted secret shows.
+        p.emit(|| {
+            error!(
+                event = "job.failed",
+                job_id = "job-2",
+                exit_code = 1,
+                elapsed_ms = 10_u64,
+                log_tail = format!("npm ERR! Unable to authenticate, token {SECRET}\n")
+            )
+        });
         let shot = [
             format!("--screenshot={}", PathBuf::from(path).display()),
-            "--window-size=1280,900".into(),
+            "--window-size=1200,820".into(),
             "--hide-scrollbars".into(),
             "--virtual-time-budget=4000".into(),
         ];
         output(browser(&bin, &profile, &shot, &view.url()));
     }
+}
+
+#[test]
+fn collect_ui_prints_the_ui_line_and_serves_the_page() {
+    use std::io::BufRead;
+    let child = Command::new(env!("CARGO_BIN_EXE_closedloop-telemetry"))
+        .args([
+            "collect",
+            "--bind",
+            "127.0.0.1:0",
+            "--ui",
+            "--max-seconds",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = support::process::KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("ui: "))
+        .expect("a ui: line");
+    let url = line.strip_prefix("ui: http://").unwrap();
+    let (addr, rest) = url.split_once('/').unwrap();
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let token = rest.strip_prefix("?token=").expect("the token in the URL");
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (status, _, body) = get(
+        addr,
+        &addr.to_string(),
+        &format!("/api/stats?token={token}"),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"posthog\""), "{body}");
+    assert_eq!(get(addr, &addr.to_string(), "/api/stats", &[]).0, 403);
 }
