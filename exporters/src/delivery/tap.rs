@@ -4,7 +4,9 @@
 //! An engine publishes into a ring only once one is attached with
 //! [`Delivery::attach_tap`](super::Delivery::attach_tap); until then the hook is one atomic
 //! load per batch outcome. The ring keeps the newest [`SENT_RING_CAPACITY`] records, each body
-//! cut to [`SENT_BODY_MAX_BYTES`], so it holds at most about 8.5 MiB however much is sent.
+//! cut to [`SENT_BODY_MAX_BYTES`], so it holds at most about 8.7 MB (8 KiB body, up to ~300 bytes
+//! of error detail and ~250 bytes of id and bookkeeping per record) however much is sent;
+//! typical items are 300–500 bytes, about 0.7 MB at the bound.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
