@@ -4,9 +4,9 @@
 //! An engine publishes into a ring only once one is attached with
 //! [`Delivery::attach_tap`](super::Delivery::attach_tap); until then the hook is one atomic
 //! load per batch outcome. The ring keeps the newest [`SENT_RING_CAPACITY`] records, each body
-//! cut to [`SENT_BODY_MAX_BYTES`], so it holds at most about 8.7 MB (8 KiB body, up to ~300 bytes
-//! of error detail and ~250 bytes of id and bookkeeping per record) however much is sent;
-//! typical items are 300–500 bytes, about 0.7 MB at the bound.
+//! cut to [`SENT_BODY_MAX_BYTES`] and its error detail to [`SENT_DETAIL_MAX_BYTES`], so it holds
+//! at most about 8.9 MB however much is sent (8,192 + 512 bytes plus about 190 bytes of id and
+//! bookkeeping per record); with typical items of 300–500 bytes, about 0.6 MB.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -22,6 +22,8 @@ pub const SENT_RING_CAPACITY: usize = 1000;
 /// The most bytes of one item's JSON a record keeps; a longer body keeps its start (cut on a
 /// UTF-8 boundary) and is marked [`SentRecord::truncated`].
 pub const SENT_BODY_MAX_BYTES: usize = 8192;
+/// The most bytes of an outcome's error or detail text a record keeps.
+pub const SENT_DETAIL_MAX_BYTES: usize = 512;
 
 /// What became of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,8 +98,15 @@ impl SentRing {
         Arc::new(SentRing::default())
     }
 
-    /// Records one item's outcome; the body is cut to [`SENT_BODY_MAX_BYTES`].
-    pub fn push(&self, stream: &'static str, id: String, body: &str, outcome: SentOutcome) {
+    /// Records one item's outcome; the body is cut to [`SENT_BODY_MAX_BYTES`], the outcome's
+    /// text to [`SENT_DETAIL_MAX_BYTES`].
+    pub fn push(&self, stream: &'static str, id: String, body: &str, mut outcome: SentOutcome) {
+        if let SentOutcome::Retrying { error: text, .. }
+        | SentOutcome::Dropped { detail: text, .. } = &mut outcome
+        {
+            let cut = keep_head(text, SENT_DETAIL_MAX_BYTES).len();
+            text.truncate(cut);
+        }
         let kept = keep_head(body, SENT_BODY_MAX_BYTES);
         let mut record = SentRecord {
             seq: 0,
