@@ -512,3 +512,57 @@ fn collect_ui_prints_the_ui_line_and_serves_the_page() {
     assert!(body.contains("\"posthog\""), "{body}");
     assert_eq!(get(addr, &addr.to_string(), "/api/stats", &[]).0, 403);
 }
+
+/// Waits until `/api/sent` holds a record matching `pred`; returns it.
+fn wait_record(view: &ViewServer, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let sent = get_json(view, "/api/sent");
+        if let Some(r) = sent["records"].as_array().unwrap().iter().find(|r| pred(r)) {
+            return r.clone();
+        }
+        assert!(Instant::now() < deadline, "no such record: {sent}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_sent_part_says_why_an_item_was_dropped_retried_or_spooled() {
+    use support::server::{Reply, TestServer};
+    let posthog = TestServer::start(|_, _| Reply::status(400).body("invalid payload"));
+    let relay = TestServer::always(503);
+    let dir = TempDir::new("view-outcomes");
+    let telemetry = closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_view_test", posthog.base())
+        .relay(relay.url("/relay"), None)
+        .compute_target_id("ct-view")
+        .spool_dir(dir.path().join("spool"))
+        .data_dir(dir.path().join("data"))
+        .shutdown_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    let view = handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        info!(event = "approval.requested", tool = "shell", risk = "low");
+        error!(event = "connection.lost", reason = "ping timeout");
+    });
+    let _ = handle.flush(Duration::from_millis(500));
+    let dropped = wait_record(&view, |r| r["stream"] == "posthog");
+    assert_eq!(dropped["outcome"], "dropped", "{dropped}");
+    assert_eq!(dropped["reason"], "rejected");
+    assert!(
+        dropped["detail"].as_str().unwrap().contains("HTTP 400"),
+        "{dropped}"
+    );
+    let retrying = wait_record(&view, |r| r["stream"] == "relay");
+    assert_eq!(retrying["outcome"], "retrying", "{retrying}");
+    assert_eq!(retrying["reason"], "spooled", "it waits in the spool");
+    let _ = guard.shutdown();
+    let spooled = wait_record(&view, |r| {
+        r["stream"] == "relay" && r["outcome"] == "spooled"
+    });
+    assert_eq!(spooled["id"], retrying["id"], "the same item");
+}
