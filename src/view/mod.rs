@@ -21,7 +21,8 @@
 //!   (`?from=<seq>` for entries from a sequence number on).
 //! - `/api/live`: server-sent `update` events with what is new, checked once a second. A stream
 //!   with nothing new for 2 s ends and the page reconnects 3 s later, resuming from its last
-//!   event id; so an open stream never holds a headless browser's virtual clock.
+//!   event id; so an open stream never holds a headless browser's virtual clock. At most 16
+//!   streams are open at once (more get 503).
 //!
 //! # Safety against other local users and web pages
 //!
@@ -149,6 +150,7 @@ pub(crate) fn serve(addr: SocketAddr, source: Arc<dyn Source>) -> io::Result<Vie
         token: token.clone(),
         nonce: uuid::Uuid::new_v4().simple().to_string(),
         live_opened: live_opened.clone(),
+        live_open: Arc::default(),
     });
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
     let thread = std::thread::Builder::new()

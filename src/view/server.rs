@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -33,6 +33,8 @@ const LIVE_IDLE: Duration = Duration::from_secs(2);
 const LIVE_MAX: Duration = Duration::from_secs(30);
 /// The reconnect delay the live stream asks for.
 const LIVE_RETRY_MS: u64 = 3000;
+/// The most live streams open at once (more get 503): bounds the view's memory and work.
+const LIVE_MAX_OPEN: usize = 16;
 
 /// What request handlers share.
 pub(super) struct ViewCtx {
@@ -41,6 +43,8 @@ pub(super) struct ViewCtx {
     pub(super) token: String,
     pub(super) nonce: String,
     pub(super) live_opened: Arc<AtomicU64>,
+    /// Live streams open now.
+    pub(super) live_open: Arc<AtomicUsize>,
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -217,6 +221,15 @@ fn page(ctx: &ViewCtx) -> Response<Body> {
     )
 }
 
+/// Counts a live stream as open until dropped.
+struct OpenStream(Arc<AtomicUsize>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A response body fed by a channel: one frame per live event, the end when the sender goes.
 struct ChannelBody(tokio::sync::mpsc::Receiver<Bytes>);
 
@@ -236,11 +249,17 @@ impl hyper::body::Body for ChannelBody {
 /// seq, sent seq) and the stats when they changed, checked once a second. The event id is the
 /// cursor after the event, so a reconnecting browser resumes where it left off.
 fn live(ctx: &ViewCtx, cursor: (u64, u64)) -> Response<Body> {
+    let open = ctx.live_open.clone();
+    if open.fetch_add(1, Ordering::AcqRel) >= LIVE_MAX_OPEN {
+        open.fetch_sub(1, Ordering::AcqRel);
+        return text(StatusCode::SERVICE_UNAVAILABLE, "too many live streams");
+    }
     ctx.live_opened.fetch_add(1, Ordering::Relaxed);
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
     let source = ctx.source.clone();
     let history = ctx.history.clone();
     tokio::spawn(async move {
+        let _open = OpenStream(open);
         let (mut a, mut s) = cursor;
         let mut last_stats = String::new();
         let opened = Instant::now();
