@@ -4,7 +4,7 @@
 //! # Shape
 //!
 //! ```text
-//! export() ── decode ──► routes? ──► hand-over queue ──► worker thread (own tokio runtime, suppressed)
+//! export() ── decode ──► routes? ──► submit() ──► hand-over queue ──► worker thread (own tokio runtime, suppressed)
 //!  (caller's thread,      (Stream)     (bounded, try-       │ Stream::encode → Item (UUIDv7)
 //!   never blocks)                      style, drops         ▼
 //!                                      counted)           backlog (bounded, evicts oldest; spool seam)
@@ -15,19 +15,22 @@
 //!                                      retry::RetryPolicy::decide → done / backoff / split / drop
 //! ```
 //!
-//! - [`Delivery::export`] (the body of a `LogExporter::export`) decodes records with
-//!   [`decode`](crate::decode::decode) on the calling thread, keeps the events
-//!   [`Stream::routes`] accepts and hands them to the worker; it never blocks, never does I/O
-//!   and needs no ambient runtime, so it works under `BatchLogProcessor`,
-//!   `SimpleLogProcessor` and inside or outside tokio.
+//! - The engine knows nothing of OpenTelemetry: [`Delivery::submit`] takes decoded events.
+//!   [`StreamExporter`](crate::StreamExporter)'s `LogExporter::export` decodes records with
+//!   [`decode`](crate::decode::decode) on the calling thread and submits the events
+//!   [`Stream::routes`] accepts; neither blocks, does I/O or needs an ambient runtime, so it
+//!   works under `BatchLogProcessor`, `SimpleLogProcessor` and inside or outside tokio.
+//! - The handle ([`Delivery`], `engine.rs`) and the worker (`worker/`) share only the
+//!   command enum (`command.rs`) and the configuration (`config.rs`); neither imports the
+//!   other's module.
 //! - Each engine owns ONE named thread `closedloop-telemetry-<stream>` with a current-thread
 //!   tokio runtime, inside `Context::enter_telemetry_suppressed_scope()`. It is driven by a
 //!   small command enum (events / flush with reply / shutdown with reply / wake) and sleeps
 //!   until the next batch is due, a backoff ends or a command arrives.
 //! - Items ([`Item`]) are pre-encoded JSON values with a stable UUIDv7, mapped once on the
 //!   worker; retries re-frame the same items (fresh per-request fields such as `sent_at`).
-//! - The network sits behind [`Transport`]: [`HttpTransport`] now, a channel transport for
-//!   the relay later. The engine wraps every send in the per-request timeout.
+//! - The network sits behind [`Transport`]: [`HttpTransport`], or a channel transport for
+//!   the relay ([`relay`](crate::relay)). The engine wraps every send in the per-request timeout.
 //! - Retry rules are the pure [`RetryPolicy::decide`] (see [`retry`]).
 //! - Every loss is counted by [`DropReason`] in [`DeliveryStats`], with a warning on the first
 //!   loss of each kind; rejected batches are also logged once per HTTP status.
@@ -62,7 +65,7 @@
 //!     expiry: None,
 //! };
 //! let delivery = Delivery::start(Relay, transport, DeliveryConfig::new(limits))?;
-//! // In LogExporter::export: delivery.export(&batch, &decode_options)
+//! // In LogExporter::export: decode the records, then delivery.submit(events)
 //! let report = delivery.shutdown(Duration::from_secs(5));
 //! # Ok::<(), BuildError>(())
 //! ```
@@ -85,6 +88,8 @@
 mod backlog;
 mod batcher;
 pub mod body;
+mod command;
+mod config;
 mod engine;
 mod error;
 mod http;
@@ -99,12 +104,12 @@ mod worker;
 mod engine_tests;
 
 pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
-pub use engine::SpoolConfig;
-pub use engine::{
-    Delivery, DeliveryConfig, DeliveryReport, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT,
+pub use config::{
+    DeliveryConfig, SpoolConfig, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT,
     DEFAULT_SHUTDOWN_TIMEOUT,
 };
-pub use error::BuildError;
+pub use engine::{Delivery, DeliveryReport};
+pub use error::{AlreadyShutdown, BuildError};
 pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
 pub use range::{check_range, deadline_after, MAX_BATCH_DELAY, MAX_DURATION_SETTING};
 pub use retry::{Decision, Outcome, RetryPolicy};

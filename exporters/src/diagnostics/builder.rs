@@ -44,7 +44,7 @@ impl Default for DiagnosticsSettings {
         DiagnosticsSettings {
             verbose: false,
             allow_custom_events: false,
-            max_delay: crate::relay::wire::DEFAULT_MAX_DELAY,
+            max_delay: super::DEFAULT_MAX_DELAY,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             timeout: DEFAULT_REQUEST_TIMEOUT,
             gzip: false,

@@ -12,12 +12,8 @@ use crate::delivery::{
     frame_json_array, parse_http_url, BuildError, Delivery, HttpTransport, InvalidEvent, Limits,
     Stream, Transport,
 };
-use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
+use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings, MAX_AGE};
 use crate::exporter::StreamExporter;
-
-/// Messages older than this are dropped as `expired`, never sent: the relay forwards them to
-/// Datadog, whose intake refuses them (the same 18 h as `datadog::wire::MAX_AGE`).
-const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(18 * 3600);
 
 /// The relay exporter (a [`StreamExporter`] built by [`RelayExporterBuilder`]).
 pub type RelayExporter = StreamExporter;

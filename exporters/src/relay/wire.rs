@@ -16,7 +16,6 @@
 //! setting; the verbose-only tails go through [`Redactor::redact_tail`].
 
 use std::ops::Range;
-use std::time::Duration;
 
 use closedloop_telemetry_layers::envelope::TraceEnvelope;
 use serde::Serialize;
@@ -35,8 +34,7 @@ pub const MAX_BODY_BYTES: usize = 5_000_000;
 /// A message larger than this is shrunk (see [`relay_item`]): the relay forwards each message
 /// to Datadog, whose limit for one log is 1 MB.
 pub const MAX_ITEM_BYTES: usize = 1_000_000;
-/// A batch is sent at most this long after its first message was queued.
-pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(2);
+pub use crate::diagnostics::DEFAULT_MAX_DELAY;
 
 /// One relay message. Absent values are omitted, never `null`.
 #[derive(Debug, Serialize)]

@@ -14,7 +14,8 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::backlog::Backlog;
 use super::batcher::{due_at, fits_alone, Batch};
-use super::engine::{Command, DeliveryConfig};
+use super::command::Command;
+use super::config::DeliveryConfig;
 use super::stats::{DeliveryStats, DropReason};
 use super::stream::{Item, Stream};
 use super::transport::Transport;
