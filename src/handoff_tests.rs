@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::decode::{DecodeOptions, Event};
 use closedloop_telemetry_exporters::delivery::{
-    frame_json_array, BoxFuture, Delivery, DeliveryConfig, InvalidEvent, Limits, Request, Response,
-    Stream, Transport, TransportError,
+    frame_json_array, BoxFuture, Delivery, DeliveryOptions, InvalidEvent, Limits, Request,
+    Response, Stream, Transport, TransportError,
 };
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLoggerProvider};
@@ -80,14 +80,16 @@ impl Transport for Acks {
 
 fn start(capacity: usize) -> (Handoff, Delivery, Gate) {
     let gate = Gate::default();
-    let mut config = DeliveryConfig::new(Limits {
+    let limits = Limits {
         max_items: 20,
         max_body_bytes: 1 << 20,
         max_delay: Duration::from_secs(30),
         expiry: None,
-    });
-    config.queue_capacity = 10_000;
-    let delivery = Delivery::start(gate.clone(), Acks, config).unwrap();
+    };
+    let options = DeliveryOptions::builder()
+        .with_queue_capacity(10_000)
+        .build();
+    let delivery = Delivery::start(gate.clone(), Acks, limits, &options).unwrap();
     let sinks = Arc::new(vec![Sink {
         kind: StreamKind::PostHog,
         delivery: delivery.clone(),

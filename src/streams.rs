@@ -1,7 +1,8 @@
 //! Starts the configured upstream streams.
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::delivery::SpoolConfig;
+use closedloop_telemetry_exporters::delivery::{DeliveryOptions, SpoolConfig};
+use closedloop_telemetry_exporters::diagnostics::DEFAULT_MAX_DELAY;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::PostHogExporterBuilder;
 
@@ -26,16 +27,21 @@ pub(crate) fn start(
         denied,
         active: Default::default(),
     };
+    // Every stream delivers with the default options, the facade's shutdown deadline and its
+    // destination's spool.
+    let delivery = |destination: &[&str]| {
+        DeliveryOptions::builder()
+            .with_shutdown_timeout(b.shutdown_timeout)
+            .with_spool(spools.config(destination))
+            .build()
+    };
     if let Some(ph) = &b.cfg.posthog {
         let mut builder = PostHogExporterBuilder::default()
             .api_key(ph.api_key.clone())
             .host(ph.host.clone())
             .compute_target_id(compute_target_id)
             .release_version(release)
-            .shutdown_timeout(b.shutdown_timeout);
-        if let Some(spool) = spools.config(&["posthog", &destination(&ph.host), &ph.api_key]) {
-            builder = builder.spool(spool);
-        }
+            .delivery(delivery(&["posthog", &destination(&ph.host), &ph.api_key]));
         if let Some(i) = b.posthog_flush_interval {
             builder = builder.flush_interval(i);
         }
@@ -46,37 +52,40 @@ pub(crate) fn start(
             allow_custom: false,
         });
     }
-    let diagnostics = if let Some(relay) = &b.cfg.relay {
+    let max_delay = b.relay_max_delay.unwrap_or(DEFAULT_MAX_DELAY);
+    let diagnostics = if b.cfg.relay.is_some() || b.relay_connection.is_some() {
         let mut builder = RelayExporterBuilder::default()
-            .url(relay.url.clone())
-            .token(relay.token.clone());
+            .verbose(b.cfg.verbose)
+            .allow_custom_events(b.allow_custom)
+            .compute_target_id(compute_target_id)
+            .release_version(release)
+            .max_delay(max_delay);
+        let destination = match &b.cfg.relay {
+            Some(relay) => {
+                builder = builder.url(relay.url.clone()).token(relay.token.clone());
+                destination(&relay.url)
+            }
+            None => "channel".to_string(),
+        };
         if let Some(conn) = &b.relay_connection {
             builder = builder.channel(conn.clone());
         }
-        Some((
-            StreamKind::Relay,
-            diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(&spools, &["relay", &destination(&relay.url)])
-                .build()?,
-        ))
-    } else if let Some(conn) = &b.relay_connection {
-        let builder = RelayExporterBuilder::default().channel(conn.clone());
-        Some((
-            StreamKind::Relay,
-            diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(&spools, &["relay", "channel"])
-                .build()?,
-        ))
+        let exporter = builder
+            .delivery(delivery(&["relay", &destination]))
+            .build()?;
+        Some((StreamKind::Relay, exporter))
     } else if let Some(dd) = &b.cfg.datadog {
-        let builder = DatadogExporterBuilder::default()
+        let exporter = DatadogExporterBuilder::default()
             .api_key(dd.api_key.clone())
-            .logs_url(dd.logs_url.clone());
-        Some((
-            StreamKind::Datadog,
-            diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(&spools, &["datadog", &destination(&dd.logs_url)])
-                .build()?,
-        ))
+            .logs_url(dd.logs_url.clone())
+            .verbose(b.cfg.verbose)
+            .allow_custom_events(b.allow_custom)
+            .compute_target_id(compute_target_id)
+            .release_version(release)
+            .max_delay(max_delay)
+            .delivery(delivery(&["datadog", &destination(&dd.logs_url)]))
+            .build()?;
+        Some((StreamKind::Datadog, exporter))
     } else {
         None
     };
@@ -132,25 +141,6 @@ fn destination(url: &str) -> String {
     }
 }
 
-/// Sets the facade's destination-keyed spool on a relay or Datadog builder.
-trait SpoolFor: Sized {
-    fn spool_for(self, spools: &Spools, destination: &[&str]) -> Self;
-}
-
-macro_rules! spool_for {
-    ($($t:ty),*) => {$(
-        impl SpoolFor for $t {
-            fn spool_for(self, spools: &Spools, destination: &[&str]) -> Self {
-                match spools.config(destination) {
-                    Some(s) => self.spool(s),
-                    None => self,
-                }
-            }
-        }
-    )*};
-}
-spool_for!(RelayExporterBuilder, DatadogExporterBuilder);
-
 /// The spool base directory: `CL_TELEMETRY_SPOOL_DIR` / `spool_dir(..)`, else the OS cache
 /// dir plus `closedloop-telemetry` (each stream spools in its own subdirectory). `None` when
 /// neither exists: the engines keep events in memory only.
@@ -160,20 +150,3 @@ fn spool_dir(b: &TelemetryBuilder) -> Option<std::path::PathBuf> {
         .clone()
         .or_else(|| dirs::cache_dir().map(|d| d.join(crate::identity::APP_DIR)))
 }
-
-/// Applies the facade's shared diagnostics settings to a relay or Datadog builder.
-macro_rules! diagnostics_settings {
-    ($builder:expr, $b:expr, $ct:expr, $rel:expr) => {{
-        let mut builder = $builder
-            .verbose($b.cfg.verbose)
-            .allow_custom_events($b.allow_custom)
-            .compute_target_id($ct)
-            .release_version($rel)
-            .shutdown_timeout($b.shutdown_timeout);
-        if let Some(d) = $b.relay_max_delay {
-            builder = builder.max_delay(d);
-        }
-        builder
-    }};
-}
-use diagnostics_settings;

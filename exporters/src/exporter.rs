@@ -19,6 +19,11 @@ use crate::delivery::{
 /// Build one with [`PostHogExporterBuilder`](crate::PostHogExporterBuilder),
 /// [`RelayExporterBuilder`](crate::relay::RelayExporterBuilder) or
 /// [`DatadogExporterBuilder`](crate::datadog::DatadogExporterBuilder).
+///
+/// One type for every destination, under this one name: the three differ only in what their
+/// builder plugs into the engine (wire format, routing, transport), and what an app does with
+/// an exporter (install it, flush, shut down, read stats) is the same for all. The builder is
+/// the per-destination type; there are no per-destination aliases.
 #[derive(Clone)]
 pub struct StreamExporter {
     pub(crate) delivery: Delivery,

@@ -18,5 +18,5 @@ mod url_redact;
 pub use delivery::{BuildError, Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason};
 pub use exporter::StreamExporter;
 pub use flush_through::FlushThrough;
-pub use posthog::{PostHogExporter, PostHogExporterBuilder};
+pub use posthog::PostHogExporterBuilder;
 pub use url_redact::redact_url;

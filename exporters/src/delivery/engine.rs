@@ -11,11 +11,12 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 use crate::decode::Event;
 
 use super::command::Command;
-use super::config::DeliveryConfig;
+use super::config::EngineConfig;
 use super::error::{AlreadyShutdown, BuildError};
-use super::range::deadline_after;
+use super::options::DeliveryOptions;
+use super::range::{check_range, deadline_after, MAX_DURATION_SETTING};
 use super::stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason};
-use super::stream::Stream;
+use super::stream::{Limits, Stream};
 use super::transport::Transport;
 use super::worker::{self, Worker};
 
@@ -43,7 +44,7 @@ impl DeliveryReport {
 /// A running delivery engine: one named worker thread plus this cheap, cloneable handle.
 ///
 /// Dropping the last handle without [`Delivery::shutdown`] lets the worker deliver what it can
-/// within [`DeliveryConfig::shutdown_timeout`] in the background and stop.
+/// within [`DeliveryOptions::shutdown_timeout`] in the background and stop.
 #[derive(Clone)]
 pub struct Delivery {
     inner: Arc<Inner>,
@@ -76,13 +77,29 @@ impl std::fmt::Debug for Delivery {
 
 impl Delivery {
     /// Starts the worker thread (named `closedloop-telemetry-<stream>`) for `stream` over
-    /// `transport`.
+    /// `transport`, with the stream's `limits` and the delivery `options`. Checks the ranges
+    /// ([`DeliveryOptions::check`], a batch of at least one item, a delay of at most
+    /// [`MAX_DURATION_SETTING`]) and names the setting at fault.
     pub fn start(
         stream: impl Stream,
         transport: impl Transport,
-        config: DeliveryConfig,
+        limits: Limits,
+        options: &DeliveryOptions,
     ) -> Result<Self, BuildError> {
-        config.check()?;
+        options.check()?;
+        if limits.max_items == 0 {
+            return Err(BuildError::InvalidValue {
+                setting: "batch size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        check_range(
+            "max_delay",
+            limits.max_delay,
+            Duration::ZERO,
+            MAX_DURATION_SETTING,
+        )?;
+        let config = EngineConfig::new(limits, options);
         let stream: Arc<dyn Stream> = Arc::new(stream);
         let stats = Arc::new(DeliveryStats::new(stream.name()));
         let admitted = Arc::new(AtomicUsize::new(0));

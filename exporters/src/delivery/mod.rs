@@ -64,7 +64,7 @@
 //!     max_delay: Duration::from_secs(2),
 //!     expiry: None,
 //! };
-//! let delivery = Delivery::start(Relay, transport, DeliveryConfig::new(limits))?;
+//! let delivery = Delivery::start(Relay, transport, limits, &DeliveryOptions::default())?;
 //! // In LogExporter::export: decode the records, then delivery.submit(events)
 //! let report = delivery.shutdown(Duration::from_secs(5));
 //! # Ok::<(), BuildError>(())
@@ -93,6 +93,7 @@ mod config;
 mod engine;
 mod error;
 mod http;
+mod options;
 pub(crate) mod range;
 pub mod retry;
 mod stats;
@@ -104,13 +105,13 @@ mod worker;
 mod engine_tests;
 
 pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
-pub use config::{
-    DeliveryConfig, SpoolConfig, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-};
 pub use engine::{Delivery, DeliveryReport};
 pub use error::{AlreadyShutdown, BuildError};
 pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
+pub use options::{
+    DeliveryOptions, DeliveryOptionsBuilder, SpoolConfig, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+};
 pub use range::{check_range, deadline_after, MAX_BATCH_DELAY, MAX_DURATION_SETTING};
 pub use retry::{Decision, Outcome, RetryPolicy};
 pub use stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason, DroppedCounts};

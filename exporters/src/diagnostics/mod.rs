@@ -1,7 +1,7 @@
 //! What the relay and direct-Datadog streams share: their settings, default batch delay and
 //! maximum age. Imports neither stream.
 
-mod builder;
+mod settings;
 
 use std::time::Duration;
 
@@ -14,5 +14,4 @@ pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(2);
 /// relay, which forwards to it.
 pub const MAX_AGE: Duration = Duration::from_secs(18 * 3600);
 
-pub use builder::DiagnosticsSettings;
-pub(crate) use builder::{diagnostics_setters, DeliveryKnobs};
+pub(crate) use settings::DiagnosticsSettings;

@@ -15,7 +15,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use super::backlog::Backlog;
 use super::batcher::{due_at, fits_alone, Batch};
 use super::command::Command;
-use super::config::DeliveryConfig;
+use super::config::EngineConfig;
 use super::stats::{DeliveryStats, DropReason};
 use super::stream::{Item, Stream};
 use super::transport::Transport;
@@ -31,7 +31,7 @@ const MAX_COMMANDS_PER_PASS: usize = 1024;
 pub(crate) struct Worker {
     stream: Arc<dyn Stream>,
     transport: Arc<dyn Transport>,
-    cfg: DeliveryConfig,
+    cfg: EngineConfig,
     stats: Arc<DeliveryStats>,
     admitted: Arc<AtomicUsize>,
     rx: UnboundedReceiver<Command>,
@@ -89,7 +89,7 @@ impl Worker {
     pub(crate) fn new(
         stream: Arc<dyn Stream>,
         transport: Arc<dyn Transport>,
-        cfg: DeliveryConfig,
+        cfg: EngineConfig,
         stats: Arc<DeliveryStats>,
         admitted: Arc<AtomicUsize>,
         rx: UnboundedReceiver<Command>,
