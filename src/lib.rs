@@ -37,9 +37,11 @@ mod handoff;
 pub mod identity;
 mod layer;
 mod orphans;
+mod pipeline;
 mod priority;
 mod processor;
 pub mod schema;
+mod settings;
 mod sink;
 mod streams;
 #[cfg(any(test, feature = "testing"))]
