@@ -142,14 +142,6 @@ impl std::fmt::Display for ShutdownReport {
     }
 }
 
-fn kind_of(sinks: &[Sink], name: &str) -> StreamKind {
-    sinks
-        .iter()
-        .find(|s| s.name() == name)
-        .map(|s| s.kind)
-        .unwrap_or(StreamKind::Relay)
-}
-
 impl TelemetryHandle {
     /// The gateway-session handle: call `set` on every (re)connection.
     pub fn gateway(&self) -> &GatewaySession {
@@ -253,10 +245,7 @@ impl TelemetryHandle {
     pub fn flush(&self, timeout: Duration) -> ShutdownReport {
         let sinks = &self.inner.sinks;
         ShutdownReport {
-            streams: flush_all(self.inner.handoff.as_deref(), sinks, timeout)
-                .into_iter()
-                .map(|(name, r)| (kind_of(sinks, name), r))
-                .collect(),
+            streams: flush_all(self.inner.handoff.as_deref(), sinks, timeout),
         }
     }
 
@@ -280,10 +269,7 @@ impl TelemetryHandle {
                 sinks,
                 self.inner.shutdown_timeout,
             )
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, r)| (kind_of(sinks, name), r))
-            .collect(),
+            .unwrap_or_default(),
         };
         if let Some(p) = &self.inner.provider {
             // The processors are already stopped; this only marks the provider shut so later

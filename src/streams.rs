@@ -62,7 +62,6 @@ fn start_enabled(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitErro
         sinks.push(Sink {
             kind: StreamKind::PostHog,
             delivery: exporter.delivery().clone(),
-            allow_custom: false,
         });
     }
     let max_delay = s.relay_max_delay;
@@ -106,7 +105,6 @@ fn start_enabled(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitErro
         sinks.push(Sink {
             kind,
             delivery: exporter.delivery().clone(),
-            allow_custom: s.allow_custom,
         });
     }
     let orphans = match &spools.base {

@@ -80,7 +80,7 @@ impl StreamExporter {
         let mut events = Vec::new();
         for (record, _scope) in batch.iter() {
             match decode(record, &self.decode) {
-                Ok(event) if self.delivery.routes(&event) => events.push(event),
+                Ok(event) if self.delivery.routes(event.entry) => events.push(event),
                 Ok(_) | Err(DecodeError::NoEventName | DecodeError::ActivityEntry) => {
                     self.delivery.count_ignored(1)
                 }

@@ -163,7 +163,7 @@ fn run_inner(
             .map(|&kind| {
                 let items: Vec<String> = events
                     .iter()
-                    .filter(|e| kind.routes(e, allow_custom))
+                    .filter(|e| kind.routes(e.entry, allow_custom))
                     .filter_map(|e| encode(kind, e, &hostname))
                     .collect();
                 StreamAudit::new(kind, items, &format_timestamp(std::time::SystemTime::now()))

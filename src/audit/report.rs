@@ -128,7 +128,7 @@ pub(crate) fn explain(
         let decoded = next.next_if(|e| e.name == name);
         if let Some(e) = decoded {
             for &k in streams {
-                if !k.routes(e, allow_custom) {
+                if !k.routes(e.entry, allow_custom) {
                     continue;
                 }
                 ev.sent_to.push(match (k, e.entry.and_then(|r| r.posthog)) {

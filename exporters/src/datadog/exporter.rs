@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use uuid::Uuid;
 
 use super::wire::{self, API_KEY_HEADER, MAX_BODY_BYTES, MAX_ITEMS};
@@ -25,8 +26,8 @@ impl Stream for DatadogStream {
         "datadog"
     }
 
-    fn routes(&self, event: &Event) -> bool {
-        routes_to_relay(event, self.allow_custom)
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        routes_to_relay(entry, self.allow_custom)
     }
 
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+
 use crate::decode::Event;
 
 use super::command::Command;
@@ -140,7 +142,7 @@ impl Delivery {
         }
         let stats = &self.inner.stats;
         let before = events.len();
-        events.retain(|e| self.inner.stream.routes(e));
+        events.retain(|e| self.inner.stream.routes(e.entry));
         stats.ignore((before - events.len()) as u64);
         if events.is_empty() {
             return Ok(());
@@ -189,9 +191,10 @@ impl Delivery {
         self.inner.stats.ignore(n);
     }
 
-    /// Whether this engine's stream takes `event` (see [`Stream::routes`]).
-    pub fn routes(&self, event: &Event) -> bool {
-        self.inner.stream.routes(event)
+    /// Whether this engine's stream takes an event with this catalogue row (`None`: a custom
+    /// event); see [`Stream::routes`]. A pure question: nothing is counted.
+    pub fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        self.inner.stream.routes(entry)
     }
 
     /// Counts `n` events of this stream that a stage in front of the engine (e.g. the

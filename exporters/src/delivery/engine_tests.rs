@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use closedloop_telemetry_layers::catalogue::lookup;
+use closedloop_telemetry_layers::catalogue::{lookup, CatalogueEntry};
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 
 use super::*;
@@ -16,8 +16,8 @@ impl Stream for Names {
     fn name(&self) -> &'static str {
         "names"
     }
-    fn routes(&self, e: &Event) -> bool {
-        e.entry.is_some_and(|r| r.relay.is_some())
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        entry.is_some_and(|r| r.relay.is_some())
     }
     fn encode(&self, e: &Event, id: uuid::Uuid) -> Result<Vec<u8>, InvalidEvent> {
         Ok(format!(r#"{{"event":"{}","id":"{id}"}}"#, e.name).into_bytes())

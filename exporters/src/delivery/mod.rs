@@ -40,12 +40,13 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use closedloop_telemetry_exporters::decode::Event;
+//! use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 //! use closedloop_telemetry_exporters::delivery::*;
 //!
 //! struct Relay;
 //! impl Stream for Relay {
 //!     fn name(&self) -> &'static str { "relay" }
-//!     fn routes(&self, e: &Event) -> bool { e.entry.is_some_and(|r| r.relay.is_some()) }
+//!     fn routes(&self, entry: Option<&CatalogueEntry>) -> bool { entry.is_some_and(|r| r.relay.is_some()) }
 //!     fn encode(&self, e: &Event, id: uuid::Uuid) -> Result<Vec<u8>, InvalidEvent> {
 //!         Ok(serde_json::to_vec(&serde_json::json!({"event": e.name, "id": id.to_string()})).unwrap())
 //!     }

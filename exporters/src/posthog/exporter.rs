@@ -5,6 +5,7 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use closedloop_telemetry_layers::envelope::format_timestamp;
 
 use super::wire::{self, Framer};
@@ -22,8 +23,8 @@ impl Stream for PostHogStream {
         "posthog"
     }
 
-    fn routes(&self, event: &Event) -> bool {
-        wire::posthog_name(event).is_some()
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        wire::routes_to_posthog(entry)
     }
 
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {

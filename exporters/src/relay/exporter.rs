@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use uuid::Uuid;
 
 use super::channel::{ChannelTransport, RelayConnection};
@@ -26,8 +27,8 @@ impl Stream for RelayStream {
         "relay"
     }
 
-    fn routes(&self, event: &Event) -> bool {
-        wire::routes_to_relay(event, self.allow_custom)
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        wire::routes_to_relay(entry, self.allow_custom)
     }
 
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {

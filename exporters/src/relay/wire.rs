@@ -17,6 +17,7 @@
 
 use std::ops::Range;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use closedloop_telemetry_layers::envelope::TraceEnvelope;
 use serde::Serialize;
 use uuid::Uuid;
@@ -57,10 +58,11 @@ fn view_is_empty(v: &&DiagnosticsView<'_>) -> bool {
     v.is_empty()
 }
 
-/// Whether an event belongs on the relay stream: catalogue rows with a relay name, and custom
-/// (non-catalogue) events when `allow_custom` is set.
-pub fn routes_to_relay(event: &Event, allow_custom: bool) -> bool {
-    match event.entry {
+/// The diagnostics routing rule (relay and Datadog): an event with this catalogue row goes
+/// when the row has a relay name; a custom (non-catalogue, `None`) event when `allow_custom`
+/// is set.
+pub fn routes_to_relay(entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
+    match entry {
         Some(entry) => entry.relay.is_some(),
         None => allow_custom,
     }
