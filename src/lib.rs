@@ -48,21 +48,21 @@ mod streams;
 pub mod testing;
 pub mod verify;
 
-use std::time::Duration;
-
 pub use builder::{TelemetryBuilder, MAX_ACTIVITY_CAPACITY};
 pub use closedloop_telemetry_exporters as exporters;
 pub use closedloop_telemetry_layers as layers;
 pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
 pub use closedloop_telemetry_layers::GatewaySession;
 pub use consent::{Consent, ConsentError};
-pub use handle::{ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats};
+pub use handle::{
+    FlushReport, ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats,
+};
 pub use layer::ClosedLoopLayer;
 pub use orphans::{OrphanSpool, ORPHAN_DIAGNOSTICS_MAX_AGE, ORPHAN_POSTHOG_MAX_AGE};
 pub use sink::StreamKind;
 
-/// Default deadline for flush and shutdown.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default deadline for flush and shutdown (defined by the exporters' delivery engine).
+pub use closedloop_telemetry_exporters::delivery::DEFAULT_SHUTDOWN_TIMEOUT;
 
 /// Why telemetry could not start. Never a panic.
 #[derive(Debug, thiserror::Error)]

@@ -6,6 +6,7 @@ pub mod datadog;
 pub mod decode;
 pub mod delivery;
 pub mod diagnostics;
+pub mod env;
 mod exporter;
 mod flush_through;
 pub mod posthog;

@@ -9,6 +9,7 @@ use crate::decode::DecodeOptions;
 use crate::delivery::{
     check_range, parse_http_url, BuildError, Delivery, DeliveryOptions, HttpTransport, Limits,
 };
+use crate::env::Env;
 use crate::exporter::StreamExporter;
 
 /// PostHog's US cloud ingestion host.
@@ -107,11 +108,17 @@ impl PostHogExporterBuilder {
     /// (`0`, `false`, `no`, `off`), [`build`](Self::build) returns [`BuildError::Disabled`]
     /// whatever else is set: no worker, no connection.
     pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::from_vars(&Env::from_env())
     }
 
+    #[cfg(test)]
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        Self::from_vars(&Env::from_lookup(get))
+    }
+
+    /// A builder seeded from an already-read environment (see [`from_env`](Self::from_env)).
+    pub fn from_vars(env: &Env) -> Self {
+        let get = |k: &str| env.get(k).map(str::to_string);
         let defaults = Self::default();
         PostHogExporterBuilder {
             api_key: get("CL_POSTHOG_API_KEY"),

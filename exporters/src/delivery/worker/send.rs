@@ -102,7 +102,7 @@ impl Worker {
                     let now = Instant::now();
                     self.spool_tick(now);
                     self.settle_flushes(now);
-                    if self.shutdown.as_ref().is_some_and(|(d, _)| *d <= now) {
+                    if self.shutdown.as_ref().is_some_and(|s| s.deadline <= now) {
                         return None;
                     }
                 }
@@ -145,8 +145,8 @@ impl Worker {
         if self.is_denied() && matches!(decision, Decision::Backoff(_) | Decision::Split) {
             // Consent was denied while this batch was on the wire: no second attempt.
             decision = Decision::Drop(DropReason::Purged);
-            for (_, n) in &mut self.purge_replies {
-                *n += items as u64;
+            for p in &mut self.purge_replies {
+                p.purged += items as u64;
             }
         }
         if !connection {
