@@ -133,7 +133,7 @@ impl Handoff {
             .name("closedloop-telemetry-handoff".into())
             .spawn(move || {
                 let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
-                crate::priority::lower_current_thread();
+                closedloop_telemetry_exporters::priority::lower_current_thread();
                 if let Ok(shared) = rx.recv() {
                     shared.run();
                 }
@@ -294,7 +294,7 @@ impl Shared {
         };
         let closed = self.closed.load(Ordering::Relaxed);
         for (sink, pending) in self.sinks.iter().zip(self.door_drops.iter()) {
-            if !sink.kind.routes_entry(entry, sink.allow_custom) {
+            if !sink.routes(entry) {
                 continue;
             }
             if closed {
@@ -427,7 +427,7 @@ impl Shared {
                 .sinks
                 .iter()
                 .zip(per_sink.iter_mut())
-                .filter(|(s, _)| s.routes(&event))
+                .filter(|(s, _)| s.routes(event.entry))
                 .map(|(_, out)| out)
                 .peekable();
             while let Some(out) = targets.next() {

@@ -37,13 +37,18 @@ pub fn load_or_create(dir: &Path) -> io::Result<String> {
     closedloop_telemetry_exporters::private_fs::create_dir_all(dir)?;
     let id = uuid::Uuid::new_v4().to_string();
     let tmp = dir.join(format!("{ID_FILE}.{}.tmp", std::process::id()));
-    {
+    let written = (|| {
         let mut f = closedloop_telemetry_exporters::private_fs::create_file(&tmp)?;
         f.write_all(id.as_bytes())?;
         f.sync_all()?;
+        drop(f);
+        // Fails on Windows while another program holds the old file open: nothing is stranded.
+        fs::rename(&tmp, &path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
     }
-    fs::rename(&tmp, &path)?;
-    Ok(id)
+    written.map(|()| id)
 }
 
 fn is_valid(s: &str) -> bool {

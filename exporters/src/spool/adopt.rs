@@ -5,15 +5,22 @@
 //! forever, so the next process that holds the shared directory adopts it: it opens the
 //! subdirectory as a spool (which takes its lock, so a live process's directory fails to open
 //! and is left alone), appends every unacknowledged valid record to its own spool with the same
-//! id, creation time and bytes, fsyncs, and only then removes the subdirectory. A crash in
-//! between re-adopts the same records next time: duplicates (the ids let the receiver drop
-//! them), never loss.
+//! id, creation time and bytes, fsyncs, acknowledges them in the orphan, and only then removes
+//! the subdirectory. A crash in between re-adopts the same records next time: duplicates (the
+//! ids let the receiver drop them), never loss.
+//!
+//! Removal works where an open file cannot be deleted (Windows): the segments and the cursor
+//! go first, under the orphan's lock; the lock file goes last. On Unix it is unlinked while
+//! still held, so no process can take the directory in between; on Windows it is released and
+//! closed first (an open file's name stays until it is closed, so the directory could not be
+//! removed). A file that cannot be removed now (another program has it open) leaves the
+//! directory in place, fully acknowledged: the next adoption pass removes it, re-sending nothing.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::cursor::{CURSOR_FILE, CURSOR_TMP};
+use super::cursor::{Position, CURSOR_FILE, CURSOR_TMP};
 use super::error::SpoolError;
 use super::lock::LOCK_FILE;
 use super::spool::{segment_number, Spool};
@@ -56,18 +63,33 @@ fn pid_dirs(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Removes an adopted spool directory while its lock is still held: segments first (so a crash
-/// part-way leaves at worst records to adopt again), then the cursor and the lock file, then
-/// the directory itself. Anything unexpected in it makes the final step fail, and it stays.
-fn remove_spool_dir(dir: &Path) -> io::Result<()> {
+/// Removes an adopted spool's segments and cursor files, while its lock is still held. Segments
+/// first, so a crash part-way leaves at worst records to adopt again.
+fn remove_spool_files(dir: &Path) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         if segment_number(&entry.file_name()).is_some() {
             remove_if_present(&entry.path())?;
         }
     }
-    for name in [CURSOR_FILE, CURSOR_TMP, LOCK_FILE] {
+    for name in [CURSOR_FILE, CURSOR_TMP] {
         remove_if_present(&dir.join(name))?;
+    }
+    Ok(())
+}
+
+/// Removes an adopted orphan's directory: its files under its lock, then the lock file (see the
+/// [module docs](self) for the order), then the directory, which must then be empty.
+fn remove_orphan(dir: &Path, orphan: Spool) -> io::Result<()> {
+    remove_spool_files(dir)?;
+    let lock = dir.join(LOCK_FILE);
+    if cfg!(unix) {
+        remove_if_present(&lock)?;
+        drop(orphan);
+    } else {
+        // Releases the lock and closes the lock file, which can then be deleted.
+        drop(orphan);
+        remove_if_present(&lock)?;
     }
     fs::remove_dir(dir)
 }
@@ -89,9 +111,19 @@ impl Spool {
         let mut done = Adopted::default();
         for orphan in pid_dirs(&self.dir) {
             match self.adopt_one(&orphan) {
-                Ok(items) => {
-                    done.dirs += 1;
+                Ok((items, removed)) => {
                     done.items += items;
+                    match removed {
+                        Ok(()) => done.dirs += 1,
+                        Err(e) => {
+                            done.left += 1;
+                            tracing::warn!(
+                                dir = %orphan.display(),
+                                error = %e,
+                                "spool: adopted a per-process directory but could not remove it yet; a later start removes it"
+                            );
+                        }
+                    }
                 }
                 // A live process's own spool: not ours to take.
                 Err(SpoolError::Locked { .. }) => done.left += 1,
@@ -120,31 +152,43 @@ impl Spool {
         done
     }
 
-    /// Moves one orphan's unacknowledged records here, syncs, then removes the orphan.
-    /// Returns how many records were moved.
-    fn adopt_one(&mut self, orphan_dir: &Path) -> Result<u64, SpoolError> {
+    /// Moves one orphan's unacknowledged records here, syncs, acknowledges them in the orphan,
+    /// then removes the orphan (see the [module docs](self)). Returns how many records were
+    /// moved, and whether the orphan could be removed.
+    fn adopt_one(&mut self, orphan_dir: &Path) -> Result<(u64, io::Result<()>), SpoolError> {
         let mut orphan = Spool::open(orphan_dir, self.opts)?;
         let mut items = 0;
         let result = self.move_records(&mut orphan, &mut items);
         let damage = orphan.stats();
         self.stats.corrupt_regions_skipped += damage.corrupt_regions_skipped;
         self.stats.corrupt_bytes_skipped += damage.corrupt_bytes_skipped;
-        result?;
+        let last = result?;
         if items > 0 {
             self.sync()?;
         }
-        remove_spool_dir(orphan_dir)?;
-        // The orphan's lock is released only now, after its files are gone.
-        drop(orphan);
-        Ok(items)
+        if let Some(last) = last {
+            // Moved and durable here: should a file below resist removal, the orphan left
+            // behind holds nothing to send again.
+            orphan.ack(last)?;
+            orphan.sync()?;
+        }
+        Ok((items, remove_orphan(orphan_dir, orphan)))
     }
 
-    fn move_records(&mut self, orphan: &mut Spool, moved: &mut u64) -> Result<(), SpoolError> {
+    /// Appends the orphan's unacknowledged records here; returns the position just past the
+    /// last one read, if any.
+    fn move_records(
+        &mut self,
+        orphan: &mut Spool,
+        moved: &mut u64,
+    ) -> Result<Option<Position>, SpoolError> {
+        let mut last = None;
         loop {
             let batch = orphan.read_batch(BATCH_ITEMS, BATCH_BYTES)?;
             if batch.is_empty() {
-                return Ok(());
+                return Ok(last);
             }
+            last = batch.last().map(|(p, _)| *p);
             for (_, item) in batch {
                 match self.append_parts(item.id, item.created_ms, &item.bytes) {
                     Ok(()) => *moved += 1,

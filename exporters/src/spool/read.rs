@@ -198,12 +198,16 @@ impl Spool {
             .map(|(&n, _)| n)
             .collect();
         for n in done {
+            // A segment another program holds open cannot be deleted on Windows: it stays
+            // listed (and counted on disk) and the next acknowledgement tries again.
+            if !self.remove_file(n) {
+                continue;
+            }
             if let Some(meta) = self.segments.remove(&n) {
                 // Normally zero; corrects the count if the file held fewer records than known.
                 let unread = meta.items.saturating_sub(meta.acked);
                 self.stats.pending_items = self.stats.pending_items.saturating_sub(unread);
             }
-            self.remove_file(n);
         }
     }
 
@@ -241,14 +245,21 @@ impl Spool {
         if self.read_buf.segment == n {
             self.read_buf.data = Vec::new();
         }
+        // Left in place when it cannot be deleted now: it is before the cursor, so the next
+        // open deletes it.
         self.remove_file(n);
     }
 
-    fn remove_file(&mut self, n: u64) {
+    /// Deletes segment `n`; false when it is still there (an I/O error, counted).
+    fn remove_file(&mut self, n: u64) -> bool {
         match std::fs::remove_file(segment_path(&self.dir, n)) {
             Ok(()) => self.dir_unsynced = true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) => self.count_io_error("delete a segment"),
+            Err(_) => {
+                self.count_io_error("delete a segment");
+                return false;
+            }
         }
+        true
     }
 }
