@@ -13,6 +13,10 @@
 //! its processor and hand-off worker, and the PostHog stream's delivery engine, sending to a
 //! lean loopback receiver that answers `200` at once. The `otel_bridge_*` cases are the
 //! reference: the OpenTelemetry bridge over a stock `BatchLogProcessor` and a no-op exporter.
+//! `otel_bridge_otlp_http` is the anchor a user would actually build: the same bridge and batch
+//! processor with the `opentelemetry-otlp` HTTP logs exporter (protobuf, blocking client)
+//! posting to the same lean loopback receiver as ours; what it delivers is counted by a
+//! wrapper around the exporter.
 //! After each pipeline case a line on stderr says how many records it took and dropped.
 //!
 //! Run with `cargo bench --bench emit`; see BENCHMARKS.md.
@@ -49,6 +53,57 @@ impl LogExporter for NoopExporter {
         black_box(batch);
         Ok(())
     }
+}
+
+/// Forwards to the OTLP exporter and counts the records of every successful export.
+#[derive(Debug)]
+struct CountingOtlp(opentelemetry_otlp::LogExporter, Arc<AtomicU64>);
+
+impl LogExporter for CountingOtlp {
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        let n = batch.iter().count() as u64;
+        let result = self.0.export(batch).await;
+        if result.is_ok() {
+            self.1.fetch_add(n, Ordering::Relaxed);
+        }
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.0.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.0.set_resource(resource)
+    }
+}
+
+/// The anchor: the bridge, the stock batch processor and the OTLP HTTP logs exporter posting
+/// to `receiver`.
+fn otlp(
+    c: &mut Criterion,
+    name: &str,
+    receiver: &lean::LeanServer,
+    run: fn(&mut Criterion, &str, &Option<Dispatch>) -> u64,
+) {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let exported = Arc::new(AtomicU64::new(0));
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_http()
+        .with_endpoint(format!("{}/v1/logs", receiver.base()))
+        .build()
+        .expect("OTLP exporter builds");
+    let provider = SdkLoggerProvider::builder()
+        .with_log_processor(
+            BatchLogProcessor::builder(CountingOtlp(exporter, exported.clone())).build(),
+        )
+        .build();
+    let dispatch = Some(Dispatch::new(
+        tracing_subscriber::registry().with(OpenTelemetryTracingBridge::new(&provider)),
+    ));
+    let n = run(c, name, &dispatch);
+    let _ = provider.shutdown();
+    report(name, n, exported.load(Ordering::Relaxed), "");
 }
 
 struct NoopLayer;
@@ -254,11 +309,13 @@ fn benches(c: &mut Criterion) {
     bridge(c, "otel_bridge_batch", false, tight);
     bridge(c, "otel_bridge_batch_span_attrs", true, tight);
     let receiver = lean::LeanServer::counting();
+    otlp(c, "otel_bridge_otlp_http", &receiver, tight);
     closedloop(c, "closedloop_default", false, &receiver, tight);
     closedloop(c, "closedloop_verbose", true, &receiver, tight);
 
     paced(c, "noop_layer", &noop());
     bridge(c, "otel_bridge_batch", false, paced);
+    otlp(c, "otel_bridge_otlp_http", &receiver, paced);
     closedloop(c, "closedloop_default", false, &receiver, paced);
     closedloop(c, "closedloop_verbose", true, &receiver, paced);
 }
