@@ -6,7 +6,6 @@
 mod posthog_common;
 mod support;
 
-
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;
 use opentelemetry_sdk::logs::SdkLoggerProvider;

@@ -98,14 +98,15 @@ mod cursor;
 mod error;
 mod fallback;
 mod inspect;
+mod ledger;
 mod lock;
 mod options;
-mod read;
+mod reader;
 mod segment;
 #[allow(clippy::module_inception)]
 mod spool;
 mod stats;
-mod write;
+mod writer;
 
 pub use cursor::{CursorStatus, Position};
 pub use error::SpoolError;
