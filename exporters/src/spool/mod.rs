@@ -22,6 +22,12 @@
 //! # Ok::<(), closedloop_telemetry_exporters::spool::SpoolError>(())
 //! ```
 //!
+//! # Shape
+//!
+//! A writer (`writer.rs`), a reader (`reader.rs`) and the ledger they share (`ledger.rs`: the
+//! segment table, the acknowledgement cursor, the counters), each owning its own state;
+//! `spool.rs` opens them and passes each call on. See `docs/RELIABILITY.md`, "The spool".
+//!
 //! # Directory
 //!
 //! One directory per stream, owned by one process at a time:
