@@ -520,6 +520,30 @@ mod tests {
     }
 
     #[test]
+    fn settling_both_copies_of_a_repeated_id_acknowledges_both() {
+        // The same record twice in a spool (adopted again after a crash mid-adoption).
+        let dir = std::env::temp_dir().join(format!("cl-backlog-{}", uuid::Uuid::new_v4()));
+        let now = Instant::now();
+        {
+            let spool = Spool::open(&dir, SpoolOptions::default()).unwrap();
+            let mut b = Backlog::with_spool(10, spool, now);
+            let twice = item(1);
+            for i in [twice.clone(), twice, item(2)] {
+                assert!(b.push(i, now).is_none());
+            }
+            b.refill(10, now);
+            let batch: Vec<Item> = std::iter::from_fn(|| b.take_front()).collect();
+            assert_eq!(batch.len(), 3);
+            b.settle(&batch, now);
+            b.sync();
+        }
+        let spool = Spool::open(&dir, SpoolOptions::default()).unwrap();
+        assert_eq!(spool.recovery().items_to_replay, 0, "nothing is replayed");
+        drop(spool);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn nothing_counts_as_unread_once_the_reader_is_at_the_end() {
         use std::io::{Seek, SeekFrom, Write};
         let dir = std::env::temp_dir().join(format!("cl-backlog-{}", uuid::Uuid::new_v4()));

@@ -7,7 +7,8 @@
 //! handed out is known by its position and its id until it is acknowledged or the cap deletes
 //! its segment.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 
@@ -42,8 +43,11 @@ pub(super) struct Reader {
     read: Position,
     /// Items handed out and not acknowledged, by position, with their ids.
     outstanding: BTreeMap<Position, Uuid>,
-    /// The same items by id, for acknowledging by id.
+    /// The same items by id, for acknowledging by id: the earliest outstanding one of each id.
     by_id: HashMap<Uuid, Position>,
+    /// Ids handed out more than once while outstanding (records adopted twice, after a crash
+    /// during adoption): acknowledging one copy moves `by_id` on to the next.
+    repeated: HashSet<Uuid>,
     /// Handed-out items acknowledged while an earlier one is still outstanding.
     acked_ahead: BTreeSet<Position>,
     buf: ReadBuf,
@@ -62,6 +66,7 @@ impl Reader {
             read: start,
             outstanding: BTreeMap::new(),
             by_id: HashMap::new(),
+            repeated: HashSet::new(),
             acked_ahead: BTreeSet::new(),
             buf: ReadBuf::default(),
             damage_counted_until: start,
@@ -155,7 +160,14 @@ impl Reader {
                     let pos = Position::new(segment, base + end as u64);
                     if self.last_handed_out().is_none_or(|last| pos > last) {
                         self.outstanding.insert(pos, item.id);
-                        self.by_id.insert(item.id, pos);
+                        match self.by_id.entry(item.id) {
+                            Entry::Occupied(_) => {
+                                self.repeated.insert(item.id);
+                            }
+                            Entry::Vacant(slot) => {
+                                slot.insert(pos);
+                            }
+                        }
                     }
                     self.read = pos;
                     bytes += item.bytes.len();
@@ -212,6 +224,17 @@ impl Reader {
         let id = self.outstanding.remove(&p)?;
         if self.by_id.get(&id) == Some(&p) {
             self.by_id.remove(&id);
+            if self.repeated.contains(&id) {
+                // Rare (see `repeated`): a scan of what is outstanding finds the next copy.
+                match self.outstanding.iter().find(|(_, other)| **other == id) {
+                    Some((&next, _)) => {
+                        self.by_id.insert(id, next);
+                    }
+                    None => {
+                        self.repeated.remove(&id);
+                    }
+                }
+            }
         }
         Some(id)
     }
@@ -249,10 +272,7 @@ impl Reader {
         positions: impl IntoIterator<Item = Position>,
     ) -> Result<(), SpoolError> {
         for p in positions {
-            if self.forget(p).is_some() {
-                self.acked_ahead.insert(p);
-                ledger.count_acked(p);
-            }
+            self.acknowledge_one(ledger, p);
         }
         self.cover_acked_ahead(ledger, active)
     }
@@ -265,11 +285,21 @@ impl Reader {
         active: Option<u64>,
         ids: impl IntoIterator<Item = Uuid>,
     ) -> Result<(), SpoolError> {
-        let positions: Vec<Position> = ids
-            .into_iter()
-            .filter_map(|id| self.by_id.get(&id).copied())
-            .collect();
-        self.ack_items(ledger, active, positions)
+        for id in ids {
+            // One at a time: a repeated id resolves to its next copy once one is acknowledged.
+            if let Some(&p) = self.by_id.get(&id) {
+                self.acknowledge_one(ledger, p);
+            }
+        }
+        self.cover_acked_ahead(ledger, active)
+    }
+
+    /// Acknowledges the outstanding item at `p`, if any, ahead of the cursor.
+    fn acknowledge_one(&mut self, ledger: &mut Ledger, p: Position) {
+        if self.forget(p).is_some() {
+            self.acked_ahead.insert(p);
+            ledger.count_acked(p);
+        }
     }
 
     /// Moves the cursor over the acknowledged items that no outstanding one precedes.
