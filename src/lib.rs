@@ -44,6 +44,8 @@ mod streams;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod verify;
+#[cfg(feature = "view")]
+pub mod view;
 
 use std::time::Duration;
 

@@ -22,8 +22,9 @@ fn all_routed(stats: &TelemetryStats) -> bool {
         .is_some_and(|s| s.routed == stats.layer.emitted)
 }
 
-#[test]
-fn records_still_in_the_hand_off_at_a_missed_shutdown_deadline_are_counted() {
+/// One run: a burst of 4,000 events, then a shutdown with a 1 ms deadline. Asserts the
+/// invariant and returns how many records the missed deadline left to count as `shutdown`.
+fn burst_then_missed_deadline(round: u32) -> u64 {
     let server = TestServer::start(|_, _| Reply::ok());
     let dir = TempDir::new("accounting-deadline");
     // Default policy; only the shutdown clock is shortened, so the deadline passes while the
@@ -54,10 +55,19 @@ fn records_still_in_the_hand_off_at_a_missed_shutdown_deadline_are_counted() {
     }
     let stats = handle.stats();
     let posthog = stats.stream(StreamKind::PostHog).unwrap();
-    assert_eq!(posthog.routed, stats.layer.emitted, "{posthog:?}");
-    assert!(
-        posthog.delivery.dropped.shutdown > 0,
-        "the deadline was missed: {posthog:?}"
+    assert_eq!(
+        posthog.routed, stats.layer.emitted,
+        "round {round}: {posthog:?}"
     );
     assert_accounting(&stats);
+    posthog.delivery.dropped.shutdown
+}
+
+#[test]
+fn records_still_in_the_hand_off_at_a_missed_shutdown_deadline_are_counted() {
+    // Whether a 1 ms deadline is missed depends on how fast this machine drains the burst:
+    // every round must keep the invariant, and at least one of a few must miss the deadline
+    // (the case this test is about).
+    let missed = (0..5).find(|&round| burst_then_missed_deadline(round) > 0);
+    assert!(missed.is_some(), "no round missed the shutdown deadline");
 }

@@ -8,8 +8,13 @@
 //! It always flushes before it exits (exit code 0) and prints as its last line
 //! `emitted: posthog=<n> relay=<m>`: how many of the events it emitted route to each stream
 //! under the current configuration.
+//!
+//! With `--view` (cargo feature `view`) it also serves the local view page, prints
+//! `ui: http://127.0.0.1:<port>/?token=<token>` and, after the session, keeps the page open
+//! until Ctrl-C.
 
 mod session;
+mod view;
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -61,6 +66,9 @@ fn main() {
     };
     let handle = telemetry.handle();
     let (layer, guard) = telemetry.split();
+    let view = std::env::args()
+        .any(|a| a == "--view")
+        .then(|| view::start(&handle));
 
     // The app's own logging stays as it is; our layer joins it.
     tracing_subscriber::registry()
@@ -128,4 +136,7 @@ fn main() {
 
     let (posthog, relay) = stats.routed();
     println!("emitted: posthog={posthog} relay={relay}");
+    if let Some(view) = view {
+        view.wait();
+    }
 }

@@ -1,7 +1,7 @@
 //! The `closedloop-telemetry` command-line tool.
 //!
 //! ```text
-//! closedloop-telemetry collect [--bind 127.0.0.1:4318] [--json] [--token T] [--max-seconds N]
+//! closedloop-telemetry collect [--bind 127.0.0.1:4318] [--json] [--token T] [--max-seconds N] [--ui]
 //! closedloop-telemetry schema [relay|datadog|posthog]
 //! closedloop-telemetry audit [--ndjson FILE|-] [--verbose]
 //! ```
@@ -24,6 +24,8 @@ commands:
               --token T          require 'Authorization: Bearer T' on the relay endpoint
               --max-seconds N    stop after N seconds, at most 31536000 (one year)
                                  (default: run until Ctrl-C)
+              --ui               also serve the local view page of what arrives and print
+                                 'ui: <url>' (needs the `view` cargo feature)
   verify    send a probe connection.established through the real pipeline to CL_RELAY_URL
             (or to a local collector it starts) and confirm within 60 s that the request
             carrying the probe's own id was accepted; uses its own temporary spool
@@ -88,6 +90,7 @@ struct CollectArgs {
     json: bool,
     token: Option<String>,
     max_seconds: Option<u64>,
+    ui: bool,
 }
 
 fn parse_collect(args: &[String]) -> Result<CollectArgs, String> {
@@ -96,6 +99,7 @@ fn parse_collect(args: &[String]) -> Result<CollectArgs, String> {
         json: false,
         token: None,
         max_seconds: None,
+        ui: false,
     };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
@@ -117,6 +121,7 @@ fn parse_collect(args: &[String]) -> Result<CollectArgs, String> {
                     .map_err(|_| format!("--bind: `{v}` is not an address like 127.0.0.1:4318"))?;
             }
             "--json" => out.json = true,
+            "--ui" => out.ui = true,
             "--token" => out.token = Some(value("--token")?),
             "--max-seconds" => {
                 let v = value("--max-seconds")?;
@@ -180,6 +185,24 @@ fn collect(args: &[String]) -> ExitCode {
     } else {
         print!("{banner}");
     }
+    // --ui: the view page (library code), open until the collector stops.
+    let _ui = match opts
+        .ui
+        .then(|| closedloop_telemetry::collector::start_ui(&collector))
+    {
+        Some(Ok(ui)) => {
+            match opts.json {
+                true => eprintln!("{}", ui.line()),
+                false => println!("{}", ui.line()),
+            }
+            Some(ui)
+        }
+        Some(Err(e)) => {
+            eprintln!("closedloop-telemetry collect: --ui: {e}");
+            return ExitCode::from(2);
+        }
+        None => None,
+    };
 
     // At most a year away (checked in `parse_collect`), so this cannot overflow.
     let deadline = opts

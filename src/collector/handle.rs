@@ -210,6 +210,12 @@ impl Collector {
         self.recorder.clear();
     }
 
+    /// The shared record (for the local view).
+    #[cfg(feature = "view")]
+    pub(crate) fn recorder(&self) -> Arc<Recorder> {
+        self.recorder.clone()
+    }
+
     /// Stops the server and waits for its thread. Idempotent; also done on drop.
     pub fn shutdown(&self) {
         let worker = self

@@ -17,6 +17,7 @@ use super::range::{check_range, check_retry, check_timeout, deadline_after, MAX_
 use super::retry::RetryPolicy;
 use super::stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason};
 use super::stream::{Limits, Stream};
+use super::tap::{SentRing, TapSlot};
 use super::transport::Transport;
 use super::worker::{self, Worker};
 
@@ -205,6 +206,8 @@ struct Inner {
     /// Events the closed gate refused here since the last purge or resume (the purge's count
     /// includes them).
     gate_refused: AtomicU64,
+    /// The "sent" tap, shared with the worker: empty until a view attaches a ring.
+    tap: TapSlot,
 }
 
 impl std::fmt::Debug for Delivery {
@@ -232,6 +235,7 @@ impl Delivery {
         let (tx, rx) = unbounded_channel();
         let capacity = config.queue_capacity;
         let denied = Arc::new(AtomicBool::new(false));
+        let tap = TapSlot::default();
         let worker = Worker::new(
             stream.clone(),
             Arc::new(transport),
@@ -240,7 +244,8 @@ impl Delivery {
             admitted.clone(),
             rx,
             denied.clone(),
-        );
+        )
+        .with_tap(tap.clone());
         worker::spawn(worker)?;
         Ok(Delivery {
             inner: Arc::new(Inner {
@@ -252,6 +257,7 @@ impl Delivery {
                 shut: AtomicBool::new(false),
                 denied,
                 gate_refused: AtomicU64::new(0),
+                tap,
             }),
         })
     }
@@ -345,6 +351,14 @@ impl Delivery {
     /// A shareable handle to the live counters (e.g. for a status page).
     pub fn stats_handle(&self) -> Arc<DeliveryStats> {
         self.inner.stats.clone()
+    }
+
+    /// Attaches a "sent" tap: from now on the worker publishes every item it sends, spools or
+    /// drops (its encoded, redacted JSON and the outcome) into `ring`. The first ring attached
+    /// stays; returns the ring in use (`ring` itself, or the one attached earlier). Without a
+    /// tap the hook costs one atomic load per batch outcome. See [`super::tap`].
+    pub fn attach_tap(&self, ring: Arc<SentRing>) -> Arc<SentRing> {
+        self.inner.tap.get_or_init(|| ring).clone()
     }
 
     /// Whether [`Delivery::shutdown`] was called.

@@ -92,6 +92,7 @@ pub(crate) mod range;
 pub mod retry;
 mod stats;
 mod stream;
+pub mod tap;
 mod transport;
 mod worker;
 
@@ -110,4 +111,8 @@ pub use range::{check_range, deadline_after, MAX_BATCH_DELAY, MAX_DURATION_SETTI
 pub use retry::{Decision, Outcome, RetryPolicy};
 pub use stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason, DroppedCounts};
 pub use stream::{frame_json_array, join_items, InvalidEvent, Item, Limits, Stream};
+pub use tap::{
+    SentOutcome, SentRecord, SentRing, SENT_BODY_MAX_BYTES, SENT_DETAIL_MAX_BYTES,
+    SENT_RING_CAPACITY,
+};
 pub use transport::{BoxFuture, Request, Response, Transport, TransportError};

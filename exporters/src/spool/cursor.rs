@@ -3,7 +3,7 @@
 //! File `cursor` (24 bytes): magic `CLC1`, segment number (u64 LE), offset (u64 LE), CRC32C of
 //! the first 20 bytes (u32 LE). It is replaced atomically: written to `cursor.tmp`, then renamed.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -121,7 +121,7 @@ pub(crate) fn write(dir: &Path, p: Position, durable: bool) -> io::Result<()> {
 pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     #[cfg(unix)]
     {
-        File::open(dir)?.sync_all()
+        fs::File::open(dir)?.sync_all()
     }
     #[cfg(not(unix))]
     {

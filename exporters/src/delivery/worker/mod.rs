@@ -17,6 +17,7 @@ use super::batcher::{due_at, fits_alone, Batch};
 use super::engine::{Command, DeliveryConfig};
 use super::stats::{DeliveryStats, DropReason};
 use super::stream::{Item, Stream};
+use super::tap::{SentOutcome, TapSlot};
 use super::transport::Transport;
 use crate::spool::Spool;
 
@@ -53,6 +54,8 @@ pub(crate) struct Worker {
     purge_replies: Vec<(SyncSender<u64>, u64)>,
     /// Events the closed gate dropped before the purge command came (it reports them).
     gate_drops: u64,
+    /// The "sent" tap (see `Delivery::attach_tap`): empty unless a view is attached.
+    tap: TapSlot,
 }
 
 /// Starts the worker thread.
@@ -118,6 +121,27 @@ impl Worker {
             sending: false,
             purge_replies: Vec::new(),
             gate_drops: 0,
+            tap: TapSlot::default(),
+        }
+    }
+
+    /// Shares the engine's "sent" tap slot.
+    pub(crate) fn with_tap(mut self, tap: TapSlot) -> Self {
+        self.tap = tap;
+        self
+    }
+
+    /// Publishes what became of `items` when a view is attached (else one atomic load).
+    fn tap(&self, items: &[Item], outcome: impl FnOnce() -> SentOutcome) {
+        if let Some(ring) = self.tap.get() {
+            ring.publish(self.stream.name(), items, &outcome());
+        }
+    }
+
+    fn dropped_outcome(reason: DropReason, detail: &str) -> impl FnOnce() -> SentOutcome + '_ {
+        move || SentOutcome::Dropped {
+            reason,
+            detail: detail.to_string(),
         }
     }
 
@@ -244,6 +268,13 @@ impl Worker {
         let id = uuid::Uuid::now_v7();
         match self.stream.encode(event, id) {
             Ok(bytes) if !fits_alone(bytes.len(), self.overhead, &self.cfg.limits) => {
+                let item = Item {
+                    id,
+                    created: event.time,
+                    bytes,
+                };
+                let why = "event exceeds the body limit";
+                self.tap(&[item], Self::dropped_outcome(DropReason::TooLarge, why));
                 let _ = self
                     .stats
                     .dropped(DropReason::TooLarge, 1, "event exceeds the body limit");
@@ -254,8 +285,12 @@ impl Worker {
                     created: event.time,
                     bytes,
                 };
-                if self.backlog.push(item, Instant::now()).is_some() {
+                if let Some(old) = self.backlog.push(item, Instant::now()) {
                     let _ = self.stats.dropped(DropReason::Evicted, 1, "backlog full");
+                    self.tap(
+                        &[old],
+                        Self::dropped_outcome(DropReason::Evicted, "backlog full"),
+                    );
                 }
             }
             Err(invalid) => {
@@ -397,11 +432,16 @@ impl Worker {
         }
         let (lost, spooled) = self.backlog.drain();
         left += lost.len();
-        let inflight = self
-            .inflight
-            .drain(..)
-            .map(|b| b.items.len())
-            .sum::<usize>();
+        let why = "still queued at the shutdown deadline";
+        self.tap(&lost, Self::dropped_outcome(DropReason::Shutdown, why));
+        let batches: Vec<_> = self.inflight.drain(..).collect();
+        let inflight = batches.iter().map(|b| b.items.len()).sum::<usize>();
+        for b in &batches {
+            match durable {
+                true => self.tap(&b.items, || SentOutcome::Spooled),
+                false => self.tap(&b.items, Self::dropped_outcome(DropReason::Shutdown, why)),
+            }
+        }
         let spooled = spooled as usize + if durable { inflight } else { 0 };
         left += if durable { 0 } else { inflight };
         self.drop_items(

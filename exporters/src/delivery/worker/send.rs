@@ -10,6 +10,7 @@ use crate::delivery::batcher::{is_expired, take_batch, Batch};
 use crate::delivery::body::build_request;
 use crate::delivery::retry::{Decision, Outcome};
 use crate::delivery::stats::DropReason;
+use crate::delivery::tap::SentOutcome;
 use crate::delivery::transport::{Request, Response, TransportError};
 use crate::redact::Redactor;
 
@@ -44,6 +45,7 @@ impl Worker {
                 expired.len(),
                 "older than the expiry age",
             );
+            self.tap_expired(&expired);
             self.backlog.settle(&expired, Instant::now());
             if items.is_empty() {
                 return;
@@ -64,6 +66,7 @@ impl Worker {
             .then(|| build_request(&*self.stream, &batch.items, self.cfg.gzip));
         let attempts = batch.attempts;
         self.drop_items(DropReason::Expired, expired, "older than the expiry age");
+        self.tap_expired(&expired_items);
         let Some(request) = request else {
             self.inflight.pop_front();
             self.backlog.settle(&expired_items, Instant::now());
@@ -158,12 +161,21 @@ impl Worker {
         match decision {
             Decision::Done => {
                 if let Some(batch) = self.inflight.pop_front() {
+                    self.tap(&batch.items, || SentOutcome::Sent);
                     self.backlog.settle(&batch.items, Instant::now());
                 }
                 self.stats.delivered(items as u64);
                 self.backoff_until = None;
             }
             Decision::Backoff(wait) => {
+                if attempt == 1 {
+                    // Published once per batch, not on every retry.
+                    if let Some(batch) = self.inflight.front() {
+                        let spooled = self.backlog.is_durable();
+                        let error = error.clone();
+                        self.tap(&batch.items, || SentOutcome::Retrying { spooled, error });
+                    }
+                }
                 if connection {
                     self.connect_failures = self.connect_failures.saturating_add(1);
                 } else if let Some(batch) = self.inflight.front_mut() {
@@ -181,6 +193,7 @@ impl Worker {
             }
             Decision::Drop(reason) => {
                 if let Some(batch) = self.inflight.pop_front() {
+                    self.tap(&batch.items, Self::dropped_outcome(reason, &error));
                     self.backlog.settle(&batch.items, Instant::now());
                 }
                 let first = self.stats.dropped(reason, items as u64, &error);
@@ -198,6 +211,11 @@ impl Worker {
                 }
             }
         }
+    }
+
+    fn tap_expired(&self, items: &[crate::delivery::stream::Item]) {
+        let why = "older than the expiry age";
+        self.tap(items, Self::dropped_outcome(DropReason::Expired, why));
     }
 
     /// `"HTTP 400 (<meaning>): <reason>"`: the stream's reading of the status, if it has one,

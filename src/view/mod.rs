@@ -1,0 +1,246 @@
+//! The local view (cargo feature `view`): one self-contained page showing the activity log,
+//! what each stream sent (after redaction) and the streams' health, live.
+//!
+//! [`TelemetryHandle::serve_view`] serves it for a running pipeline (a desktop app embeds the
+//! page in its webview as the Activity Log tab); [`serve_collector_view`] serves it for what a
+//! local [`Collector`](crate::collector::Collector) receives.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let telemetry = closedloop_telemetry::builder("1.0.0").build()?;
+//! let view = telemetry.handle().serve_view("127.0.0.1:0".parse()?)?;
+//! println!("ui: {}", view.url());
+//! # Ok(()) }
+//! ```
+//!
+//! # The page and its endpoints
+//!
+//! - `/`: the page, its CSS and JS inline (no CDN, no fonts: it works offline), with the current
+//!   state embedded so the first paint needs no request.
+//! - `/api/activity`, `/api/sent`, `/api/stats`: the same data as JSON, newest first
+//!   (`?from=<seq>` for entries from a sequence number on).
+//! - `/api/live`: server-sent `update` events with what is new, checked once a second. A stream
+//!   with nothing new for 2 s ends and the page reconnects 3 s later, resuming from its last
+//!   event id; so an open stream never holds a headless browser's virtual clock. At most 16
+//!   streams are open at once (more get 503).
+//!
+//! # Safety against other local users and web pages
+//!
+//! It listens on loopback only (other addresses are refused), every request needs the random
+//! per-run token (`?token=`, `X-View-Token` or `Authorization: Bearer`; else 403), `Host` must
+//! be `localhost` or a loopback address (else 403: DNS rebinding), no CORS header is ever
+//! sent, and every answer carries a strict `Content-Security-Policy` whose inline script and
+//! style need the per-run nonce. Activity bodies travel only in response bodies, never in a
+//! URL.
+//!
+//! # Cost
+//!
+//! The server runs on its own thread with telemetry suppressed and logs nothing, so it never
+//! feeds back into telemetry; the app's threads never wait for it. The engines publish into a
+//! [`SentRing`] only once a view is attached (before that, one atomic load per batch outcome);
+//! the ring keeps the last [`SENT_RING_CAPACITY`](closedloop_telemetry_exporters::delivery::SENT_RING_CAPACITY) items, each cut to
+//! [`SENT_BODY_MAX_BYTES`](closedloop_telemetry_exporters::delivery::SENT_BODY_MAX_BYTES).
+
+mod collector;
+mod server;
+mod state;
+
+use std::io;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use closedloop_telemetry_exporters::delivery::{DropReason, SentRing};
+use closedloop_telemetry_layers::activity::ActivityEntry;
+
+pub use collector::serve_collector_view;
+
+use crate::TelemetryHandle;
+use server::{accept_loop, ViewCtx};
+use state::{History, Source, StreamHealth, ACTIVITY_VIEW_MAX};
+
+/// A running view server. Dropping it (or [`shutdown`](ViewServer::shutdown)) stops it.
+pub struct ViewServer {
+    addr: SocketAddr,
+    token: String,
+    live_opened: Arc<AtomicU64>,
+    worker: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
+}
+
+impl std::fmt::Debug for ViewServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewServer")
+            .field("addr", &self.addr)
+            .field("token", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+impl ViewServer {
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The per-run token every request must carry.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// `http://127.0.0.1:<port>/?token=<token>`: the page, ready to open.
+    pub fn url(&self) -> String {
+        format!("http://{}/?token={}", self.addr, self.token)
+    }
+
+    /// How many live streams (`/api/live`) were opened so far (for tests and diagnostics).
+    pub fn live_streams_opened(&self) -> u64 {
+        self.live_opened.load(Ordering::Relaxed)
+    }
+
+    /// Stops the server and waits for its thread. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        let worker = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((stop, thread)) = worker {
+            let _ = stop.send(());
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ViewServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A random token from two v4 UUIDs (getrandom-backed): 244 random bits, hex.
+fn random_token() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Binds `addr` (loopback only) and serves `source` on a thread of its own.
+pub(crate) fn serve(addr: SocketAddr, source: Arc<dyn Source>) -> io::Result<ViewServer> {
+    if !addr.ip().is_loopback() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("the view only listens on loopback (127.0.0.1 or ::1), not {addr}"),
+        ));
+    }
+    let listener = TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let token = random_token();
+    let live_opened = Arc::new(AtomicU64::new(0));
+    let ctx = Arc::new(ViewCtx {
+        source,
+        history: Arc::new(History::default()),
+        token: token.clone(),
+        nonce: uuid::Uuid::new_v4().simple().to_string(),
+        live_opened: live_opened.clone(),
+        live_open: Arc::default(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+    let thread = std::thread::Builder::new()
+        .name("closedloop-telemetry-view".into())
+        .spawn(move || {
+            // Nothing the view does may become telemetry.
+            let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
+            runtime.block_on(accept_loop(listener, ctx, stop_rx));
+        })?;
+    Ok(ViewServer {
+        addr,
+        token,
+        live_opened,
+        worker: Mutex::new(Some((stop_tx, thread))),
+    })
+}
+
+/// The view of a running pipeline.
+struct HandleSource {
+    handle: TelemetryHandle,
+    ring: Arc<SentRing>,
+}
+
+impl Source for HandleSource {
+    fn title(&self) -> &'static str {
+        "Telemetry: activity and what leaves this machine"
+    }
+
+    fn activity(&self) -> Option<Vec<ActivityEntry>> {
+        let mut all = self.handle.activity().snapshot();
+        let skip = all.len().saturating_sub(ACTIVITY_VIEW_MAX);
+        all.drain(..skip);
+        Some(all)
+    }
+
+    fn sent(&self) -> &SentRing {
+        &self.ring
+    }
+
+    fn health(&self) -> Vec<StreamHealth> {
+        self.handle
+            .stats()
+            .streams
+            .iter()
+            .map(|s| {
+                let d = &s.delivery;
+                StreamHealth {
+                    name: s.kind.as_str(),
+                    counters: vec![
+                        ("routed", s.routed),
+                        ("queued", d.queued),
+                        ("sent", d.sent),
+                        ("spooled", d.spooled),
+                        ("retried", d.retried),
+                        ("requests", d.requests),
+                    ],
+                    dropped: DropReason::ALL
+                        .iter()
+                        .map(|r| (r.as_str(), d.dropped.get(*r)))
+                        .collect(),
+                    last_error: d.last_error.clone(),
+                    rate_of: d.sent,
+                }
+            })
+            .collect()
+    }
+}
+
+impl TelemetryHandle {
+    /// Serves the local view page (see [`crate::view`]) on `addr`, which must be a loopback
+    /// address (`127.0.0.1:0` picks a free port; anything else is an `InvalidInput` error).
+    /// From now on every stream publishes what it sends, spools or drops into one ring of the
+    /// last [`SENT_RING_CAPACITY`](closedloop_telemetry_exporters::delivery::SENT_RING_CAPACITY) items. Print or open [`ViewServer::url`]; keep the server
+    /// alive as long as the page should answer.
+    pub fn serve_view(&self, addr: SocketAddr) -> io::Result<ViewServer> {
+        if !addr.ip().is_loopback() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the view only listens on loopback (127.0.0.1 or ::1), not {addr}"),
+            ));
+        }
+        // One ring for every stream: the first engine's, if a view attached one already.
+        let mut ring = SentRing::new();
+        for sink in self.inner.sinks.iter() {
+            ring = sink.delivery().attach_tap(ring);
+        }
+        let source = HandleSource {
+            handle: self.clone(),
+            ring,
+        };
+        serve(addr, Arc::new(source))
+    }
+}

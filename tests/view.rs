@@ -1,0 +1,568 @@
+//! The local view (feature `view`): its security checks and bounds over plain loopback HTTP,
+//! and the page itself in headless Chromium (skipped, with a message, when none is installed).
+#![cfg(feature = "view")]
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use closedloop_telemetry::collector::Collector;
+use closedloop_telemetry::exporters::delivery::SENT_RING_CAPACITY;
+use closedloop_telemetry::view::{serve_collector_view, ViewServer};
+use closedloop_telemetry::{TelemetryGuard, TelemetryHandle};
+use serde_json::Value;
+use support::process::TempDir;
+use tracing::{error, info, Dispatch};
+use tracing_subscriber::prelude::*;
+
+const WAIT: Duration = Duration::from_secs(10);
+const SECRET: &str = "ghp_4f9ZkqLr8TnW2xYc7VbM1sPdQ0aHjE3uKoIy";
+
+/// One GET; returns the status, the headers (lower-cased) and the body.
+fn get(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the view");
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    let mut head = format!("GET {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read the response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a full response");
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+fn get_json(view: &ViewServer, path: &str) -> Value {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let path = format!("{path}{sep}token={}", view.token());
+    let (status, head, body) = get(view.addr(), &view.addr().to_string(), &path, &[]);
+    assert_eq!(status, 200, "{path}: {body}");
+    assert!(head.contains("transfer-encoding: chunked") || !body.is_empty());
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// A pipeline sending both streams to a local collector, with its layer as this test's
+/// subscriber (use [`Pipeline::emit`]).
+struct Pipeline {
+    _dir: TempDir,
+    _collector: Collector,
+    handle: TelemetryHandle,
+    guard: Option<TelemetryGuard>,
+    dispatch: Dispatch,
+}
+
+impl Pipeline {
+    fn start(tag: &str) -> Pipeline {
+        let dir = TempDir::new(tag);
+        let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
+        let telemetry = closedloop_telemetry::builder("1.0.0")
+            .posthog("phc_view_test", collector.posthog_host())
+            .relay(collector.relay_url(), None)
+            .compute_target_id("ct-view")
+            .verbose(true)
+            .data_dir(dir.path().join("data"))
+            .build()
+            .unwrap();
+        let handle = telemetry.handle();
+        let (layer, guard) = telemetry.split();
+        Pipeline {
+            _dir: dir,
+            _collector: collector,
+            handle,
+            guard: Some(guard),
+            dispatch: Dispatch::new(tracing_subscriber::registry().with(layer)),
+        }
+    }
+
+    fn emit(&self, f: impl FnOnce()) {
+        tracing::dispatcher::with_default(&self.dispatch, f);
+        let report = self.handle.flush(WAIT);
+        assert!(report.is_complete(), "{report}");
+    }
+
+    /// A session: two activity entries (one over 8 KiB), a PostHog event and a relay event
+    /// whose log tail carries a GitHub token.
+    fn session(&self) {
+        self.emit(|| {
+            info!(
+                activity = "request",
+                summary = "POST /v1/commands/cmd-1/run",
+                body = r#"{"cmd":"npm test"}"#
+            );
+            info!(
+                activity = "security",
+                summary = "sandbox blocked a write",
+                body = "x".repeat(9000)
+            );
+            info!(
+                event = "approval.requested",
+                tool = "shell",
+                risk = "medium"
+            );
+            error!(
+                event = "job.failed",
+                job_id = "job-1",
+                exit_code = 1,
+                elapsed_ms = 10_u64,
+                log_tail = format!("npm ERR! token {SECRET}\n")
+            );
+        });
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if let Some(g) = self.guard.take() {
+            let _ = g.shutdown();
+        }
+    }
+}
+
+#[test]
+fn without_the_token_every_path_is_403_and_with_it_200() {
+    let p = Pipeline::start("view-token");
+    let view = p.handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
+    let host = view.addr().to_string();
+    for path in ["/", "/api/activity", "/api/sent", "/api/stats", "/api/live"] {
+        let (status, head, _) = get(view.addr(), &host, path, &[]);
+        assert_eq!(status, 403, "{path}");
+        assert!(!head.contains("access-control-allow"), "{path}: {head}");
+        let wrong = format!("{path}?token=not-the-token");
+        assert_eq!(get(view.addr(), &host, &wrong, &[]).0, 403, "{wrong}");
+    }
+    // The token as a header works too, and a page answer carries the strict CSP with a nonce.
+    let (status, head, body) = get(view.addr(), &host, "/", &[("x-view-token", view.token())]);
+    assert_eq!(status, 200);
+    let csp = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-security-policy: "))
+        .expect("a CSP header");
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'nonce-"),
+        "{csp}"
+    );
+    assert!(!head.contains("access-control-allow"), "{head}");
+    for external in ["src=\"http", "href=\"http", "@import", "url("] {
+        assert!(!body.contains(external), "an external resource: {external}");
+    }
+    let bearer = format!("Bearer {}", view.token());
+    let (status, ..) = get(
+        view.addr(),
+        &host,
+        "/api/stats",
+        &[("authorization", &bearer)],
+    );
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn a_host_that_is_not_a_loopback_name_is_403_even_with_the_token() {
+    let p = Pipeline::start("view-host");
+    let view = p.handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
+    let path = format!("/api/stats?token={}", view.token());
+    for host in [
+        "evil.example",
+        "evil.example:80",
+        "localhost.evil.example",
+        "10.1.2.3",
+    ] {
+        assert_eq!(get(view.addr(), host, &path, &[]).0, 403, "{host}");
+    }
+    let port = view.addr().port();
+    for host in [
+        format!("127.0.0.1:{port}"),
+        format!("localhost:{port}"),
+        "localhost".into(),
+    ] {
+        assert_eq!(get(view.addr(), &host, &path, &[]).0, 200, "{host}");
+    }
+}
+
+#[test]
+fn addresses_other_than_loopback_are_refused() {
+    let p = Pipeline::start("view-bind");
+    let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    for addr in ["0.0.0.0:0", "192.0.2.1:0", "[::]:0"] {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let err = p.handle.serve_view(addr).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{addr}");
+        assert!(serve_collector_view(&collector, addr).is_err(), "{addr}");
+    }
+    assert!(p.handle.serve_view("[::1]:0".parse().unwrap()).is_ok() || !ipv6_loopback());
+}
+
+fn ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+#[test]
+fn the_endpoints_show_activity_redacted_sent_items_and_counters() {
+    let p = Pipeline::start("view-json");
+    let view = p.handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
+    p.session();
+    let activity = get_json(&view, "/api/activity");
+    let entries = activity["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{activity}");
+    assert_eq!(entries[0]["kind"], "SECURITY", "newest first");
+    assert_eq!(entries[0]["truncated"], true);
+    let sent = get_json(&view, "/api/sent");
+    let records = sent["records"].as_array().unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["stream"] == "posthog" && r["outcome"] == "sent"),
+        "{sent}"
+    );
+    let relay = records
+        .iter()
+        .find(|r| r["stream"] == "relay")
+        .expect("a relay record");
+    let body = relay["body"].as_str().unwrap();
+    assert!(body.contains("[REDACTED:"), "{body}");
+    assert!(!sent.to_string().contains(SECRET));
+    let stats = get_json(&view, "/api/stats");
+    let posthog = &stats["streams"][0];
+    assert_eq!(posthog["name"], "posthog");
+    assert!(
+        posthog["counters"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!(["sent", 1])),
+        "{stats}"
+    );
+}
+
+#[test]
+fn the_view_keeps_at_most_the_last_1000_sent_items() {
+    let p = Pipeline::start("view-bound");
+    let view = p.handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
+    let n = SENT_RING_CAPACITY + 200;
+    p.emit(|| {
+        for i in 0..n {
+            info!(
+                event = "approval.requested",
+                tool = "shell",
+                risk = "low",
+                n = i as u64
+            );
+        }
+    });
+    let stats = p.handle.stats();
+    assert_eq!(stats.streams[0].delivery.sent, n as u64, "all were sent");
+    let sent = get_json(&view, "/api/sent");
+    let records = sent["records"].as_array().unwrap();
+    assert_eq!(records.len(), SENT_RING_CAPACITY);
+    assert_eq!(sent["next_seq"], n as u64);
+    // Newest first, and the oldest 200 are gone.
+    assert_eq!(records[0]["seq"], (n - 1) as u64);
+    assert_eq!(records[SENT_RING_CAPACITY - 1]["seq"], 200);
+}
+
+#[test]
+fn the_collector_view_shows_received_events_and_validation_errors() {
+    let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
+    let view = serve_collector_view(&collector, "127.0.0.1:0".parse().unwrap()).unwrap();
+    // One valid relay message and one invalid PostHog batch (no api_key).
+    let post = |path: &str, body: &str| {
+        let mut s = TcpStream::connect(collector.addr()).unwrap();
+        let req = format!(
+            "POST {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            collector.addr(),
+            body.len()
+        );
+        s.write_all(req.as_bytes()).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+    };
+    let id = uuid::Uuid::now_v7().to_string();
+    post(
+        "/relay",
+        &format!(
+            r#"[{{"event":"connection.lost","id":"{id}","timestamp":"2026-11-25T09:14:03.120Z","properties":{{}}}}]"#
+        ),
+    );
+    post("/batch/", r#"{"batch":[{"event":"x"}]}"#);
+    let deadline = Instant::now() + WAIT;
+    let records = loop {
+        let sent = get_json(&view, "/api/sent");
+        let records = sent["records"].as_array().unwrap().clone();
+        if records.len() >= 2 || Instant::now() > deadline {
+            break records;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let rejected = records
+        .iter()
+        .find(|r| r["stream"] == "posthog")
+        .expect("the rejection");
+    assert_eq!(rejected["outcome"], "dropped");
+    assert!(
+        rejected["detail"].as_str().unwrap().starts_with("HTTP 4"),
+        "{rejected}"
+    );
+    let stats = get_json(&view, "/api/stats");
+    assert!(stats["streams"][0]["last_error"].is_string(), "{stats}");
+    assert_eq!(get_json(&view, "/api/activity")["available"], false);
+}
+
+// --- in a real browser ------------------------------------------------------------------------
+
+/// The Chromium binary (`CHROMIUM`, else `chromium` or `chromium-browser` on the PATH).
+fn chromium() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("CHROMIUM") {
+        return Some(p.into());
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|d| ["chromium", "chromium-browser"].map(|n| d.join(n)))
+        .find(|p| p.is_file())
+}
+
+/// Starts headless Chromium on `url` with `args` (e.g. `--dump-dom`), in a fresh profile.
+fn browser(bin: &PathBuf, profile: &TempDir, args: &[String], url: &str) -> Child {
+    Command::new(bin)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .args(args)
+        .arg(url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start chromium")
+}
+
+/// Waits for Chromium to exit (at most 90 s) and returns what it printed.
+fn output(mut child: Child) -> String {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("chromium did not return within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    out
+}
+
+#[test]
+fn the_page_renders_in_headless_chromium_and_updates_live() {
+    let Some(bin) = chromium() else {
+        eprintln!(
+            "SKIPPED the_page_renders_in_headless_chromium_and_updates_live: no chromium binary \
+             (install it with `apt-get install -y chromium`, or set CHROMIUM=/path/to/chrome)"
+        );
+        return;
+    };
+    let p = Pipeline::start("view-browser");
+    let view = p.handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
+    p.session();
+
+    // First paint: the current state, and Chromium returns although the page opens a live stream.
+    let profile = TempDir::new("view-chromium");
+    let dump = [
+        "--dump-dom".to_string(),
+        "--virtual-time-budget=4000".into(),
+    ];
+    let dom = output(browser(&bin, &profile, &dump, &view.url()));
+    assert!(
+        dom.contains("POST /v1/commands/cmd-1/run"),
+        "activity entry missing:\n{dom}"
+    );
+    assert!(dom.contains("sandbox blocked a write"), "{dom}");
+    assert!(dom.contains(">truncated<"), "truncation not marked");
+    assert!(
+        dom.contains(r#"<mark class="redacted">[REDACTED:"#),
+        "no redaction marker:\n{dom}"
+    );
+    assert!(!dom.contains(SECRET));
+    assert!(
+        dom.contains("approval_requested") && dom.contains("job.failed"),
+        "{dom}"
+    );
+    assert!(
+        dom.contains(r#"data-counter="posthog.sent">1<"#),
+        "counter missing:\n{dom}"
+    );
+    assert!(dom.contains(r#"data-counter="relay.sent">1<"#), "{dom}");
+
+    // Live: once the page's stream is open, a new entry appears with no reload.
+    let opened = view.live_streams_opened();
+    let live = [
+        "--dump-dom".to_string(),
+        "--virtual-time-budget=10000".into(),
+    ];
+    let child = browser(&bin, &profile, &live, &view.url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while view.live_streams_opened() == opened && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        view.live_streams_opened() > opened,
+        "the page never opened its live stream"
+    );
+    p.emit(|| {
+        info!(
+            activity = "security",
+            summary = "late entry after load",
+            body = "pushed live"
+        );
+        info!(
+            event = "approval.resolved",
+            decision = "approved",
+            wait_ms = 5_u64
+        );
+    });
+    let dom = output(child);
+    assert!(
+        dom.contains("late entry after load"),
+        "the live update did not arrive:\n{dom}"
+    );
+    assert!(dom.contains("approval_resolved"), "{dom}");
+    assert!(dom.contains(r#"data-counter="posthog.sent">2<"#), "{dom}");
+
+    // The README's screenshot, when asked for: CL_VIEW_SCREENSHOT=docs/view.png.
+    if let Some(path) = std::env::var_os("CL_VIEW_SCREENSHOT") {
+        p.emit(|| closedloop_telemetry::demo::play(p.handle.gateway()));
+        // Newest on top, and opened by the page: an event whose redacted secret shows.
+        p.emit(|| {
+            error!(
+                event = "job.failed",
+                job_id = "job-2",
+                exit_code = 1,
+                elapsed_ms = 10_u64,
+                log_tail = format!("npm ERR! Unable to authenticate, token {SECRET}\n")
+            )
+        });
+        let shot = [
+            format!("--screenshot={}", PathBuf::from(path).display()),
+            "--window-size=1200,820".into(),
+            "--hide-scrollbars".into(),
+            "--virtual-time-budget=4000".into(),
+        ];
+        output(browser(&bin, &profile, &shot, &view.url()));
+    }
+}
+
+#[test]
+fn collect_ui_prints_the_ui_line_and_serves_the_page() {
+    use std::io::BufRead;
+    let child = Command::new(env!("CARGO_BIN_EXE_closedloop-telemetry"))
+        .args([
+            "collect",
+            "--bind",
+            "127.0.0.1:0",
+            "--ui",
+            "--max-seconds",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = support::process::KillOnDrop(child);
+    let stdout = child.0.stdout.take().unwrap();
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("ui: "))
+        .expect("a ui: line");
+    let url = line.strip_prefix("ui: http://").unwrap();
+    let (addr, rest) = url.split_once('/').unwrap();
+    assert!(addr.starts_with("127.0.0.1:"), "{line}");
+    let token = rest.strip_prefix("?token=").expect("the token in the URL");
+    let addr: SocketAddr = addr.parse().unwrap();
+    let (status, _, body) = get(
+        addr,
+        &addr.to_string(),
+        &format!("/api/stats?token={token}"),
+        &[],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"posthog\""), "{body}");
+    assert_eq!(get(addr, &addr.to_string(), "/api/stats", &[]).0, 403);
+}
+
+/// Waits until `/api/sent` holds a record matching `pred`; returns it.
+fn wait_record(view: &ViewServer, pred: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let sent = get_json(view, "/api/sent");
+        if let Some(r) = sent["records"].as_array().unwrap().iter().find(|r| pred(r)) {
+            return r.clone();
+        }
+        assert!(Instant::now() < deadline, "no such record: {sent}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn the_sent_part_says_why_an_item_was_dropped_retried_or_spooled() {
+    use support::server::{Reply, TestServer};
+    let posthog = TestServer::start(|_, _| Reply::status(400).body("invalid payload"));
+    let relay = TestServer::always(503);
+    let dir = TempDir::new("view-outcomes");
+    let telemetry = closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_view_test", posthog.base())
+        .relay(relay.url("/relay"), None)
+        .compute_target_id("ct-view")
+        .spool_dir(dir.path().join("spool"))
+        .data_dir(dir.path().join("data"))
+        .shutdown_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    let view = handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        info!(event = "approval.requested", tool = "shell", risk = "low");
+        error!(event = "connection.lost", reason = "ping timeout");
+    });
+    let _ = handle.flush(Duration::from_millis(500));
+    let dropped = wait_record(&view, |r| r["stream"] == "posthog");
+    assert_eq!(dropped["outcome"], "dropped", "{dropped}");
+    assert_eq!(dropped["reason"], "rejected");
+    assert!(
+        dropped["detail"].as_str().unwrap().contains("HTTP 400"),
+        "{dropped}"
+    );
+    let retrying = wait_record(&view, |r| r["stream"] == "relay");
+    assert_eq!(retrying["outcome"], "retrying", "{retrying}");
+    assert_eq!(retrying["reason"], "spooled", "it waits in the spool");
+    let _ = guard.shutdown();
+    let spooled = wait_record(&view, |r| {
+        r["stream"] == "relay" && r["outcome"] == "spooled"
+    });
+    assert_eq!(spooled["id"], retrying["id"], "the same item");
+}
