@@ -6,8 +6,8 @@
 //! on-disk [`Spool`] and memory holds only a read-ahead window: [`Backlog::refill`] reads the
 //! next batch's worth back from the spool. The spool's reader remembers every item it handed
 //! out, by position and id; [`Backlog::settle`] acknowledges items by id once they are
-//! delivered or dropped and counted, so whatever was never settled (in flight, queued, or spooled at shutdown) is read
-//! again when the spool is next opened. The spool's own cap replaces eviction (losses surface
+//! delivered or dropped and counted, so whatever was never settled (in flight, queued, or
+//! spooled at shutdown) is read again when the spool is next opened. The spool's own cap replaces eviction (losses surface
 //! through [`Backlog::take_cap_losses`]). An item the spool refuses or fails to write (disk
 //! full, I/O error, too large for it) is kept in memory instead, up to `capacity` such items;
 //! beyond that it is dropped and counted as `spool_write_failed`
@@ -297,12 +297,10 @@ impl Backlog {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        if items.is_empty() {
-            return;
-        }
         // A failed cursor write is counted by the spool; it means a replay, not a loss.
-        let _ = d.spool.ack_ids(items.iter().map(|i| i.id));
-        d.mark_dirty(now);
+        if !matches!(d.spool.ack_ids(items.iter().map(|i| i.id)), Ok(0)) {
+            d.mark_dirty(now);
+        }
     }
 
     /// With a spool: items the cap deleted since the last call, and the ids of those among

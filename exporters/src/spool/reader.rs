@@ -278,20 +278,23 @@ impl Reader {
     }
 
     /// Acknowledges exactly the handed-out items with these ids (unknown ones are ignored),
-    /// like [`Reader::ack_items`].
+    /// like [`Reader::ack_items`]; returns how many it acknowledged.
     pub(super) fn ack_ids(
         &mut self,
         ledger: &mut Ledger,
         active: Option<u64>,
         ids: impl IntoIterator<Item = Uuid>,
-    ) -> Result<(), SpoolError> {
+    ) -> Result<usize, SpoolError> {
+        let mut acked = 0;
         for id in ids {
             // One at a time: a repeated id resolves to its next copy once one is acknowledged.
             if let Some(&p) = self.by_id.get(&id) {
                 self.acknowledge_one(ledger, p);
+                acked += 1;
             }
         }
-        self.cover_acked_ahead(ledger, active)
+        self.cover_acked_ahead(ledger, active)?;
+        Ok(acked)
     }
 
     /// Acknowledges the outstanding item at `p`, if any, ahead of the cursor.

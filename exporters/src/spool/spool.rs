@@ -230,11 +230,12 @@ impl Spool {
     }
 
     /// Like [`ack_items`](Self::ack_items), for the handed-out items with these ids (ids not
-    /// handed out, or already acknowledged, are ignored).
+    /// handed out, or already acknowledged, are ignored). Returns how many were acknowledged;
+    /// an error (the cursor file could not be replaced) means some were.
     pub(crate) fn ack_ids(
         &mut self,
         ids: impl IntoIterator<Item = Uuid>,
-    ) -> Result<(), SpoolError> {
+    ) -> Result<usize, SpoolError> {
         let active = self.writer.active_segment();
         self.reader.ack_ids(&mut self.ledger, active, ids)
     }
