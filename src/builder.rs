@@ -5,25 +5,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use closedloop_telemetry_exporters::decode::DecodeOptions;
 use closedloop_telemetry_exporters::delivery::{
     check_range, MAX_BATCH_DELAY, MAX_DURATION_SETTING,
 };
-use closedloop_telemetry_exporters::posthog::MAX_FLUSH_INTERVAL;
+use closedloop_telemetry_exporters::diagnostics::DEFAULT_MAX_DELAY;
+use closedloop_telemetry_exporters::posthog::{DEFAULT_FLUSH_INTERVAL, MAX_FLUSH_INTERVAL};
 use closedloop_telemetry_exporters::relay::RelayConnection;
 use closedloop_telemetry_exporters::BuildError;
 use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore, DEFAULT_CAPACITY};
-use closedloop_telemetry_layers::{GatewaySession, TelemetryLayer};
-use opentelemetry::logs::LoggerProvider as _;
-use opentelemetry_sdk::logs::SdkLoggerProvider;
+use closedloop_telemetry_layers::GatewaySession;
 
 use crate::config::{DatadogSettings, EnvConfig, PostHogSettings, RelaySettings};
 use crate::consent::Consent;
 use crate::handle::{HandleInner, TelemetryGuard, TelemetryHandle};
 use crate::layer::ClosedLoopLayer;
-use crate::processor::FanoutProcessor;
-use crate::sink::Sink;
-use crate::streams;
+use crate::settings::Settings;
+use crate::{pipeline, streams};
 use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 
 /// The most activity-log entries [`TelemetryBuilder::activity_capacity`] accepts.
@@ -251,98 +248,80 @@ impl TelemetryBuilder {
         Ok(())
     }
 
-    /// Starts the streams and returns the layer and the guard.
-    pub fn build(self) -> Result<Telemetry, InitError> {
+    /// Everything [`build`](Self::build) needs, resolved: ranges checked, defaults applied,
+    /// the computeTargetId (given, or persisted in the data dir) and the stored consent loaded.
+    fn settings(self) -> Result<Settings, BuildError> {
         self.check_ranges()?;
-        let compute_target_id = match self.cfg.compute_target_id.clone() {
+        let compute_target_id = match self.cfg.compute_target_id {
             Some(id) => id,
             None => crate::identity::resolve(self.data_dir.as_deref()),
         };
-        let release = self
-            .cfg
-            .release_version
-            .clone()
-            .unwrap_or_else(|| self.app_version.clone());
-        let activity = ActivityLogStore::with_capacity(self.activity_capacity);
-        let gateway = GatewaySession::default();
+        let release = self.cfg.release_version.unwrap_or(self.app_version);
         let data_dir = crate::consent::data_dir(self.data_dir.as_deref());
         let consent = data_dir
             .as_deref()
             .and_then(crate::consent::load)
             .unwrap_or(self.default_consent);
-        let upstream = Arc::new(AtomicBool::new(consent == Consent::Granted));
-        let invalid = Arc::new(AtomicU64::new(0));
+        // The OS cache dir plus `closedloop-telemetry` unless given (`None`: memory only).
+        let spool_base = self
+            .cfg
+            .spool_dir
+            .or_else(|| dirs::cache_dir().map(|d| d.join(crate::identity::APP_DIR)));
+        Ok(Settings {
+            posthog: self.cfg.posthog,
+            relay: self.cfg.relay,
+            datadog: self.cfg.datadog,
+            relay_connection: self.relay_connection,
+            upstream_disabled: self.cfg.disabled || self.env_disabled,
+            compute_target_id,
+            release,
+            verbose: self.cfg.verbose,
+            allow_custom: self.allow_custom,
+            shutdown_timeout: self.shutdown_timeout,
+            posthog_flush_interval: self
+                .posthog_flush_interval
+                .unwrap_or(DEFAULT_FLUSH_INTERVAL),
+            relay_max_delay: self.relay_max_delay.unwrap_or(DEFAULT_MAX_DELAY),
+            spool_base,
+            activity_capacity: self.activity_capacity,
+            data_dir,
+            consent,
+        })
+    }
 
-        let (sinks, orphan_spools): (Vec<Sink>, _) = if self.cfg.disabled || self.env_disabled {
-            (Vec::new(), Vec::new())
-        } else {
-            streams::start(
-                &self,
-                &compute_target_id,
-                &release,
-                consent == Consent::Denied,
-            )?
-        };
-        if consent == Consent::Denied {
-            // Close each engine's consent gate too (the purge itself happens as the spool
-            // opens); nothing to wait for.
-            for sink in &sinks {
-                sink.delivery().purge(Duration::ZERO);
-            }
-        }
+    /// Starts the streams and returns the layer and the guard.
+    pub fn build(self) -> Result<Telemetry, InitError> {
+        let settings = self.settings()?;
+        let (sinks, orphan_spools) = streams::start(&settings)?;
         let sinks = Arc::new(sinks);
-
-        let mut handoff = None;
-        let (provider, telemetry_layer, layer_stats) = if sinks.is_empty() {
-            (None, None, Arc::default())
-        } else {
-            let decode = DecodeOptions {
-                compute_target_id: Some(compute_target_id.clone()),
-                release_version: Some(release.clone()),
-                keep_tails: self.cfg.verbose,
-            };
-            let processor = FanoutProcessor::new(sinks.clone(), decode, invalid.clone())
-                .map_err(closedloop_telemetry_exporters::BuildError::from)?;
-            handoff = Some(processor.handoff());
-            let provider = SdkLoggerProvider::builder()
-                .with_log_processor(processor)
-                .build();
-            let layer = TelemetryLayer::builder(provider.logger("closedloop-telemetry"))
-                .compute_target_id(compute_target_id.as_str())
-                .release_version(release.as_str())
-                .verbose(self.cfg.verbose)
-                .allow_custom_events(self.allow_custom)
-                .gateway_session(gateway.clone())
-                // The hand-off decodes with the same computeTargetId and release (above).
-                .constants_from_exporter(true)
-                .build();
-            let stats = layer.stats();
-            (Some(provider), Some(layer), stats)
-        };
-
+        let invalid = Arc::new(AtomicU64::new(0));
+        let gateway = GatewaySession::default();
+        let upstream = pipeline::start(&settings, &sinks, &gateway, &invalid)?;
+        let activity = ActivityLogStore::with_capacity(settings.activity_capacity);
+        let admitted = Arc::new(AtomicBool::new(settings.consent == Consent::Granted));
         let handle = TelemetryHandle {
             inner: Arc::new(HandleInner {
-                provider,
-                handoff,
+                provider: upstream.provider,
+                handoff: upstream.handoff,
                 sinks,
                 gateway,
                 activity: activity.clone(),
-                layer_stats,
+                layer_stats: upstream.stats,
                 invalid_records: invalid,
-                upstream: upstream.clone(),
-                compute_target_id,
+                upstream: admitted.clone(),
+                compute_target_id: settings.compute_target_id,
                 orphan_spools,
-                shutdown_timeout: self.shutdown_timeout,
+                shutdown_timeout: settings.shutdown_timeout,
                 final_report: Mutex::new(None),
-                consent: Mutex::new(consent),
-                data_dir,
+                consent: Mutex::new(settings.consent),
+                data_dir: settings.data_dir,
             }),
         };
         Ok(Telemetry {
             layer: ClosedLoopLayer {
-                telemetry: telemetry_layer,
+                telemetry: upstream.layer,
                 activity: ActivityLayer::new(activity),
-                upstream,
+                upstream: admitted,
             },
             guard: TelemetryGuard { handle },
         })

@@ -1,28 +1,18 @@
-//! Configuration from the environment (DESIGN section 5); the builder offers the same settings.
+//! Configuration from the environment (see the README's table); the builder offers the same
+//! settings. The variables are looked up by the exporters' `env` module, here parsed.
 
 use std::path::PathBuf;
 
-/// The default PostHog host.
-pub const DEFAULT_POSTHOG_HOST: &str = "https://us.i.posthog.com";
-/// The default Datadog site.
-pub const DEFAULT_DD_SITE: &str = "datadoghq.com";
+use closedloop_telemetry_exporters::datadog::wire::intake_url;
+use closedloop_telemetry_exporters::env::Env;
 
-/// Every environment variable the library reads.
-pub const ENV_VARS: &[&str] = &[
-    "CL_POSTHOG_API_KEY",
-    "CL_POSTHOG_HOST",
-    "CL_RELAY_URL",
-    "CL_RELAY_TOKEN",
-    "DD_API_KEY",
-    "DD_SITE",
-    "DD_LOGS_URL",
-    "CL_COMPUTE_TARGET_ID",
-    "CL_RELEASE_VERSION",
-    "CL_TELEMETRY_VERBOSE",
-    "CL_TELEMETRY_DISABLED",
-    "DO_NOT_TRACK",
-    "CL_TELEMETRY_SPOOL_DIR",
-];
+/// The default Datadog site (defined by the exporters).
+pub use closedloop_telemetry_exporters::datadog::wire::DEFAULT_SITE as DEFAULT_DD_SITE;
+/// Every environment variable the library reads (defined, and looked up, by the exporters'
+/// [`env`](closedloop_telemetry_exporters::env) module).
+pub use closedloop_telemetry_exporters::env::VARS as ENV_VARS;
+/// The default PostHog host (defined by the exporters).
+pub use closedloop_telemetry_exporters::posthog::DEFAULT_HOST as DEFAULT_POSTHOG_HOST;
 
 /// A configuration value that could not be used. Names the variable and says what is wrong;
 /// secret values are never echoed.
@@ -113,7 +103,7 @@ pub struct EnvConfig {
 impl EnvConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::from_vars(&Env::from_env())
     }
 
     /// Reads variables through `get` (tests pass a map).
@@ -126,11 +116,12 @@ impl EnvConfig {
     /// assert_eq!(err.var, "CL_RELAY_URL");
     /// ```
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let var = |k: &str| {
-            get(k)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
+        Self::from_vars(&Env::from_lookup(get))
+    }
+
+    /// Reads an already-read environment (each value trimmed; blank counts as unset).
+    pub fn from_vars(env: &Env) -> Result<Self, ConfigError> {
+        let var = |k: &str| env.get(k).map(|v| v.trim().to_string());
         let posthog = match var("CL_POSTHOG_API_KEY") {
             Some(api_key) => Some(PostHogSettings {
                 api_key,
@@ -168,10 +159,7 @@ impl EnvConfig {
                                 "expected a site name such as datadoghq.eu, not a URL",
                             ));
                         }
-                        parse_url(
-                            "DD_SITE",
-                            &format!("https://http-intake.logs.{site}/api/v2/logs"),
-                        )?
+                        parse_url("DD_SITE", &intake_url(&site))?
                     }
                 };
                 Some(DatadogSettings { api_key, logs_url })

@@ -98,7 +98,26 @@ impl TelemetryStats {
     }
 }
 
-/// What a flush or shutdown left behind, per stream.
+/// What a flush left queued, per stream (it stays queued and goes out later).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct FlushReport {
+    /// Per stream: what was still queued at the deadline (see [`DeliveryReport`]).
+    pub streams: Vec<(StreamKind, DeliveryReport)>,
+}
+
+impl FlushReport {
+    /// Whether every stream delivered or settled everything by the deadline.
+    pub fn is_complete(&self) -> bool {
+        self.streams.iter().all(|(_, r)| r.is_complete())
+    }
+
+    /// Events still queued at the deadline, over all streams.
+    pub fn remaining(&self) -> u64 {
+        self.streams.iter().map(|(_, r)| r.remaining).sum()
+    }
+}
+
+/// What a shutdown left behind, per stream.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShutdownReport {
     /// Per stream: what remained at the deadline (see [`DeliveryReport`]).
@@ -119,35 +138,41 @@ impl ShutdownReport {
 
 impl std::fmt::Display for ShutdownReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.streams.is_empty() {
-            return write!(f, "telemetry: no upstream stream");
-        }
-        for (i, (kind, r)) in self.streams.iter().enumerate() {
-            if i > 0 {
-                write!(f, "; ")?;
-            }
-            write!(
-                f,
-                "{}: sent={} dropped={} remaining={}",
-                kind.as_str(),
-                r.stats.sent,
-                r.stats.dropped.total(),
-                r.remaining
-            )?;
-            if r.stats.spooled > 0 {
-                write!(f, " (spooled for the next start: {})", r.stats.spooled)?;
-            }
-        }
-        Ok(())
+        write_streams(f, &self.streams)
     }
 }
 
-fn kind_of(sinks: &[Sink], name: &str) -> StreamKind {
-    sinks
-        .iter()
-        .find(|s| s.name() == name)
-        .map(|s| s.kind)
-        .unwrap_or(StreamKind::Relay)
+impl std::fmt::Display for FlushReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write_streams(f, &self.streams)
+    }
+}
+
+/// `posthog: sent=… dropped=… remaining=…; relay: …`, or "no upstream stream".
+fn write_streams(
+    f: &mut std::fmt::Formatter<'_>,
+    streams: &[(StreamKind, DeliveryReport)],
+) -> std::fmt::Result {
+    if streams.is_empty() {
+        return write!(f, "telemetry: no upstream stream");
+    }
+    for (i, (kind, r)) in streams.iter().enumerate() {
+        if i > 0 {
+            write!(f, "; ")?;
+        }
+        write!(
+            f,
+            "{}: sent={} dropped={} remaining={}",
+            kind.as_str(),
+            r.stats.sent,
+            r.stats.dropped.total(),
+            r.remaining
+        )?;
+        if r.stats.spooled > 0 {
+            write!(f, " (spooled for the next start: {})", r.stats.spooled)?;
+        }
+    }
+    Ok(())
 }
 
 impl TelemetryHandle {
@@ -250,13 +275,10 @@ impl TelemetryHandle {
     }
 
     /// Sends everything queued now on every stream, waiting at most `timeout` overall.
-    pub fn flush(&self, timeout: Duration) -> ShutdownReport {
+    pub fn flush(&self, timeout: Duration) -> FlushReport {
         let sinks = &self.inner.sinks;
-        ShutdownReport {
-            streams: flush_all(self.inner.handoff.as_deref(), sinks, timeout)
-                .into_iter()
-                .map(|(name, r)| (kind_of(sinks, name), r))
-                .collect(),
+        FlushReport {
+            streams: flush_all(self.inner.handoff.as_deref(), sinks, timeout),
         }
     }
 
@@ -280,10 +302,7 @@ impl TelemetryHandle {
                 sinks,
                 self.inner.shutdown_timeout,
             )
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(name, r)| (kind_of(sinks, name), r))
-            .collect(),
+            .unwrap_or_default(),
         };
         if let Some(p) = &self.inner.provider {
             // The processors are already stopped; this only marks the provider shut so later

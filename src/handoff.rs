@@ -231,7 +231,7 @@ impl Shared {
         };
         let closed = self.closed.load(Ordering::Relaxed);
         for (sink, pending) in self.sinks.iter().zip(self.door_drops.iter()) {
-            if !sink.kind.routes_entry(entry, sink.allow_custom) {
+            if !sink.routes(entry) {
                 continue;
             }
             if closed {
@@ -330,7 +330,7 @@ impl Shared {
                 .sinks
                 .iter()
                 .zip(per_sink.iter_mut())
-                .filter(|(s, _)| s.routes(&event))
+                .filter(|(s, _)| s.routes(event.entry))
                 .map(|(_, out)| out)
                 .peekable();
             while let Some(out) = targets.next() {

@@ -7,16 +7,17 @@ use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::decode::{DecodeOptions, Event};
 use closedloop_telemetry_exporters::delivery::{
-    frame_json_array, BoxFuture, Delivery, DeliveryConfig, InvalidEvent, Limits, Request, Response,
-    Stream, Transport, TransportError,
+    frame_json_array, BoxFuture, Delivery, DeliveryOptions, InvalidEvent, Limits, Request,
+    Response, Stream, Transport, TransportError,
 };
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLoggerProvider};
 
 use super::*;
 use crate::sink::StreamKind;
 
-/// A stream whose first `routes` call (on the hand-off worker, inside `submit`) can be held
+/// A stream whose first `routes` call (on the hand-off worker, as it routes) can be held
 /// until the test opens the gate: the worker is then stuck mid-delivery.
 #[derive(Clone, Default)]
 struct Gate(Arc<GateInner>);
@@ -45,8 +46,11 @@ impl Stream for Gate {
     fn name(&self) -> &'static str {
         "gate"
     }
-    fn routes(&self, _: &Event) -> bool {
-        if let Some(tx) = self.0.entered.lock().unwrap().take() {
+    fn routes(&self, _: Option<&CatalogueEntry>) -> bool {
+        // Take the sender in its own statement: the lock must not be held while waiting (the
+        // door asks `routes` too, from the app thread).
+        let entered = self.0.entered.lock().unwrap().take();
+        if let Some(tx) = entered {
             let _ = tx.send(());
             let mut open = self.0.open.lock().unwrap();
             while !*open {
@@ -80,18 +84,19 @@ impl Transport for Acks {
 
 fn start(capacity: usize) -> (Handoff, Delivery, Gate) {
     let gate = Gate::default();
-    let mut config = DeliveryConfig::new(Limits {
+    let limits = Limits {
         max_items: 20,
         max_body_bytes: 1 << 20,
         max_delay: Duration::from_secs(30),
         expiry: None,
-    });
-    config.queue_capacity = 10_000;
-    let delivery = Delivery::start(gate.clone(), Acks, config).unwrap();
+    };
+    let options = DeliveryOptions::builder()
+        .with_queue_capacity(10_000)
+        .build();
+    let delivery = Delivery::start(gate.clone(), Acks, limits, &options).unwrap();
     let sinks = Arc::new(vec![Sink {
         kind: StreamKind::PostHog,
         delivery: delivery.clone(),
-        allow_custom: false,
     }]);
     let decode = DecodeOptions {
         compute_target_id: Some("ct-handoff".into()),

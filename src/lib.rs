@@ -29,6 +29,7 @@
 pub mod audit;
 mod builder;
 pub mod collector;
+pub mod collector_ui;
 pub mod config;
 pub mod consent;
 pub mod demo;
@@ -37,8 +38,10 @@ mod handoff;
 pub mod identity;
 mod layer;
 mod orphans;
+mod pipeline;
 mod processor;
 pub mod schema;
+mod settings;
 mod sink;
 mod streams;
 #[cfg(any(test, feature = "testing"))]
@@ -47,21 +50,21 @@ pub mod verify;
 #[cfg(feature = "view")]
 pub mod view;
 
-use std::time::Duration;
-
 pub use builder::{TelemetryBuilder, MAX_ACTIVITY_CAPACITY};
 pub use closedloop_telemetry_exporters as exporters;
 pub use closedloop_telemetry_layers as layers;
 pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
 pub use closedloop_telemetry_layers::GatewaySession;
 pub use consent::{Consent, ConsentError};
-pub use handle::{ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats};
+pub use handle::{
+    FlushReport, ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats,
+};
 pub use layer::ClosedLoopLayer;
 pub use orphans::{OrphanSpool, ORPHAN_DIAGNOSTICS_MAX_AGE, ORPHAN_POSTHOG_MAX_AGE};
 pub use sink::StreamKind;
 
-/// Default deadline for flush and shutdown.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default deadline for flush and shutdown (defined by the exporters' delivery engine).
+pub use closedloop_telemetry_exporters::delivery::DEFAULT_SHUTDOWN_TIMEOUT;
 
 /// Why telemetry could not start. Never a panic.
 #[derive(Debug, thiserror::Error)]

@@ -9,8 +9,10 @@ use std::time::{Duration, SystemTime};
 use closedloop_telemetry_exporters::spool::{dir_usage, remove_if_unlocked};
 
 /// Datadog refuses logs older than 18 h: an orphan holding relay or Datadog events is deleted
-/// this long after its newest write.
-pub const ORPHAN_DIAGNOSTICS_MAX_AGE: Duration = Duration::from_secs(18 * 3600);
+/// this long after its newest write (the diagnostics streams' expiry age,
+/// [`MAX_AGE`](closedloop_telemetry_exporters::diagnostics::MAX_AGE)).
+pub const ORPHAN_DIAGNOSTICS_MAX_AGE: Duration =
+    closedloop_telemetry_exporters::diagnostics::MAX_AGE;
 /// An orphan holding PostHog events (or anything else) is deleted this long (7 days) after its
 /// newest write.
 pub const ORPHAN_POSTHOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);

@@ -15,7 +15,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider};
 
 use crate::handoff::Handoff;
-use crate::sink::Sink;
+use crate::sink::{Sink, StreamKind};
 
 /// Moves each record into the hand-off; flush and shutdown push the hand-off through first.
 #[derive(Debug)]
@@ -76,7 +76,7 @@ pub(crate) fn flush_all(
     handoff: Option<&Handoff>,
     sinks: &[Sink],
     timeout: Duration,
-) -> Vec<(&'static str, DeliveryReport)> {
+) -> Vec<(StreamKind, DeliveryReport)> {
     let left = pass_handoff(handoff, timeout, Handoff::flush);
     in_parallel(sinks, |d| d.flush(left))
 }
@@ -87,11 +87,11 @@ pub(crate) fn shutdown_all(
     handoff: Option<&Handoff>,
     sinks: &[Sink],
     timeout: Duration,
-) -> Result<Vec<(&'static str, DeliveryReport)>, OTelSdkError> {
+) -> Result<Vec<(StreamKind, DeliveryReport)>, OTelSdkError> {
     let left = pass_handoff(handoff, timeout, Handoff::shutdown);
     let reports: Vec<_> = in_parallel(sinks, |d| d.shutdown(left))
         .into_iter()
-        .filter_map(|(name, r)| r.ok().map(|r| (name, r)))
+        .filter_map(|(kind, r)| r.ok().map(|r| (kind, r)))
         .collect();
     if reports.is_empty() && !sinks.is_empty() {
         return Err(OTelSdkError::AlreadyShutdown);
@@ -114,21 +114,19 @@ fn pass_handoff(
     deadline.saturating_duration_since(Instant::now())
 }
 
-fn in_parallel<T: Send>(
-    sinks: &[Sink],
-    f: impl Fn(&Delivery) -> T + Sync,
-) -> Vec<(&'static str, T)> {
+/// Runs `f` on every sink's engine, each on its own scoped thread; the results by stream.
+fn in_parallel<T: Send>(sinks: &[Sink], f: impl Fn(&Delivery) -> T + Sync) -> Vec<(StreamKind, T)> {
     std::thread::scope(|s| {
         let handles: Vec<_> = sinks
             .iter()
             .map(|sink| {
                 let f = &f;
-                (sink.name(), s.spawn(move || f(sink.delivery())))
+                (sink.kind, s.spawn(move || f(sink.delivery())))
             })
             .collect();
         handles
             .into_iter()
-            .filter_map(|(name, h)| h.join().ok().map(|r| (name, r)))
+            .filter_map(|(kind, h)| h.join().ok().map(|r| (kind, r)))
             .collect()
     })
 }

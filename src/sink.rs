@@ -1,7 +1,9 @@
-//! One upstream stream as the facade sees it: its delivery engine and its routing rule.
+//! One upstream stream as the facade sees it: its kind and its delivery engine. Routing is the
+//! exporters' (see [`StreamKind::routes`]); the sink asks its engine.
 
-use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{Delivery, DropReason};
+use closedloop_telemetry_exporters::posthog::wire::routes_to_posthog;
+use closedloop_telemetry_exporters::relay::wire::routes_to_relay;
 use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 
 /// Which upstream a sink delivers to.
@@ -25,19 +27,13 @@ impl StreamKind {
         }
     }
 
-    /// Whether an event goes to this kind of stream under the catalogue.
-    pub fn routes(self, event: &Event, allow_custom: bool) -> bool {
-        self.routes_entry(event.entry, allow_custom)
-    }
-
     /// Whether an event with this catalogue row (`None`: a custom event) goes to this kind of
-    /// stream.
-    pub fn routes_entry(self, entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
-        match (self, entry) {
-            (StreamKind::PostHog, Some(e)) => e.posthog.is_some(),
-            (StreamKind::PostHog, None) => false,
-            (_, Some(e)) => e.relay.is_some(),
-            (_, None) => allow_custom,
+    /// stream: the exporters' own rule (`posthog::wire::routes_to_posthog`,
+    /// `relay::wire::routes_to_relay`), for when no stream runs (the audit).
+    pub fn routes(self, entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
+        match self {
+            StreamKind::PostHog => routes_to_posthog(entry),
+            StreamKind::Relay | StreamKind::Datadog => routes_to_relay(entry, allow_custom),
         }
     }
 }
@@ -47,23 +43,19 @@ impl StreamKind {
 pub(crate) struct Sink {
     pub(crate) kind: StreamKind,
     pub(crate) delivery: Delivery,
-    pub(crate) allow_custom: bool,
 }
 
 impl Sink {
-    pub(crate) fn name(&self) -> &'static str {
-        self.kind.as_str()
-    }
-
     pub(crate) fn delivery(&self) -> &Delivery {
         &self.delivery
     }
 
-    /// Whether the event goes to this stream. The stream's engine counts it as `routed` when
+    /// Whether an event with this catalogue row goes to this stream: asks its engine
+    /// ([`Delivery::routes`]), a pure question. The engine counts the event as `routed` when
     /// it is handed over ([`Delivery::submit`]) or dropped in front of it
     /// ([`Sink::count_refused`]): one counter, so the facade and the engine never disagree.
-    pub(crate) fn routes(&self, event: &Event) -> bool {
-        self.kind.routes(event, self.allow_custom)
+    pub(crate) fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        self.delivery.routes(entry)
     }
 
     /// Counts `n` events this stream would have taken that were dropped before its engine

@@ -1,82 +1,103 @@
-//! Starts the configured upstream streams.
+//! Starts the configured upstream streams from the resolved [`Settings`].
+
+use std::time::Duration;
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::delivery::SpoolConfig;
+use closedloop_telemetry_exporters::delivery::{DeliveryOptions, SpoolConfig};
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::PostHogExporterBuilder;
 
-use crate::builder::TelemetryBuilder;
+use crate::consent::Consent;
 use crate::orphans::{self, OrphanSpool};
+use crate::settings::Settings;
 use crate::sink::{Sink, StreamKind};
 use crate::InitError;
 
 /// Builds one sink per configured stream: PostHog, and the relay or else direct Datadog.
-/// `denied`: the stored consent is Denied, so whatever an earlier run spooled is purged
-/// before anything is sent. Also returns the spool directories no configured stream uses
-/// (after deleting the expired ones, see [`orphans::sweep`]).
-pub(crate) fn start(
-    b: &TelemetryBuilder,
-    compute_target_id: &str,
-    release: &str,
-    denied: bool,
-) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitError> {
+/// When the consent is Denied, whatever an earlier run spooled is purged before anything is
+/// sent. Also returns the spool directories no configured stream uses (after deleting the
+/// expired ones, see [`orphans::sweep`]).
+///
+/// None when upstream is disabled. With consent denied each engine's consent gate is closed
+/// too (the purge itself happens as the spool opens; nothing to wait for).
+pub(crate) fn start(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitError> {
+    if s.upstream_disabled {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let (sinks, orphans) = start_enabled(s)?;
+    if s.consent == Consent::Denied {
+        for sink in &sinks {
+            sink.delivery().purge(Duration::ZERO);
+        }
+    }
+    Ok((sinks, orphans))
+}
+
+fn start_enabled(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitError> {
     let mut sinks = Vec::new();
     let spools = Spools {
-        base: spool_dir(b),
-        denied,
+        base: s.spool_base.clone(),
+        denied: s.consent == Consent::Denied,
         active: Default::default(),
     };
-    if let Some(ph) = &b.cfg.posthog {
-        let mut builder = PostHogExporterBuilder::default()
+    let compute_target_id = s.compute_target_id.as_str();
+    let release = s.release.as_str();
+    // Every stream delivers with the default options, the facade's shutdown deadline and its
+    // destination's spool.
+    let delivery = |destination: &[&str]| {
+        DeliveryOptions::builder()
+            .with_shutdown_timeout(s.shutdown_timeout)
+            .with_spool(spools.config(destination))
+            .build()
+    };
+    if let Some(ph) = &s.posthog {
+        let exporter = PostHogExporterBuilder::default()
             .api_key(ph.api_key.clone())
             .host(ph.host.clone())
             .compute_target_id(compute_target_id)
             .release_version(release)
-            .shutdown_timeout(b.shutdown_timeout);
-        if let Some(spool) = spools.config(&["posthog", &destination(&ph.host), &ph.api_key]) {
-            builder = builder.spool(spool);
-        }
-        if let Some(i) = b.posthog_flush_interval {
-            builder = builder.flush_interval(i);
-        }
-        let exporter = builder.build()?;
+            .flush_interval(s.posthog_flush_interval)
+            .delivery(delivery(&["posthog", &destination(&ph.host), &ph.api_key]))
+            .build()?;
         sinks.push(Sink {
             kind: StreamKind::PostHog,
             delivery: exporter.delivery().clone(),
-            allow_custom: false,
         });
     }
-    let diagnostics = if let Some(relay) = &b.cfg.relay {
+    let max_delay = s.relay_max_delay;
+    let diagnostics = if s.relay.is_some() || s.relay_connection.is_some() {
         let mut builder = RelayExporterBuilder::default()
-            .url(relay.url.clone())
-            .token(relay.token.clone());
-        if let Some(conn) = &b.relay_connection {
+            .verbose(s.verbose)
+            .allow_custom_events(s.allow_custom)
+            .compute_target_id(compute_target_id)
+            .release_version(release)
+            .max_delay(max_delay);
+        let destination = match &s.relay {
+            Some(relay) => {
+                builder = builder.url(relay.url.clone()).token(relay.token.clone());
+                destination(&relay.url)
+            }
+            None => "channel".to_string(),
+        };
+        if let Some(conn) = &s.relay_connection {
             builder = builder.channel(conn.clone());
         }
-        Some((
-            StreamKind::Relay,
-            diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(&spools, &["relay", &destination(&relay.url)])
-                .build()?,
-        ))
-    } else if let Some(conn) = &b.relay_connection {
-        let builder = RelayExporterBuilder::default().channel(conn.clone());
-        Some((
-            StreamKind::Relay,
-            diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(&spools, &["relay", "channel"])
-                .build()?,
-        ))
-    } else if let Some(dd) = &b.cfg.datadog {
-        let builder = DatadogExporterBuilder::default()
+        let exporter = builder
+            .delivery(delivery(&["relay", &destination]))
+            .build()?;
+        Some((StreamKind::Relay, exporter))
+    } else if let Some(dd) = &s.datadog {
+        let exporter = DatadogExporterBuilder::default()
             .api_key(dd.api_key.clone())
-            .logs_url(dd.logs_url.clone());
-        Some((
-            StreamKind::Datadog,
-            diagnostics_settings!(builder, b, compute_target_id, release)
-                .spool_for(&spools, &["datadog", &destination(&dd.logs_url)])
-                .build()?,
-        ))
+            .logs_url(dd.logs_url.clone())
+            .verbose(s.verbose)
+            .allow_custom_events(s.allow_custom)
+            .compute_target_id(compute_target_id)
+            .release_version(release)
+            .max_delay(max_delay)
+            .delivery(delivery(&["datadog", &destination(&dd.logs_url)]))
+            .build()?;
+        Some((StreamKind::Datadog, exporter))
     } else {
         None
     };
@@ -84,7 +105,6 @@ pub(crate) fn start(
         sinks.push(Sink {
             kind,
             delivery: exporter.delivery().clone(),
-            allow_custom: b.allow_custom,
         });
     }
     let orphans = match &spools.base {
@@ -131,49 +151,3 @@ fn destination(url: &str) -> String {
         Err(_) => url.to_string(),
     }
 }
-
-/// Sets the facade's destination-keyed spool on a relay or Datadog builder.
-trait SpoolFor: Sized {
-    fn spool_for(self, spools: &Spools, destination: &[&str]) -> Self;
-}
-
-macro_rules! spool_for {
-    ($($t:ty),*) => {$(
-        impl SpoolFor for $t {
-            fn spool_for(self, spools: &Spools, destination: &[&str]) -> Self {
-                match spools.config(destination) {
-                    Some(s) => self.spool(s),
-                    None => self,
-                }
-            }
-        }
-    )*};
-}
-spool_for!(RelayExporterBuilder, DatadogExporterBuilder);
-
-/// The spool base directory: `CL_TELEMETRY_SPOOL_DIR` / `spool_dir(..)`, else the OS cache
-/// dir plus `closedloop-telemetry` (each stream spools in its own subdirectory). `None` when
-/// neither exists: the engines keep events in memory only.
-fn spool_dir(b: &TelemetryBuilder) -> Option<std::path::PathBuf> {
-    b.cfg
-        .spool_dir
-        .clone()
-        .or_else(|| dirs::cache_dir().map(|d| d.join(crate::identity::APP_DIR)))
-}
-
-/// Applies the facade's shared diagnostics settings to a relay or Datadog builder.
-macro_rules! diagnostics_settings {
-    ($builder:expr, $b:expr, $ct:expr, $rel:expr) => {{
-        let mut builder = $builder
-            .verbose($b.cfg.verbose)
-            .allow_custom_events($b.allow_custom)
-            .compute_target_id($ct)
-            .release_version($rel)
-            .shutdown_timeout($b.shutdown_timeout);
-        if let Some(d) = $b.relay_max_delay {
-            builder = builder.max_delay(d);
-        }
-        builder
-    }};
-}
-use diagnostics_settings;

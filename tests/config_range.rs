@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use closedloop_telemetry::InitError;
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::delivery::RetryPolicy;
+use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::{BuildError, PostHogExporterBuilder};
 use proptest::prelude::*;
@@ -97,9 +97,12 @@ fn out_of_range_durations_are_build_errors_naming_the_setting() {
         err(posthog().flush_interval(Duration::from_secs(31)).build()),
         "flush_interval"
     );
-    assert_eq!(err(posthog().timeout(Duration::MAX).build()), "timeout");
+    let options = DeliveryOptions::builder;
+    let timeout = options().with_timeout(Duration::MAX).build();
+    assert_eq!(err(posthog().delivery(timeout).build()), "timeout");
+    let shutdown = options().with_shutdown_timeout(Duration::MAX).build();
     assert_eq!(
-        err(posthog().shutdown_timeout(Duration::MAX).build()),
+        err(posthog().delivery(shutdown.clone()).build()),
         "shutdown_timeout"
     );
     let relay = || RelayExporterBuilder::default().url(server.url("/relay"));
@@ -109,16 +112,15 @@ fn out_of_range_durations_are_build_errors_naming_the_setting() {
         ..RetryPolicy::default()
     };
     assert_eq!(
-        err(relay().retry_policy(retry).build()),
+        err(relay()
+            .delivery(options().with_retry_policy(retry).build())
+            .build()),
         "retry_policy.max_backoff"
     );
     let datadog = DatadogExporterBuilder::default()
         .api_key("dd-range")
         .logs_url(server.url("/api/v2/logs"));
-    assert_eq!(
-        err(datadog.shutdown_timeout(Duration::MAX).build()),
-        "shutdown_timeout"
-    );
+    assert_eq!(err(datadog.delivery(shutdown).build()), "shutdown_timeout");
 }
 
 #[test]
@@ -183,15 +185,15 @@ proptest! {
         activity in size(),
     ) {
         let retry = RetryPolicy { base, max_backoff: backoff, ..RetryPolicy::default() };
+        let options = DeliveryOptions::builder()
+            .with_timeout(timeout)
+            .with_shutdown_timeout(shutdown);
         let ph = PostHogExporterBuilder::default()
             .api_key("phc_prop")
             .host("http://127.0.0.1:9")
             .flush_interval(flush)
-            .timeout(timeout)
-            .shutdown_timeout(shutdown)
             .batch_size(batch)
-            .queue_capacity(queue)
-            .retry_policy(retry)
+            .delivery(options.clone().with_queue_capacity(queue).with_retry_policy(retry).build())
             .build();
         if let Ok(e) = ph {
             e.flush(Duration::MAX);
@@ -200,10 +202,7 @@ proptest! {
         let relay = RelayExporterBuilder::default()
             .url("http://127.0.0.1:9/relay")
             .max_delay(delay)
-            .timeout(timeout)
-            .shutdown_timeout(shutdown)
-            .queue_capacity(queue)
-            .retry_policy(retry)
+            .delivery(options.clone().with_queue_capacity(queue).with_retry_policy(retry).build())
             .build();
         if let Ok(e) = relay {
             e.flush(Duration::MAX);
@@ -213,8 +212,7 @@ proptest! {
             .api_key("dd-prop")
             .logs_url("http://127.0.0.1:9/api/v2/logs")
             .max_delay(delay)
-            .timeout(timeout)
-            .shutdown_timeout(shutdown)
+            .delivery(options.build())
             .build();
         if let Ok(e) = dd {
             e.flush(Duration::MAX);

@@ -5,29 +5,34 @@ mod support;
 
 use std::time::{Duration, SystemTime};
 
-use closedloop_telemetry_exporters::datadog::{DatadogExporter, DatadogExporterBuilder};
+use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::RetryPolicy;
+use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
+use closedloop_telemetry_exporters::StreamExporter;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use support::server::{Reply, TestServer};
 
 const WAIT: Duration = Duration::from_secs(8);
 
-fn exporter(server: &TestServer) -> DatadogExporter {
+fn exporter(server: &TestServer) -> StreamExporter {
     DatadogExporterBuilder::default()
         .api_key("dd-test-key")
         .logs_url(server.url("/api/v2/logs"))
         .hostname("test-host")
         .release_version("5.0.0")
-        .queue_capacity(10_000)
         .max_delay(Duration::from_secs(30))
-        .retry_policy(RetryPolicy {
-            base: Duration::from_millis(20),
-            max_backoff: Duration::from_millis(200),
-            max_retry_after: Duration::from_secs(60),
-            max_attempts: 10,
-        })
+        .delivery(
+            DeliveryOptions::builder()
+                .with_queue_capacity(10_000)
+                .with_retry_policy(RetryPolicy {
+                    base: Duration::from_millis(20),
+                    max_backoff: Duration::from_millis(200),
+                    max_retry_after: Duration::from_secs(60),
+                    max_attempts: 10,
+                })
+                .build(),
+        )
         .build()
         .unwrap()
 }

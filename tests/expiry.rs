@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryStatsSnapshot};
+use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryOptions, DeliveryStatsSnapshot};
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
@@ -65,7 +65,11 @@ fn an_expired_item_never_acknowledges_a_fresh_one_still_in_flight() {
         let dd = DatadogExporterBuilder::default()
             .api_key("dd-test-key")
             .logs_url(outage.url("/api/v2/logs"))
-            .spool_dir(tmp.path())
+            .delivery(
+                DeliveryOptions::builder()
+                    .with_spool_dir(tmp.path())
+                    .build(),
+            )
             .build()
             .unwrap();
         // One batch of [fresh, expired], in that order, during a 503 outage.
@@ -98,7 +102,11 @@ fn an_expired_item_never_acknowledges_a_fresh_one_still_in_flight() {
     let dd = DatadogExporterBuilder::default()
         .api_key("dd-test-key")
         .logs_url(server.url("/api/v2/logs"))
-        .spool_dir(tmp.path())
+        .delivery(
+            DeliveryOptions::builder()
+                .with_spool_dir(tmp.path())
+                .build(),
+        )
         .build()
         .unwrap();
     assert!(dd.flush(WAIT).is_complete());

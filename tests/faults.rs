@@ -5,7 +5,7 @@
 //!
 //! The last three scenarios run each real stream (PostHog, relay, Datadog) through its public
 //! builder with the default retry policy; only the clocks are shortened, by the test-only
-//! `test_clock_divisor`.
+//! `DeliveryOptions::with_test_clock_divisor`.
 
 mod support;
 
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{Delivery, SpoolConfig};
+use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryOptions, SpoolConfig};
 use closedloop_telemetry_exporters::posthog::PostHogExporterBuilder;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::spool::SpoolOptions;
@@ -548,7 +548,11 @@ fn posthog_default_policy_rides_out_a_503_storm_longer_than_the_attempt_limit() 
     let exporter = PostHogExporterBuilder::default()
         .api_key("phc_faults")
         .host(server.base())
-        .test_clock_divisor(CLOCK_DIVISOR)
+        .delivery(
+            DeliveryOptions::builder()
+                .with_test_clock_divisor(CLOCK_DIVISOR)
+                .build(),
+        )
         .build()
         .unwrap();
     let events: Vec<Event> = (0..30)
@@ -574,7 +578,11 @@ fn relay_default_policy_retries_connection_resets_until_delivered() {
     let server = TestServer::start(|n, _| if n < 12 { Reply::reset() } else { Reply::ok() });
     let exporter = RelayExporterBuilder::default()
         .url(server.url("/v1/telemetry"))
-        .test_clock_divisor(CLOCK_DIVISOR)
+        .delivery(
+            DeliveryOptions::builder()
+                .with_test_clock_divisor(CLOCK_DIVISOR)
+                .build(),
+        )
         .build()
         .unwrap();
     let events: Vec<Event> = (0..50).map(|_| catalogue_event("job.started")).collect();
@@ -603,7 +611,11 @@ fn datadog_default_policy_gives_a_500_batch_up_after_10_attempts_and_moves_on() 
     let exporter = DatadogExporterBuilder::default()
         .api_key("dd-faults-key")
         .logs_url(server.url("/api/v2/logs"))
-        .test_clock_divisor(CLOCK_DIVISOR)
+        .delivery(
+            DeliveryOptions::builder()
+                .with_test_clock_divisor(CLOCK_DIVISOR)
+                .build(),
+        )
         .build()
         .unwrap();
     let first: Vec<Event> = (0..5).map(|_| catalogue_event("job.failed")).collect();

@@ -1,5 +1,5 @@
 //! Network behaviour through the public builders with the default retry policy (clocks
-//! shortened only by the test-only `test_clock_divisor`): redirects are never followed, a
+//! shortened only by the test-only `DeliveryOptions::with_test_clock_divisor`): redirects are never followed, a
 //! destination that never accepts is an outage, a slow uplink gets time in proportion to the
 //! body, response bodies are read to 64 KiB at most, and the relay channel can reject and never
 //! hands a stalled task stale batches.
@@ -9,10 +9,11 @@ mod support;
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use closedloop_telemetry_exporters::datadog::{DatadogExporter, DatadogExporterBuilder};
+use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::DeliveryStatsSnapshot;
+use closedloop_telemetry_exporters::delivery::{DeliveryOptions, DeliveryStatsSnapshot};
 use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilder};
+use closedloop_telemetry_exporters::StreamExporter;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use support::accounting::assert_accounting;
@@ -25,12 +26,19 @@ const WAIT: Duration = Duration::from_secs(20);
 const FAST: u32 = 100;
 const API_KEY: &str = "dd-network-test-key";
 
-fn datadog(base: &str, divisor: u32) -> DatadogExporter {
+/// The default delivery options with the test clock divisor.
+fn fast_clocks(divisor: u32) -> DeliveryOptions {
+    DeliveryOptions::builder()
+        .with_test_clock_divisor(divisor)
+        .build()
+}
+
+fn datadog(base: &str, divisor: u32) -> StreamExporter {
     DatadogExporterBuilder::default()
         .api_key(API_KEY)
         .logs_url(format!("{base}/api/v2/logs"))
         .hostname("test-host")
-        .test_clock_divisor(divisor)
+        .delivery(fast_clocks(divisor))
         .build()
         .unwrap()
 }
@@ -202,7 +210,7 @@ fn a_channel_batch_the_app_rejects_is_counted_and_never_retried() {
     let conn = RelayConnection::new(4);
     let relay = RelayExporterBuilder::default()
         .channel(conn.clone())
-        .test_clock_divisor(FAST)
+        .delivery(fast_clocks(FAST))
         .build()
         .unwrap();
     relay.delivery().submit(events(2)).unwrap();
@@ -234,7 +242,7 @@ fn a_stalled_connection_task_resumes_without_stale_duplicates() {
     let conn = RelayConnection::new(4);
     let relay = RelayExporterBuilder::default()
         .channel(conn.clone())
-        .test_clock_divisor(FAST)
+        .delivery(fast_clocks(FAST))
         .build()
         .unwrap();
     relay.delivery().submit(events(3)).unwrap();

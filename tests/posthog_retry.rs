@@ -186,7 +186,13 @@ fn a_server_slower_than_the_timeout_is_retried() {
             reply
         }
     });
-    let h = Harness::new(builder(&server.base()).timeout(Duration::from_millis(200)));
+    let h = Harness::new(
+        builder(&server.base()).delivery(
+            fast_delivery()
+                .with_timeout(Duration::from_millis(200))
+                .build(),
+        ),
+    );
     h.emit_n(2);
     assert!(h.flush(WAIT).is_complete());
     let reqs = server.wait_for(2, WAIT);
@@ -239,7 +245,11 @@ fn shutdown_against_a_hanging_server_ends_within_its_deadline() {
 #[test]
 fn a_full_backlog_evicts_the_oldest_and_counts_them() {
     let server = TestServer::start(|_, _| Reply::ok().delay(Duration::from_secs(20)));
-    let h = Harness::new(builder(&server.base()).batch_size(1).queue_capacity(3));
+    let h = Harness::new(
+        builder(&server.base())
+            .batch_size(1)
+            .delivery(fast_delivery().with_queue_capacity(3).build()),
+    );
     h.emit_n(11);
     let report = h
         .exporter

@@ -136,7 +136,10 @@ fn dropping_every_handle_without_shutdown_still_delivers_in_the_background() {
 #[test]
 fn a_full_hand_over_queue_refuses_the_excess_without_blocking() {
     let server = server_ok();
-    let exporter = builder(&server.base()).queue_capacity(3).build().unwrap();
+    let exporter = builder(&server.base())
+        .delivery(fast_delivery().with_queue_capacity(3).build())
+        .build()
+        .unwrap();
     let events = (0..10).map(|_| event("approval.requested")).collect();
     exporter.delivery().submit(events).unwrap();
     // Not for PostHog: ignored, not dropped.

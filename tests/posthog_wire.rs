@@ -92,7 +92,7 @@ fn body_has_the_exact_posthog_shape() {
 #[test]
 fn gzip_bodies_are_marked_and_carry_the_same_json() {
     let server = server_ok();
-    let h = Harness::new(builder(&server.base()).gzip(true));
+    let h = Harness::new(builder(&server.base()).delivery(fast_delivery().with_gzip(true).build()));
     h.emit_n(3);
     assert!(h.flush(WAIT).is_complete());
     let reqs = server.requests();

@@ -6,8 +6,9 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry_exporters::delivery::RetryPolicy;
-use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporter, RelayExporterBuilder};
+use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
+use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilder};
+use closedloop_telemetry_exporters::StreamExporter;
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
@@ -27,7 +28,7 @@ fn fast_retry() -> RetryPolicy {
 }
 
 struct Harness {
-    exporter: RelayExporter,
+    exporter: StreamExporter,
     _provider: SdkLoggerProvider,
     dispatch: Dispatch,
 }
@@ -36,7 +37,11 @@ impl Harness {
     fn new(builder: RelayExporterBuilder, verbose: bool) -> Self {
         let exporter = builder
             .verbose(verbose)
-            .retry_policy(fast_retry())
+            .delivery(
+                DeliveryOptions::builder()
+                    .with_retry_policy(fast_retry())
+                    .build(),
+            )
             .build()
             .unwrap();
         let provider = SdkLoggerProvider::builder()

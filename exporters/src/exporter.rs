@@ -7,8 +7,10 @@ use std::time::Duration;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 
-use crate::decode::DecodeOptions;
-use crate::delivery::{Delivery, DeliveryReport, DeliveryStatsSnapshot, DEFAULT_SHUTDOWN_TIMEOUT};
+use crate::decode::{decode, DecodeError, DecodeOptions};
+use crate::delivery::{
+    Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason, DEFAULT_SHUTDOWN_TIMEOUT,
+};
 
 /// A `LogExporter` over one delivery engine: `export()` decodes and queues, never blocks, does
 /// no I/O and needs no tokio runtime; delivery happens on the stream's own worker thread.
@@ -17,6 +19,11 @@ use crate::delivery::{Delivery, DeliveryReport, DeliveryStatsSnapshot, DEFAULT_S
 /// Build one with [`PostHogExporterBuilder`](crate::PostHogExporterBuilder),
 /// [`RelayExporterBuilder`](crate::relay::RelayExporterBuilder) or
 /// [`DatadogExporterBuilder`](crate::datadog::DatadogExporterBuilder).
+///
+/// One type for every destination, under this one name: the three differ only in what their
+/// builder plugs into the engine (wire format, routing, transport), and what an app does with
+/// an exporter (install it, flush, shut down, read stats) is the same for all. The builder is
+/// the per-destination type; there are no per-destination aliases.
 #[derive(Clone)]
 pub struct StreamExporter {
     pub(crate) delivery: Delivery,
@@ -57,7 +64,34 @@ impl StreamExporter {
 
     /// Delivers what is queued within `timeout`, drops the rest and stops.
     pub fn shutdown_with_report(&self, timeout: Duration) -> Result<DeliveryReport, OTelSdkError> {
-        self.delivery.shutdown(timeout)
+        self.delivery
+            .shutdown(timeout)
+            .map_err(|_| OTelSdkError::AlreadyShutdown)
+    }
+
+    /// The body of `LogExporter::export`: decodes each record on the calling thread, keeps the
+    /// ones the stream routes, and hands them to the engine ([`Delivery::submit`]). Never
+    /// blocks and never does I/O; losses are counted, not returned. After shutdown:
+    /// `AlreadyShutdown`.
+    fn export_now(&self, batch: &LogBatch<'_>) -> OTelSdkResult {
+        if self.delivery.is_shutdown() {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        let mut events = Vec::new();
+        for (record, _scope) in batch.iter() {
+            match decode(record, &self.decode) {
+                Ok(event) if self.delivery.routes(event.entry) => events.push(event),
+                Ok(_) | Err(DecodeError::NoEventName | DecodeError::ActivityEntry) => {
+                    self.delivery.count_ignored(1)
+                }
+                Err(e) => self
+                    .delivery
+                    .count_refused(DropReason::Invalid, 1, &e.to_string()),
+            }
+        }
+        self.delivery
+            .submit(events)
+            .map_err(|_| OTelSdkError::AlreadyShutdown)
     }
 
     /// Flushes with the default 5 s deadline; `Err(Timeout)` if events remain queued.
@@ -79,11 +113,11 @@ impl LogExporter for StreamExporter {
         batch: LogBatch<'_>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
         // Decode and hand over now, on the caller's thread; the future is already complete.
-        std::future::ready(self.delivery.export(&batch, &self.decode))
+        std::future::ready(self.export_now(&batch))
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        let report = self.delivery.shutdown(timeout)?;
+        let report = self.shutdown_with_report(timeout)?;
         if report.is_complete() {
             Ok(())
         } else {

@@ -18,14 +18,17 @@
 
 pub mod ndjson;
 mod observe;
+mod posthog_body;
 mod report;
+
+pub use posthog_body::PLACEHOLDER_API_KEY;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use closedloop_telemetry_exporters::datadog::wire::datadog_item;
 use closedloop_telemetry_exporters::decode::{decode, DecodeOptions, Event};
-use closedloop_telemetry_exporters::posthog::wire::{encode_event, Framer};
+use closedloop_telemetry_exporters::posthog::wire::encode_event;
 use closedloop_telemetry_exporters::relay::wire::relay_item;
 use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore};
 use closedloop_telemetry_layers::envelope::format_timestamp;
@@ -45,8 +48,6 @@ pub use report::{AuditReport, AuditedEvent, Finding, StreamAudit};
 
 /// The computeTargetId shown when none is configured or stored (the audit never creates one).
 pub const PLACEHOLDER_COMPUTE_TARGET_ID: &str = "<computeTargetId>";
-/// Shown instead of the PostHog project key in the audited body.
-pub const PLACEHOLDER_API_KEY: &str = "<project api key>";
 
 /// Audits the demo session ([`crate::demo::play`]) under `builder`'s configuration.
 pub fn run_demo(builder: &TelemetryBuilder) -> AuditReport {
@@ -163,7 +164,7 @@ fn run_inner(
             .map(|&kind| {
                 let items: Vec<String> = events
                     .iter()
-                    .filter(|e| kind.routes(e, allow_custom))
+                    .filter(|e| kind.routes(e.entry, allow_custom))
                     .filter_map(|e| encode(kind, e, &hostname))
                     .collect();
                 StreamAudit::new(kind, items, &format_timestamp(std::time::SystemTime::now()))
@@ -192,14 +193,6 @@ fn encode(kind: StreamKind, e: &Event, hostname: &str) -> Option<String> {
         StreamKind::Datadog => datadog_item(e, id, hostname).bytes,
     };
     String::from_utf8(bytes).ok()
-}
-
-/// The PostHog body around `items`, with the project key replaced by a placeholder.
-pub(crate) fn posthog_body(items: &[String], sent_at: &str) -> String {
-    let refs: Vec<&[u8]> = items.iter().map(|i| i.as_bytes()).collect();
-    let mut out = Vec::new();
-    Framer::new(PLACEHOLDER_API_KEY).frame(&refs, sent_at, &mut out);
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// The id the library stored earlier, read without creating one.

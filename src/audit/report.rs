@@ -8,6 +8,7 @@ use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::truncate::TAIL_MAX_BYTES;
 
 use super::observe::Seen;
+use super::posthog_body::posthog_body;
 use crate::sink::StreamKind;
 
 /// What [`run`](super::run) found.
@@ -46,7 +47,7 @@ pub struct StreamAudit {
 impl StreamAudit {
     pub(crate) fn new(kind: StreamKind, items: Vec<String>, sent_at: &str) -> Self {
         let body = match kind {
-            StreamKind::PostHog => super::posthog_body(&items, sent_at),
+            StreamKind::PostHog => posthog_body(&items, sent_at),
             _ => format!("[{}]", items.join(",")),
         };
         StreamAudit { kind, items, body }
@@ -128,7 +129,7 @@ pub(crate) fn explain(
         let decoded = next.next_if(|e| e.name == name);
         if let Some(e) = decoded {
             for &k in streams {
-                if !k.routes(e, allow_custom) {
+                if !k.routes(e.entry, allow_custom) {
                     continue;
                 }
                 ev.sent_to.push(match (k, e.entry.and_then(|r| r.posthog)) {

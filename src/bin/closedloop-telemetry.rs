@@ -188,7 +188,7 @@ fn collect(args: &[String]) -> ExitCode {
     // --ui: the view page (library code), open until the collector stops.
     let _ui = match opts
         .ui
-        .then(|| closedloop_telemetry::collector::start_ui(&collector))
+        .then(|| closedloop_telemetry::collector_ui::start_ui(&collector))
     {
         Some(Ok(ui)) => {
             match opts.json {

@@ -26,7 +26,6 @@ pub mod print;
 mod received;
 mod recorder;
 mod server;
-mod ui;
 pub mod validate;
 
 pub use handle::{Collector, CollectorBuilder};
@@ -36,4 +35,3 @@ pub use received::{Arrival, Counts, Received, Rejected, Stream};
 pub(crate) use recorder::Recorder;
 pub use recorder::{DEFAULT_MAX_KEPT, MAX_KEPT_REJECTIONS, SUBSCRIPTION_BUFFER};
 pub use server::{DATADOG_PATH, POSTHOG_PATH, RELAY_PATH};
-pub use ui::{start_ui, CollectorUi};

@@ -1,5 +1,5 @@
 //! Shared harness for the PostHog end-to-end tests: the real `TelemetryLayer` over an
-//! `SdkLoggerProvider` whose exporter is a `PostHogExporter` pointed at a loopback `TestServer`.
+//! `SdkLoggerProvider` whose exporter is a `StreamExporter` pointed at a loopback `TestServer`.
 
 #![allow(dead_code)]
 
@@ -7,9 +7,11 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::RetryPolicy;
+use closedloop_telemetry_exporters::delivery::{
+    DeliveryOptions, DeliveryOptionsBuilder, RetryPolicy,
+};
 use closedloop_telemetry_exporters::{
-    DeliveryReport, FlushThrough, PostHogExporter, PostHogExporterBuilder,
+    DeliveryReport, FlushThrough, PostHogExporterBuilder, StreamExporter,
 };
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
@@ -41,7 +43,12 @@ pub fn builder(server_base: &str) -> PostHogExporterBuilder {
     PostHogExporterBuilder::default()
         .api_key(KEY)
         .host(server_base)
-        .retry_policy(fast_retry())
+        .delivery(fast_delivery().build())
+}
+
+/// The delivery options of [`builder`]: fast retries, everything else at its default.
+pub fn fast_delivery() -> DeliveryOptionsBuilder {
+    DeliveryOptions::builder().with_retry_policy(fast_retry())
 }
 
 /// Which SDK processor carries records to the exporter.
@@ -56,7 +63,7 @@ pub enum Processor {
 }
 
 pub struct Harness {
-    pub exporter: PostHogExporter,
+    pub exporter: StreamExporter,
     pub provider: SdkLoggerProvider,
     pub dispatch: Dispatch,
 }

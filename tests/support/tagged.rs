@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{
-    frame_json_array, parse_http_url, Delivery, DeliveryConfig, HttpTransport, InvalidEvent,
+    frame_json_array, parse_http_url, Delivery, DeliveryOptions, HttpTransport, InvalidEvent,
     Limits, RetryPolicy, SpoolConfig, Stream,
 };
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
@@ -55,22 +55,33 @@ pub fn fast_retry() -> RetryPolicy {
     }
 }
 
+/// The settings of a tagged engine that tests adjust before [`start`].
+pub struct Config {
+    pub limits: Limits,
+    pub queue_capacity: usize,
+    pub request_timeout: Duration,
+    pub retry: RetryPolicy,
+    pub spool: Option<SpoolConfig>,
+}
+
 /// 100 items / 1 MiB / 20 ms batches, fast retries, a 500 ms request timeout, and `spool`.
-pub fn config(spool: Option<SpoolConfig>) -> DeliveryConfig {
-    let mut c = DeliveryConfig::new(Limits {
-        max_items: 100,
-        max_body_bytes: 1 << 20,
-        max_delay: Duration::from_millis(20),
-        expiry: None,
-    });
-    c.retry = fast_retry();
-    c.request_timeout = Duration::from_millis(500);
-    c.spool = spool;
-    c
+pub fn config(spool: Option<SpoolConfig>) -> Config {
+    Config {
+        limits: Limits {
+            max_items: 100,
+            max_body_bytes: 1 << 20,
+            max_delay: Duration::from_millis(20),
+            expiry: None,
+        },
+        queue_capacity: DeliveryOptions::default().queue_capacity(),
+        request_timeout: Duration::from_millis(500),
+        retry: fast_retry(),
+        spool,
+    }
 }
 
 /// An engine POSTing the tagged stream to `{base}/ingest`.
-pub fn start(base: &str, cfg: DeliveryConfig) -> Delivery {
+pub fn start(base: &str, cfg: Config) -> Delivery {
     let url = parse_http_url("test", &format!("{base}/ingest")).unwrap();
     let transport = HttpTransport::new(
         url,
@@ -78,5 +89,11 @@ pub fn start(base: &str, cfg: DeliveryConfig) -> Delivery {
         cfg.request_timeout,
     )
     .unwrap();
-    Delivery::start(Tagged, transport, cfg).unwrap()
+    let options = DeliveryOptions::builder()
+        .with_queue_capacity(cfg.queue_capacity)
+        .with_timeout(cfg.request_timeout)
+        .with_retry_policy(cfg.retry)
+        .with_spool(cfg.spool)
+        .build();
+    Delivery::start(Tagged, transport, cfg.limits, &options).unwrap()
 }

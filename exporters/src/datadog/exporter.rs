@@ -2,20 +2,18 @@
 
 use std::sync::Arc;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use uuid::Uuid;
 
-use super::wire::{self, API_KEY_HEADER, MAX_AGE, MAX_BODY_BYTES, MAX_ITEMS};
+use super::wire::{self, API_KEY_HEADER, MAX_BODY_BYTES, MAX_ITEMS};
 use crate::decode::Event;
 use crate::delivery::{
-    frame_json_array, parse_http_url, BuildError, Delivery, HttpTransport, InvalidEvent, Limits,
-    Stream,
+    frame_json_array, parse_http_url, BuildError, Delivery, DeliveryOptions, HttpTransport,
+    InvalidEvent, Stream,
 };
-use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
+use crate::diagnostics::DiagnosticsSettings;
 use crate::exporter::StreamExporter;
 use crate::relay::wire::routes_to_relay;
-
-/// The direct Datadog exporter (a [`StreamExporter`] built by [`DatadogExporterBuilder`]).
-pub type DatadogExporter = StreamExporter;
 
 struct DatadogStream {
     allow_custom: bool,
@@ -28,8 +26,8 @@ impl Stream for DatadogStream {
         "datadog"
     }
 
-    fn routes(&self, event: &Event) -> bool {
-        routes_to_relay(event, self.allow_custom)
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        routes_to_relay(entry, self.allow_custom)
     }
 
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
@@ -66,7 +64,10 @@ impl Stream for DatadogStream {
 /// | [`logs_url`](Self::logs_url) | `https://http-intake.logs.{site}/api/v2/logs` (`DD_LOGS_URL`) |
 /// | [`hostname`](Self::hostname) | the machine's host name, else `unknown` |
 /// | batch | at most 1000 items and 5 MB per request; items older than 18 h expire |
-/// | shared settings | see [`DiagnosticsSettings`] |
+/// | [`max_delay`](Self::max_delay) | 2 s (at most 60 s) |
+/// | [`verbose`](Self::verbose), [`allow_custom_events`](Self::allow_custom_events) | off |
+/// | [`compute_target_id`](Self::compute_target_id), [`release_version`](Self::release_version) | none: used only for records that lack them |
+/// | [`delivery`](Self::delivery) | [`DeliveryOptions::default`] (queue, timeout, retries, spool, …) |
 #[derive(Clone, Default)]
 pub struct DatadogExporterBuilder {
     api_key: Option<String>,
@@ -74,6 +75,7 @@ pub struct DatadogExporterBuilder {
     logs_url: Option<String>,
     hostname: Option<String>,
     settings: DiagnosticsSettings,
+    delivery: DeliveryOptions,
 }
 
 impl std::fmt::Debug for DatadogExporterBuilder {
@@ -83,13 +85,50 @@ impl std::fmt::Debug for DatadogExporterBuilder {
             .field("site", &self.site)
             .field("logs_url", &self.logs_url.as_deref().map(crate::redact_url))
             .field("settings", &self.settings)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
 
-diagnostics_setters!(DatadogExporterBuilder);
-
 impl DatadogExporterBuilder {
+    /// Keeps (redacted) log tails. Default off.
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.settings.verbose = on;
+        self
+    }
+
+    /// Sends events outside the catalogue too. Default off.
+    pub fn allow_custom_events(mut self, on: bool) -> Self {
+        self.settings.allow_custom_events = on;
+        self
+    }
+
+    /// How long the first queued message may wait. Default 2 s
+    /// ([`DEFAULT_MAX_DELAY`](crate::diagnostics::DEFAULT_MAX_DELAY)), at most 60 s.
+    pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
+        self.settings.max_delay = delay;
+        self
+    }
+
+    /// Fallback computeTargetId for records that lack one.
+    pub fn compute_target_id(mut self, id: impl Into<String>) -> Self {
+        self.settings.compute_target_id = Some(id.into());
+        self
+    }
+
+    /// Fallback release version for records that lack one.
+    pub fn release_version(mut self, version: impl Into<String>) -> Self {
+        self.settings.release_version = Some(version.into());
+        self
+    }
+
+    /// How to deliver: queue, timeout, gzip, retries, shutdown deadline, spool. Default
+    /// [`DeliveryOptions::default`].
+    pub fn delivery(mut self, options: DeliveryOptions) -> Self {
+        self.delivery = options;
+        self
+    }
+
     /// The `DD-API-KEY`.
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.api_key = Some(key.into());
@@ -115,8 +154,9 @@ impl DatadogExporterBuilder {
     }
 
     /// Checks the settings, starts the worker and returns the exporter.
-    pub fn build(self) -> Result<DatadogExporter, BuildError> {
+    pub fn build(self) -> Result<StreamExporter, BuildError> {
         self.settings.check()?;
+        self.delivery.check()?;
         let api_key = self
             .api_key
             .map(|k| k.trim().to_string())
@@ -135,20 +175,14 @@ impl DatadogExporterBuilder {
             ("content-type", "application/json".to_string()),
             (API_KEY_HEADER, api_key.clone()),
         ];
-        let limits = Limits {
-            max_items: MAX_ITEMS,
-            max_body_bytes: MAX_BODY_BYTES,
-            max_delay: self.settings.max_delay,
-            expiry: Some(MAX_AGE),
-        };
-        let config = self.settings.delivery_config(limits);
-        let transport = HttpTransport::new(url, &headers, config.request_timeout)?;
+        let limits = self.settings.limits(MAX_ITEMS, MAX_BODY_BYTES);
+        let transport = HttpTransport::new(url, &headers, self.delivery.effective_timeout())?;
         let stream = DatadogStream {
             allow_custom: self.settings.allow_custom_events,
             hostname: self.hostname.unwrap_or_else(default_hostname),
             api_key,
         };
-        let delivery = Delivery::start(stream, transport, config)?;
+        let delivery = Delivery::start(stream, transport, limits, &self.delivery)?;
         Ok(StreamExporter {
             delivery,
             decode: Arc::new(self.settings.decode_options()),

@@ -7,4 +7,4 @@ pub mod wire;
 pub use status::{classify, DatadogOutcome};
 mod exporter;
 
-pub use exporter::{default_hostname, DatadogExporter, DatadogExporterBuilder};
+pub use exporter::{default_hostname, DatadogExporterBuilder};

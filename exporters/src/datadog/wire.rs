@@ -27,7 +27,7 @@
 //!   ("up to 18 hours in the past"): see [`is_expired`].
 
 use std::ops::Range;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
 use closedloop_telemetry_layers::envelope::TraceEnvelope;
@@ -50,8 +50,7 @@ pub const MAX_ITEMS: usize = 1000;
 pub const MAX_BODY_BYTES: usize = 5_000_000;
 /// An item larger than this is shrunk (see [`datadog_item`]).
 pub const MAX_ITEM_BYTES: usize = 1_000_000;
-/// Items whose event time is older than this are expired: the intake rejects them.
-pub const MAX_AGE: Duration = Duration::from_secs(18 * 3600);
+pub use crate::diagnostics::MAX_AGE;
 
 /// The intake endpoint for a Datadog site (`datadoghq.com`, `datadoghq.eu`, `us3.datadoghq.com`,
 /// …); an empty site means [`DEFAULT_SITE`]. `DD_LOGS_URL` overrides this entirely.

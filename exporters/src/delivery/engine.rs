@@ -6,140 +6,25 @@ use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::LogBatch;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use crate::decode::{decode, DecodeError, DecodeOptions, Event};
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 
-use super::error::BuildError;
-use super::range::{check_range, check_retry, check_timeout, deadline_after, MAX_DURATION_SETTING};
-use super::retry::RetryPolicy;
+use crate::decode::Event;
+
+use super::command::Command;
+use super::config::EngineConfig;
+use super::error::{AlreadyShutdown, BuildError};
+use super::options::DeliveryOptions;
+use super::range::{check_range, deadline_after, MAX_DURATION_SETTING};
 use super::stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason};
 use super::stream::{Limits, Stream};
 use super::tap::{SentRing, TapSlot};
 use super::transport::Transport;
 use super::worker::{self, Worker};
 
-/// Default bound of the hand-over queue and of the backlog, in events. Sized by measurement
-/// (BENCHMARKS.md): 4096 keeps 100k events/s sustained on loopback free of drops (2048 evicted a
-/// few hundred per million when a send lagged behind a hand-over), while a 1M-event flood stays
-/// within 16 MiB of extra memory.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
-/// Default per-request timeout.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default deadline of flush and shutdown.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a caller waits past its deadline for the worker's reply before giving up on it.
 const REPLY_GRACE: Duration = Duration::from_millis(250);
-
-/// How one engine delivers. Build with [`DeliveryConfig::new`] and adjust the fields.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeliveryConfig {
-    /// Batch size, body size, delay and expiry rules of the stream.
-    pub limits: Limits,
-    /// At most this many events wait to be mapped, and at most this many mapped items wait to
-    /// be sent (the backlog evicts its oldest when full). With a [`spool`](Self::spool) the
-    /// backlog lives on disk, bounded by the spool's cap instead. Default
-    /// [`DEFAULT_QUEUE_CAPACITY`].
-    pub queue_capacity: usize,
-    /// Per-request timeout. Default [`DEFAULT_REQUEST_TIMEOUT`]. It bounds connecting (a
-    /// destination that never accepts is a connection failure: an outage, retried without
-    /// limit), and then sending and the answer, with extra time for the body at 50 KB/s: one
-    /// exchange may take `2 × request_timeout + body / 50 KB/s` before it counts as timed out.
-    pub request_timeout: Duration,
-    /// `Some(level)` gzips bodies and sends `Content-Encoding: gzip`. Default `None`.
-    pub gzip: Option<u32>,
-    /// Backoff and give-up rules. Default [`RetryPolicy::default`].
-    pub retry: RetryPolicy,
-    /// Deadline used when every handle is dropped without an explicit shutdown.
-    /// Default [`DEFAULT_SHUTDOWN_TIMEOUT`].
-    pub shutdown_timeout: Duration,
-    /// The durable on-disk spool under the backlog. Default `None` (memory only).
-    pub spool: Option<SpoolConfig>,
-}
-
-/// Where and how an engine spools: the stream's spool lives in `dir/<stream name>`.
-///
-/// With a spool every mapped item is appended to disk, batches are read back from it and
-/// acknowledged after a 2xx (or a counted drop); what was not acknowledged when the process
-/// ended is sent on the next start. If the directory is locked by another process or
-/// unusable the engine falls back to `dir/<stream>/pid-<pid>`, else to memory, with one
-/// warning naming the reason; one not private to this user (Unix: another owner, or writable by
-/// group or others) is refused and the stream runs in memory. See `docs/RELIABILITY.md`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpoolConfig {
-    /// The base directory (`CL_TELEMETRY_SPOOL_DIR`); each stream uses a subdirectory.
-    pub dir: std::path::PathBuf,
-    /// Cap, segment size and sync interval.
-    pub options: crate::spool::SpoolOptions,
-    /// Purge what the spool holds when it opens, before anything is sent (counted as
-    /// `purged`): for an app whose user has withdrawn consent, so events spooled by an
-    /// earlier run never leave the machine. Default `false`.
-    pub purge_on_open: bool,
-}
-
-impl SpoolConfig {
-    /// A spool in `dir` (per-stream subdirectories) with default options.
-    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
-        SpoolConfig {
-            dir: dir.into(),
-            options: crate::spool::SpoolOptions::default(),
-            purge_on_open: false,
-        }
-    }
-
-    /// Sets [`purge_on_open`](Self::purge_on_open).
-    pub fn purge_on_open(mut self, on: bool) -> Self {
-        self.purge_on_open = on;
-        self
-    }
-}
-
-impl DeliveryConfig {
-    /// The range checks [`Delivery::start`] applies (see [`super::check_range`]): sizes of at
-    /// least 1, timeouts above zero and at most [`MAX_DURATION_SETTING`], the batch delay,
-    /// retry and spool sync durations at most that too. Names the setting at fault.
-    pub fn check(&self) -> Result<(), BuildError> {
-        if self.limits.max_items == 0 || self.queue_capacity == 0 {
-            return Err(BuildError::InvalidValue {
-                setting: "batch size / queue capacity",
-                reason: "must be at least 1".into(),
-            });
-        }
-        check_timeout("timeout", self.request_timeout)?;
-        check_timeout("shutdown_timeout", self.shutdown_timeout)?;
-        check_range(
-            "max_delay",
-            self.limits.max_delay,
-            Duration::ZERO,
-            MAX_DURATION_SETTING,
-        )?;
-        check_retry(&self.retry)?;
-        if let Some(spool) = &self.spool {
-            check_range(
-                "spool sync_interval",
-                spool.options.sync_interval,
-                Duration::ZERO,
-                MAX_DURATION_SETTING,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// A configuration with the given limits and every other field at its default.
-    pub fn new(limits: Limits) -> Self {
-        DeliveryConfig {
-            limits,
-            queue_capacity: DEFAULT_QUEUE_CAPACITY,
-            request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            gzip: None,
-            retry: RetryPolicy::default(),
-            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
-            spool: None,
-        }
-    }
-}
 
 /// What a flush or shutdown left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,35 +44,10 @@ impl DeliveryReport {
     }
 }
 
-/// The worker's commands (see STYLE.md: one small enum drives each sink's worker).
-#[derive(Debug)]
-pub(crate) enum Command {
-    /// Decoded events to map, queue and deliver.
-    Events(Vec<Event>),
-    /// Deliver everything queued now, then reply with what remains (by the deadline).
-    Flush {
-        deadline: Instant,
-        reply: std::sync::mpsc::SyncSender<u64>,
-    },
-    /// Like flush, then drop what remains, reply with that count and stop.
-    Shutdown {
-        deadline: Instant,
-        reply: std::sync::mpsc::SyncSender<u64>,
-    },
-    /// Stop waiting for a backoff timer and try now (e.g. the relay connection is back).
-    Wake,
-    /// Consent was denied: drop everything queued (counted as `purged`), abandon any backoff
-    /// and reply with the count once no request is on the wire. The worker keeps running;
-    /// events handed over while the gate is closed are dropped as `purged`.
-    Purge {
-        reply: std::sync::mpsc::SyncSender<u64>,
-    },
-}
-
 /// A running delivery engine: one named worker thread plus this cheap, cloneable handle.
 ///
 /// Dropping the last handle without [`Delivery::shutdown`] lets the worker deliver what it can
-/// within [`DeliveryConfig::shutdown_timeout`] in the background and stop.
+/// within [`DeliveryOptions::shutdown_timeout`] in the background and stop.
 #[derive(Clone)]
 pub struct Delivery {
     inner: Arc<Inner>,
@@ -222,13 +82,29 @@ impl std::fmt::Debug for Delivery {
 
 impl Delivery {
     /// Starts the worker thread (named `closedloop-telemetry-<stream>`) for `stream` over
-    /// `transport`.
+    /// `transport`, with the stream's `limits` and the delivery `options`. Checks the ranges
+    /// ([`DeliveryOptions::check`], a batch of at least one item, a delay of at most
+    /// [`MAX_DURATION_SETTING`]) and names the setting at fault.
     pub fn start(
         stream: impl Stream,
         transport: impl Transport,
-        config: DeliveryConfig,
+        limits: Limits,
+        options: &DeliveryOptions,
     ) -> Result<Self, BuildError> {
-        config.check()?;
+        options.check()?;
+        if limits.max_items == 0 {
+            return Err(BuildError::InvalidValue {
+                setting: "batch size",
+                reason: "must be at least 1".into(),
+            });
+        }
+        check_range(
+            "max_delay",
+            limits.max_delay,
+            Duration::ZERO,
+            MAX_DURATION_SETTING,
+        )?;
+        let config = EngineConfig::new(limits, options);
         let stream: Arc<dyn Stream> = Arc::new(stream);
         let stats = Arc::new(DeliveryStats::new(stream.name()));
         let admitted = Arc::new(AtomicUsize::new(0));
@@ -262,38 +138,17 @@ impl Delivery {
         })
     }
 
-    /// The body of a `LogExporter::export`: decodes each record on the calling thread, keeps
-    /// the ones the stream routes, and hands them to the worker. Never blocks and never does
-    /// I/O; losses are counted, not returned. After shutdown: `AlreadyShutdown`.
-    pub fn export(&self, batch: &LogBatch<'_>, opts: &DecodeOptions) -> OTelSdkResult {
-        if self.is_shutdown() {
-            return Err(OTelSdkError::AlreadyShutdown);
-        }
-        let stats = &self.inner.stats;
-        let mut events = Vec::new();
-        for (record, _scope) in batch.iter() {
-            match decode(record, opts) {
-                Ok(event) if self.inner.stream.routes(&event) => events.push(event),
-                Ok(_) | Err(DecodeError::NoEventName | DecodeError::ActivityEntry) => {
-                    stats.ignore(1)
-                }
-                Err(e) => stats.refused(DropReason::Invalid, 1, &e.to_string()),
-            }
-        }
-        self.submit(events)
-    }
-
     /// Hands already-decoded events to the worker (they must pass [`Stream::routes`]; others
     /// are counted as ignored). Never blocks: when the hand-over queue is full the excess is
     /// dropped and counted as `queue_full`. While the consent gate is closed (see
     /// [`Delivery::purge`]) they are dropped and counted as `purged`.
-    pub fn submit(&self, mut events: Vec<Event>) -> OTelSdkResult {
+    pub fn submit(&self, mut events: Vec<Event>) -> Result<(), AlreadyShutdown> {
         if self.is_shutdown() {
-            return Err(OTelSdkError::AlreadyShutdown);
+            return Err(AlreadyShutdown);
         }
         let stats = &self.inner.stats;
         let before = events.len();
-        events.retain(|e| self.inner.stream.routes(e));
+        events.retain(|e| self.inner.stream.routes(e.entry));
         stats.ignore((before - events.len()) as u64);
         if events.is_empty() {
             return Ok(());
@@ -334,6 +189,18 @@ impl Delivery {
             }
         }
         Ok(())
+    }
+
+    /// Counts `n` decoded records that no stream takes (no event name, an activity entry, or
+    /// not routed here) as `ignored`.
+    pub fn count_ignored(&self, n: u64) {
+        self.inner.stats.ignore(n);
+    }
+
+    /// Whether this engine's stream takes an event with this catalogue row (`None`: a custom
+    /// event); see [`Stream::routes`]. A pure question: nothing is counted.
+    pub fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        self.inner.stream.routes(entry)
     }
 
     /// Counts `n` events of this stream that a stage in front of the engine (e.g. the
@@ -382,9 +249,9 @@ impl Delivery {
     /// spool it stays spooled for the next start instead, counted as `spooled`) and stops the
     /// worker. Later exports return `AlreadyShutdown`; so does a second shutdown.
     /// Never waits much longer than `timeout`, whatever the destination does.
-    pub fn shutdown(&self, timeout: Duration) -> Result<DeliveryReport, OTelSdkError> {
+    pub fn shutdown(&self, timeout: Duration) -> Result<DeliveryReport, AlreadyShutdown> {
         if self.inner.shut.swap(true, Ordering::AcqRel) {
-            return Err(OTelSdkError::AlreadyShutdown);
+            return Err(AlreadyShutdown);
         }
         let (reply, rx) = sync_channel(1);
         let deadline = deadline_after(Instant::now(), timeout);

@@ -4,7 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use closedloop_telemetry_layers::catalogue::lookup;
+use closedloop_telemetry_layers::catalogue::{lookup, CatalogueEntry};
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 
 use super::*;
@@ -16,8 +16,8 @@ impl Stream for Names {
     fn name(&self) -> &'static str {
         "names"
     }
-    fn routes(&self, e: &Event) -> bool {
-        e.entry.is_some_and(|r| r.relay.is_some())
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        entry.is_some_and(|r| r.relay.is_some())
     }
     fn encode(&self, e: &Event, id: uuid::Uuid) -> Result<Vec<u8>, InvalidEvent> {
         Ok(format!(r#"{{"event":"{}","id":"{id}"}}"#, e.name).into_bytes())
@@ -60,14 +60,14 @@ fn event(name: &str, age: Duration) -> Event {
 #[test]
 fn a_generic_stream_delivers_json_arrays_and_expires_old_items() {
     let acks = Acks::default();
-    let mut config = DeliveryConfig::new(Limits {
+    let limits = Limits {
         max_items: 100,
         max_body_bytes: 1 << 20,
         max_delay: Duration::from_secs(2),
         expiry: Some(Duration::from_secs(18 * 3600)),
-    });
-    config.gzip = None;
-    let delivery = Delivery::start(Names, acks.clone(), config).unwrap();
+    };
+    let options = DeliveryOptions::builder().with_gzip(false).build();
+    let delivery = Delivery::start(Names, acks.clone(), limits, &options).unwrap();
     delivery
         .submit(vec![
             event("job.completed", Duration::ZERO),

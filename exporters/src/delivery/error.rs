@@ -1,4 +1,5 @@
-//! The build/config error every exporter builder returns.
+//! The build/config error every exporter builder returns, and the error of a call after
+//! shutdown.
 
 /// A configuration problem found while building an exporter. Building never panics.
 #[derive(Debug, thiserror::Error)]
@@ -50,3 +51,8 @@ impl BuildError {
         }
     }
 }
+
+/// The engine was already shut down: nothing was queued (or no second shutdown ran).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the delivery engine is already shut down")]
+pub struct AlreadyShutdown;

@@ -4,7 +4,7 @@
 //! # Shape
 //!
 //! ```text
-//! export() ── decode ──► routes? ──► hand-over queue ──► worker thread (own tokio runtime, suppressed)
+//! export() ── decode ──► routes? ──► submit() ──► hand-over queue ──► worker thread (own tokio runtime, suppressed)
 //!  (caller's thread,      (Stream)     (bounded, try-       │ Stream::encode → Item (UUIDv7)
 //!   never blocks)                      style, drops         ▼
 //!                                      counted)           backlog (bounded, evicts oldest; spool seam)
@@ -15,19 +15,22 @@
 //!                                      retry::RetryPolicy::decide → done / backoff / split / drop
 //! ```
 //!
-//! - [`Delivery::export`] (the body of a `LogExporter::export`) decodes records with
-//!   [`decode`](crate::decode::decode) on the calling thread, keeps the events
-//!   [`Stream::routes`] accepts and hands them to the worker; it never blocks, never does I/O
-//!   and needs no ambient runtime, so it works under `BatchLogProcessor`,
-//!   `SimpleLogProcessor` and inside or outside tokio.
+//! - The engine knows nothing of OpenTelemetry: [`Delivery::submit`] takes decoded events.
+//!   [`StreamExporter`](crate::StreamExporter)'s `LogExporter::export` decodes records with
+//!   [`decode`](crate::decode::decode) on the calling thread and submits the events
+//!   [`Stream::routes`] accepts; neither blocks, does I/O or needs an ambient runtime, so it
+//!   works under `BatchLogProcessor`, `SimpleLogProcessor` and inside or outside tokio.
+//! - The handle ([`Delivery`], `engine.rs`) and the worker (`worker/`) share only the
+//!   command enum (`command.rs`) and the configuration (`config.rs`); neither imports the
+//!   other's module.
 //! - Each engine owns ONE named thread `closedloop-telemetry-<stream>` with a current-thread
 //!   tokio runtime, inside `Context::enter_telemetry_suppressed_scope()`. It is driven by a
 //!   small command enum (events / flush with reply / shutdown with reply / wake) and sleeps
 //!   until the next batch is due, a backoff ends or a command arrives.
 //! - Items ([`Item`]) are pre-encoded JSON values with a stable UUIDv7, mapped once on the
 //!   worker; retries re-frame the same items (fresh per-request fields such as `sent_at`).
-//! - The network sits behind [`Transport`]: [`HttpTransport`] now, a channel transport for
-//!   the relay later. The engine wraps every send in the per-request timeout.
+//! - The network sits behind [`Transport`]: [`HttpTransport`], or a channel transport for
+//!   the relay ([`relay`](crate::relay)). The engine wraps every send in the per-request timeout.
 //! - Retry rules are the pure [`RetryPolicy::decide`] (see [`retry`]).
 //! - Every loss is counted by [`DropReason`] in [`DeliveryStats`], with a warning on the first
 //!   loss of each kind; rejected batches are also logged once per HTTP status.
@@ -37,12 +40,13 @@
 //! ```no_run
 //! use std::time::Duration;
 //! use closedloop_telemetry_exporters::decode::Event;
+//! use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 //! use closedloop_telemetry_exporters::delivery::*;
 //!
 //! struct Relay;
 //! impl Stream for Relay {
 //!     fn name(&self) -> &'static str { "relay" }
-//!     fn routes(&self, e: &Event) -> bool { e.entry.is_some_and(|r| r.relay.is_some()) }
+//!     fn routes(&self, entry: Option<&CatalogueEntry>) -> bool { entry.is_some_and(|r| r.relay.is_some()) }
 //!     fn encode(&self, e: &Event, id: uuid::Uuid) -> Result<Vec<u8>, InvalidEvent> {
 //!         Ok(serde_json::to_vec(&serde_json::json!({"event": e.name, "id": id.to_string()})).unwrap())
 //!     }
@@ -61,8 +65,8 @@
 //!     max_delay: Duration::from_secs(2),
 //!     expiry: None,
 //! };
-//! let delivery = Delivery::start(Relay, transport, DeliveryConfig::new(limits))?;
-//! // In LogExporter::export: delivery.export(&batch, &decode_options)
+//! let delivery = Delivery::start(Relay, transport, limits, &DeliveryOptions::default())?;
+//! // In LogExporter::export: decode the records, then delivery.submit(events)
 //! let report = delivery.shutdown(Duration::from_secs(5));
 //! # Ok::<(), BuildError>(())
 //! ```
@@ -85,9 +89,12 @@
 mod backlog;
 mod batcher;
 pub mod body;
+mod command;
+mod config;
 mod engine;
 mod error;
 mod http;
+mod options;
 pub(crate) mod range;
 pub mod retry;
 mod stats;
@@ -100,13 +107,13 @@ mod worker;
 mod engine_tests;
 
 pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
-pub use engine::SpoolConfig;
-pub use engine::{
-    Delivery, DeliveryConfig, DeliveryReport, DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SHUTDOWN_TIMEOUT,
-};
-pub use error::BuildError;
+pub use engine::{Delivery, DeliveryReport};
+pub use error::{AlreadyShutdown, BuildError};
 pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
+pub use options::{
+    DeliveryOptions, DeliveryOptionsBuilder, SpoolConfig, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+};
 pub use range::{check_range, deadline_after, MAX_BATCH_DELAY, MAX_DURATION_SETTING};
 pub use retry::{Decision, Outcome, RetryPolicy};
 pub use stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason, DroppedCounts};

@@ -5,6 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+
 use crate::decode::Event;
 
 /// One pre-encoded event on its way out: the unit the engine queues, batches, retries and drops.
@@ -46,11 +48,13 @@ pub trait Stream: Send + Sync + 'static {
     /// A short name for the worker thread, logs and stats, e.g. `"posthog"`.
     fn name(&self) -> &'static str;
 
-    /// Whether an event belongs on this stream at all (e.g. "has a PostHog name"). Events that
-    /// do not are counted as `ignored`, never queued. Runs on the exporting thread: keep it a
-    /// field check. Default: every event.
-    fn routes(&self, event: &Event) -> bool {
-        let _ = event;
+    /// Whether an event with this catalogue row (`None`: a custom event, outside the
+    /// catalogue) belongs on this stream at all (e.g. "has a PostHog name"): the stream's one
+    /// routing rule, which the facade asks too. Events that do not are counted as `ignored`,
+    /// never queued. Runs on the exporting thread: keep it a pure field check, with no side
+    /// effect. Default: every event.
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        let _ = entry;
         true
     }
 

@@ -3,14 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::exporter::{PostHogExporter, PostHogStream};
+use super::exporter::PostHogStream;
 use super::wire::Framer;
 use crate::decode::DecodeOptions;
 use crate::delivery::{
-    check_range, parse_http_url, BuildError, Delivery, HttpTransport, Limits, RetryPolicy,
-    SpoolConfig,
+    check_range, parse_http_url, BuildError, Delivery, DeliveryOptions, HttpTransport, Limits,
 };
-use crate::diagnostics::DeliveryKnobs;
+use crate::env::Env;
+use crate::exporter::StreamExporter;
 
 /// PostHog's US cloud ingestion host.
 pub const DEFAULT_HOST: &str = "https://us.i.posthog.com";
@@ -24,7 +24,13 @@ pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 /// The largest uncompressed request body; bigger batches are split before sending.
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
-/// Builds a [`PostHogExporter`].
+/// Builds the PostHog [`StreamExporter`]: product-analytics events to `{host}/batch/`.
+///
+/// Only catalogue events with a PostHog name are kept; each becomes one PostHog event with a
+/// UUIDv7 `uuid` that stays the same across retries. Log tails never go to PostHog. Batches of
+/// at most 20 events go when 20 are waiting, `flush_interval` after the oldest, and on flush
+/// and shutdown. Delivery happens on the `closedloop-telemetry-posthog` thread; `Debug` never
+/// shows the API key.
 ///
 /// | setting | default |
 /// |---|---|
@@ -32,19 +38,34 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// | [`host`](Self::host) | [`DEFAULT_HOST`] (`CL_POSTHOG_HOST`) |
 /// | [`batch_size`](Self::batch_size) | 20 ([`MAX_BATCH_SIZE`], also the maximum) |
 /// | [`flush_interval`](Self::flush_interval) | 30 s ([`DEFAULT_FLUSH_INTERVAL`], also the maximum) |
-/// | [`gzip`](Self::gzip) | off (on: level [`DEFAULT_GZIP_LEVEL`](crate::delivery::DEFAULT_GZIP_LEVEL)) |
-/// | [`timeout`](Self::timeout) | 10 s per request (at most 1 h) ([`DEFAULT_REQUEST_TIMEOUT`](crate::delivery::DEFAULT_REQUEST_TIMEOUT)) |
-/// | [`queue_capacity`](Self::queue_capacity) | 4096 events ([`DEFAULT_QUEUE_CAPACITY`](crate::delivery::DEFAULT_QUEUE_CAPACITY)) |
-/// | [`retry_policy`](Self::retry_policy) | [`RetryPolicy::default`] |
-/// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s, used when dropped without shutdown |
 /// | [`compute_target_id`](Self::compute_target_id), [`release_version`](Self::release_version) | none: used only for records that lack them |
+/// | [`delivery`](Self::delivery) | [`DeliveryOptions::default`] (queue 4096, 10 s timeout, gzip off, retries, 5 s shutdown, no spool) |
+///
+/// ```no_run
+/// use closedloop_telemetry_exporters::PostHogExporterBuilder;
+/// use closedloop_telemetry_exporters::delivery::DeliveryOptions;
+/// use opentelemetry_sdk::logs::SdkLoggerProvider;
+///
+/// let exporter = PostHogExporterBuilder::default()
+///     .api_key("phc_...")
+///     .delivery(DeliveryOptions::builder().with_gzip(true).build())
+///     .build()?;
+/// let provider = SdkLoggerProvider::builder()
+///     .with_batch_exporter(exporter.clone())
+///     .build();
+/// // ... install TelemetryLayer over `provider`, run the app ...
+/// let _ = provider.force_flush();
+/// let report = exporter.flush(std::time::Duration::from_secs(5));
+/// println!("sent {} PostHog events", report.stats.sent);
+/// # Ok::<(), closedloop_telemetry_exporters::delivery::BuildError>(())
+/// ```
 #[derive(Clone)]
 pub struct PostHogExporterBuilder {
     api_key: Option<String>,
     host: String,
     batch_size: usize,
     flush_interval: Duration,
-    knobs: DeliveryKnobs,
+    delivery: DeliveryOptions,
     compute_target_id: Option<String>,
     release_version: Option<String>,
     /// The variable (`DO_NOT_TRACK` / `CL_TELEMETRY_DISABLED`) that disabled telemetry when
@@ -59,7 +80,7 @@ impl std::fmt::Debug for PostHogExporterBuilder {
             .field("host", &crate::redact_url(&self.host))
             .field("batch_size", &self.batch_size)
             .field("flush_interval", &self.flush_interval)
-            .field("delivery", &self.knobs)
+            .field("delivery", &self.delivery)
             .finish_non_exhaustive()
     }
 }
@@ -71,7 +92,7 @@ impl Default for PostHogExporterBuilder {
             host: DEFAULT_HOST.to_string(),
             batch_size: MAX_BATCH_SIZE,
             flush_interval: DEFAULT_FLUSH_INTERVAL,
-            knobs: DeliveryKnobs::default(),
+            delivery: DeliveryOptions::default(),
             compute_target_id: None,
             release_version: None,
             disabled_by: None,
@@ -87,11 +108,17 @@ impl PostHogExporterBuilder {
     /// (`0`, `false`, `no`, `off`), [`build`](Self::build) returns [`BuildError::Disabled`]
     /// whatever else is set: no worker, no connection.
     pub fn from_env() -> Self {
-        Self::from_lookup(|k| std::env::var(k).ok())
+        Self::from_vars(&Env::from_env())
     }
 
+    #[cfg(test)]
     fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Self {
-        let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
+        Self::from_vars(&Env::from_lookup(get))
+    }
+
+    /// A builder seeded from an already-read environment (see [`from_env`](Self::from_env)).
+    pub fn from_vars(env: &Env) -> Self {
+        let get = |k: &str| env.get(k).map(str::to_string);
         let defaults = Self::default();
         PostHogExporterBuilder {
             api_key: get("CL_POSTHOG_API_KEY"),
@@ -130,36 +157,6 @@ impl PostHogExporterBuilder {
         self
     }
 
-    /// Gzip request bodies (`Content-Encoding: gzip`).
-    pub fn gzip(mut self, on: bool) -> Self {
-        self.knobs.gzip = on;
-        self
-    }
-
-    /// Per-request timeout (must be non-zero).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.knobs.timeout = timeout;
-        self
-    }
-
-    /// The bound of the hand-over queue and of the backlog, in events.
-    pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.knobs.queue_capacity = n;
-        self
-    }
-
-    /// Backoff and give-up rules.
-    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
-        self.knobs.retry = policy;
-        self
-    }
-
-    /// The delivery deadline used when the exporter is dropped without a shutdown.
-    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
-        self.knobs.shutdown_timeout = timeout;
-        self
-    }
-
     /// `distinct_id` for records that carry no `computeTargetId`.
     pub fn compute_target_id(mut self, id: impl Into<String>) -> Self {
         self.compute_target_id = Some(id.into());
@@ -172,26 +169,10 @@ impl PostHogExporterBuilder {
         self
     }
 
-    /// Spools events durably on disk in `dir/posthog` (see `docs/RELIABILITY.md`): nothing
-    /// undelivered is lost on shutdown, outage or crash up to the spool's cap. Default: no
-    /// spool (memory only).
-    pub fn spool_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
-        self.knobs.spool = Some(SpoolConfig::new(dir));
-        self
-    }
-
-    /// Like [`spool_dir`](Self::spool_dir) with explicit spool options (cap, sync interval).
-    pub fn spool(mut self, spool: SpoolConfig) -> Self {
-        self.knobs.spool = Some(spool);
-        self
-    }
-
-    /// **Test-only.** Divides every engine clock (retry backoffs, their cap and the
-    /// `Retry-After` clamp, the connect and request timeouts, the flush interval) by `divisor`,
-    /// so fault tests run the default retry policy in seconds. The retry rules and shutdown
-    /// deadlines are unchanged. Default 1; never set it in an application.
-    pub fn test_clock_divisor(mut self, divisor: u32) -> Self {
-        self.knobs.test_clock_divisor = divisor.max(1);
+    /// How to deliver: queue, timeout, gzip, retries, shutdown deadline, spool (in
+    /// `dir/posthog`). Default [`DeliveryOptions::default`].
+    pub fn delivery(mut self, options: DeliveryOptions) -> Self {
+        self.delivery = options;
         self
     }
 
@@ -210,7 +191,7 @@ impl PostHogExporterBuilder {
     }
 
     /// Checks the settings, starts the worker thread and returns the exporter.
-    pub fn build(self) -> Result<PostHogExporter, BuildError> {
+    pub fn build(self) -> Result<StreamExporter, BuildError> {
         if let Some(var) = self.disabled_by {
             return Err(BuildError::Disabled(var));
         }
@@ -233,25 +214,24 @@ impl PostHogExporterBuilder {
             Duration::ZERO,
             MAX_FLUSH_INTERVAL,
         )?;
-        self.knobs.check()?;
+        self.delivery.check()?;
         let limits = Limits {
             max_items: self.batch_size,
             max_body_bytes: MAX_BODY_BYTES,
             max_delay: self.flush_interval,
             expiry: None,
         };
-        let config = self.knobs.config(limits);
         let transport = HttpTransport::new(
             endpoint.clone(),
             &[("content-type", "application/json".to_string())],
-            config.request_timeout,
+            self.delivery.effective_timeout(),
         )?;
         let stream = PostHogStream {
             framer: Framer::new(&api_key),
             api_key,
         };
-        let delivery = Delivery::start(stream, transport, config)?;
-        Ok(PostHogExporter {
+        let delivery = Delivery::start(stream, transport, limits, &self.delivery)?;
+        Ok(StreamExporter {
             delivery,
             decode: Arc::new(DecodeOptions {
                 compute_target_id: self.compute_target_id,
@@ -281,7 +261,7 @@ mod tests {
         assert_eq!(b.flush_interval, Duration::from_secs(30));
         assert_eq!(b.batch_size, 20);
         assert_eq!(b.host, "https://us.i.posthog.com");
-        assert_eq!(b.knobs.timeout, Duration::from_secs(10));
+        assert_eq!(b.delivery.timeout(), Duration::from_secs(10));
         assert_eq!(
             b.endpoint().unwrap().as_str(),
             "https://us.i.posthog.com/batch/"
@@ -312,8 +292,11 @@ mod tests {
         let key = || PostHogExporterBuilder::default().api_key("phc_test");
         assert!(key().batch_size(0).build().is_err());
         assert!(key().batch_size(21).build().is_err());
-        assert!(key().timeout(Duration::ZERO).build().is_err());
-        assert!(key().queue_capacity(0).build().is_err());
+        let options = DeliveryOptions::builder();
+        let zero_timeout = options.clone().with_timeout(Duration::ZERO).build();
+        assert!(key().delivery(zero_timeout).build().is_err());
+        let no_queue = options.with_queue_capacity(0).build();
+        assert!(key().delivery(no_queue).build().is_err());
         let err = key().host("nope").build().unwrap_err().to_string();
         assert!(err.contains("invalid URL") && err.contains("nope"), "{err}");
     }

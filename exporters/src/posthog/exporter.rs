@@ -1,16 +1,16 @@
-//! [`PostHogExporter`]: an OpenTelemetry `LogExporter` that delivers catalogue events with a
-//! PostHog name to `{host}/batch/` through the shared delivery engine.
+//! The PostHog stream plugged into the shared delivery engine: catalogue events with a PostHog
+//! name, framed as `{host}/batch/` bodies.
 
 use std::time::SystemTime;
 
 use uuid::Uuid;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use closedloop_telemetry_layers::envelope::format_timestamp;
 
 use super::wire::{self, Framer};
 use crate::decode::Event;
 use crate::delivery::{InvalidEvent, Stream};
-use crate::exporter::StreamExporter;
 
 /// The PostHog stream plugged into the engine.
 pub(crate) struct PostHogStream {
@@ -23,8 +23,8 @@ impl Stream for PostHogStream {
         "posthog"
     }
 
-    fn routes(&self, event: &Event) -> bool {
-        wire::posthog_name(event).is_some()
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        wire::routes_to_posthog(entry)
     }
 
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
@@ -42,30 +42,3 @@ impl Stream for PostHogStream {
         }
     }
 }
-
-/// Sends PostHog product-analytics events (DESIGN sections 3–4).
-///
-/// Only catalogue events with a PostHog name are kept; each becomes one PostHog event with a
-/// UUIDv7 `uuid` that stays the same across retries. Log tails never go to PostHog. Batches of
-/// at most 20 events go when 20 are waiting, `flush_interval` after the oldest, and on flush
-/// and shutdown.
-///
-/// `export()` only decodes and queues (it never blocks, never does I/O and needs no tokio
-/// runtime); delivery happens on the `closedloop-telemetry-posthog` thread. Clones share one
-/// worker. `Debug` never shows the API key.
-///
-/// ```no_run
-/// use closedloop_telemetry_exporters::PostHogExporterBuilder;
-/// use opentelemetry_sdk::logs::SdkLoggerProvider;
-///
-/// let exporter = PostHogExporterBuilder::default().api_key("phc_...").build()?;
-/// let provider = SdkLoggerProvider::builder()
-///     .with_batch_exporter(exporter.clone())
-///     .build();
-/// // ... install TelemetryLayer over `provider`, run the app ...
-/// let _ = provider.force_flush();
-/// let report = exporter.flush(std::time::Duration::from_secs(5));
-/// println!("sent {} PostHog events", report.stats.sent);
-/// # Ok::<(), closedloop_telemetry_exporters::delivery::BuildError>(())
-/// ```
-pub type PostHogExporter = StreamExporter;

@@ -12,4 +12,3 @@ pub use builder::{
     PostHogExporterBuilder, DEFAULT_FLUSH_INTERVAL, DEFAULT_HOST, MAX_BATCH_SIZE, MAX_BODY_BYTES,
     MAX_FLUSH_INTERVAL,
 };
-pub use exporter::PostHogExporter;

@@ -14,6 +14,7 @@
 //! `spawn_meta`, `token_usage` and the `extra` properties) goes through the shared
 //! [`Redactor`] first ([`Redactor::free_text`]), always. Tails are never sent to PostHog.
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;
@@ -55,6 +56,12 @@ const RESERVED: &[&str] = &[
     "logTail",
     "stderrTail",
 ];
+
+/// The PostHog routing rule: an event with this catalogue row goes to PostHog when the row has
+/// a PostHog name (custom events, `None`, never do).
+pub fn routes_to_posthog(entry: Option<&CatalogueEntry>) -> bool {
+    entry.is_some_and(|e| e.posthog.is_some())
+}
 
 /// The PostHog event name of an event, if its catalogue row has one.
 pub fn posthog_name(event: &Event) -> Option<&'static str> {

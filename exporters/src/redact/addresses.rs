@@ -5,8 +5,8 @@
 use memchr::memchr_iter;
 use memchr::memmem::Finder;
 
+use super::candidate::Candidate;
 use super::checks::{email, is_word, not_placeholder};
-use super::Candidate;
 
 /// The kind and rank of URL passwords.
 pub(crate) const URL_PASSWORD: (&str, u8) = ("url-password", 2);

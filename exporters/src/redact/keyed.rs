@@ -6,8 +6,8 @@
 //! before it. Keys are compared after ASCII lower-casing and dropping `_` and `-`, so
 //! `api_key`, `API-KEY`, `apiKey` and `x-api-key` are all "ends with `apikey`".
 
+use super::candidate::Candidate;
 use super::checks::{kv_value, not_placeholder, pwd_value};
-use super::Candidate;
 
 /// How far a value extends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

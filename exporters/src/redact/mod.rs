@@ -67,6 +67,7 @@
 //! ```
 
 mod addresses;
+mod candidate;
 mod checks;
 mod free_text;
 mod keyed;
@@ -80,6 +81,8 @@ use std::sync::OnceLock;
 use closedloop_telemetry_layers::truncate::{keep_tail, TAIL_MAX_BYTES};
 use memchr::memmem;
 use regex::Regex;
+
+use candidate::Candidate;
 
 /// A PEM private key block, through its END line or the end of the text.
 const PRIVATE_KEY: &str = r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----[\s\S]*?(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\z)";
@@ -126,15 +129,6 @@ impl Default for Redactor {
     fn default() -> Self {
         Redactor::new()
     }
-}
-
-/// A secret found in a text: its byte range, kind and overlap priority (lower wins).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Candidate {
-    pub start: usize,
-    pub end: usize,
-    pub kind: &'static str,
-    pub rank: u8,
 }
 
 impl Redactor {

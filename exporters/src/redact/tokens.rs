@@ -9,12 +9,12 @@
 
 use regex::Regex;
 
+use super::candidate::Candidate;
 use super::checks::{
     alnum, alnum_dash, alnum_underscore, any, base64, base64url, basic_credentials, bearer_token,
     has_digit, is_word, slack_token, stripe_key, token68, upper_digit, webhook_path,
     webhook_path_secret,
 };
-use super::Candidate;
 
 /// What follows a rule's prefix.
 #[derive(Debug, Clone, Copy)]

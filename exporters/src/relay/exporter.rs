@@ -3,24 +3,18 @@
 
 use std::sync::Arc;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use uuid::Uuid;
 
 use super::channel::{ChannelTransport, RelayConnection};
 use super::wire::{self, MAX_BODY_BYTES, MAX_ITEMS};
 use crate::decode::Event;
 use crate::delivery::{
-    frame_json_array, parse_http_url, BuildError, Delivery, HttpTransport, InvalidEvent, Limits,
-    Stream, Transport,
+    frame_json_array, parse_http_url, BuildError, Delivery, DeliveryOptions, HttpTransport,
+    InvalidEvent, Stream, Transport,
 };
-use crate::diagnostics::{diagnostics_setters, DiagnosticsSettings};
+use crate::diagnostics::DiagnosticsSettings;
 use crate::exporter::StreamExporter;
-
-/// Messages older than this are dropped as `expired`, never sent: the relay forwards them to
-/// Datadog, whose intake refuses them (the same 18 h as `datadog::wire::MAX_AGE`).
-const MAX_AGE: std::time::Duration = std::time::Duration::from_secs(18 * 3600);
-
-/// The relay exporter (a [`StreamExporter`] built by [`RelayExporterBuilder`]).
-pub type RelayExporter = StreamExporter;
 
 /// The relay stream plugged into the engine.
 struct RelayStream {
@@ -33,8 +27,8 @@ impl Stream for RelayStream {
         "relay"
     }
 
-    fn routes(&self, event: &Event) -> bool {
-        wire::routes_to_relay(event, self.allow_custom)
+    fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        wire::routes_to_relay(entry, self.allow_custom)
     }
 
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
@@ -65,13 +59,17 @@ impl Stream for RelayStream {
 /// | [`token`](Self::token) | none (`CL_RELAY_TOKEN`): no `Authorization` header |
 /// | [`channel`](Self::channel) | off: use the app's own relay connection instead of HTTP |
 /// | batch | at most 100 messages and 5 MB per request; messages older than 18 h expire (counted as `expired`) |
-/// | shared settings | see [`DiagnosticsSettings`] (max delay 2 s, verbose off, …) |
+/// | [`max_delay`](Self::max_delay) | 2 s (at most 60 s) |
+/// | [`verbose`](Self::verbose), [`allow_custom_events`](Self::allow_custom_events) | off |
+/// | [`compute_target_id`](Self::compute_target_id), [`release_version`](Self::release_version) | none: used only for records that lack them |
+/// | [`delivery`](Self::delivery) | [`DeliveryOptions::default`] (queue, timeout, retries, spool, …) |
 #[derive(Clone, Default)]
 pub struct RelayExporterBuilder {
     url: Option<String>,
     token: Option<String>,
     channel: Option<RelayConnection>,
     settings: DiagnosticsSettings,
+    delivery: DeliveryOptions,
 }
 
 impl std::fmt::Debug for RelayExporterBuilder {
@@ -81,13 +79,50 @@ impl std::fmt::Debug for RelayExporterBuilder {
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("channel", &self.channel.is_some())
             .field("settings", &self.settings)
+            .field("delivery", &self.delivery)
             .finish()
     }
 }
 
-diagnostics_setters!(RelayExporterBuilder);
-
 impl RelayExporterBuilder {
+    /// Keeps (redacted) log tails. Default off.
+    pub fn verbose(mut self, on: bool) -> Self {
+        self.settings.verbose = on;
+        self
+    }
+
+    /// Sends events outside the catalogue too. Default off.
+    pub fn allow_custom_events(mut self, on: bool) -> Self {
+        self.settings.allow_custom_events = on;
+        self
+    }
+
+    /// How long the first queued message may wait. Default 2 s
+    /// ([`DEFAULT_MAX_DELAY`](crate::diagnostics::DEFAULT_MAX_DELAY)), at most 60 s.
+    pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
+        self.settings.max_delay = delay;
+        self
+    }
+
+    /// Fallback computeTargetId for records that lack one.
+    pub fn compute_target_id(mut self, id: impl Into<String>) -> Self {
+        self.settings.compute_target_id = Some(id.into());
+        self
+    }
+
+    /// Fallback release version for records that lack one.
+    pub fn release_version(mut self, version: impl Into<String>) -> Self {
+        self.settings.release_version = Some(version.into());
+        self
+    }
+
+    /// How to deliver: queue, timeout, gzip, retries, shutdown deadline, spool. Default
+    /// [`DeliveryOptions::default`].
+    pub fn delivery(mut self, options: DeliveryOptions) -> Self {
+        self.delivery = options;
+        self
+    }
+
     /// The relay endpoint messages are POSTed to.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
@@ -108,22 +143,18 @@ impl RelayExporterBuilder {
     }
 
     /// Checks the settings, starts the worker and returns the exporter.
-    pub fn build(self) -> Result<RelayExporter, BuildError> {
+    pub fn build(self) -> Result<StreamExporter, BuildError> {
         self.settings.check()?;
-        let limits = Limits {
-            max_items: MAX_ITEMS,
-            max_body_bytes: MAX_BODY_BYTES,
-            max_delay: self.settings.max_delay,
-            expiry: Some(MAX_AGE),
-        };
+        self.delivery.check()?;
+        let limits = self.settings.limits(MAX_ITEMS, MAX_BODY_BYTES);
         let stream = RelayStream {
             allow_custom: self.settings.allow_custom_events,
             token: self.token.clone(),
         };
-        let config = self.settings.delivery_config(limits);
+        let timeout = self.delivery.effective_timeout();
         let (transport, endpoint): (Box<dyn Transport>, String) = match &self.channel {
             Some(conn) => (
-                Box::new(ChannelTransport::new(conn.clone(), config.request_timeout)),
+                Box::new(ChannelTransport::new(conn.clone(), timeout)),
                 "channel".into(),
             ),
             None => {
@@ -138,12 +169,12 @@ impl RelayExporterBuilder {
                 }
                 let endpoint = url.to_string();
                 (
-                    Box::new(HttpTransport::new(url, &headers, config.request_timeout)?),
+                    Box::new(HttpTransport::new(url, &headers, timeout)?),
                     endpoint,
                 )
             }
         };
-        let delivery = Delivery::start(stream, transport, config)?;
+        let delivery = Delivery::start(stream, transport, limits, &self.delivery)?;
         if let Some(conn) = &self.channel {
             conn.attach(delivery.clone());
         }

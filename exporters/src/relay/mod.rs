@@ -7,4 +7,4 @@ pub mod view;
 pub mod wire;
 
 pub use channel::{RelayBatch, RelayConnection};
-pub use exporter::{RelayExporter, RelayExporterBuilder};
+pub use exporter::RelayExporterBuilder;

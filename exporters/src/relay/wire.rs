@@ -16,8 +16,8 @@
 //! setting; the verbose-only tails go through [`Redactor::redact_tail`].
 
 use std::ops::Range;
-use std::time::Duration;
 
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use closedloop_telemetry_layers::envelope::TraceEnvelope;
 use serde::Serialize;
 use uuid::Uuid;
@@ -35,8 +35,7 @@ pub const MAX_BODY_BYTES: usize = 5_000_000;
 /// A message larger than this is shrunk (see [`relay_item`]): the relay forwards each message
 /// to Datadog, whose limit for one log is 1 MB.
 pub const MAX_ITEM_BYTES: usize = 1_000_000;
-/// A batch is sent at most this long after its first message was queued.
-pub const DEFAULT_MAX_DELAY: Duration = Duration::from_secs(2);
+pub use crate::diagnostics::DEFAULT_MAX_DELAY;
 
 /// One relay message. Absent values are omitted, never `null`.
 #[derive(Debug, Serialize)]
@@ -59,10 +58,11 @@ fn view_is_empty(v: &&DiagnosticsView<'_>) -> bool {
     v.is_empty()
 }
 
-/// Whether an event belongs on the relay stream: catalogue rows with a relay name, and custom
-/// (non-catalogue) events when `allow_custom` is set.
-pub fn routes_to_relay(event: &Event, allow_custom: bool) -> bool {
-    match event.entry {
+/// The diagnostics routing rule (relay and Datadog): an event with this catalogue row goes
+/// when the row has a relay name; a custom (non-catalogue, `None`) event when `allow_custom`
+/// is set.
+pub fn routes_to_relay(entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
+    match entry {
         Some(entry) => entry.relay.is_some(),
         None => allow_custom,
     }

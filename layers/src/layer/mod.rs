@@ -2,20 +2,20 @@
 
 mod event_fields;
 mod intern;
+mod record;
 mod span_fields;
 mod unknown;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
-use std::time::SystemTime;
 
-use opentelemetry::logs::{AnyValue, LogRecord, Logger, Severity};
-use opentelemetry::{Key, StringValue};
-use tracing::{Event, Level, Subscriber};
+use opentelemetry::logs::Logger;
+use opentelemetry::StringValue;
+use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::convention::{Field, CONTEXT_FIELDS, CUSTOM_EVENT_NAME, EVENT};
+use crate::convention::CONTEXT_FIELDS;
 use crate::gateway::GatewaySession;
 use crate::stats::LayerStats;
 use event_fields::{EventFields, EventName};
@@ -209,16 +209,6 @@ impl<L: Logger> TelemetryLayerBuilder<L> {
     }
 }
 
-fn severity_of(level: &Level) -> (Severity, &'static str) {
-    match *level {
-        Level::TRACE => (Severity::Trace, "TRACE"),
-        Level::DEBUG => (Severity::Debug, "DEBUG"),
-        Level::INFO => (Severity::Info, "INFO"),
-        Level::WARN => (Severity::Warn, "WARN"),
-        _ => (Severity::Error, "ERROR"),
-    }
-}
-
 /// Whether events from this target are ignored (see [`IGNORED_TARGETS`]).
 pub fn is_ignored_target(target: &str) -> bool {
     IGNORED_TARGETS.iter().any(|name| {
@@ -271,19 +261,13 @@ where
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let meta = event.metadata();
-        if meta.fields().field(EVENT).is_none() {
-            return;
-        }
-        if opentelemetry::Context::is_current_telemetry_suppressed()
-            || is_ignored_target(meta.target())
-        {
-            LayerStats::add(&self.stats.suppressed);
+        if !self.admits(meta) {
             return;
         }
         let mut record = self.logger.create_log_record();
         let mut fields = EventFields::new(&mut record, self.verbose, &self.stats);
         event.record(&mut fields);
-        let (name, mut context_set, has_activity, has_ct, has_rel) = (
+        let (name, context_set, has_activity, has_ct, has_rel) = (
             std::mem::replace(&mut fields.name, EventName::Missing),
             fields.context_set,
             fields.has_activity,
@@ -294,66 +278,12 @@ where
             // Activity entries are local-only: never a telemetry record.
             return;
         }
-        match name {
-            EventName::Catalogue(entry) => record.set_event_name(entry.name),
-            EventName::Custom(custom) if self.allow_custom => {
-                record.set_event_name(CUSTOM_EVENT_NAME);
-                record.add_attribute(Key::from_static_str(EVENT), AnyValue::from(custom));
-            }
-            EventName::Custom(custom) => return self.note_unknown(&custom),
-            EventName::Missing | EventName::Invalid => {
-                return LayerStats::add(&self.stats.invalid_name);
-            }
+        if !self.name_record(&mut record, name) {
+            return;
         }
-
-        // Trace context from the span scope (merged per span when it was created), innermost
-        // value wins and the event's own fields win over both.
-        const ALL_SET: u8 = (1 << CONTEXT_FIELDS.len()) - 1;
-        if context_set != ALL_SET {
-            if let Some(span) = ctx.event_span(event) {
-                span_fields::visible(span, &self.context_epoch, |flat| {
-                    for (slot, value) in flat.iter().enumerate() {
-                        if let (0, Some(v)) = (context_set & (1 << slot), value) {
-                            record.add_attribute(
-                                Key::from_static_str(CONTEXT_KEYS[slot]),
-                                AnyValue::String(v.clone().into()),
-                            );
-                            context_set |= 1 << slot;
-                        }
-                    }
-                });
-            }
-        }
-        if context_set & 1 == 0 {
-            if let Some(gw) = self.gateway.get() {
-                record.add_attribute(
-                    Key::from_static_str(Field::GatewaySessionId.key()),
-                    AnyValue::String(gw.into()),
-                );
-            }
-        }
-        if !has_ct && !self.constants_from_exporter {
-            record.add_attribute(
-                Key::from_static_str(Field::ComputeTargetId.key()),
-                AnyValue::String(self.compute_target_id.clone()),
-            );
-        }
-        if let (false, false, Some(v)) =
-            (has_rel, self.constants_from_exporter, &self.release_version)
-        {
-            record.add_attribute(
-                Key::from_static_str(Field::ReleaseVersion.key()),
-                AnyValue::String(v.clone()),
-            );
-        }
-        let (severity, text) = severity_of(meta.level());
-        record.set_severity_number(severity);
-        record.set_severity_text(text);
-        record.set_target(meta.target());
-        // One clock read for both: the SDK would otherwise read the clock again.
-        let now = SystemTime::now();
-        record.set_timestamp(now);
-        record.set_observed_timestamp(now);
+        self.add_context(&mut record, event, &ctx, context_set);
+        self.add_constants(&mut record, has_ct, has_rel);
+        self.stamp(&mut record, meta);
         self.logger.emit(record);
         LayerStats::add(&self.stats.emitted);
     }

@@ -14,7 +14,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::backlog::Backlog;
 use super::batcher::{due_at, fits_alone, Batch};
-use super::engine::{Command, DeliveryConfig};
+use super::command::Command;
+use super::config::EngineConfig;
+use super::range::deadline_after;
 use super::stats::{DeliveryStats, DropReason};
 use super::stream::{Item, Stream};
 use super::tap::{SentOutcome, TapSlot};
@@ -31,7 +33,7 @@ const MAX_COMMANDS_PER_PASS: usize = 1024;
 pub(crate) struct Worker {
     stream: Arc<dyn Stream>,
     transport: Arc<dyn Transport>,
-    cfg: DeliveryConfig,
+    cfg: EngineConfig,
     stats: Arc<DeliveryStats>,
     admitted: Arc<AtomicUsize>,
     rx: UnboundedReceiver<Command>,
@@ -43,19 +45,38 @@ pub(crate) struct Worker {
     backoff_until: Option<Instant>,
     /// Consecutive connection failures of the destination (drives their backoff).
     connect_failures: u32,
-    flushes: Vec<(Instant, SyncSender<u64>)>,
-    shutdown: Option<(Instant, Option<SyncSender<u64>>)>,
+    flushes: Vec<Waiter>,
+    shutdown: Option<PendingShutdown>,
     warned_status: HashSet<u16>,
     /// The consent gate (see `Delivery::purge`): while set nothing is queued or sent.
     denied: Arc<AtomicBool>,
     /// A request is on the wire (purges then wait for its outcome before answering).
     sending: bool,
     /// Purges answered once the request on the wire has finished, with their counts.
-    purge_replies: Vec<(SyncSender<u64>, u64)>,
+    purge_replies: Vec<PendingPurge>,
     /// Events the closed gate dropped before the purge command came (it reports them).
     gate_drops: u64,
     /// The "sent" tap (see `Delivery::attach_tap`): empty unless a view is attached.
     tap: TapSlot,
+}
+
+/// A flush waiting for the queue to empty, answered by its deadline with what remains.
+struct Waiter {
+    deadline: Instant,
+    reply: SyncSender<u64>,
+}
+
+/// The shutdown under way: asked for by `Delivery::shutdown` (with a reply) or started
+/// because every handle is gone (no one to answer).
+struct PendingShutdown {
+    deadline: Instant,
+    reply: Option<SyncSender<u64>>,
+}
+
+/// A purge answered once the request on the wire has finished, with its count.
+struct PendingPurge {
+    reply: SyncSender<u64>,
+    purged: u64,
 }
 
 /// Starts the worker thread.
@@ -93,7 +114,7 @@ impl Worker {
     pub(crate) fn new(
         stream: Arc<dyn Stream>,
         transport: Arc<dyn Transport>,
-        cfg: DeliveryConfig,
+        cfg: EngineConfig,
         stats: Arc<DeliveryStats>,
         admitted: Arc<AtomicUsize>,
         rx: UnboundedReceiver<Command>,
@@ -208,8 +229,8 @@ impl Worker {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let flush = self.flushes.iter().map(|(d, _)| *d).min();
-        [flush, self.shutdown.as_ref().map(|(d, _)| *d)]
+        let flush = self.flushes.iter().map(|w| w.deadline).min();
+        [flush, self.shutdown.as_ref().map(|s| s.deadline)]
             .into_iter()
             .flatten()
             .min()
@@ -231,10 +252,13 @@ impl Worker {
             }
             Some(Command::Flush { deadline, reply }) => {
                 self.backlog.sync();
-                self.flushes.push((deadline, reply));
+                self.flushes.push(Waiter { deadline, reply });
             }
             Some(Command::Shutdown { deadline, reply }) => {
-                self.shutdown = Some((deadline, Some(reply)));
+                self.shutdown = Some(PendingShutdown {
+                    deadline,
+                    reply: Some(reply),
+                });
             }
             Some(Command::Wake) => {
                 self.backoff_until = None;
@@ -246,7 +270,7 @@ impl Worker {
                 let purged = self.purge() + std::mem::take(&mut self.gate_drops);
                 if self.sending {
                     // Answer once the request on the wire has finished (see `send_next`).
-                    self.purge_replies.push((reply, purged));
+                    self.purge_replies.push(PendingPurge { reply, purged });
                 } else {
                     let _ = reply.try_send(purged);
                 }
@@ -255,10 +279,10 @@ impl Worker {
                 // Every handle is gone: deliver what we can within the default deadline.
                 self.closed = true;
                 if self.shutdown.is_none() {
-                    self.shutdown = Some((
-                        super::range::deadline_after(Instant::now(), self.cfg.shutdown_timeout),
-                        None,
-                    ));
+                    self.shutdown = Some(PendingShutdown {
+                        deadline: deadline_after(Instant::now(), self.cfg.shutdown_timeout),
+                        reply: None,
+                    });
                 }
             }
         }
@@ -302,10 +326,10 @@ impl Worker {
     fn settle_flushes(&mut self, now: Instant) {
         let idle = self.pending() == 0;
         let queued = self.stats.queued();
-        self.flushes.retain(|(deadline, reply)| {
-            let done = idle || *deadline <= now;
+        self.flushes.retain(|w| {
+            let done = idle || w.deadline <= now;
             if done {
-                let _ = reply.try_send(if idle { 0 } else { queued });
+                let _ = w.reply.try_send(if idle { 0 } else { queued });
             }
             !done
         });
@@ -314,7 +338,7 @@ impl Worker {
     fn shutdown_done(&self, now: Instant) -> bool {
         self.shutdown
             .as_ref()
-            .is_some_and(|(deadline, _)| self.pending() == 0 || *deadline <= now)
+            .is_some_and(|s| self.pending() == 0 || s.deadline <= now)
     }
 
     /// Opens the configured spool (falling back to a per-process directory or memory, with
@@ -398,8 +422,8 @@ impl Worker {
 
     /// Answers the purges that waited for the request on the wire.
     fn answer_purges(&mut self) {
-        for (reply, n) in self.purge_replies.drain(..) {
-            let _ = reply.try_send(n);
+        for p in self.purge_replies.drain(..) {
+            let _ = p.reply.try_send(p.purged);
         }
     }
 
@@ -457,9 +481,9 @@ impl Worker {
         // the shutdown can open the same directory at once.
         drop(std::mem::replace(&mut self.backlog, Backlog::new(1)));
         let left = left + spooled;
-        replies.extend(self.flushes.drain(..).map(|(_, r)| r));
-        replies.extend(self.purge_replies.drain(..).map(|(r, _)| r));
-        replies.extend(self.shutdown.take().and_then(|(_, r)| r));
+        replies.extend(self.flushes.drain(..).map(|w| w.reply));
+        replies.extend(self.purge_replies.drain(..).map(|p| p.reply));
+        replies.extend(self.shutdown.take().and_then(|s| s.reply));
         for reply in replies {
             let _ = reply.try_send(left as u64);
         }

@@ -105,7 +105,7 @@ impl Worker {
                     let now = Instant::now();
                     self.spool_tick(now);
                     self.settle_flushes(now);
-                    if self.shutdown.as_ref().is_some_and(|(d, _)| *d <= now) {
+                    if self.shutdown.as_ref().is_some_and(|s| s.deadline <= now) {
                         return None;
                     }
                 }
@@ -113,9 +113,23 @@ impl Worker {
         }
     }
 
+    /// The outcome of one exchange: classify it, decide (retry policy), then apply the
+    /// decision (queue and counters, with logging). Every send's outcome passes through here.
     fn on_result(&mut self, result: Result<Response, TransportError>, attempts: u32) {
         let items = self.inflight.front().map_or(0, |b| b.items.len());
-        let (outcome, error) = match &result {
+        let (outcome, error) = self.classify(&result);
+        let connection = outcome == Outcome::Connection;
+        let decision = self.decide(outcome, attempts, items);
+        if decision != Decision::Done {
+            self.stats.set_last_error(error.clone());
+        }
+        let status = result.as_ref().ok().map(|r| r.status);
+        self.apply(decision, connection, items, &error, status);
+    }
+
+    /// What happened, for the retry policy, and as text for `last_error` and logs (redacted).
+    fn classify<'r>(&self, result: &'r Result<Response, TransportError>) -> (Outcome<'r>, String) {
+        match result {
             Ok(r) => (
                 Outcome::Status {
                     status: r.status,
@@ -134,7 +148,14 @@ impl Worker {
                 )
             }
             Err(e) => (Outcome::Connection, e.to_string()),
-        };
+        }
+    }
+
+    /// The retry decision for the batch in front: the policy's, except that a batch whose
+    /// consent was denied while it was on the wire gets no second attempt (dropped as
+    /// `purged`, and added to the waiting purges' counts). Connection failures count per
+    /// destination, other failures per batch.
+    fn decide(&mut self, outcome: Outcome<'_>, attempts: u32, items: usize) -> Decision {
         let connection = outcome == Outcome::Connection;
         let attempt = 1 + if connection {
             self.connect_failures
@@ -146,18 +167,27 @@ impl Worker {
                 .retry
                 .decide(outcome, attempt, items, SystemTime::now(), fastrand::f64());
         if self.is_denied() && matches!(decision, Decision::Backoff(_) | Decision::Split) {
-            // Consent was denied while this batch was on the wire: no second attempt.
             decision = Decision::Drop(DropReason::Purged);
-            for (_, n) in &mut self.purge_replies {
-                *n += items as u64;
+            for p in &mut self.purge_replies {
+                p.purged += items as u64;
             }
         }
         if !connection {
             self.connect_failures = 0;
         }
-        if decision != Decision::Done {
-            self.stats.set_last_error(error.clone());
-        }
+        decision
+    }
+
+    /// Carries out a decision on the batch in front: settle and count it (delivered or
+    /// dropped), schedule the backoff, or split it.
+    fn apply(
+        &mut self,
+        decision: Decision,
+        connection: bool,
+        items: usize,
+        error: &str,
+        status: Option<u16>,
+    ) {
         match decision {
             Decision::Done => {
                 if let Some(batch) = self.inflight.pop_front() {
@@ -168,11 +198,16 @@ impl Worker {
                 self.backoff_until = None;
             }
             Decision::Backoff(wait) => {
-                if attempt == 1 {
+                let first_failure = match self.inflight.front() {
+                    Some(_) if connection => self.connect_failures == 0,
+                    Some(batch) => batch.attempts == 0,
+                    None => false,
+                };
+                if first_failure {
                     // Published once per batch, not on every retry.
                     if let Some(batch) = self.inflight.front() {
                         let spooled = self.backlog.is_durable();
-                        let error = error.clone();
+                        let error = error.to_string();
                         self.tap(&batch.items, || SentOutcome::Retrying { spooled, error });
                     }
                 }
@@ -193,21 +228,12 @@ impl Worker {
             }
             Decision::Drop(reason) => {
                 if let Some(batch) = self.inflight.pop_front() {
-                    self.tap(&batch.items, Self::dropped_outcome(reason, &error));
+                    self.tap(&batch.items, Self::dropped_outcome(reason, error));
                     self.backlog.settle(&batch.items, Instant::now());
                 }
-                let first = self.stats.dropped(reason, items as u64, &error);
-                if let (DropReason::Rejected, Ok(r)) = (reason, &result) {
-                    // Log once per status (for a 3xx: with its redacted `Location`): the first
-                    // rejection was already logged by the stats.
-                    if self.warned_status.insert(r.status) && !first {
-                        tracing::warn!(
-                            stream = self.stream.name(),
-                            status = r.status,
-                            error = %error,
-                            "telemetry batch rejected by the server and dropped"
-                        );
-                    }
+                let first = self.stats.dropped(reason, items as u64, error);
+                if let (DropReason::Rejected, Some(status)) = (reason, status) {
+                    self.warn_rejected(status, error, first);
                 }
             }
         }
@@ -216,6 +242,19 @@ impl Worker {
     fn tap_expired(&self, items: &[crate::delivery::stream::Item]) {
         let why = "older than the expiry age";
         self.tap(items, Self::dropped_outcome(DropReason::Expired, why));
+    }
+
+    /// Logs a rejected batch once per status (for a 3xx: with its redacted `Location`), unless
+    /// the stats' first-drop warning (`already_logged`) just did.
+    fn warn_rejected(&mut self, status: u16, error: &str, already_logged: bool) {
+        if self.warned_status.insert(status) && !already_logged {
+            tracing::warn!(
+                stream = self.stream.name(),
+                status,
+                error = %error,
+                "telemetry batch rejected by the server and dropped"
+            );
+        }
     }
 
     /// `"HTTP 400 (<meaning>): <reason>"`: the stream's reading of the status, if it has one,

@@ -107,13 +107,13 @@ fn no_value_is_ever_null() {
 fn custom_events_keep_their_name_and_route_only_when_allowed() {
     let custom = event("my.custom_thing");
     assert!(custom.entry.is_none());
-    assert!(!routes_to_relay(&custom, false));
-    assert!(routes_to_relay(&custom, true));
+    assert!(!routes_to_relay(custom.entry, false));
+    assert!(routes_to_relay(custom.entry, true));
     assert_eq!(message(&custom)["event"], "my.custom_thing");
     // Catalogue rows route by their relay column, whatever allow_custom says.
-    assert!(routes_to_relay(&event("job.completed"), false));
-    assert!(!routes_to_relay(&event("approval.requested"), true));
-    assert!(!routes_to_relay(&event("command.failed"), true));
+    assert!(routes_to_relay(event("job.completed").entry, false));
+    assert!(!routes_to_relay(event("approval.requested").entry, true));
+    assert!(!routes_to_relay(event("command.failed").entry, true));
 }
 
 #[test]

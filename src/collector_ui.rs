@@ -1,6 +1,6 @@
-//! `collect --ui`: the local view page for what the collector receives (cargo feature `view`).
+//! `collect --ui`: the local view page for what the [collector](crate::collector) receives (cargo feature `view`). Its own module, so that the collector and the view never import each other.
 
-use super::Collector;
+use crate::collector::Collector;
 
 /// The running view page of `collect --ui`; it answers until dropped.
 #[derive(Debug)]

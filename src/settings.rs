@@ -1,0 +1,48 @@
+//! [`Settings`]: everything [`TelemetryBuilder::build`](crate::TelemetryBuilder::build)
+//! resolved (defaults applied, ids and consent loaded), the one value the parts that start the
+//! pipeline read. Knows nothing of the builder.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use closedloop_telemetry_exporters::relay::RelayConnection;
+
+use crate::config::{DatadogSettings, PostHogSettings, RelaySettings};
+use crate::consent::Consent;
+
+/// The finished configuration of one start.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    /// The PostHog stream, if configured.
+    pub(crate) posthog: Option<PostHogSettings>,
+    /// The relay over HTTP, if configured.
+    pub(crate) relay: Option<RelaySettings>,
+    /// Direct Datadog intake, if configured (used only without a relay).
+    pub(crate) datadog: Option<DatadogSettings>,
+    /// The app's own relay connection (the channel transport), if given.
+    pub(crate) relay_connection: Option<RelayConnection>,
+    /// `DO_NOT_TRACK`, `CL_TELEMETRY_DISABLED` or `disabled(true)`: no upstream stream runs.
+    pub(crate) upstream_disabled: bool,
+    /// The computeTargetId (given, or persisted in the data dir).
+    pub(crate) compute_target_id: String,
+    /// `release_version` (given, else the app version).
+    pub(crate) release: String,
+    /// Keep (redacted) log tails in diagnostics.
+    pub(crate) verbose: bool,
+    /// Forward events outside the catalogue to the diagnostics stream.
+    pub(crate) allow_custom: bool,
+    /// Deadline of shutdown (and of the engines when dropped).
+    pub(crate) shutdown_timeout: Duration,
+    /// How long a partial PostHog batch waits.
+    pub(crate) posthog_flush_interval: Duration,
+    /// How long a partial relay / Datadog batch waits.
+    pub(crate) relay_max_delay: Duration,
+    /// The spool base directory (`None`: no usable directory, memory only).
+    pub(crate) spool_base: Option<PathBuf>,
+    /// How many activity-log entries are kept.
+    pub(crate) activity_capacity: usize,
+    /// Where the consent choice is persisted.
+    pub(crate) data_dir: Option<PathBuf>,
+    /// The consent in force at start (stored choice, else the default).
+    pub(crate) consent: Consent,
+}
