@@ -119,9 +119,14 @@ pub use error::SpoolError;
 pub use fallback::SpoolHandle;
 pub use inspect::{dir_usage, remove_if_unlocked, DirUsage};
 pub use options::{SpoolOptions, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, DEFAULT_SYNC_INTERVAL};
-pub use segment::{
-    scan_segment, Scanned, SegmentScanner, SpoolItem, HEADER_LEN, ITEM_PREFIX_LEN, MAX_PAYLOAD_LEN,
-    RECORD_MAGIC,
-};
+pub use segment::SpoolItem;
 pub use spool::Spool;
 pub use stats::{Recovery, SpoolStats};
+
+/// Not part of the API: the segment reader, for the spool's fuzz target and its record-level
+/// tests. The on-disk format (the module docs above) is an implementation detail and may
+/// change in any release.
+#[doc(hidden)]
+pub mod test_support {
+    pub use super::segment::{scan_segment, Scanned, SegmentScanner};
+}
