@@ -1,5 +1,5 @@
-//! The engine with a non-HTTP stream and an in-process transport (the shape a relay channel
-//! transport will have): generic plumbing, expiry, and the JSON-array framing.
+//! The engine with a non-HTTP stream and an in-process transport (the shape of the relay's
+//! channel transport, `relay/channel.rs`): generic plumbing, expiry, and the JSON-array framing.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
