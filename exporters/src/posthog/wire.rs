@@ -218,5 +218,4 @@ impl Framer {
 }
 
 #[cfg(test)]
-#[path = "wire_tests.rs"]
 mod tests;

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use closedloop_telemetry_layers::catalogue::{lookup, CatalogueEntry};
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 
-use super::*;
 use crate::decode::Event;
+use crate::delivery::*;
 
 struct Names;
 
