@@ -341,3 +341,6 @@ impl Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
