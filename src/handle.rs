@@ -229,7 +229,14 @@ impl TelemetryHandle {
             Consent::Denied => {
                 inner.upstream.store(false, Ordering::Release);
                 let deadline = deadline_after(Instant::now(), inner.shutdown_timeout);
-                // Records already past the gate reach the engines first, then go with the rest.
+                // Close every engine's gate first, so nothing new is queued or sent while the
+                // hand-off is pushed through (a burst it spilled can take a while): the records
+                // already past the layer's gate reach the engines, are dropped there as
+                // `purged` and counted in the purges below, which keep the deadline to wait
+                // for a request still on the wire.
+                for sink in inner.sinks.iter() {
+                    sink.delivery().close_gate();
+                }
                 if let Some(h) = &inner.handoff {
                     h.flush(deadline);
                 }

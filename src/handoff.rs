@@ -402,7 +402,8 @@ impl Shared {
         let give_up = Instant::now() + ROOM_WAIT;
         loop {
             let room = sink.delivery().room();
-            if room > 0 || self.closed.load(Ordering::Relaxed) || Instant::now() >= give_up {
+            let refused = self.closed.load(Ordering::Relaxed) || sink.delivery().is_denied();
+            if room > 0 || refused || Instant::now() >= give_up {
                 let keep = if room == 0 { events.len() } else { room };
                 return events.split_off(keep.min(events.len()));
             }

@@ -305,6 +305,14 @@ impl Delivery {
         purged + self.inner.gate_refused.swap(0, Ordering::Relaxed)
     }
 
+    /// Closes the consent gate at once, without purging or waiting: from now on nothing is
+    /// queued or sent, and events handed over are dropped as `purged` (the next
+    /// [`Delivery::purge`] reports them). For a caller that must settle other stages before it
+    /// purges.
+    pub fn close_gate(&self) {
+        self.inner.denied.store(true, Ordering::Release);
+    }
+
     /// Reopens the consent gate closed by [`Delivery::purge`]: events are queued and sent
     /// again.
     pub fn resume(&self) {
