@@ -5,7 +5,8 @@
 //! Encoding always redacts the event's free text ([`Redactor::free_text`]): `encode/redact/*`
 //! measures that step alone for the same events as `encode/posthog_event*`, so the redaction
 //! cost per event is their ratio (`*_free_text`: an event with an error stack, abort reason
-//! and spawn meta holding secrets).
+//! and spawn meta holding secrets). `encode/timestamp` is the envelope timestamp each event
+//! gets when it is decoded.
 
 use std::hint::black_box;
 use std::time::SystemTime;
@@ -108,6 +109,9 @@ fn bench_encode(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("encode");
     group.throughput(Throughput::Elements(1));
+    // Every event's envelope timestamp is formatted once, when it is decoded.
+    let at = SystemTime::now();
+    group.bench_function("timestamp", |b| b.iter(|| format_timestamp(black_box(at))));
     group.bench_function("posthog_event", |b| {
         b.iter(|| encode_event(black_box(&events[0]), uuid::Uuid::now_v7()))
     });

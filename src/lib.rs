@@ -22,16 +22,29 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Also here: configuration ([`config`]), the persisted computeTargetId ([`identity`]) and the
-//! local [`collector`], a loopback stand-in for all three receivers.
+//! Also here: configuration ([`config`]) and the persisted computeTargetId ([`identity`]).
+//!
+//! # Features
+//!
+//! With default features the crate compiles no HTTP server. Two opt-in features add tools:
+//!
+//! - `collector`: the local `collector`, a loopback stand-in for all three receivers, and the
+//!   published wire schemas (`schema`).
+//! - `cli`: the `closedloop-telemetry` command-line tool and the modules only it uses
+//!   (`audit`, `demo`, `verify`); implies `collector`.
+//! - `testing`: the test kit (`testing::capture`); implies `collector`.
 #![warn(missing_docs, missing_debug_implementations)]
 
+#[cfg(feature = "cli")]
 pub mod audit;
 mod builder;
+#[cfg(feature = "collector")]
 pub mod collector;
+#[cfg(feature = "collector")]
 pub mod collector_ui;
 pub mod config;
 pub mod consent;
+#[cfg(feature = "cli")]
 pub mod demo;
 mod handle;
 mod handoff;
@@ -40,12 +53,14 @@ mod layer;
 mod orphans;
 mod pipeline;
 mod processor;
+#[cfg(feature = "collector")]
 pub mod schema;
 mod settings;
 mod sink;
 mod streams;
-#[cfg(any(test, feature = "testing"))]
+#[cfg(all(feature = "collector", any(test, feature = "testing")))]
 pub mod testing;
+#[cfg(feature = "cli")]
 pub mod verify;
 #[cfg(feature = "view")]
 pub mod view;

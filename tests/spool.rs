@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::delivery::{Delivery, SpoolConfig};
+use closedloop_telemetry_exporters::spool::test_support::{scan_segment, Scanned};
 use closedloop_telemetry_exporters::spool::{
-    scan_segment, CursorStatus, Position, Scanned, Spool, SpoolError, SpoolHandle, SpoolItem,
-    SpoolOptions,
+    CursorStatus, Position, Spool, SpoolError, SpoolHandle, SpoolItem, SpoolOptions,
 };
 use proptest::prelude::*;
 use support::accounting::assert_accounting;

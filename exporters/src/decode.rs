@@ -232,7 +232,14 @@ fn text(value: &AnyValue) -> String {
     }
 }
 
-/// Converts an attribute value to JSON, bounded in depth and string length.
+/// Converts an attribute value to JSON, bounded in depth and string length. Bytes become
+/// lowercase hex.
+///
+/// ```
+/// use closedloop_telemetry_exporters::decode::to_json;
+/// use opentelemetry::logs::AnyValue;
+/// assert_eq!(to_json(&AnyValue::Bytes(Box::new(vec![0x0a, 0xff])), 0), "0aff");
+/// ```
 pub fn to_json(value: &AnyValue, depth: usize) -> Value {
     if depth > MAX_EXTRA_DEPTH {
         return Value::String("…".into());
@@ -242,7 +249,7 @@ pub fn to_json(value: &AnyValue, depth: usize) -> Value {
         AnyValue::Double(d) => Number::from_f64(*d).map_or(Value::Null, Value::Number),
         AnyValue::String(s) => Value::String(keep_head(s.as_str(), FIELD_MAX_BYTES).to_string()),
         AnyValue::Boolean(b) => Value::Bool(*b),
-        AnyValue::Bytes(b) => Value::String(b.iter().map(|x| format!("{x:02x}")).collect()),
+        AnyValue::Bytes(b) => Value::String(hex::encode(b.as_slice())),
         AnyValue::ListAny(items) => Value::Array(
             items
                 .iter()

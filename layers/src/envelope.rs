@@ -114,7 +114,7 @@ impl Diagnostics {
     }
 }
 
-/// Formats a time as ISO-8601 UTC with millisecond precision and a `Z` suffix.
+/// Formats a time as ISO-8601 UTC with millisecond precision (truncated) and a `Z` suffix.
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
@@ -123,30 +123,10 @@ impl Diagnostics {
 /// assert_eq!(format_timestamp(t), "2026-11-25T09:14:03.120Z");
 /// ```
 pub fn format_timestamp(t: std::time::SystemTime) -> String {
-    let d = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (y, m, day) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
-
-/// Days since 1970-01-01 to a (year, month, day) civil date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
+    // Times before 1970 read as the epoch; times past jiff's range (year 9999) as its end.
+    let at =
+        jiff::Timestamp::try_from(t.max(std::time::UNIX_EPOCH)).unwrap_or(jiff::Timestamp::MAX);
+    format!("{at:.3}")
 }
 
 #[cfg(test)]
@@ -161,6 +141,12 @@ mod tests {
         assert_eq!(format_timestamp(leap), "2000-02-29T00:00:00.000Z");
         let end = UNIX_EPOCH + Duration::from_millis(4_102_444_799_999);
         assert_eq!(format_timestamp(end), "2099-12-31T23:59:59.999Z");
+        let truncated = UNIX_EPOCH + Duration::from_nanos(1_999_999_999);
+        assert_eq!(format_timestamp(truncated), "1970-01-01T00:00:01.999Z");
+        let before = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(format_timestamp(before), "1970-01-01T00:00:00.000Z");
+        let far = UNIX_EPOCH + Duration::from_secs(u64::MAX / 4);
+        assert!(format_timestamp(far).starts_with("9999-12-"));
     }
 
     #[test]

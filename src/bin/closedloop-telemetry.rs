@@ -1,163 +1,158 @@
-//! The `closedloop-telemetry` command-line tool.
+//! The `closedloop-telemetry` command-line tool (feature `cli`).
 //!
 //! ```text
 //! closedloop-telemetry collect [--bind 127.0.0.1:4318] [--json] [--token T] [--max-seconds N] [--ui]
+//! closedloop-telemetry verify
 //! closedloop-telemetry schema [relay|datadog|posthog]
 //! closedloop-telemetry audit [--ndjson FILE|-] [--verbose]
+//! closedloop-telemetry help [command]      (or <command> --help)
 //! ```
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
+use clap::builder::PossibleValuesParser;
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use closedloop_telemetry::collector::{format_arrival, Collector, PrintFormat, Stream};
-
-const USAGE: &str = "\
-usage: closedloop-telemetry <command> [options]
-
-commands:
-  collect   run a local collector on loopback that accepts PostHog /batch/, relay and
-            Datadog logs-intake posts, validates them like the real services, and prints
-            one line per received event
-              --bind ADDR        loopback address to listen on (default 127.0.0.1:4318)
-              --json             print NDJSON (one JSON object per line) instead of text
-              --token T          require 'Authorization: Bearer T' on the relay endpoint
-              --max-seconds N    stop after N seconds, at most 31536000 (one year)
-                                 (default: run until Ctrl-C)
-              --ui               also serve the local view page of what arrives and print
-                                 'ui: <url>' (needs the `view` cargo feature)
-  verify    send a probe connection.established through the real pipeline to CL_RELAY_URL
-            (or to a local collector it starts) and confirm within 60 s that the request
-            carrying the probe's own id was accepted; uses its own temporary spool
-  schema    print the published v1 wire schemas (JSON Schema draft 2020-12)
-              [relay|datadog|posthog]   just one (default: all three, separated by blank lines)
-  audit     dry run, no network: play a session through the pipeline configured by the
-            environment (CL_* / DD_* variables) and print, per stream, exactly what would be
-            sent, and which fields were dropped or redacted and why
-              --ndjson FILE|-    the session as NDJSON lines, one JSON object each;
-                                 default: the desktop_client example's scripted session
-              --verbose          as with CL_TELEMETRY_VERBOSE=1 (redacted log tails)
-  help      print this help
-";
-
-/// The default `--bind` address.
-const DEFAULT_BIND: &str = "127.0.0.1:4318";
 
 /// The largest `--max-seconds` accepted: one year.
 const MAX_SECONDS: u64 = 365 * 24 * 3600;
 
+/// Local tools for closedloop-telemetry: a collector, the runbook check, the wire schemas and a
+/// dry-run audit.
+#[derive(Debug, Parser)]
+#[command(name = "closedloop-telemetry", version, arg_required_else_help = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a local collector on loopback and print each event it receives.
+    ///
+    /// The collector accepts PostHog /batch/, relay and Datadog logs-intake posts, validates
+    /// them like the real services, and prints one line per received event.
+    Collect(CollectArgs),
+    /// Check delivery end to end with a probe event.
+    ///
+    /// Sends a probe connection.established through the real pipeline to CL_RELAY_URL (or to a
+    /// local collector it starts) and confirms within 60 s that the request carrying the
+    /// probe's own id was accepted; uses its own temporary spool.
+    Verify,
+    /// Print the published v1 wire schemas (JSON Schema draft 2020-12).
+    Schema {
+        /// Just this one (default: all three, separated by blank lines).
+        #[arg(value_parser = PossibleValuesParser::new(
+            closedloop_telemetry::schema::ALL.map(|(name, _, _)| name)
+        ))]
+        name: Option<String>,
+    },
+    /// Dry run, no network: show exactly what would be sent.
+    ///
+    /// Plays a session through the pipeline configured by the environment (CL_* / DD_*
+    /// variables) and prints, per stream, exactly what would be sent, and which fields were
+    /// dropped or redacted and why.
+    Audit {
+        /// The session as NDJSON lines, one JSON object each, from FILE or stdin (-);
+        /// default: the desktop_client example's scripted session.
+        #[arg(long, value_name = "FILE|-")]
+        ndjson: Option<String>,
+        /// As with CL_TELEMETRY_VERBOSE=1 (redacted log tails).
+        #[arg(long)]
+        verbose: bool,
+    },
+}
+
+/// Options of `collect`.
+#[derive(Debug, Args)]
+struct CollectArgs {
+    /// Loopback address to listen on (127.0.0.1 or ::1 only).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4318", value_parser = loopback)]
+    bind: SocketAddr,
+    /// Print NDJSON (one JSON object per line) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Require 'Authorization: Bearer T' on the relay endpoint.
+    #[arg(long, value_name = "T")]
+    token: Option<String>,
+    /// Stop after N seconds, at most 31536000 (one year) (default: run until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    max_seconds: Option<u64>,
+    /// Also serve the local view page of what arrives and print 'ui: <url>' (needs the `view`
+    /// cargo feature).
+    #[arg(long)]
+    ui: bool,
+}
+
+/// `--bind`: a socket address on loopback.
+fn loopback(v: &str) -> Result<SocketAddr, String> {
+    let addr: SocketAddr = v
+        .parse()
+        .map_err(|_| format!("`{v}` is not an address like 127.0.0.1:4318"))?;
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "{addr} is not a loopback address; the collector only listens on loopback \
+             (127.0.0.1 or ::1)"
+        ));
+    }
+    Ok(addr)
+}
+
 fn main() -> ExitCode {
+    // clap would refuse these too, but without saying which argument it was.
     let mut args = Vec::new();
-    for (i, arg) in std::env::args_os().skip(1).enumerate() {
+    for (i, arg) in std::env::args_os().enumerate() {
         match arg.into_string() {
             Ok(a) => args.push(a),
             Err(raw) => {
                 eprintln!(
-                    "closedloop-telemetry: argument {} ({}) is not valid UTF-8",
-                    i + 1,
+                    "closedloop-telemetry: argument {i} ({}) is not valid UTF-8",
                     raw.to_string_lossy()
                 );
                 return ExitCode::from(2);
             }
         }
     }
-    let Some(command) = args.first() else {
-        eprint!("{USAGE}");
-        return ExitCode::from(2);
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => return clap_exit(e),
     };
-    let rest = &args[1..];
-    match command.as_str() {
-        "collect" => collect(rest),
-        "verify" => verify(),
-        "schema" => schema(rest),
-        "audit" => audit(rest),
-        "help" | "-h" | "--help" => {
-            print!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        other => {
-            eprintln!("closedloop-telemetry: unknown command `{other}`\n");
-            eprint!("{USAGE}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-/// Options of `collect`.
-#[derive(Debug)]
-struct CollectArgs {
-    bind: SocketAddr,
-    json: bool,
-    token: Option<String>,
-    max_seconds: Option<u64>,
-    ui: bool,
-}
-
-fn parse_collect(args: &[String]) -> Result<CollectArgs, String> {
-    let mut out = CollectArgs {
-        bind: DEFAULT_BIND.parse().expect("the default address parses"),
-        json: false,
-        token: None,
-        max_seconds: None,
-        ui: false,
-    };
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
-            _ => (arg.as_str(), None),
-        };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| it.next().cloned())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
-        match flag {
-            "--bind" => {
-                let v = value("--bind")?;
-                out.bind = v
-                    .parse()
-                    .map_err(|_| format!("--bind: `{v}` is not an address like 127.0.0.1:4318"))?;
+    match cli.command {
+        Command::Collect(opts) => match opts.max_seconds {
+            Some(n) if n > MAX_SECONDS => {
+                let why = format!("--max-seconds: {n} is more than {MAX_SECONDS} (one year)");
+                let mut cli = Cli::command();
+                cli.build(); // gives the subcommand its full name for the usage line
+                clap_exit(match cli.find_subcommand_mut("collect") {
+                    Some(collect) => collect.error(ErrorKind::ValueValidation, why),
+                    None => cli.error(ErrorKind::ValueValidation, why),
+                })
             }
-            "--json" => out.json = true,
-            "--ui" => out.ui = true,
-            "--token" => out.token = Some(value("--token")?),
-            "--max-seconds" => {
-                let v = value("--max-seconds")?;
-                let n: u64 = v
-                    .parse()
-                    .map_err(|_| format!("--max-seconds: `{v}` is not a whole number"))?;
-                if n > MAX_SECONDS {
-                    return Err(format!(
-                        "--max-seconds: {n} is more than {MAX_SECONDS} (one year)"
-                    ));
-                }
-                out.max_seconds = Some(n);
-            }
-            other => return Err(format!("unknown option `{other}`")),
-        }
+            _ => collect(opts),
+        },
+        Command::Verify => verify(),
+        Command::Schema { name } => schema(name.as_deref()),
+        Command::Audit { ndjson, verbose } => audit(ndjson.as_deref(), verbose),
     }
-    Ok(out)
 }
 
-fn collect(args: &[String]) -> ExitCode {
-    let opts = match parse_collect(args) {
-        Ok(opts) => opts,
-        Err(e) => {
-            eprintln!("closedloop-telemetry collect: {e}\n");
-            eprint!("{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    if !opts.bind.ip().is_loopback() {
-        eprintln!(
-            "closedloop-telemetry collect: --bind {}: not a loopback address; the collector \
-             only listens on loopback (127.0.0.1 or ::1)",
-            opts.bind
-        );
-        return ExitCode::from(2);
+/// Prints a clap error or help text (help and --version to stdout, exit 0; usage errors to
+/// stderr, exit 2). Without the `color` feature the text is plain, so the heading can be
+/// written the way the rest of the tool writes its messages.
+fn clap_exit(e: clap::Error) -> ExitCode {
+    let text = e.render().to_string().replacen("Usage:", "usage:", 1);
+    if e.use_stderr() {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
     }
+    ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+}
+
+fn collect(opts: CollectArgs) -> ExitCode {
     let mut builder = Collector::builder().bind(opts.bind);
     if let Some(token) = &opts.token {
         builder = builder.relay_token(token.clone());
@@ -204,7 +199,7 @@ fn collect(args: &[String]) -> ExitCode {
         None => None,
     };
 
-    // At most a year away (checked in `parse_collect`), so this cannot overflow.
+    // At most a year away (checked in `main`), so this cannot overflow.
     let deadline = opts
         .max_seconds
         .and_then(|s| Instant::now().checked_add(Duration::from_secs(s)));
@@ -283,62 +278,27 @@ fn verify() -> ExitCode {
         }
     }
 }
-/// `schema [relay|datadog|posthog]`: prints the embedded schema files.
-fn schema(args: &[String]) -> ExitCode {
+/// `schema [relay|datadog|posthog]`: prints the embedded schema files (the name was checked by
+/// clap).
+fn schema(name: Option<&str>) -> ExitCode {
     use closedloop_telemetry::schema;
-    match args {
-        [] => {
+    match name {
+        None => {
             for (i, (_, _, text)) in schema::ALL.iter().enumerate() {
                 if i > 0 {
                     println!();
                 }
                 print!("{text}");
             }
-            ExitCode::SUCCESS
         }
-        [name] => match schema::get(name) {
-            Some(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }
-            None => {
-                eprintln!(
-                    "closedloop-telemetry schema: unknown schema `{name}` (relay, datadog or posthog)"
-                );
-                ExitCode::from(2)
-            }
-        },
-        _ => {
-            eprintln!("closedloop-telemetry schema: at most one name\n");
-            eprint!("{USAGE}");
-            ExitCode::from(2)
-        }
+        Some(name) => print!("{}", schema::get(name).unwrap_or_default()),
     }
+    ExitCode::SUCCESS
 }
 
 /// `audit [--ndjson FILE|-] [--verbose]`: the dry-run audit view.
-fn audit(args: &[String]) -> ExitCode {
+fn audit(ndjson: Option<&str>, verbose: bool) -> ExitCode {
     use closedloop_telemetry::audit;
-    let fail = |e: String| {
-        eprintln!("closedloop-telemetry audit: {e}\n");
-        eprint!("{USAGE}");
-        ExitCode::from(2)
-    };
-    let (mut ndjson, mut verbose) = (None, false);
-    let mut it = args.iter();
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--verbose" => verbose = true,
-            "--ndjson" => match it.next() {
-                Some(v) => ndjson = Some(v.clone()),
-                None => return fail("--ndjson needs a file name or -".into()),
-            },
-            other => match other.strip_prefix("--ndjson=") {
-                Some(v) => ndjson = Some(v.to_string()),
-                None => return fail(format!("unknown option `{other}`")),
-            },
-        }
-    }
     let mut builder = match closedloop_telemetry::builder(env!("CARGO_PKG_VERSION")).from_env() {
         Ok(b) => b,
         Err(e) => {
@@ -349,7 +309,7 @@ fn audit(args: &[String]) -> ExitCode {
     if verbose {
         builder = builder.verbose(true);
     }
-    let report = match ndjson.as_deref() {
+    let report = match ndjson {
         None => audit::run_demo(&builder),
         Some(path) => {
             let text = if path == "-" {

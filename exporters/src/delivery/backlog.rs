@@ -4,10 +4,10 @@
 //!
 //! **With a spool** ([`Backlog::with_spool`]) every pushed item is appended to the stream's
 //! on-disk [`Spool`] and memory holds only a read-ahead window: [`Backlog::refill`] reads the
-//! next batch's worth back from the spool. Items taken for a batch remember their spool
-//! position; [`Backlog::settle`] acknowledges them once they are delivered or dropped and
-//! counted, so whatever was never settled (in flight, queued, or spooled at shutdown) is read
-//! again when the spool is next opened. The spool's own cap replaces eviction (losses surface
+//! next batch's worth back from the spool. The spool's reader remembers every item it handed
+//! out, by position and id; [`Backlog::settle`] acknowledges items by id once they are
+//! delivered or dropped and counted, so whatever was never settled (in flight, queued, or
+//! spooled at shutdown) is read again when the spool is next opened. The spool's own cap replaces eviction (losses surface
 //! through [`Backlog::take_cap_losses`]). An item the spool refuses or fails to write (disk
 //! full, I/O error, too large for it) is kept in memory instead, up to `capacity` such items;
 //! beyond that it is dropped and counted as `spool_write_failed`
@@ -36,23 +36,17 @@ struct Pending {
     pos: Option<Position>,
 }
 
+/// The spool and what the backlog adds to it. What was read back, taken for a batch and not
+/// yet settled is the spool reader's business: it knows every item it handed out (by position
+/// and id), so it counts what is still unread and acknowledges settled items by id.
 #[derive(Debug)]
 struct Durable {
     spool: Spool,
-    /// Items read back and taken for a batch, not yet settled.
-    taken: HashMap<Uuid, Position>,
-    /// Items in `Backlog::items` that came from the spool.
-    in_memory: u64,
     /// When the oldest item still only on disk was queued (approximately).
     unread_since: Option<Instant>,
     /// Appends or acks not yet fsynced since this moment.
     dirty_since: Option<Instant>,
     sync_interval: Duration,
-    /// `dropped_by_cap` already reported.
-    cap_seen: u64,
-    /// The last read came back short: nothing more is readable until the next append (keeps
-    /// a miscount from making the worker spin on empty reads).
-    exhausted: bool,
     /// The spool failed to store items: new ones stay in memory until then.
     bypass_until: Option<Instant>,
     /// Items neither the spool nor memory could keep, not yet reported.
@@ -64,12 +58,7 @@ struct Durable {
 impl Durable {
     /// Items in the spool neither read ahead nor taken.
     fn unread(&self) -> u64 {
-        if self.exhausted {
-            return 0;
-        }
-        let s = self.spool.stats();
-        s.pending_items
-            .saturating_sub(self.in_memory + self.taken.len() as u64)
+        self.spool.unread_items()
     }
 
     fn mark_dirty(&mut self, now: Instant) {
@@ -97,6 +86,8 @@ impl Durable {
 #[derive(Debug)]
 pub(crate) struct Backlog {
     items: VecDeque<Pending>,
+    /// Of `items`, those held only in memory (not in a spool): at most `capacity` of them.
+    memory_only: usize,
     capacity: usize,
     durable: Option<Durable>,
 }
@@ -110,28 +101,27 @@ impl Backlog {
     pub(crate) fn new(capacity: usize) -> Self {
         Backlog {
             items: VecDeque::new(),
+            memory_only: 0,
             capacity: capacity.max(1),
             durable: None,
         }
     }
 
     /// A backlog over an opened spool; what the spool still holds is replayed first.
-    pub(crate) fn with_spool(capacity: usize, spool: Spool, now: Instant) -> Self {
+    pub(crate) fn with_spool(capacity: usize, mut spool: Spool, now: Instant) -> Self {
         let replay = spool.recovery().items_to_replay;
         let sync_interval = spool.options().sync_interval;
-        let cap_seen = spool.stats().dropped_by_cap;
+        // Losses while opening (adopting) are in the spool's own counters, not the engine's.
+        let _ = spool.take_cap_losses();
         Backlog {
             items: VecDeque::new(),
+            memory_only: 0,
             capacity: capacity.max(1),
             durable: Some(Durable {
                 spool,
-                taken: HashMap::new(),
-                in_memory: 0,
                 unread_since: (replay > 0).then_some(now),
                 dirty_since: None,
                 sync_interval,
-                cap_seen,
-                exhausted: false,
                 bypass_until: None,
                 write_failed: 0,
                 warned: false,
@@ -178,7 +168,6 @@ impl Backlog {
                 .append_parts(item.id, to_ms(item.created), &item.bytes);
             if stored.is_ok() {
                 d.unread_since.get_or_insert(now);
-                d.exhausted = false;
                 d.mark_dirty(now);
             } else {
                 d.failed(now, self.capacity);
@@ -195,12 +184,17 @@ impl Backlog {
         } else {
             None
         };
+        self.push_memory_only(item, now);
+        evicted
+    }
+
+    fn push_memory_only(&mut self, item: Item, now: Instant) {
+        self.memory_only += 1;
         self.items.push_back(Pending {
             item,
             queued_at: now,
             pos: None,
         });
-        evicted
     }
 
     /// With a spool: keeps an item the spool could not store in memory, unless `capacity` such
@@ -209,16 +203,11 @@ impl Backlog {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        let memory_only = self.items.len() as u64 - d.in_memory.min(self.items.len() as u64);
-        if memory_only >= self.capacity as u64 {
+        if self.memory_only >= self.capacity {
             d.write_failed += 1;
             return;
         }
-        self.items.push_back(Pending {
-            item,
-            queued_at: now,
-            pos: None,
-        });
+        self.push_memory_only(item, now);
     }
 
     /// With a spool: takes back the items whose write to the spool failed and keeps them in
@@ -265,9 +254,7 @@ impl Backlog {
             .spool
             .read_batch(want, REFILL_MAX_BYTES)
             .unwrap_or_default();
-        d.exhausted = batch.is_empty();
         for (pos, si) in batch {
-            d.in_memory += 1;
             self.items.push_back(Pending {
                 item: Item {
                     id: si.id,
@@ -286,8 +273,8 @@ impl Backlog {
 
     fn pop_front(&mut self) -> Option<Pending> {
         let p = self.items.pop_front()?;
-        if let (Some(d), Some(_)) = (self.durable.as_mut(), p.pos) {
-            d.in_memory = d.in_memory.saturating_sub(1);
+        if p.pos.is_none() {
+            self.memory_only -= 1;
         }
         Some(p)
     }
@@ -299,11 +286,7 @@ impl Backlog {
 
     /// Removes the front item (with a spool it stays there until [`Backlog::settle`]).
     pub(crate) fn take_front(&mut self) -> Option<Item> {
-        let p = self.pop_front()?;
-        if let (Some(d), Some(pos)) = (self.durable.as_mut(), p.pos) {
-            d.taken.insert(p.item.id, pos);
-        }
-        Some(p.item)
+        self.pop_front().map(|p| p.item)
     }
 
     /// The items (taken earlier) were delivered or dropped and counted: with a spool,
@@ -314,10 +297,8 @@ impl Backlog {
         let Some(d) = self.durable.as_mut() else {
             return;
         };
-        let positions: Vec<Position> = items.iter().filter_map(|i| d.taken.remove(&i.id)).collect();
-        if !positions.is_empty() {
-            // A failed cursor write is counted by the spool; it means a replay, not a loss.
-            let _ = d.spool.ack_items(positions);
+        // A failed cursor write is counted by the spool; it means a replay, not a loss.
+        if !matches!(d.spool.ack_ids(items.iter().map(|i| i.id)), Ok(0)) {
             d.mark_dirty(now);
         }
     }
@@ -329,27 +310,15 @@ impl Backlog {
         let Some(d) = self.durable.as_mut() else {
             return (0, HashSet::new());
         };
-        let total = d.spool.stats().dropped_by_cap;
-        let lost = total.saturating_sub(d.cap_seen);
-        if lost == 0 {
+        let losses = d.spool.take_cap_losses();
+        if losses.items == 0 {
             return (0, HashSet::new());
         }
-        d.cap_seen = total;
-        let ack = d.spool.ack_position();
-        let before = self.items.len();
-        self.items.retain(|p| p.pos.is_none_or(|pos| pos > ack));
-        d.in_memory = d
-            .in_memory
-            .saturating_sub((before - self.items.len()) as u64);
-        let mut gone = HashSet::new();
-        d.taken.retain(|id, pos| {
-            let keep = *pos > ack;
-            if !keep {
-                gone.insert(*id);
-            }
-            keep
-        });
-        (lost, gone)
+        let mut gone: HashMap<Position, Uuid> = losses.handed_out.into_iter().collect();
+        // Read ahead: they leave memory; the rest were taken for a batch.
+        self.items
+            .retain(|p| p.pos.is_none_or(|pos| gone.remove(&pos).is_none()));
+        (losses.items, gone.into_values().collect())
     }
 
     /// With a spool: writes appended items out to the file (so a process kill cannot lose
@@ -394,15 +363,11 @@ impl Backlog {
     pub(crate) fn purge(&mut self) -> u64 {
         self.reclaim(Instant::now());
         let mut seen = HashSet::new();
-        let mut last: Option<Position> = None;
         while let Some(p) = self.pop_front() {
             seen.insert(p.item.id);
-            last = last.max(p.pos);
         }
         let mut n = seen.len() as u64;
         if let Some(d) = self.durable.as_mut() {
-            last = last.max(d.taken.values().copied().max());
-            d.taken.clear();
             loop {
                 let batch = d
                     .spool
@@ -411,21 +376,17 @@ impl Backlog {
                 if batch.is_empty() {
                     break;
                 }
-                for (pos, item) in batch {
+                for (_, item) in batch {
                     if seen.insert(item.id) {
                         n += 1;
                     }
-                    last = last.max(Some(pos));
                 }
             }
-            if let Some(pos) = last {
-                let _ = d.spool.ack(pos);
-            }
+            // Everything read back: in memory, taken for a batch, and just now.
+            let _ = d.spool.ack_all_read();
             let _ = d.spool.sync();
-            d.in_memory = 0;
             d.unread_since = None;
             d.dirty_since = None;
-            d.exhausted = true;
         }
         n
     }
@@ -509,6 +470,105 @@ mod tests {
         b.refill(10, now);
         let again: Vec<Uuid> = std::iter::from_fn(|| b.take_front().map(|i| i.id)).collect();
         assert_eq!(again, ids);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    fn sized(n: u8, len: usize) -> Item {
+        Item {
+            bytes: vec![n; len],
+            ..item(n)
+        }
+    }
+
+    #[test]
+    fn cap_losses_name_the_taken_items_and_drop_the_read_ahead_ones() {
+        let dir = std::env::temp_dir().join(format!("cl-backlog-{}", uuid::Uuid::new_v4()));
+        let now = Instant::now();
+        // 100-byte records: five to a segment, four segments under the cap.
+        let opts = SpoolOptions::default()
+            .with_segment_bytes(512)
+            .with_max_bytes(2048);
+        let mut b = Backlog::with_spool(100, Spool::open(&dir, opts).unwrap(), now);
+        let items: Vec<Item> = (0..25).map(|n| sized(n, 60)).collect();
+        items[..10]
+            .iter()
+            .for_each(|i| assert!(b.push(i.clone(), now).is_none()));
+        b.refill(4, now);
+        let taken = [b.take_front().unwrap(), b.take_front().unwrap()];
+        assert_eq!(b.take_cap_losses(), (0, HashSet::new()));
+        items[10..]
+            .iter()
+            .for_each(|i| assert!(b.push(i.clone(), now).is_none()));
+        // The first segment (items 0..5) went: two taken, two read ahead, one never read.
+        let (lost, gone) = b.take_cap_losses();
+        assert_eq!(lost, 5);
+        assert_eq!(gone, taken.iter().map(|i| i.id).collect());
+        assert_eq!(
+            b.len(),
+            20,
+            "the read-ahead items left memory with their segment"
+        );
+        assert_eq!(b.take_cap_losses(), (0, HashSet::new()), "reported once");
+        b.refill(100, now);
+        let rest: Vec<Uuid> = std::iter::from_fn(|| b.take_front().map(|i| i.id)).collect();
+        let expected: Vec<Uuid> = items[5..].iter().map(|i| i.id).collect();
+        assert_eq!(rest, expected);
+        drop(b);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn settling_both_copies_of_a_repeated_id_acknowledges_both() {
+        // The same record twice in a spool (adopted again after a crash mid-adoption).
+        let dir = std::env::temp_dir().join(format!("cl-backlog-{}", uuid::Uuid::new_v4()));
+        let now = Instant::now();
+        {
+            let spool = Spool::open(&dir, SpoolOptions::default()).unwrap();
+            let mut b = Backlog::with_spool(10, spool, now);
+            let twice = item(1);
+            for i in [twice.clone(), twice, item(2)] {
+                assert!(b.push(i, now).is_none());
+            }
+            b.refill(10, now);
+            let batch: Vec<Item> = std::iter::from_fn(|| b.take_front()).collect();
+            assert_eq!(batch.len(), 3);
+            b.settle(&batch, now);
+            b.sync();
+        }
+        let spool = Spool::open(&dir, SpoolOptions::default()).unwrap();
+        assert_eq!(spool.recovery().items_to_replay, 0, "nothing is replayed");
+        drop(spool);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn nothing_counts_as_unread_once_the_reader_is_at_the_end() {
+        use std::io::{Seek, SeekFrom, Write};
+        let dir = std::env::temp_dir().join(format!("cl-backlog-{}", uuid::Uuid::new_v4()));
+        let now = Instant::now();
+        let spool = Spool::open(&dir, SpoolOptions::default()).unwrap();
+        let mut b = Backlog::with_spool(10, spool, now);
+        let items: Vec<Item> = (0..3).map(item).collect();
+        items
+            .iter()
+            .for_each(|i| assert!(b.push(i.clone(), now).is_none()));
+        b.sync();
+        // The middle record is damaged on disk after the spool counted it.
+        let record = 16 + 24 + 1;
+        let mut seg = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("000000000001.seg"))
+            .unwrap();
+        seg.seek(SeekFrom::Start(record as u64 + 20)).unwrap();
+        seg.write_all(&[0xFF]).unwrap();
+        drop(seg);
+        assert_eq!(b.len(), 3);
+        b.refill(10, now);
+        assert_eq!(b.len(), 2, "the damaged record is not waiting to be read");
+        let got: Vec<Uuid> = std::iter::from_fn(|| b.take_front().map(|i| i.id)).collect();
+        assert_eq!(got, vec![items[0].id, items[2].id]);
+        assert!(b.is_empty());
+        drop(b);
         std::fs::remove_dir_all(&dir).ok();
     }
 }

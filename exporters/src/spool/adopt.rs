@@ -22,8 +22,10 @@ use std::path::{Path, PathBuf};
 
 use super::cursor::{Position, CURSOR_FILE, CURSOR_TMP};
 use super::error::SpoolError;
+use super::ledger::segment_number;
 use super::lock::LOCK_FILE;
-use super::spool::{segment_number, Spool};
+use super::spool::Spool;
+use super::stats::AdoptionCounts;
 
 /// Items read from an orphan per batch (bounded memory while adopting).
 const BATCH_ITEMS: usize = 256;
@@ -101,101 +103,104 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
     }
 }
 
-impl Spool {
-    /// Adopts every `pid-*` subdirectory of this spool's directory that no live process holds
-    /// (see the [module docs](self)). Counts into [`SpoolStats`](super::SpoolStats)
-    /// (`adopted_items`, `adopted_dirs`, damage and cap losses as usual) and into
-    /// [`Recovery::items_to_replay`](super::Recovery::items_to_replay); logs one line when
-    /// anything was adopted. Never fails: a directory that cannot be adopted stays for later.
-    pub(super) fn adopt_orphans(&mut self) -> Adopted {
-        let mut done = Adopted::default();
-        for orphan in pid_dirs(&self.dir) {
-            match self.adopt_one(&orphan) {
-                Ok((items, removed)) => {
-                    done.items += items;
-                    match removed {
-                        Ok(()) => done.dirs += 1,
-                        Err(e) => {
-                            done.left += 1;
-                            tracing::warn!(
-                                dir = %orphan.display(),
-                                error = %e,
-                                "spool: adopted a per-process directory but could not remove it yet; a later start removes it"
-                            );
-                        }
-                    }
-                }
-                // A live process's own spool: not ours to take.
-                Err(SpoolError::Locked { .. }) => done.left += 1,
+/// Adopts every `pid-*` subdirectory of `spool`'s directory that no live process holds (see
+/// the [module docs](self)). Counts into [`SpoolStats`](super::SpoolStats) (`adopted_items`,
+/// `adopted_dirs`, damage and cap losses as usual) and into
+/// [`Recovery::items_to_replay`](super::Recovery::items_to_replay); logs one line when anything
+/// was adopted. Never fails: a directory that cannot be adopted stays for later.
+pub(super) fn adopt_orphans(spool: &mut Spool) -> Adopted {
+    let mut done = Adopted::default();
+    let mut counts = AdoptionCounts::default();
+    for orphan in pid_dirs(spool.dir()) {
+        match adopt_one(spool, &orphan, &mut counts) {
+            Ok(removed) => match removed {
+                Ok(()) => done.dirs += 1,
                 Err(e) => {
                     done.left += 1;
                     tracing::warn!(
                         dir = %orphan.display(),
                         error = %e,
-                        "spool: could not adopt a per-process directory; leaving it for a later start"
+                        "spool: adopted a per-process directory but could not remove it yet; a later start removes it"
                     );
                 }
+            },
+            // A live process's own spool: not ours to take.
+            Err(SpoolError::Locked { .. }) => done.left += 1,
+            Err(e) => {
+                done.left += 1;
+                tracing::warn!(
+                    dir = %orphan.display(),
+                    error = %e,
+                    "spool: could not adopt a per-process directory; leaving it for a later start"
+                );
             }
         }
-        self.stats.adopted_dirs += done.dirs;
-        self.stats.adopted_items += done.items;
-        self.recovery.items_to_replay = self.stats.pending_items;
-        if done.dirs > 0 {
-            tracing::info!(
-                dir = %self.dir.display(),
-                dirs = done.dirs,
-                items = done.items,
-                left = done.left,
-                "spool: adopted per-process directories left by earlier processes"
-            );
-        }
-        done
     }
-
-    /// Moves one orphan's unacknowledged records here, syncs, acknowledges them in the orphan,
-    /// then removes the orphan (see the [module docs](self)). Returns how many records were
-    /// moved, and whether the orphan could be removed.
-    fn adopt_one(&mut self, orphan_dir: &Path) -> Result<(u64, io::Result<()>), SpoolError> {
-        let mut orphan = Spool::open(orphan_dir, self.opts)?;
-        let mut items = 0;
-        let result = self.move_records(&mut orphan, &mut items);
-        let damage = orphan.stats();
-        self.stats.corrupt_regions_skipped += damage.corrupt_regions_skipped;
-        self.stats.corrupt_bytes_skipped += damage.corrupt_bytes_skipped;
-        let last = result?;
-        if items > 0 {
-            self.sync()?;
-        }
-        if let Some(last) = last {
-            // Moved and durable here: should a file below resist removal, the orphan left
-            // behind holds nothing to send again.
-            orphan.ack(last)?;
-            orphan.sync()?;
-        }
-        Ok((items, remove_orphan(orphan_dir, orphan)))
+    done.items = counts.items;
+    counts.dirs = done.dirs;
+    spool.count_adoption(counts);
+    if done.dirs > 0 {
+        tracing::info!(
+            dir = %spool.dir().display(),
+            dirs = done.dirs,
+            items = done.items,
+            left = done.left,
+            "spool: adopted per-process directories left by earlier processes"
+        );
     }
+    done
+}
 
-    /// Appends the orphan's unacknowledged records here; returns the position just past the
-    /// last one read, if any.
-    fn move_records(
-        &mut self,
-        orphan: &mut Spool,
-        moved: &mut u64,
-    ) -> Result<Option<Position>, SpoolError> {
-        let mut last = None;
-        loop {
-            let batch = orphan.read_batch(BATCH_ITEMS, BATCH_BYTES)?;
-            if batch.is_empty() {
-                return Ok(last);
-            }
-            last = batch.last().map(|(p, _)| *p);
-            for (_, item) in batch {
-                match self.append_parts(item.id, item.created_ms, &item.bytes) {
-                    Ok(()) => *moved += 1,
-                    // Larger than this spool's cap: lost to the cap, like any other append.
-                    Err(SpoolError::ItemTooLarge { .. }) => self.stats.dropped_by_cap += 1,
-                    Err(e) => return Err(e),
-                }
+/// Moves one orphan's unacknowledged records into `spool`, syncs, acknowledges them in the
+/// orphan, then removes the orphan (see the [module docs](self)). Counts what it skipped into
+/// `counts`, and what it moved once that is durable; returns whether the orphan could be
+/// removed.
+fn adopt_one(
+    spool: &mut Spool,
+    orphan_dir: &Path,
+    counts: &mut AdoptionCounts,
+) -> Result<io::Result<()>, SpoolError> {
+    let mut orphan = Spool::open(orphan_dir, spool.options())?;
+    let mut moved = 0;
+    let result = move_records(spool, &mut orphan, &mut moved, &mut counts.too_large);
+    let damage = orphan.stats();
+    counts.damaged_regions += damage.corrupt_regions_skipped;
+    counts.damaged_bytes += damage.corrupt_bytes_skipped;
+    let last = result?;
+    if moved > 0 {
+        spool.sync()?;
+    }
+    if let Some(last) = last {
+        // Moved and durable here: should a file below resist removal, the orphan left behind
+        // holds nothing to send again.
+        orphan.ack(last)?;
+        orphan.sync()?;
+    }
+    counts.items += moved;
+    Ok(remove_orphan(orphan_dir, orphan))
+}
+
+/// Appends the orphan's unacknowledged records to `spool`; returns the position just past the
+/// last one read, if any.
+fn move_records(
+    spool: &mut Spool,
+    orphan: &mut Spool,
+    moved: &mut u64,
+    too_large: &mut u64,
+) -> Result<Option<Position>, SpoolError> {
+    let mut last = None;
+    loop {
+        let batch = orphan.read_batch(BATCH_ITEMS, BATCH_BYTES)?;
+        if batch.is_empty() {
+            return Ok(last);
+        }
+        last = batch.last().map(|(p, _)| *p);
+        for (_, item) in batch {
+            match spool.append_parts(item.id, item.created_ms, &item.bytes) {
+                Ok(()) => *moved += 1,
+                // Larger than this spool's cap: lost to the cap, like any other append.
+                Err(SpoolError::ItemTooLarge { .. }) => *too_large += 1,
+                Err(e) => return Err(e),
             }
         }
     }
@@ -284,7 +289,7 @@ mod tests {
         orphan(&tmp.0, "pid-7", &items, 5);
         let mut primary = Spool::open(&tmp.0, opts()).unwrap();
         primary.append(&item(100, 10)).unwrap();
-        let done = primary.adopt_orphans();
+        let done = adopt_orphans(&mut primary);
         assert_eq!(
             done,
             Adopted {
@@ -310,13 +315,13 @@ mod tests {
         orphan(&tmp.0, "not-a-pid", &[item(2, 10)], 0);
         fs::write(tmp.0.join("pid-3"), b"a file").unwrap();
         let mut primary = Spool::open(&tmp.0, opts()).unwrap();
-        let done = primary.adopt_orphans();
+        let done = adopt_orphans(&mut primary);
         assert_eq!((done.dirs, done.items, done.left), (0, 0, 1));
         assert!(drain(&mut primary).is_empty());
         assert!(tmp.0.join("pid-1").join(LOCK_FILE).exists());
         assert!(tmp.0.join("not-a-pid").is_dir());
         drop(live);
-        assert_eq!(primary.adopt_orphans().items, 1, "adopted once free");
+        assert_eq!(adopt_orphans(&mut primary).items, 1, "adopted once free");
     }
 
     #[test]
@@ -325,7 +330,7 @@ mod tests {
         orphan(&tmp.0, "pid-1", &[], 0);
         orphan(&tmp.0, "pid-2", &[item(1, 10), item(2, 10)], 2);
         let mut primary = Spool::open(&tmp.0, opts()).unwrap();
-        let done = primary.adopt_orphans();
+        let done = adopt_orphans(&mut primary);
         assert_eq!((done.dirs, done.items), (2, 0));
         assert!(!tmp.0.join("pid-1").exists() && !tmp.0.join("pid-2").exists());
     }
@@ -344,7 +349,7 @@ mod tests {
         bytes[second] ^= 0xFF;
         fs::write(&seg, bytes).unwrap();
         let mut primary = Spool::open(&tmp.0, opts()).unwrap();
-        assert_eq!(primary.adopt_orphans().items, 2);
+        assert_eq!(adopt_orphans(&mut primary).items, 2);
         assert_eq!(primary.stats().corrupt_regions_skipped, 1);
         assert_eq!(drain(&mut primary), vec![item(1, 30), item(3, 30)]);
     }
@@ -361,7 +366,7 @@ mod tests {
             items.iter().for_each(|it| s.append(it).unwrap());
         }
         let mut primary = Spool::open(&tmp.0, small).unwrap();
-        let done = primary.adopt_orphans();
+        let done = adopt_orphans(&mut primary);
         let stats = primary.stats();
         assert_eq!(done.items, 40);
         assert!(stats.dropped_by_cap > 0);

@@ -80,6 +80,26 @@ pub(crate) fn read(dir: &Path) -> CursorStatus {
     }
 }
 
+/// The cursor step of [`Spool::open`](super::Spool::open), under the directory's lock: removes
+/// a `cursor.tmp` left by a crash, reads the cursor, and returns it with the replay start (the
+/// oldest segment unless the cursor was restored). A damaged cursor is logged.
+pub(crate) fn restore(dir: &Path) -> (CursorStatus, Position) {
+    let _ = fs::remove_file(dir.join(CURSOR_TMP));
+    let status = read(dir);
+    let start = match status {
+        CursorStatus::Restored(p) => p,
+        CursorStatus::Absent => Position::default(),
+        CursorStatus::Corrupt => {
+            tracing::warn!(
+                dir = %dir.display(),
+                "spool cursor file is damaged; replaying from the oldest segment (items may be sent twice)"
+            );
+            Position::default()
+        }
+    };
+    (status, start)
+}
+
 /// Replaces the cursor file atomically (temp file + rename). With `durable`, the temp file is
 /// fsynced before the rename and the directory after it, so the new cursor survives power loss.
 pub(crate) fn write(dir: &Path, p: Position, durable: bool) -> io::Result<()> {

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use super::adopt::adopt_orphans;
 use super::error::SpoolError;
 use super::options::SpoolOptions;
 use super::spool::Spool;
@@ -71,7 +72,7 @@ impl Spool {
         let dir = dir.as_ref();
         let primary_error = match Spool::open(dir, opts) {
             Ok(mut spool) => {
-                spool.adopt_orphans();
+                adopt_orphans(&mut spool);
                 return SpoolHandle::Primary(spool);
             }
             Err(e) => e,

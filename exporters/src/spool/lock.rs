@@ -20,6 +20,20 @@ pub(crate) struct DirLock {
     _file: File,
 }
 
+/// The lock step of [`Spool::open`](super::Spool::open): creates `dir` (private to this user),
+/// refuses it when it is not private, and takes its lock without blocking.
+pub(crate) fn claim_dir(dir: &Path) -> Result<DirLock, SpoolError> {
+    crate::private_fs::create_dir_all(dir).map_err(|source| SpoolError::Unusable {
+        dir: dir.to_path_buf(),
+        source,
+    })?;
+    crate::private_fs::check_private_dir(dir).map_err(|reason| SpoolError::Refused {
+        dir: dir.to_path_buf(),
+        reason,
+    })?;
+    lock_dir(dir)
+}
+
 /// Takes the lock on `dir` without blocking. The holder's pid is written into the lock file,
 /// for diagnostics only (the lock itself is the kernel's).
 pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, SpoolError> {

@@ -22,6 +22,12 @@
 //! # Ok::<(), closedloop_telemetry_exporters::spool::SpoolError>(())
 //! ```
 //!
+//! # Shape
+//!
+//! A writer (`writer.rs`), a reader (`reader.rs`) and the ledger they share (`ledger.rs`: the
+//! segment table, the acknowledgement cursor, the counters), each owning its own state;
+//! `spool.rs` opens them and passes each call on. See `docs/RELIABILITY.md`, "The spool".
+//!
 //! # Directory
 //!
 //! One directory per stream, owned by one process at a time:
@@ -98,23 +104,29 @@ mod cursor;
 mod error;
 mod fallback;
 mod inspect;
+mod ledger;
 mod lock;
 mod options;
-mod read;
+mod reader;
 mod segment;
 #[allow(clippy::module_inception)]
 mod spool;
 mod stats;
-mod write;
+mod writer;
 
 pub use cursor::{CursorStatus, Position};
 pub use error::SpoolError;
 pub use fallback::SpoolHandle;
 pub use inspect::{dir_usage, remove_if_unlocked, DirUsage};
 pub use options::{SpoolOptions, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, DEFAULT_SYNC_INTERVAL};
-pub use segment::{
-    scan_segment, Scanned, SegmentScanner, SpoolItem, HEADER_LEN, ITEM_PREFIX_LEN, MAX_PAYLOAD_LEN,
-    RECORD_MAGIC,
-};
+pub use segment::SpoolItem;
 pub use spool::Spool;
 pub use stats::{Recovery, SpoolStats};
+
+/// Not part of the API: the segment reader, for the spool's fuzz target and its record-level
+/// tests. The on-disk format (the module docs above) is an implementation detail and may
+/// change in any release.
+#[doc(hidden)]
+pub mod test_support {
+    pub use super::segment::{scan_segment, Scanned, SegmentScanner};
+}

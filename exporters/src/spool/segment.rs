@@ -7,13 +7,13 @@ use crc32c::{crc32c, crc32c_append};
 use uuid::Uuid;
 
 /// The four bytes every record starts with (`CLR1`: closedloop record, format 1).
-pub const RECORD_MAGIC: [u8; 4] = *b"CLR1";
+pub(crate) const RECORD_MAGIC: [u8; 4] = *b"CLR1";
 /// Bytes in a record header: magic, payload length, payload CRC32C, header CRC32C.
-pub const HEADER_LEN: usize = 16;
+pub(crate) const HEADER_LEN: usize = 16;
 /// Bytes in the fixed part of a payload: the 16-byte id and the 8-byte creation time.
-pub const ITEM_PREFIX_LEN: usize = 24;
+pub(crate) const ITEM_PREFIX_LEN: usize = 24;
 /// The largest payload a record may declare; a header claiming more is treated as damage.
-pub const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
+pub(crate) const MAX_PAYLOAD_LEN: usize = 16 * 1024 * 1024;
 
 /// One spooled item: an event id, its creation time and its pre-encoded bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl SpoolItem {
     /// Appends this item's on-disk record to `out` (the format in the [module docs](super)).
     ///
     /// # Panics
-    /// If the payload is longer than [`MAX_PAYLOAD_LEN`]; [`Spool::append`](super::Spool::append)
+    /// If the payload is longer than 16 MiB; [`Spool::append`](super::Spool::append)
     /// refuses such items with an error instead.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         assert!(

@@ -1,88 +1,36 @@
-//! The [`Spool`] itself: opening (recovery), appending (rotation and the cap) and syncing.
-//! Reading and acknowledging live in `read.rs`.
+//! The [`Spool`]: a writer, a reader and the ledger they share, behind one API.
+//!
+//! Each part owns its state and its file: the [writer](super::writer) the active segment and
+//! the write buffer, the [reader](super::reader) the read position and what it handed out, the
+//! [ledger](super::ledger) the segment table, the cursor and the counters. This file only opens
+//! the three and passes each call to the part it concerns; the one thing that needs all three,
+//! making room under the cap, is here.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use super::cursor::{self, CursorStatus, Position};
+use uuid::Uuid;
+
+use super::cursor::{self, Position};
 use super::error::SpoolError;
-use super::lock::{lock_dir, DirLock};
-use super::options::{SpoolOptions, WRITE_BUFFER_BYTES};
-use super::segment::{scan_segment, Scanned};
-use super::stats::{Recovery, SpoolStats};
-
-/// Book-keeping for one segment file.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct SegMeta {
-    /// Logical size: bytes written plus, for the active segment, bytes still buffered.
-    pub(super) bytes: u64,
-    /// Valid records in the segment.
-    pub(super) items: u64,
-    /// Of those, how many are acknowledged.
-    pub(super) acked: u64,
-}
-
-/// The segment being appended to.
-#[derive(Debug)]
-pub(super) struct Active {
-    pub(super) number: u64,
-    pub(super) file: File,
-    /// Bytes actually written to the file (the rest of `SegMeta::bytes` is in `write_buf`).
-    pub(super) flushed: u64,
-}
-
-/// The bytes of one segment, loaded for reading.
-#[derive(Debug, Default)]
-pub(super) struct ReadBuf {
-    pub(super) segment: u64,
-    pub(super) base: u64,
-    pub(super) data: Vec<u8>,
-}
+use super::ledger::Ledger;
+use super::lock::{claim_dir, DirLock};
+use super::options::SpoolOptions;
+use super::reader::{CapLosses, Reader};
+use super::segment::{record_len, SpoolItem, HEADER_LEN, ITEM_PREFIX_LEN, MAX_PAYLOAD_LEN};
+use super::stats::{AdoptionCounts, Recovery, SpoolStats};
+use super::writer::Writer;
 
 /// A durable, size-capped, append-only spool for one stream. See the [module docs](super).
 pub struct Spool {
-    pub(super) dir: PathBuf,
-    pub(super) opts: SpoolOptions,
+    dir: PathBuf,
+    opts: SpoolOptions,
     _lock: DirLock,
-    pub(super) segments: BTreeMap<u64, SegMeta>,
-    pub(super) active: Option<Active>,
-    pub(super) next_segment: u64,
-    pub(super) write_buf: Vec<u8>,
-    pub(super) buffered_records: u64,
-    /// Buffered records whose write failed, for [`Spool::take_unstored`].
-    pub(super) unstored: Vec<super::segment::SpoolItem>,
-    /// The error of the last failed write of appended items.
-    pub(super) write_error: Option<String>,
-    /// Sealed segment files whose data is not yet fsynced.
-    pub(super) unsynced_files: Vec<File>,
-    pub(super) data_unsynced: bool,
-    pub(super) dir_unsynced: bool,
-    pub(super) cursor_unsynced: bool,
-    pub(super) last_sync: Instant,
-    /// Everything before this is acknowledged.
-    pub(super) cursor: Position,
-    /// Where the next `read_batch` starts.
-    pub(super) read: Position,
-    /// Positions handed out by `read_batch` and not yet acknowledged, ascending.
-    pub(super) handed_out: VecDeque<Position>,
-    /// Handed-out positions acknowledged by [`Spool::ack_items`] while an earlier one is not.
-    pub(super) acked_ahead: BTreeSet<Position>,
-    pub(super) read_buf: ReadBuf,
-    /// Damage before this position has been counted already.
-    pub(super) damage_counted_until: Position,
-    pub(super) stats: SpoolStats,
-    pub(super) warned: Warned,
-    pub(super) recovery: Recovery,
-}
-
-/// Which first-of-a-kind warnings were logged.
-#[derive(Debug, Default)]
-pub(super) struct Warned {
-    pub(super) damage: bool,
-    pub(super) cap: bool,
-    pub(super) io: bool,
+    ledger: Ledger,
+    writer: Writer,
+    reader: Reader,
+    recovery: Recovery,
+    last_sync: Instant,
 }
 
 impl std::fmt::Debug for Spool {
@@ -90,23 +38,11 @@ impl std::fmt::Debug for Spool {
         f.debug_struct("Spool")
             .field("dir", &self.dir)
             .field("opts", &self.opts)
-            .field("cursor", &self.cursor)
-            .field("read", &self.read)
+            .field("cursor", &self.ledger.cursor)
+            .field("read", &self.reader.position())
             .field("stats", &self.stats())
             .finish_non_exhaustive()
     }
-}
-
-pub(super) fn segment_path(dir: &Path, number: u64) -> PathBuf {
-    dir.join(format!("{number:012}.seg"))
-}
-
-pub(super) fn segment_number(name: &std::ffi::OsStr) -> Option<u64> {
-    let stem = name.to_str()?.strip_suffix(".seg")?;
-    if stem.is_empty() || !stem.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    stem.parse().ok()
 }
 
 impl Spool {
@@ -125,103 +61,23 @@ impl Spool {
     pub fn open(dir: impl AsRef<Path>, opts: SpoolOptions) -> Result<Spool, SpoolError> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        let unusable = |source| SpoolError::Unusable {
-            dir: dir.clone(),
-            source,
-        };
-        crate::private_fs::create_dir_all(&dir).map_err(unusable)?;
-        crate::private_fs::check_private_dir(&dir).map_err(|reason| SpoolError::Refused {
-            dir: dir.clone(),
-            reason,
-        })?;
-        let lock = lock_dir(&dir)?;
-        let _ = fs::remove_file(dir.join(cursor::CURSOR_TMP));
-
-        let mut numbers = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(unusable)? {
-            let entry = entry.map_err(unusable)?;
-            if let Some(n) = segment_number(&entry.file_name()) {
-                numbers.push(n);
-            }
-        }
-        numbers.sort_unstable();
-
-        let status = cursor::read(&dir);
-        let start = match status {
-            CursorStatus::Restored(p) => p,
-            CursorStatus::Absent | CursorStatus::Corrupt => Position::default(),
-        };
-        if status == CursorStatus::Corrupt {
-            tracing::warn!(
-                dir = %dir.display(),
-                "spool cursor file is damaged; replaying from the oldest segment (items may be sent twice)"
-            );
-        }
-
-        let mut segments = BTreeMap::new();
-        let mut dir_unsynced = false;
-        for &n in &numbers {
-            let path = segment_path(&dir, n);
-            if n < start.segment {
-                let _ = fs::remove_file(&path);
-                dir_unsynced = true;
-                continue;
-            }
-            let data = fs::read(&path)?;
-            if data.is_empty() {
-                let _ = fs::remove_file(&path);
-                dir_unsynced = true;
-                continue;
-            }
-            let mut meta = SegMeta {
-                bytes: data.len() as u64,
-                ..SegMeta::default()
-            };
-            for step in scan_segment(&data) {
-                if let Scanned::Record { end, .. } = step {
-                    meta.items += 1;
-                    if n == start.segment && end as u64 <= start.offset {
-                        meta.acked += 1;
-                    }
-                }
-            }
-            segments.insert(n, meta);
-        }
-        let last = numbers.last().copied().unwrap_or(0);
-        let items_to_replay = segments.values().map(|m| m.items - m.acked).sum();
+        let lock = claim_dir(&dir)?;
+        let (status, start) = cursor::restore(&dir);
+        let (ledger, highest) = Ledger::scan(&dir, opts.max_bytes, start)?;
         let recovery = Recovery {
             cursor: status,
-            items_to_replay,
-            segments_found: segments.len(),
+            items_to_replay: ledger.stats.pending_items,
+            segments_found: ledger.segments.len(),
         };
         Ok(Spool {
             dir,
             opts,
             _lock: lock,
-            segments,
-            active: None,
-            next_segment: last.max(start.segment) + 1,
-            write_buf: Vec::with_capacity(WRITE_BUFFER_BYTES),
-            buffered_records: 0,
-            unstored: Vec::new(),
-            write_error: None,
-            unsynced_files: Vec::new(),
-            data_unsynced: false,
-            dir_unsynced,
-            cursor_unsynced: false,
-            last_sync: Instant::now(),
-            cursor: start,
-            read: start,
-            handed_out: VecDeque::new(),
-            acked_ahead: BTreeSet::new(),
-            read_buf: ReadBuf::default(),
-            damage_counted_until: start,
-            stats: SpoolStats {
-                pending_items: items_to_replay,
-                ..SpoolStats::default()
-            },
-            warned: Warned::default(),
+            ledger,
+            writer: Writer::new(highest.max(start.segment) + 1),
+            reader: Reader::new(start),
             recovery,
+            last_sync: Instant::now(),
         })
     }
 
@@ -242,26 +98,213 @@ impl Spool {
 
     /// Live counters.
     pub fn stats(&self) -> SpoolStats {
-        SpoolStats {
-            bytes_on_disk: self.total_bytes(),
-            segments: self.segments.len(),
-            ..self.stats
-        }
+        self.ledger.stats()
     }
 
     /// The acknowledgement cursor: everything before it has been delivered.
     pub fn ack_position(&self) -> Position {
-        self.cursor
+        self.ledger.cursor
     }
 
-    pub(super) fn total_bytes(&self) -> u64 {
-        self.segments.values().map(|m| m.bytes).sum()
+    /// Appends one item. See [`Spool::append_parts`].
+    pub fn append(&mut self, item: &SpoolItem) -> Result<(), SpoolError> {
+        self.append_parts(item.id, item.created_ms, &item.bytes)
+    }
+
+    /// Appends one item from its parts, without an intermediate [`SpoolItem`].
+    ///
+    /// Never blocks on a sync: the record goes into a 64 KiB in-memory buffer that is written to
+    /// the file when the next record would not fit and on [`maybe_sync`](Self::maybe_sync),
+    /// [`sync`](Self::sync) and [`read_batch`](Self::read_batch). When the record would take
+    /// the spool past `max_bytes`, the oldest segments are deleted first (counted in
+    /// [`dropped_by_cap`](super::SpoolStats::dropped_by_cap)); the new item is never the one
+    /// dropped.
+    ///
+    /// Errors: [`SpoolError::ItemTooLarge`], [`SpoolError::Io`]: this item is not stored. When
+    /// writing the buffer out fails (disk full, I/O error), whatever was still buffered is not
+    /// stored either: it is counted in
+    /// [`write_failed_items`](super::SpoolStats::write_failed_items) and handed back by
+    /// [`take_unstored`](Self::take_unstored), so the caller can keep it in memory.
+    pub fn append_parts(
+        &mut self,
+        id: Uuid,
+        created_ms: u64,
+        bytes: &[u8],
+    ) -> Result<(), SpoolError> {
+        let size = record_len(bytes.len());
+        let limit = (HEADER_LEN + MAX_PAYLOAD_LEN).min(self.opts.max_bytes as usize);
+        if size > limit || ITEM_PREFIX_LEN + bytes.len() > MAX_PAYLOAD_LEN {
+            return Err(SpoolError::ItemTooLarge { size, limit });
+        }
+        self.writer
+            .rotate_for(&mut self.ledger, size as u64, self.opts.segment_bytes)?;
+        self.make_room(size as u64)?;
+        self.writer
+            .push(&mut self.ledger, &id, created_ms, bytes, size)?;
+        self.reader.appended();
+        Ok(())
+    }
+
+    /// Deletes the oldest segments until `size` more bytes fit under the cap: the ledger counts
+    /// the loss and moves the cursor, the reader forgets what it handed out of them.
+    fn make_room(&mut self, size: u64) -> Result<(), SpoolError> {
+        while self.ledger.total_bytes() + size > self.opts.max_bytes {
+            let Some(&oldest) = self.ledger.segments.keys().next() else {
+                break;
+            };
+            if self.writer.active_segment() == Some(oldest) {
+                self.writer.seal(&mut self.ledger)?;
+            }
+            let lost = self.ledger.drop_by_cap(oldest);
+            self.reader.segment_dropped(oldest, lost);
+        }
+        Ok(())
+    }
+
+    /// Items that [`append`](Self::append) accepted into its buffer but that could not be
+    /// written to the file afterwards (disk full, I/O error), oldest first, with their ids,
+    /// times and bytes. The spool no longer holds them: the caller keeps them (in memory) or
+    /// counts them as dropped. Empty when nothing failed.
+    pub fn take_unstored(&mut self) -> Vec<SpoolItem> {
+        self.writer.take_unstored()
+    }
+
+    /// The error of the last failed write of appended items (e.g. "No space left on device").
+    pub fn last_write_error(&self) -> Option<&str> {
+        self.writer.last_error()
+    }
+
+    /// Reads up to `max_items` items forward from the read position, stopping early once their
+    /// bytes reach `max_bytes` (at least one item is returned when any is pending, however big).
+    ///
+    /// Each item comes with the [`Position`] just past its record: pass the last one to
+    /// [`ack`](Self::ack) once the batch is delivered (or counted as dropped). The read position
+    /// starts at the ack cursor when the spool opens (that is the replay), moves forward with
+    /// every call, and goes back to the cursor on [`rewind`](Self::rewind). Damaged records are
+    /// skipped and counted. An empty result means nothing is pending past the read position.
+    pub fn read_batch(
+        &mut self,
+        max_items: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<(Position, SpoolItem)>, SpoolError> {
+        // Counted inside; whatever reached the file is still readable.
+        let _ = self.writer.flush(&mut self.ledger);
+        let active = self.writer.active_segment();
+        self.reader
+            .read_batch(&mut self.ledger, active, max_items, max_bytes)
+    }
+
+    /// Moves the read position back to the ack cursor, so the next
+    /// [`read_batch`](Self::read_batch) re-reads everything not yet acknowledged (e.g. after a
+    /// failed send).
+    pub fn rewind(&mut self) {
+        self.reader.rewind(self.ledger.cursor);
+    }
+
+    /// Acknowledges every handed-out item whose position is at most `up_to` (pass the position
+    /// of the last item of a delivered batch): the cursor moves just past the last of them
+    /// (never backwards, never past what `read_batch` handed out, always onto a record
+    /// boundary), the cursor file is replaced atomically (fsynced at the next sync), and fully
+    /// acknowledged segments are deleted. Ack after a 2xx, or after the engine dropped and
+    /// counted the items. Nothing to acknowledge is a no-op.
+    pub fn ack(&mut self, up_to: Position) -> Result<(), SpoolError> {
+        let active = self.writer.active_segment();
+        self.reader.ack(&mut self.ledger, active, up_to)
+    }
+
+    /// Acknowledges exactly the handed-out items at `positions` (each the position
+    /// [`read_batch`](Self::read_batch) returned with it), in any order.
+    ///
+    /// Unlike [`ack`](Self::ack), this never covers an item it was not given: the cursor moves
+    /// only over the gap-free run of acknowledged items from the oldest one handed out. An item
+    /// acknowledged while an earlier one is still outstanding (e.g. an expired item dropped
+    /// while a fresher, earlier one is still being sent) is remembered and covered once every
+    /// earlier item is acknowledged too; until then a restart replays it (a duplicate, never a
+    /// loss). Positions not handed out (or already acknowledged) are ignored.
+    pub fn ack_items(
+        &mut self,
+        positions: impl IntoIterator<Item = Position>,
+    ) -> Result<(), SpoolError> {
+        let active = self.writer.active_segment();
+        self.reader.ack_items(&mut self.ledger, active, positions)
+    }
+
+    /// Like [`ack_items`](Self::ack_items), for the handed-out items with these ids (ids not
+    /// handed out, or already acknowledged, are ignored). Returns how many were acknowledged;
+    /// an error (the cursor file could not be replaced) means some were.
+    pub(crate) fn ack_ids(
+        &mut self,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<usize, SpoolError> {
+        let active = self.writer.active_segment();
+        self.reader.ack_ids(&mut self.ledger, active, ids)
+    }
+
+    /// Acknowledges everything handed out so far.
+    pub(crate) fn ack_all_read(&mut self) -> Result<(), SpoolError> {
+        let active = self.writer.active_segment();
+        self.reader.ack_all(&mut self.ledger, active)
+    }
+
+    /// Items stored and not yet handed out by [`read_batch`](Self::read_batch) (zero once it
+    /// has read to the end of what is written, and after a failed read until the next append).
+    pub(crate) fn unread_items(&self) -> u64 {
+        self.reader.unread(&self.ledger)
+    }
+
+    /// What the cap deleted since the last call: how many unacknowledged items, and which of
+    /// them had been handed out.
+    pub(crate) fn take_cap_losses(&mut self) -> CapLosses {
+        self.reader.take_cap_losses()
+    }
+
+    /// Writes buffered appends to the file, then fsyncs if `sync_interval` has passed since the
+    /// last fsync and anything changed. Call it after each batch of appends or acks and on a
+    /// timer: the write-out bounds what a process kill can lose, the fsync what power loss can.
+    pub fn maybe_sync(&mut self, now: Instant) -> Result<(), SpoolError> {
+        self.writer.flush(&mut self.ledger)?;
+        let dirty =
+            self.writer.is_dirty() || self.ledger.cursor_unsynced || self.ledger.dir_unsynced;
+        if dirty && now.saturating_duration_since(self.last_sync) >= self.opts.sync_interval {
+            self.sync()?;
+        }
+        Ok(())
+    }
+
+    /// Makes everything durable now: buffered appends are written and fsynced, new and deleted
+    /// segment files are made durable in the directory, and the cursor is rewritten with an
+    /// fsync. Call it on flush and shutdown.
+    pub fn sync(&mut self) -> Result<(), SpoolError> {
+        self.writer.flush(&mut self.ledger)?;
+        let result = self
+            .writer
+            .sync_data()
+            .and_then(|()| self.ledger.sync_cursor_and_dir());
+        if result.is_err() {
+            self.ledger.count_io_error("fsync");
+        } else {
+            self.last_sync = Instant::now();
+        }
+        result.map_err(SpoolError::from)
+    }
+
+    /// Counts into this spool what adopting `pid-<pid>` directories did (see `adopt.rs`): the
+    /// directories and records moved, the damage skipped in them and the records too large for
+    /// this spool's cap; the items to replay then include the adopted ones.
+    pub(super) fn count_adoption(&mut self, adopted: AdoptionCounts) {
+        let stats = &mut self.ledger.stats;
+        stats.adopted_dirs += adopted.dirs;
+        stats.adopted_items += adopted.items;
+        stats.corrupt_regions_skipped += adopted.damaged_regions;
+        stats.corrupt_bytes_skipped += adopted.damaged_bytes;
+        stats.dropped_by_cap += adopted.too_large;
+        self.recovery.items_to_replay = stats.pending_items;
     }
 }
 
 impl Drop for Spool {
     /// Writes buffered appends to the file (no fsync: call [`Spool::sync`] for that).
     fn drop(&mut self) {
-        let _ = self.flush_writes();
+        let _ = self.writer.flush(&mut self.ledger);
     }
 }

@@ -43,3 +43,17 @@ pub struct Recovery {
     /// Segment files kept (not yet fully acknowledged).
     pub segments_found: usize,
 }
+
+/// What adoption adds to a spool's counters (`Spool::count_adoption`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct AdoptionCounts {
+    /// Directories whose records were moved and that were then removed.
+    pub(super) dirs: u64,
+    /// Records moved.
+    pub(super) items: u64,
+    /// Damaged stretches skipped in them, and their bytes.
+    pub(super) damaged_regions: u64,
+    pub(super) damaged_bytes: u64,
+    /// Records larger than the adopting spool accepts (counted as dropped by the cap).
+    pub(super) too_large: u64,
+}

@@ -2,6 +2,7 @@
 
 use serde_json::Value;
 
+use super::schemas::{check, Definition};
 use super::{bad, Accepted, Rejection, DATADOG_MAX_BODY_BYTES, DATADOG_MAX_ITEMS};
 
 /// Checks the Datadog API key header, before the body is looked at.
@@ -16,8 +17,10 @@ pub fn datadog_auth(api_key: Option<&str>) -> Result<(), Rejection> {
 }
 
 /// Validates a Datadog logs-intake body (uncompressed length `len`): an array of at most
-/// [`DATADOG_MAX_ITEMS`] items (a single object counts as one), each with a string `message`.
+/// [`DATADOG_MAX_ITEMS`] items (a single object counts as one), each with a `message` valid
+/// against the published `datadog-item.v1.json` (a non-empty string).
 pub fn datadog_batch(len: usize, body: &Value) -> Result<Vec<Accepted>, Rejection> {
+    // Size and count limits are the intake's, and are about the request, not an item.
     if len > DATADOG_MAX_BODY_BYTES {
         return Err(Rejection::new(
             413,
@@ -42,12 +45,14 @@ pub fn datadog_batch(len: usize, body: &Value) -> Result<Vec<Accepted>, Rejectio
         .into_iter()
         .enumerate()
         .map(|(i, item)| {
+            // Not Datadog's rule but ours: our items always carry the event name there.
             let message = item
                 .get("message")
-                .and_then(Value::as_str)
                 .ok_or_else(|| bad(format!("item {i}: missing string `message`")))?;
+            check(Definition::DatadogMessage, message)
+                .map_err(|why| bad(format!("item {i}: `message`: {why}")))?;
             Ok(Accepted {
-                name: message.to_string(),
+                name: message.as_str().unwrap_or_default().to_string(),
                 id: item.get("id").and_then(Value::as_str).map(str::to_string),
                 body: item.clone(),
             })

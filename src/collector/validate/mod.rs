@@ -22,12 +22,23 @@
 //! intake itself answers a missing or invalid `DD-API-KEY` with 403 (`"API key is missing or
 //! invalid"`, as Datadog's own logstash plugin tests expect); we answer 403, which every client
 //! treats as a non-retryable auth failure either way. Datadog does not require `message`; we do,
-//! because our items always carry the event name there.
+//! because our items always carry the event name there, and check it against its published
+//! definition in `docs/schema/datadog-item.v1.json` (a non-empty string).
 //!
-//! **Relay** (`POST /relay`): our own contract (DESIGN section 4): an array of
-//! `desktop.telemetry` messages, each with a non-empty `event`, a `trace` with
-//! `schemaVersion == "1"`, an ISO-8601 `timestamp` and a non-empty `computeTargetId`, an optional
-//! `diagnostics` object and a UUID `id`; with a configured token, `Authorization: Bearer <token>`.
+//! **Relay** (`POST /relay`): our own contract, so the published schema is the rule: an array of
+//! messages, each valid against `docs/schema/relay-message.v1.json` (embedded as
+//! [`crate::schema::RELAY_MESSAGE_V1`] and checked with the `boon` JSON Schema crate), whose
+//! `trace.timestamp` is also a real calendar date; with a configured token,
+//! `Authorization: Bearer <token>`.
+//!
+//! What stays in code, and why:
+//! - PostHog's checks: they are PostHog's capture rules, which accept more than the body we
+//!   publish (any UUID form, a numeric `distinct_id`, per-event keys, a bare array).
+//! - Datadog's size, count and key checks: they are the intake's, about the request, not an
+//!   item. The intake requires no field, so of our published item only `message` is checked.
+//! - The timestamp's calendar: a schema pattern can check its shape only.
+//! - Body size limits, authentication and status codes: a schema describes a body, not a
+//!   request.
 
 use serde_json::Value;
 
@@ -36,6 +47,7 @@ use super::received::Stream;
 mod datadog;
 mod posthog;
 mod relay;
+mod schemas;
 
 pub use datadog::{datadog_auth, datadog_batch};
 pub use posthog::posthog_batch;

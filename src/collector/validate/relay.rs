@@ -2,7 +2,8 @@
 
 use serde_json::Value;
 
-use super::{bad, is_uuid, non_empty_str, Accepted, Rejection};
+use super::schemas::{check, Definition};
+use super::{bad, Accepted, Rejection};
 
 /// Checks the relay's bearer token: with `expected` set, `authorization` must be exactly
 /// `Bearer <expected>` (401 otherwise); without it, anything passes.
@@ -20,7 +21,8 @@ pub fn relay_auth(expected: Option<&str>, authorization: Option<&str>) -> Result
     }
 }
 
-/// Validates a relay body: a JSON array of `desktop.telemetry` messages (see the module docs).
+/// Validates a relay body: a JSON array of `desktop.telemetry` messages, each valid against the
+/// published `relay-message.v1.json` (see the module docs).
 pub fn relay_batch(body: &Value) -> Result<Vec<Accepted>, Rejection> {
     let Some(messages) = body.as_array() else {
         return Err(bad("body must be a JSON array of messages"));
@@ -33,94 +35,31 @@ pub fn relay_batch(body: &Value) -> Result<Vec<Accepted>, Rejection> {
 }
 
 fn relay_message(m: &Value) -> Result<Accepted, String> {
-    let obj = m.as_object().ok_or("not an object")?;
-    if obj.get("type").and_then(Value::as_str) != Some("desktop.telemetry") {
-        return Err(r#"`type` must be "desktop.telemetry""#.into());
+    check(Definition::RelayMessage, m)?;
+    // The schema's pattern checks the timestamp's shape; the calendar (month 13, 25:00) is
+    // beyond a regular expression.
+    let timestamp = m["trace"]["timestamp"].as_str().unwrap_or_default();
+    if !is_iso8601(timestamp) {
+        return Err(format!(
+            "/trace/timestamp: {timestamp:?} is not a date and time"
+        ));
     }
-    let event = non_empty_str(obj.get("event")).ok_or("`event` must be a non-empty string")?;
-    let trace = obj
-        .get("trace")
-        .and_then(Value::as_object)
-        .ok_or("`trace` must be an object")?;
-    match trace.get("schemaVersion") {
-        Some(Value::String(v)) if v == "1" => {}
-        other => {
-            return Err(format!(
-                r#"`trace.schemaVersion` must be "1", got {other:?}"#
-            ))
-        }
-    }
-    match trace.get("timestamp").and_then(Value::as_str) {
-        Some(ts) if is_iso8601(ts) => {}
-        other => return Err(format!("`trace.timestamp` must be ISO-8601, got {other:?}")),
-    }
-    non_empty_str(trace.get("computeTargetId"))
-        .ok_or("`trace.computeTargetId` must be a non-empty string")?;
-    if obj.get("diagnostics").is_some_and(|d| !d.is_object()) {
-        return Err("`diagnostics` must be an object".into());
-    }
-    let id = match obj.get("id").and_then(Value::as_str) {
-        Some(id) if is_uuid(id) => id,
-        other => return Err(format!("`id` must be a UUID, got {other:?}")),
-    };
+    let text = |key: &str| m[key].as_str().unwrap_or_default().to_string();
     Ok(Accepted {
-        name: event.to_string(),
-        id: Some(id.to_string()),
+        name: text("event"),
+        id: Some(text("id")),
         body: m.clone(),
     })
 }
 
 /// Whether `s` is an ISO-8601 / RFC 3339 date-time: `YYYY-MM-DDTHH:MM:SS[.fraction]` followed by
-/// `Z` or `±HH:MM`.
+/// `Z` or an offset, on a real calendar date.
 pub fn is_iso8601(s: &str) -> bool {
-    let b = s.as_bytes();
-    let num = |from: usize, len: usize| -> Option<u32> {
-        let part = b.get(from..from + len)?;
-        part.iter()
-            .all(u8::is_ascii_digit)
-            .then(|| part.iter().fold(0, |n, d| n * 10 + u32::from(d - b'0')))
-    };
-    let at = |i: usize, c: u8| b.get(i) == Some(&c);
-    let (Some(_), Some(mo), Some(d), Some(h), Some(mi), Some(sec)) = (
-        num(0, 4),
-        num(5, 2),
-        num(8, 2),
-        num(11, 2),
-        num(14, 2),
-        num(17, 2),
-    ) else {
-        return false;
-    };
-    if !(at(4, b'-')
-        && at(7, b'-')
-        && (at(10, b'T') || at(10, b't'))
-        && at(13, b':')
-        && at(16, b':'))
-    {
-        return false;
-    }
-    if !((1..=12).contains(&mo) && (1..=31).contains(&d) && h < 24 && mi < 60 && sec <= 60) {
-        return false;
-    }
-    let mut i = 19;
-    if at(i, b'.') {
-        i += 1;
-        let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
-        if digits == 0 {
-            return false;
-        }
-        i += digits;
-    }
-    match b.get(i) {
-        Some(b'Z' | b'z') => i + 1 == b.len(),
-        Some(b'+' | b'-') => {
-            i + 6 == b.len()
-                && at(i + 3, b':')
-                && num(i + 1, 2).is_some_and(|h| h < 24)
-                && num(i + 4, 2).is_some_and(|m| m < 60)
-        }
-        _ => false,
-    }
+    // jiff also reads a space between date and time (RFC 3339 allows it); ISO 8601 does not.
+    s.as_bytes()
+        .get(10)
+        .is_some_and(|b| b.eq_ignore_ascii_case(&b'T'))
+        && s.parse::<jiff::Timestamp>().is_ok()
 }
 
 #[cfg(test)]
@@ -186,6 +125,7 @@ mod tests {
             "2026-11-25T09:14:03.Z",
             "2026-11-25 09:14:03Z",
             "2026-11-25T09:14:03Zjunk",
+            "2026-02-30T09:14:03Z",
         ] {
             assert!(!is_iso8601(bad), "{bad}");
         }
