@@ -86,7 +86,7 @@ impl TelemetryBuilder {
         }
     }
 
-    /// Applies the environment variables of DESIGN section 5 that are set.
+    /// Applies the environment variables that are set (`docs/ARCHITECTURE.md`, "Configuration").
     pub fn from_env(self) -> Result<Self, InitError> {
         let env = EnvConfig::from_env()?;
         Ok(self.merge_env(env))

@@ -384,5 +384,4 @@ fn door_route(record: &SdkLogRecord) -> Option<Option<&'static CatalogueEntry>> 
 }
 
 #[cfg(test)]
-#[path = "handoff_tests.rs"]
 mod tests;

@@ -1,4 +1,4 @@
-//! The event catalogue (DESIGN section 3) as one data table.
+//! The event catalogue (`docs/ARCHITECTURE.md`, "The event catalogue") as one data table.
 //!
 //! Application code emits the dot name (`event = "job.completed"`). Each row says where that
 //! event goes: the relay/Datadog diagnostics stream (`desktop.telemetry`), PostHog product
@@ -60,7 +60,7 @@ const fn row(
 
 use DatadogStatus::{Error, Info, Warn};
 
-/// Every event the library knows, in DESIGN order.
+/// Every event the library knows, in the product's order (`docs/ARCHITECTURE.md`).
 pub const CATALOGUE: &[CatalogueEntry] = &[
     row(
         "command.initiated",

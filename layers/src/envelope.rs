@@ -1,4 +1,4 @@
-//! The envelope every event carries (DESIGN section 2), as serde types.
+//! The envelope every event carries (`docs/ARCHITECTURE.md`, "The envelope"), as serde types.
 //!
 //! Keys are camelCase and absent values are omitted, never `null`:
 //!

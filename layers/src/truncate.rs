@@ -1,6 +1,6 @@
 //! UTF-8-safe truncation of oversized strings.
 
-/// The bound on `logTail` / `stderrTail`, in bytes (DESIGN section 2).
+/// The bound on `logTail` / `stderrTail`, in bytes (`docs/ARCHITECTURE.md`, "The envelope").
 pub const TAIL_MAX_BYTES: usize = 4096;
 
 /// The bound on any other string field, in bytes. Longer values keep their start.

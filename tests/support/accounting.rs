@@ -1,25 +1,15 @@
-//! The accounting invariant, asserted the same way by every test that has the stats at hand.
+//! The accounting invariant: the exporters' tests' version (one engine's counters), plus the
+//! facade's `TelemetryStats`.
 
 #![allow(dead_code)]
 
 use closedloop_telemetry::TelemetryStats;
-use closedloop_telemetry_exporters::delivery::DeliveryStatsSnapshot;
 
-/// What a test can check the invariant on: one engine's counters, or the facade's.
-pub trait Accounted {
-    /// Asserts the invariant; `what` names the caller in the failure message.
-    fn check(&self, what: &str);
-}
+#[path = "../../exporters/tests/support/accounting.rs"]
+mod engine;
 
-impl Accounted for DeliveryStatsSnapshot {
-    fn check(&self, what: &str) {
-        assert_eq!(
-            self.routed + self.replayed,
-            self.sent + self.dropped.total() + self.queued,
-            "{what}: routed + replayed = sent + dropped.total() + queued must hold: {self:?}"
-        );
-    }
-}
+#[allow(unused_imports)] // not every test binary asserts accounting
+pub use engine::{assert_accounting, Accounted};
 
 impl Accounted for TelemetryStats {
     fn check(&self, what: &str) {
@@ -32,18 +22,4 @@ impl Accounted for TelemetryStats {
             s.delivery.check(&format!("{what} ({:?})", s.kind));
         }
     }
-}
-
-impl<T: Accounted> Accounted for &T {
-    fn check(&self, what: &str) {
-        (**self).check(what)
-    }
-}
-
-/// Asserts `routed + replayed = sent + dropped.total() + queued` for every stream (see
-/// docs/RELIABILITY.md, "Accounting"), and for the facade that its `routed` per stream is the
-/// engine's. Call it at the end of every fault, spool and consent test.
-#[track_caller]
-pub fn assert_accounting(stats: impl Accounted) {
-    stats.check(&format!("{}", std::panic::Location::caller()));
 }

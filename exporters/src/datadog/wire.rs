@@ -1,4 +1,4 @@
-//! The Datadog logs intake wire format (DESIGN section 4, "Direct Datadog logs intake"), used
+//! The Datadog logs intake wire format (`docs/ARCHITECTURE.md`, "Wire formats"), used
 //! for the diagnostics stream when there is no relay.
 //!
 //! `POST https://http-intake.logs.{DD_SITE}/api/v2/logs` ([`intake_url`]) with the API key in

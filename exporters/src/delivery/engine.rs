@@ -333,3 +333,6 @@ impl Delivery {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -103,9 +103,6 @@ pub mod tap;
 mod transport;
 mod worker;
 
-#[cfg(test)]
-mod engine_tests;
-
 pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
 pub use engine::{Delivery, DeliveryReport};
 pub use error::{AlreadyShutdown, BuildError};

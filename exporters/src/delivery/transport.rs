@@ -1,10 +1,11 @@
 //! The seam between the engine and the network: one request body in, one outcome out.
 //!
-//! [`HttpTransport`](super::HttpTransport) POSTs over reqwest. The relay will add a channel
-//! transport that hands the body to the app's own relay connection and waits for its
-//! acknowledgement; it reports a lost connection as [`TransportError::Unavailable`], a batch
-//! the app refuses for good as [`TransportError::Rejected`], and the app calls
-//! [`Delivery::wake`](super::Delivery::wake) when it is back.
+//! [`HttpTransport`](super::HttpTransport) POSTs over reqwest. The relay's channel transport
+//! ([`RelayConnection`](crate::relay::RelayConnection), `relay/channel.rs`) hands the body to
+//! the app's own relay connection and waits for its acknowledgement; it reports a lost
+//! connection as [`TransportError::Unavailable`], a batch the app refuses for good as
+//! [`TransportError::Rejected`], and calls [`Delivery::wake`](super::Delivery::wake) when the
+//! app reports the connection back.
 
 use std::future::Future;
 use std::pin::Pin;

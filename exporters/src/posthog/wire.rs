@@ -1,5 +1,5 @@
-//! The PostHog wire format (DESIGN section 4): one event to a JSON object, a batch to a
-//! `/batch/` request body. Pure functions, tested below.
+//! The PostHog wire format (`docs/ARCHITECTURE.md`, "Wire formats"): one event to a JSON object, a
+//! batch to a `/batch/` request body. Pure functions, tested below.
 //!
 //! ```json
 //! {"api_key": "<key>",
@@ -218,5 +218,4 @@ impl Framer {
 }
 
 #[cfg(test)]
-#[path = "wire_tests.rs"]
 mod tests;

@@ -1,5 +1,5 @@
-//! The relay wire format (DESIGN section 4, "Relay"): `desktop.telemetry` messages, framed as a
-//! JSON array, at most [`MAX_ITEMS`] messages and [`MAX_BODY_BYTES`] a request.
+//! The relay wire format (`docs/ARCHITECTURE.md`, "Wire formats"): `desktop.telemetry` messages,
+//! framed as a JSON array, at most [`MAX_ITEMS`] messages and [`MAX_BODY_BYTES`] a request.
 //!
 //! ```json
 //! [{"type": "desktop.telemetry", "event": "connection.established",

@@ -1,5 +1,5 @@
-//! The local activity log (DESIGN section 6): a bounded, in-memory record of REQUEST and SECURITY
-//! entries for the app's own UI.
+//! The local activity log (`docs/ARCHITECTURE.md`, "The activity log"): a bounded, in-memory record
+//! of REQUEST and SECURITY entries for the app's own UI.
 //!
 //! Nothing here is ever sent upstream. [`ActivityLayer`] only writes into an [`ActivityLogStore`];
 //! the [`TelemetryLayer`](crate::TelemetryLayer) skips every event that carries an `activity`

@@ -1,17 +1,15 @@
 //! Direct Datadog intake end to end against a loopback server: item shape, status table,
 //! splitting at 1000 items and 5 MB, 18 h expiry.
 
-mod support;
-
 use std::time::{Duration, SystemTime};
 
+use crate::support::server::{Reply, TestServer};
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
 use closedloop_telemetry_exporters::StreamExporter;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
-use support::server::{Reply, TestServer};
 
 const WAIT: Duration = Duration::from_secs(8);
 
@@ -49,7 +47,7 @@ fn event(name: &str, time: SystemTime) -> Event {
     }
 }
 
-fn items(req: &support::server::Request) -> Vec<serde_json::Value> {
+fn items(req: &crate::support::server::Request) -> Vec<serde_json::Value> {
     req.json().as_array().unwrap().clone()
 }
 

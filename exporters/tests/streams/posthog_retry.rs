@@ -1,17 +1,14 @@
 //! PostHog status handling end to end: retries, Retry-After, rejects, 413 splits, dead and slow
 //! servers, and bounded shutdown.
 
-mod posthog_common;
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::posthog_common::*;
+use crate::support::server::{Reply, TestServer};
 use opentelemetry::logs::{LogRecord, Logger, LoggerProvider};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::error::OTelSdkError;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
-use posthog_common::*;
-use support::server::{Reply, TestServer};
 
 #[test]
 fn a_503_is_retried_with_the_same_uuids() {

@@ -153,13 +153,3 @@ fn custom_events_keep_their_name() {
     assert_eq!(ev.name, "plugin.loaded");
     assert!(ev.entry.is_none());
 }
-
-#[test]
-fn readme_catalogue_table_matches_the_code() {
-    let readme = include_str!("../README.md");
-    let table = closedloop_telemetry_layers::catalogue::markdown_table();
-    assert!(
-        readme.contains(&table),
-        "README.md's catalogue table is out of date; regenerate it from catalogue::markdown_table():\n{table}"
-    );
-}

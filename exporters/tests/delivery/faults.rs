@@ -7,14 +7,17 @@
 //! builder with the default retry policy; only the clocks are shortened, by the test-only
 //! `DeliveryOptions::with_test_clock_divisor`.
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::accounting::assert_accounting;
+use crate::support::logs::captured_logs;
+use crate::support::process::{status_kib, KillOnDrop, TempDir};
+use crate::support::server::{Reply, Request, TestServer};
+use crate::support::tagged::{config, event, start, STREAM};
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryOptions, SpoolConfig};
@@ -23,11 +26,6 @@ use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::spool::SpoolOptions;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
-use support::accounting::assert_accounting;
-use support::logs::captured_logs;
-use support::process::{status_kib, KillOnDrop, TempDir};
-use support::server::{Reply, Request, TestServer};
-use support::tagged::{config, event, start, STREAM};
 
 const WAIT: Duration = Duration::from_secs(8);
 
@@ -307,7 +305,7 @@ fn sigkill_mid_stream_loses_at_most_the_last_sync_interval() {
     let tmp = TempDir::new("sigkill");
     let url = dead_base();
     let mut child = KillOnDrop::spawn_test(
-        "child_emits_until_killed",
+        "faults::child_emits_until_killed",
         &[
             (CHILD_DIR, tmp.path().as_os_str()),
             (CHILD_URL, url.as_ref()),

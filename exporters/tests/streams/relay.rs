@@ -1,18 +1,16 @@
 //! The relay exporter end to end against a loopback server: wire shape, auth, cadence,
 //! splitting, retries with stable ids, 401 handling, redaction, and the channel transport.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::support::server::{Reply, TestServer};
 use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
 use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilder};
 use closedloop_telemetry_exporters::StreamExporter;
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
-use support::server::{Reply, TestServer};
 use tracing::{info, Dispatch};
 use tracing_subscriber::prelude::*;
 
@@ -68,7 +66,7 @@ fn http(server: &TestServer) -> RelayExporterBuilder {
     RelayExporterBuilder::default().url(server.url("/relay"))
 }
 
-fn messages(req: &support::server::Request) -> Vec<serde_json::Value> {
+fn messages(req: &crate::support::server::Request) -> Vec<serde_json::Value> {
     req.json().as_array().expect("a JSON array").clone()
 }
 

@@ -3,6 +3,7 @@
 //! rejected. The server must receive exactly the app's events, and the counts must stay fixed.
 //! (Alone in its file: it installs a global subscriber.)
 
+#[path = "streams/posthog_common.rs"]
 mod posthog_common;
 mod support;
 

@@ -1,12 +1,9 @@
 //! PostHog wire rules end to end: body shape, gzip, routing, validation, batching and timer.
 
-mod posthog_common;
-mod support;
-
 use std::time::{Duration, Instant};
 
-use posthog_common::*;
-use support::server::TestServer;
+use crate::posthog_common::*;
+use crate::support::server::TestServer;
 
 #[test]
 fn body_has_the_exact_posthog_shape() {

@@ -1,5 +1,5 @@
-//! The engine with a non-HTTP stream and an in-process transport (the shape a relay channel
-//! transport will have): generic plumbing, expiry, and the JSON-array framing.
+//! The engine with a non-HTTP stream and an in-process transport (the shape of the relay's
+//! channel transport, `relay/channel.rs`): generic plumbing, expiry, and the JSON-array framing.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use closedloop_telemetry_layers::catalogue::{lookup, CatalogueEntry};
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 
-use super::*;
 use crate::decode::Event;
+use crate::delivery::*;
 
 struct Names;
 

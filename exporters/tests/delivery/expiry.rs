@@ -1,19 +1,17 @@
 //! The 18 h expiry on the Datadog-bound streams, with a spool: dropping an expired item never
 //! acknowledges a fresher one still in flight, and the relay stream expires like Datadog.
 
-mod support;
-
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::accounting::assert_accounting;
+use crate::support::process::TempDir;
+use crate::support::server::{Request, TestServer};
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryOptions, DeliveryStatsSnapshot};
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
-use support::accounting::assert_accounting;
-use support::process::TempDir;
-use support::server::{Request, TestServer};
 
 const WAIT: Duration = Duration::from_secs(8);
 const HOUR: Duration = Duration::from_secs(3600);

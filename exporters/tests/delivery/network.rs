@@ -4,11 +4,12 @@
 //! body, response bodies are read to 64 KiB at most, and the relay channel can reject and never
 //! hands a stalled task stale batches.
 
-mod support;
-
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::support::accounting::assert_accounting;
+use crate::support::logs::captured_logs;
+use crate::support::server::{Reply, SilentListener, TestServer};
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{DeliveryOptions, DeliveryStatsSnapshot};
@@ -16,9 +17,6 @@ use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilde
 use closedloop_telemetry_exporters::StreamExporter;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
-use support::accounting::assert_accounting;
-use support::logs::captured_logs;
-use support::server::{Reply, SilentListener, TestServer};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// Every engine clock (backoffs, timeouts, batch delay) runs 100 times faster; the retry

@@ -1,5 +1,5 @@
-//! The activity log (DESIGN section 6): ring, truncation, subscriptions, concurrency, and the
-//! proof that nothing in it reaches the exporters.
+//! The activity log (`docs/ARCHITECTURE.md`, "The activity log"): ring, truncation, subscriptions,
+//! concurrency, and the proof that nothing in it reaches the exporters.
 
 use std::time::Duration;
 

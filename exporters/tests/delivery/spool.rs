@@ -2,23 +2,21 @@
 //! cap, cursor damage, random segment damage (property test), unusable directories, the
 //! one-process-per-directory lock, and the adoption of `pid-<pid>` directories left behind.
 
-mod support;
-
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::support::accounting::assert_accounting;
+use crate::support::process::{KillOnDrop, TempDir};
+use crate::support::server::TestServer;
+use crate::support::tagged;
 use closedloop_telemetry_exporters::delivery::{Delivery, SpoolConfig};
 use closedloop_telemetry_exporters::spool::test_support::{scan_segment, Scanned};
 use closedloop_telemetry_exporters::spool::{
     CursorStatus, Position, Spool, SpoolError, SpoolHandle, SpoolItem, SpoolOptions,
 };
 use proptest::prelude::*;
-use support::accounting::assert_accounting;
-use support::process::{KillOnDrop, TempDir};
-use support::server::TestServer;
-use support::tagged;
 use uuid::Uuid;
 
 /// Item `i`: id and time derived from `i`, `len` bytes of payload.
@@ -510,7 +508,7 @@ fn child_appends_until_killed() {
 fn sigkill_loses_nothing_written_out_and_the_lock_is_per_process() {
     let tmp = TempDir::new("sigkill");
     let mut child = KillOnDrop::spawn_test(
-        "child_appends_until_killed",
+        "spool::child_appends_until_killed",
         &[(CHILD_DIR, tmp.path().as_os_str())],
     );
     let child = &mut child.0;

@@ -2,10 +2,7 @@
 //! a multi-thread runtime; under the SDK's batch processor, its simple processor or its
 //! async-runtime batch processor; and `FlushThrough` makes the provider's `force_flush` deliver.
 
-mod posthog_common;
-mod support;
-
-use posthog_common::*;
+use crate::posthog_common::*;
 
 /// Emits 5 events through `processor`, flushes, and checks they all arrived once.
 fn deliver_five(processor: Processor) {

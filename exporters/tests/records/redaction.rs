@@ -1,4 +1,4 @@
-//! The redaction corpus (`tests/fixtures/redaction_corpus.txt`): realistic log lines with secrets
+//! The redaction corpus (`exporters/tests/fixtures/redaction_corpus.txt`): realistic log lines with secrets
 //! embedded in them. For each line every secret must vanish, the text around it must stay, and
 //! the result must stay valid UTF-8; clean lines must come back unchanged. Property tests check
 //! that redaction never panics and that tails keep their 4096-byte bound on arbitrary input.
@@ -16,7 +16,7 @@ use closedloop_telemetry_layers::truncate::TAIL_MAX_BYTES;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const CORPUS: &str = include_str!("fixtures/redaction_corpus.txt");
+const CORPUS: &str = include_str!("../fixtures/redaction_corpus.txt");
 
 #[derive(Debug, Default)]
 struct Case {

@@ -1,0 +1,13 @@
+//! Each stream end to end against a loopback server through its public builder: PostHog
+//! (wire, retries, runtimes), the relay (HTTP and the channel transport) and Datadog.
+//! `posthog_feedback.rs` is a binary of its own: it installs the process-global subscriber.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod datadog;
+mod posthog_common;
+mod posthog_retry;
+mod posthog_runtime;
+mod posthog_wire;
+mod relay;
