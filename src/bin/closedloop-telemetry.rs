@@ -23,7 +23,14 @@ const MAX_SECONDS: u64 = 365 * 24 * 3600;
 /// Local tools for closedloop-telemetry: a collector, the runbook check, the wire schemas and a
 /// dry-run audit.
 #[derive(Debug, Parser)]
-#[command(name = "closedloop-telemetry", version, arg_required_else_help = true)]
+// `bin_name`: the usage line reads `closedloop-telemetry` on every platform (clap would
+// otherwise take the file name, `closedloop-telemetry.exe` on Windows).
+#[command(
+    name = "closedloop-telemetry",
+    bin_name = "closedloop-telemetry",
+    version,
+    arg_required_else_help = true
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

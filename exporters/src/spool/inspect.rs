@@ -38,11 +38,18 @@ pub fn dir_usage(dir: &Path) -> io::Result<DirUsage> {
 
 /// Deletes `dir` and everything under it, unless a process holds the lock of a spool in it
 /// (then nothing is deleted and the answer is `Ok(false)`). The locks are held while deleting.
+///
+/// On Unix the lock files are unlinked while still held. Where an open file cannot be deleted
+/// (Windows), everything but the lock files goes while they are held; then the locks are
+/// released and closed, and the lock files and directories go.
 pub fn remove_if_unlocked(dir: &Path) -> Result<bool, SpoolError> {
     let mut spools: Vec<PathBuf> = Vec::new();
+    let mut files: Vec<PathBuf> = Vec::new();
     walk(dir, 0, &mut |path, meta| {
         if meta.is_dir() && path.join(LOCK_FILE).is_file() {
             spools.push(path.to_path_buf());
+        } else if !meta.is_dir() && path.file_name() != Some(LOCK_FILE.as_ref()) {
+            files.push(path.to_path_buf());
         }
         Ok(())
     })?;
@@ -54,8 +61,19 @@ pub fn remove_if_unlocked(dir: &Path) -> Result<bool, SpoolError> {
             Err(e) => return Err(e),
         }
     }
-    fs::remove_dir_all(dir)?;
-    drop(held);
+    if cfg!(unix) {
+        fs::remove_dir_all(dir)?;
+        drop(held);
+    } else {
+        for file in &files {
+            match fs::remove_file(file) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        drop(held);
+        fs::remove_dir_all(dir)?;
+    }
     Ok(true)
 }
 

@@ -27,7 +27,8 @@ mod send;
 
 /// The longest server reason text kept in `last_error` and logs.
 const LAST_ERROR_MAX_BYTES: usize = 256;
-/// How many queued commands the worker takes in before it looks at sending again.
+/// How many queued commands the worker takes in before it looks at sending again (it also
+/// stops once it has taken a hand-over queue's worth of events, `queue_capacity`).
 const MAX_COMMANDS_PER_PASS: usize = 1024;
 
 pub(crate) struct Worker {
@@ -169,11 +170,21 @@ impl Worker {
     async fn run(mut self) {
         self.open_spool();
         loop {
-            // Take in what is already waiting before deciding, so batches fill up (bounded,
-            // so a producer that never pauses cannot starve sending).
+            // Take in what is already waiting before deciding, so batches fill up. Bounded in
+            // events too: the hand-over queue refills while the worker takes from it, so a
+            // producer that never pauses would otherwise keep it encoding instead of sending.
+            let mut events = 0;
             for _ in 0..MAX_COMMANDS_PER_PASS {
+                if events >= self.cfg.queue_capacity {
+                    break;
+                }
                 match self.rx.try_recv() {
-                    Ok(cmd) => self.on_command(Some(cmd)),
+                    Ok(cmd) => {
+                        if let Command::Events(e) = &cmd {
+                            events += e.len();
+                        }
+                        self.on_command(Some(cmd));
+                    }
                     Err(TryRecvError::Disconnected) if !self.closed => self.on_command(None),
                     Err(_) => break,
                 }

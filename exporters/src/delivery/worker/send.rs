@@ -100,7 +100,13 @@ impl Worker {
                 .min();
             tokio::select! {
                 result = &mut send => return Some(result.unwrap_or(Err(TransportError::Timeout))),
-                cmd = self.rx.recv(), if !self.closed => self.on_command(cmd),
+                cmd = self.rx.recv(), if !self.closed => {
+                    self.on_command(cmd);
+                    // The connection is driven by this runtime's other tasks and its I/O
+                    // driver: let them run after each command, so a producer that never
+                    // pauses cannot hold the request in flight.
+                    tokio::task::yield_now().await;
+                }
                 _ = sleep_until(deadline) => {
                     let now = Instant::now();
                     self.spool_tick(now);
