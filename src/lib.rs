@@ -55,6 +55,8 @@ mod pipeline;
 mod processor;
 #[cfg(feature = "collector")]
 pub mod schema;
+#[cfg(feature = "collector")]
+mod server_thread;
 mod settings;
 mod sink;
 mod spill;

@@ -2,15 +2,15 @@
 
 use std::collections::BTreeSet;
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::received::{Arrival, Counts, Received, Rejected, Stream};
 use super::recorder::{Recorder, DEFAULT_MAX_KEPT};
 use super::server::{accept_loop, ServerCtx, DATADOG_PATH, RELAY_PATH};
+use crate::server_thread::{bind_loopback, ServerThread};
 
 /// Builder for [`Collector`]. Defaults: bind `127.0.0.1:0` (any free port), no relay token,
 /// keep at most [`DEFAULT_MAX_KEPT`] events.
@@ -65,37 +65,19 @@ impl CollectorBuilder {
 
     /// Binds and starts serving. Fails if the address is not loopback or cannot be bound.
     pub fn start(self) -> io::Result<Collector> {
-        if !self.bind.ip().is_loopback() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("the collector only listens on loopback, not {}", self.bind),
-            ));
-        }
-        let listener = TcpListener::bind(self.bind)?;
-        listener.set_nonblocking(true)?;
-        let addr = listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .enable_time()
-            .build()?;
+        let (listener, addr) = bind_loopback(self.bind, "collector")?;
         let recorder = Arc::new(Recorder::new(self.max_kept));
         let ctx = Arc::new(ServerCtx {
             recorder: recorder.clone(),
             relay_token: self.relay_token,
         });
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-        let thread = std::thread::Builder::new()
-            .name("closedloop-collector".into())
-            .spawn(move || {
-                // The collector may share a process with the telemetry pipeline (the
-                // desktop_client example): nothing it does may be captured as telemetry.
-                let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
-                runtime.block_on(accept_loop(listener, ctx, stop_rx));
-            })?;
+        let server = ServerThread::spawn("closedloop-collector", move |stop| {
+            accept_loop(listener, ctx, stop)
+        })?;
         Ok(Collector {
             addr,
             recorder,
-            worker: Mutex::new(Some((stop_tx, thread))),
+            server,
         })
     }
 }
@@ -115,7 +97,7 @@ impl CollectorBuilder {
 pub struct Collector {
     addr: SocketAddr,
     recorder: Arc<Recorder>,
-    worker: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
+    server: ServerThread,
 }
 
 impl std::fmt::Debug for Collector {
@@ -218,20 +200,6 @@ impl Collector {
 
     /// Stops the server and waits for its thread. Idempotent; also done on drop.
     pub fn shutdown(&self) {
-        let worker = self
-            .worker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some((stop, thread)) = worker {
-            let _ = stop.send(());
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Collector {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.server.shutdown();
     }
 }

@@ -46,16 +46,16 @@ mod server;
 mod state;
 
 use std::io;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
 use closedloop_telemetry_exporters::delivery::{DropReason, SentRing};
 use closedloop_telemetry_layers::activity::ActivityEntry;
 
 pub use collector::serve_collector_view;
 
+use crate::server_thread::{bind_loopback, check_loopback, ServerThread};
 use crate::TelemetryHandle;
 use server::{accept_loop, ViewCtx};
 use state::{History, Source, StreamHealth, ACTIVITY_VIEW_MAX};
@@ -65,7 +65,7 @@ pub struct ViewServer {
     addr: SocketAddr,
     token: String,
     live_opened: Arc<AtomicU64>,
-    worker: Mutex<Option<(tokio::sync::oneshot::Sender<()>, JoinHandle<()>)>>,
+    server: ServerThread,
 }
 
 impl std::fmt::Debug for ViewServer {
@@ -100,21 +100,7 @@ impl ViewServer {
 
     /// Stops the server and waits for its thread. Idempotent; also done on drop.
     pub fn shutdown(&self) {
-        let worker = self
-            .worker
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some((stop, thread)) = worker {
-            let _ = stop.send(());
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for ViewServer {
-    fn drop(&mut self) {
-        self.shutdown();
+        self.server.shutdown();
     }
 }
 
@@ -129,19 +115,7 @@ fn random_token() -> String {
 
 /// Binds `addr` (loopback only) and serves `source` on a thread of its own.
 pub(crate) fn serve(addr: SocketAddr, source: Arc<dyn Source>) -> io::Result<ViewServer> {
-    if !addr.ip().is_loopback() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("the view only listens on loopback (127.0.0.1 or ::1), not {addr}"),
-        ));
-    }
-    let listener = TcpListener::bind(addr)?;
-    listener.set_nonblocking(true)?;
-    let addr = listener.local_addr()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
+    let (listener, addr) = bind_loopback(addr, "view")?;
     let token = random_token();
     let live_opened = Arc::new(AtomicU64::new(0));
     let ctx = Arc::new(ViewCtx {
@@ -152,19 +126,14 @@ pub(crate) fn serve(addr: SocketAddr, source: Arc<dyn Source>) -> io::Result<Vie
         live_opened: live_opened.clone(),
         live_open: Arc::default(),
     });
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-    let thread = std::thread::Builder::new()
-        .name("closedloop-telemetry-view".into())
-        .spawn(move || {
-            // Nothing the view does may become telemetry.
-            let _suppressed = opentelemetry::Context::enter_telemetry_suppressed_scope();
-            runtime.block_on(accept_loop(listener, ctx, stop_rx));
-        })?;
+    let server = ServerThread::spawn("closedloop-telemetry-view", move |stop| {
+        accept_loop(listener, ctx, stop)
+    })?;
     Ok(ViewServer {
         addr,
         token,
         live_opened,
-        worker: Mutex::new(Some((stop_tx, thread))),
+        server,
     })
 }
 
@@ -226,12 +195,8 @@ impl TelemetryHandle {
     /// last [`SENT_RING_CAPACITY`](closedloop_telemetry_exporters::delivery::SENT_RING_CAPACITY) items. Print or open [`ViewServer::url`]; keep the server
     /// alive as long as the page should answer.
     pub fn serve_view(&self, addr: SocketAddr) -> io::Result<ViewServer> {
-        if !addr.ip().is_loopback() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("the view only listens on loopback (127.0.0.1 or ::1), not {addr}"),
-            ));
-        }
+        // Refuse a non-loopback address before attaching anything.
+        check_loopback(addr, "view")?;
         // One ring for every stream: the first engine's, if a view attached one already.
         let mut ring = SentRing::new();
         for sink in self.inner.sinks.iter() {
