@@ -76,7 +76,7 @@ fn event_with_free_text(i: usize) -> Event {
         Some("deadline of 30s exceeded while waiting for the gateway".into());
     e.diagnostics.spawn_meta = json!({
         "argv": ["npm", "test", "--", "--ci"],
-        "cwd": "/home/dev/src/app",
+        "cwd": "/Users/dev/src/app",
         "env": {"CI": "1", "NPM_TOKEN": "npm_0123456789abcdefghij0123456789abcd"},
     })
     .as_object()
