@@ -8,14 +8,13 @@
 mod support;
 
 use std::fs::{self, File};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use closedloop_telemetry::consent::{self, Consent};
 use closedloop_telemetry::identity;
-use closedloop_telemetry_exporters::spool::{
-    Position, Spool, SpoolHandle, SpoolItem, SpoolOptions,
-};
+use closedloop_telemetry_exporters::spool::{Position, Spool, SpoolItem};
 use support::process::TempDir;
+use support::spool_files::{index_of, primary, segment_files, small};
 use uuid::Uuid;
 
 /// Opens `path` for reading the way a program that does not share delete does: on Windows,
@@ -43,26 +42,6 @@ fn item(i: u32) -> SpoolItem {
     )
 }
 
-fn index_of(item: &SpoolItem) -> u32 {
-    u32::from_be_bytes(item.id.as_bytes()[..4].try_into().unwrap())
-}
-
-fn small() -> SpoolOptions {
-    SpoolOptions::default()
-        .with_segment_bytes(1024)
-        .with_max_bytes(1024 * 1024)
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    files.sort();
-    files
-}
-
 /// Reads everything pending; the indices and the position of the last item.
 fn drain(spool: &mut Spool) -> (Vec<u32>, Option<Position>) {
     let mut got = Vec::new();
@@ -74,13 +53,6 @@ fn drain(spool: &mut Spool) -> (Vec<u32>, Option<Position>) {
         }
         last = batch.last().map(|(p, _)| *p);
         got.extend(batch.iter().map(|(_, it)| index_of(it)));
-    }
-}
-
-fn primary(dir: &Path) -> Spool {
-    match Spool::open_or_fallback(dir, small()) {
-        SpoolHandle::Primary(spool) => spool,
-        other => panic!("expected the primary directory, got {other:?}"),
     }
 }
 

@@ -8,6 +8,8 @@ pub mod logs;
 pub mod process;
 #[path = "../../exporters/tests/support/server.rs"]
 pub mod server;
+#[path = "../../exporters/tests/support/spool_files.rs"]
+pub mod spool_files;
 #[path = "../../exporters/tests/support/tagged.rs"]
 pub mod tagged;
 pub mod tmpfs;

@@ -4,12 +4,13 @@
 
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::support::accounting::assert_accounting;
 use crate::support::process::{KillOnDrop, TempDir};
 use crate::support::server::TestServer;
+use crate::support::spool_files::{index_of, primary, segment_files, small};
 use crate::support::tagged;
 use closedloop_telemetry_exporters::delivery::{Delivery, SpoolConfig};
 use closedloop_telemetry_exporters::spool::test_support::{scan_segment, Scanned};
@@ -34,16 +35,6 @@ fn item(i: u32, len: usize) -> SpoolItem {
     )
 }
 
-fn index_of(item: &SpoolItem) -> u32 {
-    u32::from_be_bytes(item.id.as_bytes()[..4].try_into().unwrap())
-}
-
-fn small() -> SpoolOptions {
-    SpoolOptions::default()
-        .with_segment_bytes(1024)
-        .with_max_bytes(1024 * 1024)
-}
-
 /// Reads everything pending, in batches of 7.
 fn drain(spool: &mut Spool) -> Vec<(Position, SpoolItem)> {
     let mut all = Vec::new();
@@ -58,16 +49,6 @@ fn drain(spool: &mut Spool) -> Vec<(Position, SpoolItem)> {
 
 fn indices(items: &[(Position, SpoolItem)]) -> Vec<u32> {
     items.iter().map(|(_, it)| index_of(it)).collect()
-}
-
-fn segment_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
-        .collect();
-    files.sort();
-    files
 }
 
 #[test]
@@ -652,13 +633,6 @@ fn per_process(dir: &Path) -> Spool {
     match Spool::open_or_fallback(dir, small()) {
         SpoolHandle::PerProcess { spool, .. } => spool,
         other => panic!("expected per-process, got {other:?}"),
-    }
-}
-
-fn primary(dir: &Path) -> Spool {
-    match Spool::open_or_fallback(dir, small()) {
-        SpoolHandle::Primary(spool) => spool,
-        other => panic!("expected the primary directory, got {other:?}"),
     }
 }
 

@@ -5,4 +5,5 @@ pub mod accounting;
 pub mod logs;
 pub mod process;
 pub mod server;
+pub mod spool_files;
 pub mod tagged;
