@@ -3,7 +3,7 @@
 //! trace id of the surrounding span reaches the relay message as `trace.otelTraceId`.
 //!
 //! ```sh
-//! cargo run --example existing_setup
+//! cargo run --features collector --example existing_setup
 //! ```
 
 use std::net::SocketAddr;

@@ -34,6 +34,6 @@ pub fn start_ui(collector: &Collector) -> Result<CollectorUi, String> {
     #[cfg(not(feature = "view"))]
     {
         let _ = collector;
-        Err("this build has no view page: rebuild with `--features view`".into())
+        Err("this build has no view page: rebuild with `--features cli,view`".into())
     }
 }

@@ -1,6 +1,6 @@
 //! A scripted desktop session: the "app" part of the `desktop_client` example and the default
-//! session of [`audit`](crate::audit). It only uses `tracing` and the gateway-session handle; it
-//! never touches an exporter. Every catalogue row is emitted at least once, with realistic
+//! session of the `audit` command (feature `cli`). It only uses `tracing` and the
+//! gateway-session handle; it never touches an exporter. Every catalogue row is emitted at least once, with realistic
 //! subprocess output that contains secrets (which verbose mode must redact).
 
 use std::time::Duration;

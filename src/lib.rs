@@ -44,7 +44,7 @@ pub mod collector;
 pub mod collector_ui;
 pub mod config;
 pub mod consent;
-#[cfg(feature = "cli")]
+#[cfg(feature = "collector")]
 pub mod demo;
 mod handle;
 mod handoff;

@@ -2,7 +2,7 @@
 //! the relay (or Datadog) — or, with no stream variables set, to an embedded local collector.
 //!
 //! ```sh
-//! cargo run --example desktop_client
+//! cargo run --features collector --example desktop_client
 //! ```
 //!
 //! It always flushes before it exits (exit code 0) and prints as its last line
