@@ -3,7 +3,7 @@
 //! File `cursor` (24 bytes): magic `CLC1`, segment number (u64 LE), offset (u64 LE), CRC32C of
 //! the first 20 bytes (u32 LE). It is overwritten in place ([`CursorFile`]): no temporary file,
 //! no rename, so making it durable is one `fdatasync` of a file whose size and blocks do not
-//! change (no directory fsync, no inode write). The 24 bytes lie in the file's first sector,
+//! change (no directory fsync once it exists). The 24 bytes lie in the file's first sector,
 //! which disks write whole; a write torn anyway fails the CRC and means a replay from the
 //! oldest segment (duplicates with their ids, never loss).
 
