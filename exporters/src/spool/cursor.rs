@@ -1,10 +1,14 @@
 //! The acknowledgement cursor: where delivery has got to, persisted in a small checksummed file.
 //!
 //! File `cursor` (24 bytes): magic `CLC1`, segment number (u64 LE), offset (u64 LE), CRC32C of
-//! the first 20 bytes (u32 LE). It is replaced atomically: written to `cursor.tmp`, then renamed.
+//! the first 20 bytes (u32 LE). It is overwritten in place ([`CursorFile`]): no temporary file,
+//! no rename, so making it durable is one `fdatasync` of a file whose size and blocks do not
+//! change (no directory fsync once it exists). The 24 bytes lie in the file's first sector,
+//! which disks write whole; a write torn anyway fails the CRC and means a replay from the
+//! oldest segment (duplicates with their ids, never loss).
 
 use std::fs;
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use crc32c::crc32c;
@@ -30,6 +34,8 @@ impl Position {
 }
 
 pub(crate) const CURSOR_FILE: &str = "cursor";
+/// Left by versions that replaced the cursor by renaming a temporary file over it: removed at
+/// open and on adoption.
 pub(crate) const CURSOR_TMP: &str = "cursor.tmp";
 const MAGIC: [u8; 4] = *b"CLC1";
 const LEN: usize = 24;
@@ -100,21 +106,60 @@ pub(crate) fn restore(dir: &Path) -> (CursorStatus, Position) {
     (status, start)
 }
 
-/// Replaces the cursor file atomically (temp file + rename). With `durable`, the temp file is
-/// fsynced before the rename and the directory after it, so the new cursor survives power loss.
-pub(crate) fn write(dir: &Path, p: Position, durable: bool) -> io::Result<()> {
-    let tmp = dir.join(CURSOR_TMP);
-    let mut file = crate::private_fs::create_file(&tmp)?;
-    file.write_all(&encode(p))?;
-    if durable {
-        file.sync_all()?;
+/// The cursor file of an open spool, kept open and overwritten in place.
+#[derive(Debug, Default)]
+pub(crate) struct CursorFile {
+    file: Option<fs::File>,
+}
+
+impl CursorFile {
+    /// Overwrites the cursor file in `dir` with `p` (page cache; [`CursorFile::sync`] makes it
+    /// durable). Returns whether the file had to be created (its directory entry then needs a
+    /// directory fsync). On an error the file is reopened by the next write.
+    pub(crate) fn write(&mut self, dir: &Path, p: Position) -> io::Result<bool> {
+        let mut created = false;
+        if self.file.is_none() {
+            let path = dir.join(CURSOR_FILE);
+            let file = match crate::private_fs::file_options()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(f) => {
+                    created = true;
+                    f
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    let f = fs::OpenOptions::new().write(true).open(&path)?;
+                    // A damaged file of another length would stay damaged after an overwrite.
+                    if f.metadata()?.len() != LEN as u64 {
+                        f.set_len(LEN as u64)?;
+                    }
+                    f
+                }
+                Err(e) => return Err(e),
+            };
+            self.file = Some(file);
+        }
+        let result = match self.file.as_mut() {
+            Some(f) => f
+                .seek(SeekFrom::Start(0))
+                .and_then(|_| f.write_all(&encode(p))),
+            None => Ok(()),
+        };
+        if result.is_err() {
+            self.file = None;
+        }
+        result.map(|()| created)
     }
-    drop(file);
-    fs::rename(&tmp, dir.join(CURSOR_FILE))?;
-    if durable {
-        sync_dir(dir)?;
+
+    /// Makes the last write durable (`fdatasync`).
+    pub(crate) fn sync(&mut self) -> io::Result<()> {
+        match self.file.as_ref() {
+            Some(f) => f.sync_data(),
+            None => Err(io::Error::other("the cursor file is not open")),
+        }
     }
-    Ok(())
 }
 
 /// Fsyncs a directory so that file creations, renames and deletions in it are durable.
@@ -159,6 +204,26 @@ mod tests {
         assert_eq!(decode(&good[..23]), None);
         assert_eq!(decode(&[good.as_slice(), &[0]].concat()), None);
         assert_eq!(decode(&[]), None);
+    }
+
+    #[test]
+    fn the_cursor_is_overwritten_in_place_and_a_file_of_another_length_is_mended() {
+        let dir = std::env::temp_dir().join(format!("cl-cursor-{}", uuid::Uuid::new_v4()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut file = CursorFile::default();
+        assert!(file.write(&dir, Position::new(1, 2)).unwrap(), "created");
+        file.sync().unwrap();
+        assert_eq!(read(&dir), CursorStatus::Restored(Position::new(1, 2)));
+        assert!(!file.write(&dir, Position::new(3, 4)).unwrap());
+        assert_eq!(read(&dir), CursorStatus::Restored(Position::new(3, 4)));
+        drop(file);
+
+        fs::write(dir.join(CURSOR_FILE), [7u8; 40]).unwrap();
+        assert_eq!(read(&dir), CursorStatus::Corrupt);
+        let mut file = CursorFile::default();
+        assert!(!file.write(&dir, Position::new(5, 6)).unwrap());
+        assert_eq!(read(&dir), CursorStatus::Restored(Position::new(5, 6)));
+        fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::cursor::{self, Position};
+use super::cursor::{self, CursorFile, Position};
 use super::error::SpoolError;
 use super::segment::{scan_segment, Scanned};
 use super::stats::SpoolStats;
@@ -51,8 +51,10 @@ pub(super) struct Ledger {
     warned: Warned,
     /// Segment files were created or deleted since the last directory fsync.
     pub(super) dir_unsynced: bool,
-    /// The cursor file was replaced since its last fsync.
+    /// The cursor file was rewritten since its last fsync.
     pub(super) cursor_unsynced: bool,
+    /// The cursor file, overwritten in place.
+    cursor_file: CursorFile,
 }
 
 /// The path of segment `number` in `dir`.
@@ -122,6 +124,7 @@ impl Ledger {
             warned: Warned::default(),
             dir_unsynced,
             cursor_unsynced: false,
+            cursor_file: CursorFile::default(),
         };
         Ok((ledger, numbers.last().copied().unwrap_or(0)))
     }
@@ -181,7 +184,7 @@ impl Ledger {
     }
 
     /// Moves the cursor to `to`, deletes the segments now wholly before it (except `active`,
-    /// the one being appended to), and replaces the cursor file (fsynced at the next sync).
+    /// the one being appended to), and overwrites the cursor file (fsynced at the next sync).
     pub(super) fn advance_cursor(
         &mut self,
         to: Position,
@@ -190,9 +193,17 @@ impl Ledger {
         self.cursor = to;
         self.delete_acked_segments(active);
         self.cursor_unsynced = true;
-        cursor::write(&self.dir, to, false).inspect_err(|_| {
+        self.write_cursor().inspect_err(|_| {
             self.count_io_error("write the cursor");
         })?;
+        Ok(())
+    }
+
+    /// Overwrites the cursor file with the cursor; a newly created file needs a directory fsync.
+    fn write_cursor(&mut self) -> std::io::Result<()> {
+        if self.cursor_file.write(&self.dir, self.cursor)? {
+            self.dir_unsynced = true;
+        }
         Ok(())
     }
 
@@ -200,11 +211,11 @@ impl Ledger {
     /// fsync counts in `fsyncs`).
     pub(super) fn sync_cursor_and_dir(&mut self) -> std::io::Result<()> {
         if self.cursor_unsynced {
-            // The new cursor file and the directory holding its rename.
-            self.stats.fsyncs += 2;
-            cursor::write(&self.dir, self.cursor, true)?;
+            // Written again (a page-cache write; it redoes an ack's failed one), then fsynced.
+            self.write_cursor()?;
+            self.stats.fsyncs += 1;
+            self.cursor_file.sync()?;
             self.cursor_unsynced = false;
-            self.dir_unsynced = false;
         }
         if self.dir_unsynced {
             self.stats.fsyncs += 1;

@@ -37,7 +37,7 @@
 //! | `LOCK` | exclusive `flock` (via `fs4`) held while open; holds the owner's pid as text |
 //! | `000000000001.seg`, … | append-only segments, numbered upwards, never reused |
 //! | `cursor` | the acknowledgement cursor (24 bytes) |
-//! | `cursor.tmp` | transient, while the cursor is replaced |
+//! | `cursor.tmp` | left by earlier versions (which renamed it over `cursor`); removed at open |
 //! | `pid-<pid>/` | a whole spool of its own, used by a second process ([`Spool::open_or_fallback`]); the next process to open `dir` itself adopts it once no live process holds it |
 //!
 //! # Record format (all integers little-endian)
@@ -57,7 +57,8 @@
 //! appended after a torn tail). A record never spans two segments.
 //!
 //! The cursor file is magic `CLC1`, segment (u64), offset (u64), CRC32C of those 20 bytes. It
-//! is replaced by writing `cursor.tmp` and renaming it over `cursor`. A missing cursor means
+//! is overwritten in place (one sector; fsynced with `fdatasync`, no rename and no directory
+//! fsync once it exists); a write torn by power loss fails the CRC. A missing cursor means
 //! nothing was acknowledged; a damaged one is reported ([`CursorStatus::Corrupt`]) and replay
 //! starts at the oldest segment (duplicates, never loss).
 //!

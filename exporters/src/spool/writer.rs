@@ -266,11 +266,26 @@ mod tests {
             .maybe_sync(Instant::now() + Duration::from_secs(7200))
             .unwrap();
         assert_eq!(spool.stats().fsyncs, after_append);
-        // An acknowledgement: the cursor file and its directory.
+        // The first acknowledgement: the new cursor file and the directory holding it.
         let batch = spool.read_batch(10, 1 << 20).unwrap();
         spool.ack(batch.last().unwrap().0).unwrap();
         spool.sync().unwrap();
-        assert_eq!(spool.stats().fsyncs, after_append + 2);
+        let after_ack = spool.stats().fsyncs;
+        assert_eq!(after_ack, after_append + 2);
+        // Later ones overwrite the cursor in place: one fsync of it, none of the directory.
+        spool
+            .append(&SpoolItem::new(uuid::Uuid::now_v7(), 1, b"{}".to_vec()))
+            .unwrap();
+        let batch = spool.read_batch(10, 1 << 20).unwrap();
+        spool.ack(batch.last().unwrap().0).unwrap();
+        spool.sync().unwrap();
+        assert_eq!(
+            spool.stats().fsyncs,
+            after_ack + 2,
+            "segment data and cursor"
+        );
+        let batch = spool.read_batch(10, 1 << 20);
+        assert!(batch.unwrap().is_empty());
         drop(spool);
         std::fs::remove_dir_all(&dir).ok();
     }

@@ -23,7 +23,10 @@ use super::tap::{SentOutcome, TapSlot};
 use super::transport::Transport;
 use crate::spool::Spool;
 
+mod alarm;
 mod send;
+
+use alarm::Alarm;
 
 /// The longest server reason text kept in `last_error` and logs.
 const LAST_ERROR_MAX_BYTES: usize = 256;
@@ -59,6 +62,8 @@ pub(crate) struct Worker {
     gate_drops: u64,
     /// The "sent" tap (see `Delivery::attach_tap`): empty unless a view is attached.
     tap: TapSlot,
+    /// The timer the worker sleeps on (made in `run`, inside the runtime).
+    alarm: Alarm,
 }
 
 /// A flush waiting for the queue to empty, answered by its deadline with what remains.
@@ -104,13 +109,6 @@ pub(crate) fn spawn(worker: Worker) -> std::io::Result<()> {
     Ok(())
 }
 
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 impl Worker {
     pub(crate) fn new(
         stream: Arc<dyn Stream>,
@@ -144,6 +142,7 @@ impl Worker {
             purge_replies: Vec::new(),
             gate_drops: 0,
             tap: TapSlot::default(),
+            alarm: Alarm::tokio(),
         }
     }
 
@@ -168,6 +167,7 @@ impl Worker {
     }
 
     async fn run(mut self) {
+        self.alarm = Alarm::new();
         self.open_spool();
         loop {
             // Take in what is already waiting before deciding, so batches fill up. Bounded in
@@ -206,7 +206,7 @@ impl Worker {
                 .min();
             tokio::select! {
                 cmd = self.rx.recv(), if !self.closed => self.on_command(cmd),
-                _ = sleep_until(wake) => {}
+                _ = self.alarm.until(wake) => {}
             }
         }
         self.finish();

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use closedloop_telemetry_layers::truncate::keep_head;
 
-use super::{sleep_until, Worker, LAST_ERROR_MAX_BYTES};
+use super::{Worker, LAST_ERROR_MAX_BYTES};
 use crate::delivery::batcher::{is_expired, take_batch, Batch};
 use crate::delivery::body::build_request;
 use crate::delivery::retry::{Decision, Outcome};
@@ -107,7 +107,7 @@ impl Worker {
                     // pauses cannot hold the request in flight.
                     tokio::task::yield_now().await;
                 }
-                _ = sleep_until(deadline) => {
+                _ = self.alarm.until(deadline) => {
                     let now = Instant::now();
                     self.spool_tick(now);
                     self.settle_flushes(now);
