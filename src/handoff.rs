@@ -81,7 +81,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// The spill's bound in bytes ([`SPILL_BYTES`]).
     spill_bytes: usize,
-    /// Rebuilds spilled records (a logger of a throwaway provider without processors).
+    /// Makes blank records (`SdkLogRecord` has no public constructor): the one left in the
+    /// SDK's slot for each record taken, and those spilled records are rebuilt on. A logger of
+    /// a throwaway provider without processors.
     blank: opentelemetry_sdk::logs::SdkLogger,
     capacity: usize,
     state: AtomicU8,
