@@ -187,8 +187,11 @@ impl Handoff {
             return s.count_rejected(slot);
         }
         if q.records.len() < s.capacity {
-            q.records
-                .push(std::mem::replace(slot, s.blank.create_log_record()));
+            // A blank goes into the queue and trades places with the record.
+            q.records.push(s.blank.create_log_record());
+            if let Some(last) = q.records.last_mut() {
+                std::mem::swap(slot, last);
+            }
             let len = q.records.len();
             drop(q);
             return s.wake_if_due(len);
