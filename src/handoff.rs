@@ -29,7 +29,7 @@ use closedloop_telemetry_exporters::decode::{decode, DecodeError, DecodeOptions,
 use closedloop_telemetry_exporters::delivery::DropReason;
 use closedloop_telemetry_layers::catalogue::{self, CatalogueEntry};
 use closedloop_telemetry_layers::convention::{CUSTOM_EVENT_NAME, EVENT};
-use opentelemetry::logs::AnyValue;
+use opentelemetry::logs::{AnyValue, Logger as _};
 use opentelemetry_sdk::logs::SdkLogRecord;
 
 use crate::sink::Sink;
@@ -81,7 +81,9 @@ struct Shared {
     queue: Mutex<Queue>,
     /// The spill's bound in bytes ([`SPILL_BYTES`]).
     spill_bytes: usize,
-    /// Rebuilds spilled records (a logger of a throwaway provider without processors).
+    /// Makes blank records (`SdkLogRecord` has no public constructor): the one left in the
+    /// SDK's slot for each record taken, and those spilled records are rebuilt on. A logger of
+    /// a throwaway provider without processors.
     blank: opentelemetry_sdk::logs::SdkLogger,
     capacity: usize,
     state: AtomicU8,
@@ -166,17 +168,30 @@ impl Handoff {
         })
     }
 
-    /// Moves a record in. Never blocks on the worker: the lock is only ever held for a push or
-    /// a swap. A full (or shut) queue drops the record and counts it.
-    pub(crate) fn push(&self, record: SdkLogRecord) {
+    /// Moves a record in ([`Handoff::take`] for a record owned by the caller).
+    #[cfg(test)]
+    pub(crate) fn push(&self, mut record: SdkLogRecord) {
+        self.take(&mut record);
+    }
+
+    /// Takes the record in `slot`. Never blocks on the worker: the lock is only ever held for a
+    /// push or a swap. A queued record is moved from `slot` straight into the queue, leaving a
+    /// blank record behind (no intermediate copies of the ~430-byte record); a spilled one is
+    /// written in its compact form and left in `slot`, as is one a full (or shut) queue drops
+    /// and counts.
+    pub(crate) fn take(&self, slot: &mut SdkLogRecord) {
         let s = &*self.shared;
         let mut q = lock(&s.queue);
         if s.closed.load(Ordering::Relaxed) {
             drop(q);
-            return s.count_rejected(&record);
+            return s.count_rejected(slot);
         }
         if q.records.len() < s.capacity {
-            q.records.push(record);
+            // A blank goes into the queue and trades places with the record.
+            q.records.push(s.blank.create_log_record());
+            if let Some(last) = q.records.last_mut() {
+                std::mem::swap(slot, last);
+            }
             let len = q.records.len();
             drop(q);
             return s.wake_if_due(len);
@@ -197,7 +212,7 @@ impl Handoff {
             }
             let chunk = spilled.last_mut().expect("pushed above");
             let before = chunk.len();
-            let ok = spill::write(&record, keys, chunk);
+            let ok = spill::write(slot, keys, chunk);
             *spilled_bytes += chunk.len() - before;
             ok
         };
@@ -205,7 +220,7 @@ impl Handoff {
         if spilled {
             s.wake_if_due(s.capacity);
         } else {
-            s.count_rejected(&record);
+            s.count_rejected(slot);
         }
     }
 

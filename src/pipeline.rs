@@ -12,7 +12,7 @@ use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use crate::handoff::Handoff;
 use crate::processor::FanoutProcessor;
 use crate::settings::Settings;
-use crate::sink::Sink;
+use crate::sink::{Sink, StreamKind};
 use crate::InitError;
 
 /// What carries events from the layer to the sinks: the provider over the hand-off, and the
@@ -22,6 +22,13 @@ pub(crate) struct Upstream {
     pub(crate) handoff: Option<Arc<Handoff>>,
     pub(crate) layer: Option<TelemetryLayer<SdkLogger>>,
     pub(crate) stats: Arc<LayerStats>,
+}
+
+/// Whether records carry `log_tail` / `stderr_tail`: only with verbose on and a stream that
+/// sends them (relay or Datadog; PostHog never does). Otherwise the layer does not read them,
+/// so nothing copies a tail that every stream would drop.
+fn carries_tails(verbose: bool, sinks: &[Sink]) -> bool {
+    verbose && sinks.iter().any(|s| s.kind != StreamKind::PostHog)
 }
 
 pub(crate) fn start(
@@ -40,10 +47,11 @@ pub(crate) fn start(
     }
     let compute_target_id = settings.compute_target_id.as_str();
     let release = settings.release.as_str();
+    let tails = carries_tails(settings.verbose, sinks);
     let decode = DecodeOptions {
         compute_target_id: Some(compute_target_id.to_string()),
         release_version: Some(release.to_string()),
-        keep_tails: settings.verbose,
+        keep_tails: tails,
     };
     let processor = FanoutProcessor::new(sinks.clone(), decode, invalid.clone())
         .map_err(closedloop_telemetry_exporters::BuildError::from)?;
@@ -54,7 +62,7 @@ pub(crate) fn start(
     let layer = TelemetryLayer::builder(provider.logger("closedloop-telemetry"))
         .compute_target_id(compute_target_id)
         .release_version(release)
-        .verbose(settings.verbose)
+        .verbose(tails)
         .allow_custom_events(settings.allow_custom)
         .gateway_session(gateway.clone())
         // The hand-off decodes with the same computeTargetId and release (above).

@@ -9,10 +9,9 @@ use std::time::{Duration, Instant};
 
 use closedloop_telemetry_exporters::decode::DecodeOptions;
 use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryReport};
-use opentelemetry::logs::{Logger as _, LoggerProvider as _};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord};
 
 use crate::handoff::Handoff;
 use crate::sink::{Sink, StreamKind};
@@ -22,9 +21,6 @@ use crate::sink::{Sink, StreamKind};
 pub(crate) struct FanoutProcessor {
     sinks: Arc<Vec<Sink>>,
     handoff: Arc<Handoff>,
-    /// Makes the empty record left behind in place of each moved one (`SdkLogRecord` has no
-    /// public constructor): a logger of a throwaway provider without processors.
-    blank: SdkLogger,
 }
 
 impl FanoutProcessor {
@@ -35,13 +31,7 @@ impl FanoutProcessor {
         invalid: Arc<AtomicU64>,
     ) -> std::io::Result<Self> {
         let handoff = Arc::new(Handoff::start(sinks.clone(), decode, invalid)?);
-        Ok(FanoutProcessor {
-            sinks,
-            handoff,
-            blank: SdkLoggerProvider::builder()
-                .build()
-                .logger("closedloop-telemetry"),
-        })
+        Ok(FanoutProcessor { sinks, handoff })
     }
 
     /// The hand-off, for the telemetry handle's flush and shutdown.
@@ -52,8 +42,7 @@ impl FanoutProcessor {
 
 impl LogProcessor for FanoutProcessor {
     fn emit(&self, record: &mut SdkLogRecord, _scope: &InstrumentationScope) {
-        self.handoff
-            .push(std::mem::replace(record, self.blank.create_log_record()));
+        self.handoff.take(record);
     }
 
     fn force_flush(&self) -> OTelSdkResult {

@@ -152,7 +152,7 @@ fn put_field(
     let snake = field.snake();
     match field.kind() {
         Kind::Str => {
-            let v = keep_head(&text(value), FIELD_MAX_BYTES).to_string();
+            let v = bounded_text(value, |t| keep_head(t, FIELD_MAX_BYTES));
             if field == Field::ComputeTargetId {
                 trace.compute_target_id = v;
                 return;
@@ -174,7 +174,7 @@ fn put_field(
         }
         Kind::Tail => {
             if opts.keep_tails {
-                let s = Some(keep_tail(&text(value), TAIL_MAX_BYTES).to_string());
+                let s = Some(bounded_text(value, |t| keep_tail(t, TAIL_MAX_BYTES)));
                 if field == Field::LogTail {
                     diag.log_tail = s;
                 } else {
@@ -221,6 +221,21 @@ fn put_field(
 fn put_extra(extra: &mut Map<String, Value>, key: &str, value: &AnyValue) {
     if extra.len() < MAX_EXTRA_KEYS || extra.contains_key(key) {
         extra.insert(keep_head(key, 128).to_string(), to_json(value, 0));
+    }
+}
+
+/// [`text`] cut by `cut`, copied once: a string attribute is cut where it lies, and only the
+/// part kept is copied (a tail is one copy, not two).
+fn bounded_text(value: &AnyValue, cut: impl Fn(&str) -> &str) -> String {
+    match value {
+        AnyValue::String(s) => cut(s.as_str()).to_string(),
+        other => {
+            let t = text(other);
+            match cut(&t) {
+                kept if kept.len() == t.len() => t,
+                kept => kept.to_string(),
+            }
+        }
     }
 }
 

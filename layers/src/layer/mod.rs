@@ -209,8 +209,26 @@ impl<L: Logger> TelemetryLayerBuilder<L> {
     }
 }
 
+/// Per byte: whether an [`IGNORED_TARGETS`] name starts with it. Most targets fail on their
+/// first byte, so the per-event check is one load instead of a pass over the list.
+const IGNORED_FIRST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < IGNORED_TARGETS.len() {
+        table[IGNORED_TARGETS[i].as_bytes()[0] as usize] = true;
+        i += 1;
+    }
+    table
+};
+
 /// Whether events from this target are ignored (see [`IGNORED_TARGETS`]).
 pub fn is_ignored_target(target: &str) -> bool {
+    let Some(&first) = target.as_bytes().first() else {
+        return false;
+    };
+    if !IGNORED_FIRST_BYTES[first as usize] {
+        return false;
+    }
     IGNORED_TARGETS.iter().any(|name| {
         target
             .strip_prefix(name)
@@ -306,5 +324,11 @@ mod tests {
         assert!(!is_ignored_target("rustls_cfg::load"));
         assert!(!is_ignored_target("hyper:"));
         assert!(!is_ignored_target("closedloop_telemetry_layers_extra"));
+        assert!(!is_ignored_target(""));
+        assert!(!is_ignored_target("emit"));
+        for name in super::IGNORED_TARGETS {
+            assert!(is_ignored_target(name), "{name}");
+            assert!(is_ignored_target(&format!("{name}::inner")), "{name}");
+        }
     }
 }
