@@ -11,7 +11,10 @@
 //!
 //! `closedloop_*` run the real facade (`closedloop_telemetry::builder(..).build()`): its layer,
 //! its processor and hand-off worker, and the PostHog stream's delivery engine, sending to a
-//! lean loopback receiver that answers `200` at once. The `otel_bridge_*` cases are the
+//! lean loopback receiver that answers `200` at once. `closedloop_verbose` has verbose on with
+//! PostHog alone, which sends no tails, so the tail is not read; `closedloop_verbose_relay`
+//! adds the relay stream, which sends it: the 2 KiB tail is copied into the record, redacted,
+//! encoded and delivered. The `otel_bridge_*` cases are the
 //! reference: the OpenTelemetry bridge over a stock `BatchLogProcessor` and a no-op exporter.
 //! `otel_bridge_otlp_http` is the anchor a user would actually build: the same bridge and batch
 //! processor with the `opentelemetry-otlp` HTTP logs exporter (protobuf, blocking client)
@@ -246,42 +249,52 @@ fn bridge(
     report(name, n, exported.load(Ordering::Relaxed), "");
 }
 
-/// Ours: the whole facade, delivering to a loopback receiver.
+/// Ours: the whole facade, delivering to a loopback receiver: the PostHog stream, and with
+/// `relay` the relay stream too (the stream that sends verbose tails).
 fn closedloop(
     c: &mut Criterion,
     name: &str,
     verbose: bool,
+    relay: bool,
     receiver: &lean::LeanServer,
     run: fn(&mut Criterion, &str, &Option<Dispatch>) -> u64,
 ) {
     // A data and spool directory of the run's own: the machine's stored consent or spool
     // must not change what is measured.
     let dir = std::env::temp_dir().join(format!("closedloop-bench-{}", std::process::id()));
-    let telemetry = closedloop_telemetry::builder("1.0.0")
+    let mut builder = closedloop_telemetry::builder("1.0.0")
         .data_dir(dir.join("data"))
         .spool_dir(dir.join("spool"))
         .posthog("phc_bench", receiver.base())
         .compute_target_id("ct-bench")
         .release_version("1.0.0")
-        .verbose(verbose)
-        .build()
-        .expect("facade builds");
+        .verbose(verbose);
+    if relay {
+        builder = builder.relay(format!("{}/relay", receiver.base()), None);
+    }
+    let telemetry = builder.build().expect("facade builds");
     let (layer, guard) = telemetry.split();
     let handle = guard.handle().clone();
     let dispatch = Some(Dispatch::new(tracing_subscriber::registry().with(layer)));
     let n = run(c, name, &dispatch);
     let shutdown = guard.shutdown();
     let s = handle.stats();
-    let ph = &s.streams[0].delivery;
-    let lost = ph.dropped.total() - ph.dropped.shutdown;
+    // Lost: the most any stream lost (each stream gets every event it routes).
+    let mut lost = 0;
+    let mut detail = String::new();
+    for stream in &s.streams {
+        let d = &stream.delivery;
+        lost = lost.max(d.dropped.total() - d.dropped.shutdown);
+        detail += &format!(
+            "; {:?}: sent {} in {} requests, dropped {:?}",
+            stream.kind, d.sent, d.requests, d.dropped
+        );
+    }
     report(
         name,
         n,
         s.layer.emitted - lost.min(s.layer.emitted),
-        &format!(
-            "; posthog: sent {} in {} requests, dropped {:?}; at shutdown: {shutdown}",
-            ph.sent, ph.requests, ph.dropped
-        ),
+        &format!("{detail}; at shutdown: {shutdown}"),
     );
 }
 
@@ -310,14 +323,16 @@ fn benches(c: &mut Criterion) {
     bridge(c, "otel_bridge_batch_span_attrs", true, tight);
     let receiver = lean::LeanServer::counting();
     otlp(c, "otel_bridge_otlp_http", &receiver, tight);
-    closedloop(c, "closedloop_default", false, &receiver, tight);
-    closedloop(c, "closedloop_verbose", true, &receiver, tight);
+    closedloop(c, "closedloop_default", false, false, &receiver, tight);
+    closedloop(c, "closedloop_verbose", true, false, &receiver, tight);
+    closedloop(c, "closedloop_verbose_relay", true, true, &receiver, tight);
 
     paced(c, "noop_layer", &noop());
     bridge(c, "otel_bridge_batch", false, paced);
     otlp(c, "otel_bridge_otlp_http", &receiver, paced);
-    closedloop(c, "closedloop_default", false, &receiver, paced);
-    closedloop(c, "closedloop_verbose", true, &receiver, paced);
+    closedloop(c, "closedloop_default", false, false, &receiver, paced);
+    closedloop(c, "closedloop_verbose", true, false, &receiver, paced);
+    closedloop(c, "closedloop_verbose_relay", true, true, &receiver, paced);
 }
 
 criterion_group! {
