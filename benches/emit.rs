@@ -259,9 +259,15 @@ fn closedloop(
     receiver: &lean::LeanServer,
     run: fn(&mut Criterion, &str, &Option<Dispatch>) -> u64,
 ) {
-    // A data and spool directory of the run's own: the machine's stored consent or spool
-    // must not change what is measured.
-    let dir = std::env::temp_dir().join(format!("closedloop-bench-{}", std::process::id()));
+    // A fresh data and spool directory for each case, removed after it: neither the machine's
+    // stored consent or spool nor an earlier case's leftovers may change what is measured.
+    static CASE: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "closedloop-bench-{}-{}",
+        std::process::id(),
+        CASE.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
     let mut builder = closedloop_telemetry::builder("1.0.0")
         .data_dir(dir.join("data"))
         .spool_dir(dir.join("spool"))
@@ -296,6 +302,8 @@ fn closedloop(
         s.layer.emitted - lost.min(s.layer.emitted),
         &format!("{detail}; at shutdown: {shutdown}"),
     );
+    drop(handle);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn noop() -> Option<Dispatch> {
