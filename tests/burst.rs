@@ -16,15 +16,7 @@ const BURST: u64 = 50_000;
 #[test]
 fn a_burst_emitted_back_to_back_is_delivered_in_full() {
     let receiver = LeanServer::counting();
-    let dir = std::env::temp_dir().join(format!("closedloop-burst-{}", uuid::Uuid::new_v4()));
-    let (layer, guard) = closedloop_telemetry::builder("1.0.0")
-        .data_dir(dir.join("data"))
-        .spool_dir(dir.join("spool"))
-        .posthog("phc_burst", receiver.base())
-        .compute_target_id("ct-burst")
-        .build()
-        .expect("facade builds")
-        .split();
+    let (layer, guard, _dir) = support::facade::posthog("burst", receiver.base(), |b| b);
     let handle = guard.handle().clone();
     let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
     tracing::dispatcher::with_default(&dispatch, || {
@@ -45,5 +37,4 @@ fn a_burst_emitted_back_to_back_is_delivered_in_full() {
     assert_eq!(posthog.dropped.total(), 0, "dropped: {:?}", posthog.dropped);
     assert_eq!(posthog.sent, BURST, "flush: {report:?}");
     assert!(guard.shutdown().is_complete());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -27,16 +27,8 @@ impl fmt::Debug for Counted {
 fn verbose_with_posthog_alone_reads_no_tail() {
     static READS: AtomicUsize = AtomicUsize::new(0);
     let receiver = LeanServer::counting();
-    let dir = std::env::temp_dir().join(format!("closedloop-tails-{}", uuid::Uuid::new_v4()));
-    let (layer, guard) = closedloop_telemetry::builder("1.0.0")
-        .data_dir(dir.join("data"))
-        .spool_dir(dir.join("spool"))
-        .posthog("phc_tails", receiver.base())
-        .compute_target_id("ct-tails")
-        .verbose(true)
-        .build()
-        .expect("facade builds")
-        .split();
+    let (layer, guard, _dir) =
+        support::facade::posthog("tails", receiver.base(), |b| b.verbose(true));
     let handle = guard.handle().clone();
     let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
     tracing::dispatcher::with_default(&dispatch, || {
@@ -52,7 +44,6 @@ fn verbose_with_posthog_alone_reads_no_tail() {
     assert_eq!(handle.stats().streams[0].delivery.sent, 1);
     assert_eq!(READS.load(Ordering::SeqCst), 0, "a tail was formatted");
     assert!(guard.shutdown().is_complete());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(feature = "testing")]

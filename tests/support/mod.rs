@@ -1,6 +1,7 @@
 //! Shared test helpers: real loopback HTTP servers and process-level helpers. Those the
 //! exporters' tests use too live in `exporters/tests/support/` and are included from there.
 pub mod accounting;
+pub mod facade;
 pub mod lean;
 #[path = "../../exporters/tests/support/logs.rs"]
 pub mod logs;
