@@ -25,6 +25,8 @@
 //! The first lines printed are machine-readable (one per measurement); a table follows.
 //! `CL_DESKTOP_ONLY=steady` runs only the idle and 1 event/s windows, with wake-ups per thread.
 
+#[path = "common/event.rs"]
+mod event;
 #[path = "../tests/support/lean.rs"]
 mod lean;
 
@@ -38,6 +40,7 @@ use std::time::{Duration, Instant};
 
 use closedloop_telemetry::exporters::spool::{Spool, SpoolItem, SpoolOptions};
 use closedloop_telemetry::layers::TelemetryLayer;
+use event::{emit, spans, tail};
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::InstrumentationScope;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
@@ -45,7 +48,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{
     BatchLogProcessor, LogBatch, LogExporter, LogProcessor, SdkLogRecord, SdkLoggerProvider,
 };
-use tracing::{info, info_span, Dispatch};
+use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 
 const BURST: u64 = 100_000;
@@ -179,36 +182,10 @@ fn main() {
 // ---------------------------------------------------------------------------------------------
 // The event, the facade and the bridge.
 
-fn tail() -> String {
-    "npm WARN deprecated package@1.0.0: use something else\n"
-        .chars()
-        .cycle()
-        .take(2048)
-        .collect()
-}
-
-#[inline(never)]
-fn emit(tail: &str) {
-    info!(
-        event = "command.completed",
-        exit_code = 0,
-        elapsed_ms = 1532_u64,
-        stdout_bytes = 20_480_u64,
-        log_tail = tail
-    );
-}
-
 /// Runs `f` with the spans of the event entered, under `dispatch`.
 fn in_spans<T>(dispatch: &Dispatch, f: impl FnOnce() -> T) -> T {
     tracing::dispatcher::with_default(dispatch, || {
-        let outer = info_span!(
-            "loop",
-            loop_id = "loop-4f1c",
-            loop_session_id = "ls-77a0",
-            gateway_session_id = "gw-19b2"
-        );
-        let inner =
-            outer.in_scope(|| info_span!("command", command_id = "cmd-0042", job_id = "job-9"));
+        let (outer, inner) = spans();
         let _o = outer.enter();
         let _i = inner.enter();
         f()

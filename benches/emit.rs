@@ -24,8 +24,12 @@
 //!
 //! Run with `cargo bench --bench emit`; see BENCHMARKS.md.
 
+#[path = "common/event.rs"]
+mod event;
 #[path = "../tests/support/lean.rs"]
 mod lean;
+
+use event::{emit, spans, tail};
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -37,7 +41,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry_appender_tracing::layer::{OpenTelemetryTracingBridge, TracingSpanAttributes};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{BatchLogProcessor, LogBatch, LogExporter, SdkLoggerProvider};
-use tracing::{info, info_span, Dispatch};
+use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 
 /// Events per burst in `emit_paced`.
@@ -111,36 +115,6 @@ fn otlp(
 
 struct NoopLayer;
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for NoopLayer {}
-
-#[inline(never)] // one symbol to profile (callgrind --toggle-collect=emit::emit)
-fn emit(tail: &str) {
-    info!(
-        event = "command.completed",
-        exit_code = 0,
-        elapsed_ms = 1532_u64,
-        stdout_bytes = 20_480_u64,
-        log_tail = tail
-    );
-}
-
-fn spans() -> (tracing::Span, tracing::Span) {
-    let outer = info_span!(
-        "loop",
-        loop_id = "loop-4f1c",
-        loop_session_id = "ls-77a0",
-        gateway_session_id = "gw-19b2"
-    );
-    let inner = outer.in_scope(|| info_span!("command", command_id = "cmd-0042", job_id = "job-9"));
-    (outer, inner)
-}
-
-fn tail() -> String {
-    "npm WARN deprecated package@1.0.0: use something else\n"
-        .chars()
-        .cycle()
-        .take(2048)
-        .collect()
-}
 
 fn with(dispatch: &Option<Dispatch>, f: &mut dyn FnMut()) {
     match dispatch {
