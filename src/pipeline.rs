@@ -12,7 +12,7 @@ use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use crate::handoff::Handoff;
 use crate::processor::FanoutProcessor;
 use crate::settings::Settings;
-use crate::sink::{Sink, StreamKind};
+use crate::sink::Sink;
 use crate::InitError;
 
 /// What carries events from the layer to the sinks: the provider over the hand-off, and the
@@ -25,10 +25,10 @@ pub(crate) struct Upstream {
 }
 
 /// Whether records carry `log_tail` / `stderr_tail`: only with verbose on and a stream that
-/// sends them (relay or Datadog; PostHog never does). Otherwise the layer does not read them,
-/// so nothing copies a tail that every stream would drop.
+/// sends them (`Delivery::sends_tails`: relay or Datadog; PostHog never does). Otherwise the
+/// layer does not read them, so nothing copies a tail that every stream would drop.
 fn carries_tails(verbose: bool, sinks: &[Sink]) -> bool {
-    verbose && sinks.iter().any(|s| s.kind != StreamKind::PostHog)
+    verbose && sinks.iter().any(|s| s.delivery().sends_tails())
 }
 
 pub(crate) fn start(

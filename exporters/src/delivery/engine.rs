@@ -211,6 +211,11 @@ impl Delivery {
         self.inner.stream.routes(entry)
     }
 
+    /// Whether this engine's stream sends subprocess tails; see [`Stream::sends_tails`].
+    pub fn sends_tails(&self) -> bool {
+        self.inner.stream.sends_tails()
+    }
+
     /// Counts `n` events of this stream that a stage in front of the engine (e.g. the
     /// facade's hand-off queue) dropped before they reached [`Delivery::submit`], so every
     /// loss of the stream shows in its counters (and the first one of a kind is logged).

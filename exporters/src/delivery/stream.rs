@@ -58,6 +58,13 @@ pub trait Stream: Send + Sync + 'static {
         true
     }
 
+    /// Whether this stream's wire format carries an event's subprocess tails (`log_tail`,
+    /// `stderr_tail`) when the event has them. The facade asks it so that, with verbose on, the
+    /// layer reads tails only when some stream sends them. Default: no.
+    fn sends_tails(&self) -> bool {
+        false
+    }
+
     /// Validates and maps one event to its wire JSON (one value, no trailing newline). `id` is
     /// the item's stable UUIDv7 and belongs in the value if the wire format carries an id.
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent>;

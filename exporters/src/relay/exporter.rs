@@ -31,6 +31,11 @@ impl Stream for RelayStream {
         wire::routes_to_relay(entry, self.allow_custom)
     }
 
+    /// Diagnostics carry the (redacted) tails of an event that has them.
+    fn sends_tails(&self) -> bool {
+        true
+    }
+
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent> {
         if event.trace.compute_target_id.is_empty() {
             return Err(InvalidEvent("empty computeTargetId"));
