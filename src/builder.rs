@@ -1,12 +1,12 @@
 //! [`TelemetryBuilder`]: configuration in, a running [`Telemetry`] out.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use closedloop_telemetry_exporters::delivery::{
-    check_range, MAX_BATCH_DELAY, MAX_DURATION_SETTING,
+    check_range, DeliveryOptions, MAX_BATCH_DELAY, MAX_DURATION_SETTING,
 };
 use closedloop_telemetry_exporters::diagnostics::DEFAULT_MAX_DELAY;
 use closedloop_telemetry_exporters::posthog::{DEFAULT_FLUSH_INTERVAL, MAX_FLUSH_INTERVAL};
@@ -20,7 +20,7 @@ use crate::consent::Consent;
 use crate::handle::{HandleInner, TelemetryGuard, TelemetryHandle};
 use crate::layer::ClosedLoopLayer;
 use crate::settings::Settings;
-use crate::{pipeline, streams};
+use crate::{install, streams};
 use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
 
 /// The most activity-log entries [`TelemetryBuilder::activity_capacity`] accepts.
@@ -45,6 +45,7 @@ pub const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 /// | [`relay_max_delay`](Self::relay_max_delay) | 2 s (at most 60 s) |
 /// | [`relay_connection`](Self::relay_connection) | none: HTTP to `CL_RELAY_URL` |
 /// | [`default_consent`](Self::default_consent) | `Granted` (a choice stored in the data dir wins) |
+/// | [`delivery`](Self::delivery) | [`DeliveryOptions::default`] (queue, request timeout, gzip, retries); the shutdown deadline and the spool come from the settings above |
 ///
 /// Settings apply in call order, so `from_env()` after a setter lets the environment win, and
 /// a setter after `from_env()` lets the code win. A value outside its range makes
@@ -64,6 +65,7 @@ pub struct TelemetryBuilder {
     pub(crate) relay_max_delay: Option<Duration>,
     pub(crate) relay_connection: Option<RelayConnection>,
     pub(crate) default_consent: Consent,
+    pub(crate) delivery: DeliveryOptions,
     /// `DO_NOT_TRACK` / `CL_TELEMETRY_DISABLED` seen in the environment: sticky, no setter
     /// clears it.
     pub(crate) env_disabled: bool,
@@ -82,6 +84,7 @@ impl TelemetryBuilder {
             relay_max_delay: None,
             relay_connection: None,
             default_consent: Consent::Granted,
+            delivery: DeliveryOptions::default(),
             env_disabled: false,
         }
     }
@@ -215,9 +218,19 @@ impl TelemetryBuilder {
         self
     }
 
+    /// How every destination delivers: queue and overflow bounds, request timeout, gzip,
+    /// retry rules (see [`DeliveryOptions`]). The shutdown deadline is
+    /// [`shutdown_timeout`](Self::shutdown_timeout) and each destination's spool is chosen by
+    /// the facade (`CL_TELEMETRY_SPOOL_DIR`); those two fields of `options` are ignored.
+    pub fn delivery(mut self, options: DeliveryOptions) -> Self {
+        self.delivery = options;
+        self
+    }
+
     /// The ranges of the duration and size settings (see the table above). Checked whether or
     /// not a stream runs; an out-of-range value is a [`BuildError`] naming the setting.
     fn check_ranges(&self) -> Result<(), BuildError> {
+        self.delivery.check()?;
         let positive = Duration::from_nanos(1);
         check_range(
             "shutdown_timeout",
@@ -272,6 +285,7 @@ impl TelemetryBuilder {
             relay: self.cfg.relay,
             datadog: self.cfg.datadog,
             relay_connection: self.relay_connection,
+            delivery: self.delivery,
             upstream_disabled: self.cfg.disabled || self.env_disabled,
             compute_target_id,
             release,
@@ -292,22 +306,23 @@ impl TelemetryBuilder {
     /// Starts the streams and returns the layer and the guard.
     pub fn build(self) -> Result<Telemetry, InitError> {
         let settings = self.settings()?;
-        let (sinks, orphan_spools) = streams::start(&settings)?;
-        let sinks = Arc::new(sinks);
-        let invalid = Arc::new(AtomicU64::new(0));
+        let (specs, orphan_spools) = streams::configure(&settings)?;
         let gateway = GatewaySession::default();
-        let upstream = pipeline::start(&settings, &sinks, &gateway, &invalid)?;
+        let upstream = install::start(&settings, specs, &gateway)?;
+        if let (Some(p), Consent::Denied) = (&upstream.pipeline, settings.consent) {
+            // Closes every destination's gate (their spools were purged as they opened).
+            p.purge(Duration::ZERO);
+        }
         let activity = ActivityLogStore::with_capacity(settings.activity_capacity);
         let admitted = Arc::new(AtomicBool::new(settings.consent == Consent::Granted));
         let handle = TelemetryHandle {
             inner: Arc::new(HandleInner {
                 provider: upstream.provider,
-                handoff: upstream.handoff,
-                sinks,
+                pipeline: upstream.pipeline,
+                destinations: upstream.destinations,
                 gateway,
                 activity: activity.clone(),
                 layer_stats: upstream.stats,
-                invalid_records: invalid,
                 upstream: admitted.clone(),
                 compute_target_id: settings.compute_target_id,
                 orphan_spools,

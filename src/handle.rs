@@ -1,22 +1,18 @@
 //! [`TelemetryHandle`] (what the app keeps) and [`TelemetryGuard`] (flushes on drop).
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use closedloop_telemetry_exporters::delivery::{
-    deadline_after, DeliveryReport, DeliveryStatsSnapshot,
-};
+use closedloop_telemetry_exporters::delivery::{DeliveryReport, DeliveryStatsSnapshot};
+use closedloop_telemetry_exporters::{Delivery, Destination, Pipeline};
 use closedloop_telemetry_layers::activity::ActivityLogStore;
 use closedloop_telemetry_layers::{GatewaySession, LayerStats, LayerStatsSnapshot};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 
 use crate::consent::{Consent, ConsentError};
-use crate::handoff::Handoff;
 use crate::orphans::OrphanSpool;
-use crate::processor::{flush_all, shutdown_all};
-use crate::sink::{Sink, StreamKind};
 
 /// A cheap, cloneable handle to the running telemetry: runtime state, stats, flush, shutdown.
 #[derive(Debug, Clone)]
@@ -27,13 +23,13 @@ pub struct TelemetryHandle {
 #[derive(Debug)]
 pub(crate) struct HandleInner {
     pub(crate) provider: Option<SdkLoggerProvider>,
-    /// The queue in front of the sinks; flush and shutdown push it through first.
-    pub(crate) handoff: Option<Arc<Handoff>>,
-    pub(crate) sinks: Arc<Vec<Sink>>,
+    /// The exporters' pipeline (`None` when telemetry is disabled).
+    pub(crate) pipeline: Option<Pipeline>,
+    /// Its destinations, in the order of its deliveries.
+    pub(crate) destinations: Vec<Destination>,
     pub(crate) gateway: GatewaySession,
     pub(crate) activity: ActivityLogStore,
     pub(crate) layer_stats: Arc<LayerStats>,
-    pub(crate) invalid_records: Arc<AtomicU64>,
     pub(crate) upstream: Arc<AtomicBool>,
     pub(crate) compute_target_id: String,
     /// Spool directories no configured stream uses (found at start).
@@ -51,7 +47,8 @@ pub(crate) struct HandleInner {
 pub struct TelemetryStats {
     /// What the layer did with the events it saw.
     pub layer: LayerStatsSnapshot,
-    /// Records the facade could not decode (from other bridges only).
+    /// Records the pipeline could not decode (from other bridges only); each is also counted
+    /// as `invalid` on the destinations it routed to.
     pub invalid_records: u64,
     /// Per stream, in the order they were configured.
     pub streams: Vec<StreamStats>,
@@ -64,10 +61,11 @@ pub struct TelemetryStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamStats {
     /// Which stream.
-    pub kind: StreamKind,
-    /// Events the app emitted in this run that route to this stream: handed to its engine, or
-    /// dropped in front of it (hand-off queue full, shut down) and counted there. The same
-    /// number as `delivery.routed`; see `docs/RELIABILITY.md`, "Accounting".
+    pub kind: Destination,
+    /// Events the app emitted in this run that route to this destination: waiting in the
+    /// pipeline's queue, taken by its worker, or dropped at the queue's door (full, shut down)
+    /// and counted there. The same number as `delivery.routed`; see `docs/RELIABILITY.md`,
+    /// "Accounting".
     pub routed: u64,
     /// The delivery engine's counters (sent, queued, retried, dropped by reason, …).
     pub delivery: DeliveryStatsSnapshot,
@@ -75,7 +73,7 @@ pub struct StreamStats {
 
 impl TelemetryStats {
     /// The counters of one stream, if it runs.
-    pub fn stream(&self, kind: StreamKind) -> Option<&StreamStats> {
+    pub fn stream(&self, kind: Destination) -> Option<&StreamStats> {
         self.streams.iter().find(|s| s.kind == kind)
     }
 
@@ -85,13 +83,13 @@ impl TelemetryStats {
         let posthog = self
             .streams
             .iter()
-            .filter(|s| s.kind == StreamKind::PostHog)
+            .filter(|s| s.kind == Destination::PostHog)
             .map(|s| s.routed)
             .sum();
         let diagnostics = self
             .streams
             .iter()
-            .filter(|s| s.kind != StreamKind::PostHog)
+            .filter(|s| s.kind != Destination::PostHog)
             .map(|s| s.routed)
             .sum();
         (posthog, diagnostics)
@@ -102,7 +100,7 @@ impl TelemetryStats {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct FlushReport {
     /// Per stream: what was still queued at the deadline (see [`DeliveryReport`]).
-    pub streams: Vec<(StreamKind, DeliveryReport)>,
+    pub streams: Vec<(Destination, DeliveryReport)>,
 }
 
 impl FlushReport {
@@ -121,7 +119,7 @@ impl FlushReport {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ShutdownReport {
     /// Per stream: what remained at the deadline (see [`DeliveryReport`]).
-    pub streams: Vec<(StreamKind, DeliveryReport)>,
+    pub streams: Vec<(Destination, DeliveryReport)>,
 }
 
 impl ShutdownReport {
@@ -151,7 +149,7 @@ impl std::fmt::Display for FlushReport {
 /// `posthog: sent=… dropped=… remaining=…; relay: …`, or "no upstream stream".
 fn write_streams(
     f: &mut std::fmt::Formatter<'_>,
-    streams: &[(StreamKind, DeliveryReport)],
+    streams: &[(Destination, DeliveryReport)],
 ) -> std::fmt::Result {
     if streams.is_empty() {
         return write!(f, "telemetry: no upstream stream");
@@ -193,7 +191,26 @@ impl TelemetryHandle {
 
     /// Whether events currently reach the upstream streams (false while consent is denied).
     pub fn is_upstream_enabled(&self) -> bool {
-        !self.inner.sinks.is_empty() && self.inner.upstream.load(Ordering::Relaxed)
+        self.inner.pipeline.is_some() && self.inner.upstream.load(Ordering::Relaxed)
+    }
+
+    /// The destinations and their handles.
+    fn deliveries(&self) -> impl Iterator<Item = (Destination, &Delivery)> + '_ {
+        let deliveries = match &self.inner.pipeline {
+            Some(p) => p.deliveries(),
+            None => &[],
+        };
+        self.inner.destinations.iter().copied().zip(deliveries)
+    }
+
+    /// Reports by destination.
+    fn by_destination(&self, reports: Vec<DeliveryReport>) -> Vec<(Destination, DeliveryReport)> {
+        self.inner
+            .destinations
+            .iter()
+            .copied()
+            .zip(reports)
+            .collect()
     }
 
     /// The user's current consent choice.
@@ -221,28 +238,19 @@ impl TelemetryHandle {
         let mut purged = 0;
         match consent {
             Consent::Granted => {
-                for sink in inner.sinks.iter() {
-                    sink.delivery().resume();
+                if let Some(p) = &inner.pipeline {
+                    p.resume();
                 }
                 inner.upstream.store(true, Ordering::Release);
             }
             Consent::Denied => {
                 inner.upstream.store(false, Ordering::Release);
-                let deadline = deadline_after(Instant::now(), inner.shutdown_timeout);
-                // Close every engine's gate first, so nothing new is queued or sent while the
-                // hand-off is pushed through (a burst it spilled can take a while): the records
-                // already past the layer's gate reach the engines, are dropped there as
-                // `purged` and counted in the purges below, which keep the deadline to wait
-                // for a request still on the wire.
-                for sink in inner.sinks.iter() {
-                    sink.delivery().close_gate();
-                }
-                if let Some(h) = &inner.handoff {
-                    h.flush(deadline);
-                }
-                for sink in inner.sinks.iter() {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    purged += sink.delivery().purge(left);
+                // Every destination's gate closes first, so nothing new is queued or sent;
+                // the records already past the layer's gate wait in the pipeline's queue and
+                // are purged with the rest, within one deadline that also waits for a
+                // request still on the wire.
+                if let Some(p) = &inner.pipeline {
+                    purged = p.purge(inner.shutdown_timeout);
                 }
             }
         }
@@ -255,23 +263,25 @@ impl TelemetryHandle {
     }
 
     /// Which upstream streams run (empty when telemetry is disabled).
-    pub fn streams(&self) -> Vec<StreamKind> {
-        self.inner.sinks.iter().map(|s| s.kind).collect()
+    pub fn streams(&self) -> Vec<Destination> {
+        self.inner.destinations.clone()
     }
 
     /// Live counters.
     pub fn stats(&self) -> TelemetryStats {
         TelemetryStats {
             layer: self.inner.layer_stats.snapshot(),
-            invalid_records: self.inner.invalid_records.load(Ordering::Relaxed),
-            streams: self
+            invalid_records: self
                 .inner
-                .sinks
-                .iter()
-                .map(|s| {
-                    let delivery = s.delivery().stats();
+                .pipeline
+                .as_ref()
+                .map_or(0, Pipeline::invalid_records),
+            streams: self
+                .deliveries()
+                .map(|(kind, d)| {
+                    let delivery = d.stats();
                     StreamStats {
-                        kind: s.kind,
+                        kind,
                         routed: delivery.routed,
                         delivery,
                     }
@@ -283,9 +293,12 @@ impl TelemetryHandle {
 
     /// Sends everything queued now on every stream, waiting at most `timeout` overall.
     pub fn flush(&self, timeout: Duration) -> FlushReport {
-        let sinks = &self.inner.sinks;
+        let reports = match &self.inner.pipeline {
+            Some(p) => p.flush(timeout),
+            None => Vec::new(),
+        };
         FlushReport {
-            streams: flush_all(self.inner.handoff.as_deref(), sinks, timeout),
+            streams: self.by_destination(reports),
         }
     }
 
@@ -302,14 +315,12 @@ impl TelemetryHandle {
         if let Some(report) = done.as_ref() {
             return report.clone();
         }
-        let sinks = &self.inner.sinks;
+        let reports = match &self.inner.pipeline {
+            Some(p) => p.shutdown(self.inner.shutdown_timeout),
+            None => Vec::new(),
+        };
         let report = ShutdownReport {
-            streams: shutdown_all(
-                self.inner.handoff.as_deref(),
-                sinks,
-                self.inner.shutdown_timeout,
-            )
-            .unwrap_or_default(),
+            streams: self.by_destination(reports),
         };
         if let Some(p) = &self.inner.provider {
             // The processors are already stopped; this only marks the provider shut so later

@@ -47,19 +47,15 @@ pub mod consent;
 #[cfg(feature = "collector")]
 pub mod demo;
 mod handle;
-mod handoff;
 pub mod identity;
+mod install;
 mod layer;
 mod orphans;
-mod pipeline;
-mod processor;
 #[cfg(feature = "collector")]
 pub mod schema;
 #[cfg(feature = "collector")]
 mod server_thread;
 mod settings;
-mod sink;
-mod spill;
 mod streams;
 #[cfg(all(feature = "collector", any(test, feature = "testing")))]
 pub mod testing;
@@ -70,6 +66,7 @@ pub mod view;
 
 pub use builder::{TelemetryBuilder, MAX_ACTIVITY_CAPACITY};
 pub use closedloop_telemetry_exporters as exporters;
+pub use closedloop_telemetry_exporters::Destination;
 pub use closedloop_telemetry_layers as layers;
 pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
 pub use closedloop_telemetry_layers::GatewaySession;
@@ -79,7 +76,6 @@ pub use handle::{
 };
 pub use layer::ClosedLoopLayer;
 pub use orphans::{OrphanSpool, ORPHAN_DIAGNOSTICS_MAX_AGE, ORPHAN_POSTHOG_MAX_AGE};
-pub use sink::StreamKind;
 
 /// Default deadline for flush and shutdown (defined by the exporters' delivery engine).
 pub use closedloop_telemetry_exporters::delivery::DEFAULT_SHUTDOWN_TIMEOUT;

@@ -19,6 +19,9 @@ pub(crate) struct Settings {
     pub(crate) relay: Option<RelaySettings>,
     /// Direct Datadog intake, if configured (used only without a relay).
     pub(crate) datadog: Option<DatadogSettings>,
+    /// How every destination delivers (the shutdown deadline and spool are set per
+    /// destination from the fields below).
+    pub(crate) delivery: closedloop_telemetry_exporters::delivery::DeliveryOptions,
     /// The app's own relay connection (the channel transport), if given.
     pub(crate) relay_connection: Option<RelayConnection>,
     /// `DO_NOT_TRACK`, `CL_TELEMETRY_DISABLED` or `disabled(true)`: no upstream stream runs.

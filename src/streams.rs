@@ -1,40 +1,30 @@
-//! Starts the configured upstream streams from the resolved [`Settings`].
-
-use std::time::Duration;
+//! Configures the destinations from the resolved [`Settings`]: one [`DeliverySpec`] each, for
+//! the exporters' one pipeline (started by `install.rs`).
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::delivery::{DeliveryOptions, SpoolConfig};
+use closedloop_telemetry_exporters::delivery::{DeliverySpec, SpoolConfig};
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
-use closedloop_telemetry_exporters::PostHogExporterBuilder;
+use closedloop_telemetry_exporters::{Destination, PostHogExporterBuilder};
 
 use crate::consent::Consent;
 use crate::orphans::{self, OrphanSpool};
 use crate::settings::Settings;
-use crate::sink::{Sink, StreamKind};
 use crate::InitError;
 
-/// Builds one sink per configured stream: PostHog, and the relay or else direct Datadog.
-/// When the consent is Denied, whatever an earlier run spooled is purged before anything is
-/// sent. Also returns the spool directories no configured stream uses (after deleting the
-/// expired ones, see [`orphans::sweep`]).
+/// Each configured destination with its (not yet started) engine.
+pub(crate) type Configured = Vec<(Destination, DeliverySpec)>;
+
+/// The configured destinations: PostHog, and the relay or else direct Datadog. With consent
+/// denied, whatever an earlier run spooled for them is purged as the spools open, before
+/// anything is sent. Also returns the spool directories no configured destination uses
+/// (after deleting the expired ones, see [`orphans::sweep`]).
 ///
-/// None when upstream is disabled. With consent denied each engine's consent gate is closed
-/// too (the purge itself happens as the spool opens; nothing to wait for).
-pub(crate) fn start(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitError> {
+/// None when upstream is disabled.
+pub(crate) fn configure(s: &Settings) -> Result<(Configured, Vec<OrphanSpool>), InitError> {
     if s.upstream_disabled {
         return Ok((Vec::new(), Vec::new()));
     }
-    let (sinks, orphans) = start_enabled(s)?;
-    if s.consent == Consent::Denied {
-        for sink in &sinks {
-            sink.delivery().purge(Duration::ZERO);
-        }
-    }
-    Ok((sinks, orphans))
-}
-
-fn start_enabled(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitError> {
-    let mut sinks = Vec::new();
+    let mut specs = Vec::new();
     let spools = Spools {
         base: s.spool_base.clone(),
         denied: s.consent == Consent::Denied,
@@ -45,24 +35,22 @@ fn start_enabled(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitErro
     // Every stream delivers with the default options, the facade's shutdown deadline and its
     // destination's spool.
     let delivery = |destination: &[&str]| {
-        DeliveryOptions::builder()
+        s.delivery
+            .to_builder()
             .with_shutdown_timeout(s.shutdown_timeout)
             .with_spool(spools.config(destination))
             .build()
     };
     if let Some(ph) = &s.posthog {
-        let exporter = PostHogExporterBuilder::default()
+        let spec = PostHogExporterBuilder::default()
             .api_key(ph.api_key.clone())
             .host(ph.host.clone())
             .compute_target_id(compute_target_id)
             .release_version(release)
             .flush_interval(s.posthog_flush_interval)
             .delivery(delivery(&["posthog", &destination(&ph.host), &ph.api_key]))
-            .build()?;
-        sinks.push(Sink {
-            kind: StreamKind::PostHog,
-            delivery: exporter.delivery().clone(),
-        });
+            .spec()?;
+        specs.push((Destination::PostHog, spec));
     }
     let max_delay = s.relay_max_delay;
     let diagnostics = if s.relay.is_some() || s.relay_connection.is_some() {
@@ -82,12 +70,12 @@ fn start_enabled(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitErro
         if let Some(conn) = &s.relay_connection {
             builder = builder.channel(conn.clone());
         }
-        let exporter = builder
+        let spec = builder
             .delivery(delivery(&["relay", &destination]))
-            .build()?;
-        Some((StreamKind::Relay, exporter))
+            .spec()?;
+        Some((Destination::Relay, spec))
     } else if let Some(dd) = &s.datadog {
-        let exporter = DatadogExporterBuilder::default()
+        let spec = DatadogExporterBuilder::default()
             .api_key(dd.api_key.clone())
             .logs_url(dd.logs_url.clone())
             .verbose(s.verbose)
@@ -96,22 +84,17 @@ fn start_enabled(s: &Settings) -> Result<(Vec<Sink>, Vec<OrphanSpool>), InitErro
             .release_version(release)
             .max_delay(max_delay)
             .delivery(delivery(&["datadog", &destination(&dd.logs_url)]))
-            .build()?;
-        Some((StreamKind::Datadog, exporter))
+            .spec()?;
+        Some((Destination::Datadog, spec))
     } else {
         None
     };
-    if let Some((kind, exporter)) = diagnostics {
-        sinks.push(Sink {
-            kind,
-            delivery: exporter.delivery().clone(),
-        });
-    }
+    specs.extend(diagnostics);
     let orphans = match &spools.base {
         Some(base) => orphans::sweep(base, &spools.active.borrow(), std::time::SystemTime::now()),
         None => Vec::new(),
     };
-    Ok((sinks, orphans))
+    Ok((specs, orphans))
 }
 
 /// The destination spools of one start: where they live, and the ones in use.

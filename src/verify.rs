@@ -29,7 +29,7 @@ use tracing_subscriber::prelude::*;
 
 use crate::collector::{Collector, Stream};
 use crate::config::EnvConfig;
-use crate::{Consent, StreamKind};
+use crate::{Consent, Destination};
 
 /// How long the probe may take to arrive (the runbook's bound).
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -298,7 +298,7 @@ pub fn run_with(mut env: EnvConfig, timeout: Duration) -> Result<VerifyReport, V
         }
         let relay = handle
             .stats()
-            .stream(StreamKind::Relay)
+            .stream(Destination::Relay)
             .map(|s| s.delivery.clone());
         if let Some(d) = relay.filter(|d| d.dropped.total() > 0) {
             let why = d.last_error.unwrap_or_else(|| "dropped".into());

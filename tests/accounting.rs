@@ -1,12 +1,12 @@
 //! The accounting invariant through the facade: `routed + replayed = sent + dropped.total() +
 //! queued` for every stream (docs/RELIABILITY.md, "Accounting"), also when shutdown misses its
-//! deadline while the hand-off still holds records.
+//! deadline while the pipeline's queue still holds records.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry::{StreamKind, TelemetryStats};
+use closedloop_telemetry::{Destination, TelemetryStats};
 use support::accounting::assert_accounting;
 use support::process::TempDir;
 use support::server::{Reply, TestServer};
@@ -18,17 +18,17 @@ const WAIT: Duration = Duration::from_secs(8);
 /// Whether every event the layer emitted has reached the PostHog stream's counters.
 fn all_routed(stats: &TelemetryStats) -> bool {
     stats
-        .stream(StreamKind::PostHog)
+        .stream(Destination::PostHog)
         .is_some_and(|s| s.routed == stats.layer.emitted)
 }
 
 /// One run: a burst of 4,000 events, then a shutdown with a 1 ms deadline. Asserts the
-/// invariant and returns how many records the missed deadline left to count as `shutdown`.
+/// invariant and returns how many records the missed deadline left (spooled or dropped).
 fn burst_then_missed_deadline(round: u32) -> u64 {
     let server = TestServer::start(|_, _| Reply::ok());
     let dir = TempDir::new("accounting-deadline");
     // Default policy; only the shutdown clock is shortened, so the deadline passes while the
-    // hand-off is still draining a burst.
+    // pipeline's queue still holds a burst.
     let telemetry = closedloop_telemetry::builder("1.0.0")
         .posthog("phc_test", server.base())
         .relay(server.url("/relay"), None)
@@ -46,25 +46,41 @@ fn burst_then_missed_deadline(round: u32) -> u64 {
             info!(event = "approval.requested", n);
         }
     });
-    let _ = guard.shutdown();
-    // The hand-off worker may still be submitting to the stopped streams: wait for it on the
-    // counters, with a deadline.
+    let report = guard.shutdown();
+    // The report itself counts every record: nothing is still on its way to the counters.
+    let (_, at_report) = report
+        .streams
+        .iter()
+        .find(|(d, _)| *d == Destination::PostHog)
+        .expect("the PostHog report");
+    let s = &at_report.stats;
+    assert_eq!(s.routed, 4000, "round {round}: {s:?}");
+    assert_eq!(
+        s.routed + s.replayed,
+        s.sent + s.dropped.total() + s.queued,
+        "round {round}: delivered, still queued (spooled) or dropped, never nothing: {s:?}"
+    );
+    assert!(
+        at_report.remaining <= s.queued + s.dropped.shutdown,
+        "round {round}: {s:?}"
+    );
     let deadline = Instant::now() + WAIT;
     while !all_routed(&handle.stats()) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let stats = handle.stats();
-    let posthog = stats.stream(StreamKind::PostHog).unwrap();
+    let posthog = stats.stream(Destination::PostHog).unwrap();
     assert_eq!(
         posthog.routed, stats.layer.emitted,
         "round {round}: {posthog:?}"
     );
     assert_accounting(&stats);
-    posthog.delivery.dropped.shutdown
+    // Left at the missed deadline: spooled for the next start (or dropped as `shutdown`).
+    at_report.remaining
 }
 
 #[test]
-fn records_still_in_the_hand_off_at_a_missed_shutdown_deadline_are_counted() {
+fn records_still_queued_at_a_missed_shutdown_deadline_are_counted_in_the_report() {
     // Whether a 1 ms deadline is missed depends on how fast this machine drains the burst:
     // every round must keep the invariant, and at least one of a few must miss the deadline
     // (the case this test is about).

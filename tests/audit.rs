@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use closedloop_telemetry::audit::{self, ndjson};
 use closedloop_telemetry::config::EnvConfig;
 use closedloop_telemetry::consent::{self, Consent};
-use closedloop_telemetry::{StreamKind, TelemetryBuilder};
+use closedloop_telemetry::{Destination, TelemetryBuilder};
 use support::server::{Reply, TestServer};
 
 const SESSION: &str = r#"
@@ -47,7 +47,7 @@ fn verbose_audit_shows_redaction_unknown_events_and_local_only_entries() {
     let report = audit::run_ndjson(&builder(&server, "verbose").verbose(true), &lines);
     let text = report.to_string();
 
-    let relay = report.stream(StreamKind::Relay).unwrap();
+    let relay = report.stream(Destination::Relay).unwrap();
     assert_eq!(relay.items.len(), 3);
     let failed: serde_json::Value = serde_json::from_str(&relay.items[1]).unwrap();
     let tail = failed["diagnostics"]["logTail"].as_str().unwrap();
@@ -65,7 +65,7 @@ fn verbose_audit_shows_redaction_unknown_events_and_local_only_entries() {
     );
     assert!(!text.contains("phc_secret_project_key"), "{text}");
 
-    let posthog = report.stream(StreamKind::PostHog).unwrap();
+    let posthog = report.stream(Destination::PostHog).unwrap();
     assert_eq!(posthog.items.len(), 2);
     assert!(posthog
         .body
@@ -96,7 +96,7 @@ fn without_verbose_the_tails_are_noted_as_dropped() {
         text.contains("logTail dropped: verbose telemetry is off"),
         "{text}"
     );
-    let relay = report.stream(StreamKind::Relay).unwrap();
+    let relay = report.stream(Destination::Relay).unwrap();
     assert!(relay.items.iter().all(|i| !i.contains("logTail")));
     assert!(!text.contains("REDACTED"), "{text}");
     assert_no_request(&server);
@@ -112,7 +112,7 @@ fn datadog_direct_and_disabled_configurations() {
         .data_dir(temp_dir("dd"));
     let report = audit::run_ndjson(&dd.verbose(true), &lines);
     assert_eq!(report.streams.len(), 1);
-    let s = report.stream(StreamKind::Datadog).unwrap();
+    let s = report.stream(Destination::Datadog).unwrap();
     assert_eq!(s.items.len(), 3);
     assert!(s.items[0].contains(r#""ddsource":"closedloop-desktop""#));
     assert!(s.body.starts_with('['));

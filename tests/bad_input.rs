@@ -8,7 +8,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use closedloop_telemetry::{StreamKind, TelemetryGuard, TelemetryHandle};
+use closedloop_telemetry::{Destination, TelemetryGuard, TelemetryHandle};
 use support::process::status_kib;
 use support::server::{Reply, Request, TestServer};
 use tracing::{info, Dispatch};
@@ -281,7 +281,7 @@ fn sixteen_threads_emitting_at_once_are_all_delivered() {
         .map(|m| m["trace"]["jobId"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids.len(), 1600);
-    let relay = stats.stream(StreamKind::Relay).unwrap();
+    let relay = stats.stream(Destination::Relay).unwrap();
     assert_eq!(
         (relay.delivery.sent, relay.delivery.dropped.total()),
         (1600, 0)

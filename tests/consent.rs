@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use closedloop_telemetry::config::EnvConfig;
 use closedloop_telemetry::consent::{self, Consent};
-use closedloop_telemetry::{StreamKind, TelemetryBuilder};
+use closedloop_telemetry::{Destination, TelemetryBuilder};
 use support::accounting::assert_accounting;
 use support::server::{Reply, TestServer};
 use tracing::info;
@@ -181,7 +181,7 @@ fn do_not_track_wins_over_a_stored_grant() {
     let env = EnvConfig::from_lookup(|k| (k == "DO_NOT_TRACK").then(|| "1".into())).unwrap();
     let telemetry = builder(&server, &dir).merge_env(env).build().unwrap();
     let handle = telemetry.handle();
-    assert_eq!(handle.streams(), Vec::<StreamKind>::new());
+    assert_eq!(handle.streams(), Vec::<Destination>::new());
     assert!(!handle.is_upstream_enabled());
     let (layer, guard) = telemetry.split();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {

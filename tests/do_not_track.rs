@@ -11,7 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use closedloop_telemetry::config::EnvConfig;
-use closedloop_telemetry::{StreamKind, Telemetry};
+use closedloop_telemetry::{Destination, Telemetry};
 use closedloop_telemetry_exporters::{BuildError, PostHogExporterBuilder};
 use support::server::{Reply, TestServer};
 use tracing_subscriber::prelude::*;
@@ -78,7 +78,7 @@ fn temp_dir() -> PathBuf {
 /// No stream runs, events emitted through the layer reach nobody, and the server saw nothing.
 fn assert_nothing_leaves(telemetry: Telemetry, server: &TestServer, what: &str) {
     let handle = telemetry.handle();
-    assert_eq!(handle.streams(), Vec::<StreamKind>::new(), "{what}");
+    assert_eq!(handle.streams(), Vec::<Destination>::new(), "{what}");
     assert!(!handle.is_upstream_enabled(), "{what}");
     let (layer, guard) = telemetry.split();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
@@ -146,7 +146,7 @@ fn the_same_setup_without_the_variable_does_send() {
         .unwrap();
     assert_eq!(
         t.handle().streams(),
-        vec![StreamKind::PostHog, StreamKind::Relay]
+        vec![Destination::PostHog, Destination::Relay]
     );
     let (layer, guard) = t.split();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
@@ -181,7 +181,7 @@ fn init_honours_do_not_track() {
     let server = TestServer::start(|_, _| Reply::ok());
     let _env = Env::set(&server, Some("DO_NOT_TRACK"));
     let guard = closedloop_telemetry::init("1.0.0").unwrap();
-    assert_eq!(guard.handle().streams(), Vec::<StreamKind>::new());
+    assert_eq!(guard.handle().streams(), Vec::<Destination>::new());
     tracing::info!(event = "command.started");
     assert!(guard.shutdown().is_complete());
     assert!(server.requests().is_empty());

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use closedloop_telemetry::config::EnvConfig;
-use closedloop_telemetry::{ActivityKind, StreamKind};
+use closedloop_telemetry::{ActivityKind, Destination};
 use support::server::{Reply, TestServer};
 use tracing::info;
 use tracing_subscriber::prelude::*;
@@ -37,7 +37,7 @@ fn layer_joins_an_existing_subscriber_and_the_guard_flushes_on_drop() {
         info!(event = "command.completed", exit_code = 0);
         info!(event = "job.completed"); // relay-only: not for PostHog
     });
-    assert_eq!(guard.handle().streams(), [StreamKind::PostHog]);
+    assert_eq!(guard.handle().streams(), [Destination::PostHog]);
     drop(guard); // well before the 30 s batch timer
     let reqs = server.wait_for(1, Duration::from_secs(5));
     assert_eq!(reqs.len(), 1);

@@ -19,7 +19,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use closedloop_telemetry::{StreamKind, TelemetryGuard, TelemetryStats};
+use closedloop_telemetry::{Destination, TelemetryGuard, TelemetryStats};
 use support::lean::LeanServer;
 use support::process::status_kib;
 use tracing::{info, info_span, Dispatch};
@@ -95,7 +95,7 @@ fn in_spans(f: impl FnOnce()) {
 }
 
 fn print_stats(label: &str, emitted: u64, stats: &TelemetryStats) {
-    let ph = stats.stream(StreamKind::PostHog).expect("posthog stream");
+    let ph = stats.stream(Destination::PostHog).expect("posthog stream");
     let ph = &ph.delivery;
     println!(
         "{label}: emitted {emitted}, layer emitted {}, delivered {}, requests {}, retried {}, \
@@ -195,7 +195,7 @@ fn sustained_100k_events_per_second() {
         emitted as f64 / emitting.as_secs_f64(),
         receiver.requests()
     );
-    let ph = &stats.stream(StreamKind::PostHog).unwrap().delivery;
+    let ph = &stats.stream(Destination::PostHog).unwrap().delivery;
     assert_eq!(stats.layer.emitted, emitted, "the layer saw every event");
     assert_eq!(
         ph.sent + ph.dropped.total() + ph.queued,

@@ -8,7 +8,7 @@ mod support;
 
 use closedloop_telemetry::audit::{self, ndjson};
 use closedloop_telemetry::testing::capture;
-use closedloop_telemetry::StreamKind;
+use closedloop_telemetry::Destination;
 use serde_json::Value;
 
 const GITHUB_TOKEN: &str = "ghp_4f9ZkqLr8TnW2xYc7VbM1sPdQ0aHjE3uKoIy";
@@ -101,7 +101,7 @@ fn the_audit_shows_free_text_redaction_with_verbose_off() {
     for s in SECRETS {
         assert!(!text.contains(s), "{s:?} in the audit:\n{text}");
     }
-    for kind in [StreamKind::PostHog, StreamKind::Relay] {
+    for kind in [Destination::PostHog, Destination::Relay] {
         let items = &report.stream(kind).expect("stream audited").items;
         assert!(items[0].contains("[REDACTED:secret]"), "{}", items[0]);
     }

@@ -347,7 +347,7 @@ fn schemas_match_the_rust_types_and_each_other() {
 #[test]
 fn the_real_pipeline_output_for_the_demo_session_validates() {
     use closedloop_telemetry::audit;
-    use closedloop_telemetry::StreamKind;
+    use closedloop_telemetry::Destination;
     let v = Validator::new();
     let dir = std::env::temp_dir().join(format!("cl-schema-{}", uuid::Uuid::new_v4()));
     for verbose in [true, false] {
@@ -366,11 +366,11 @@ fn the_real_pipeline_output_for_the_demo_session_validates() {
             for s in &report.streams {
                 assert!(!s.items.is_empty());
                 match s.kind {
-                    StreamKind::PostHog => {
+                    Destination::PostHog => {
                         v.assert_valid(v.posthog, &serde_json::from_str(&s.body).unwrap())
                     }
                     kind => {
-                        let which = if kind == StreamKind::Relay {
+                        let which = if kind == Destination::Relay {
                             v.relay
                         } else {
                             v.datadog

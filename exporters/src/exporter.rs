@@ -1,5 +1,6 @@
-//! [`StreamExporter`]: the `LogExporter` every stream uses (PostHog, relay, Datadog): it decodes
-//! records on the caller's thread and hands them to the stream's delivery engine.
+//! [`StreamExporter`]: the `LogExporter` every destination uses (PostHog, relay, Datadog): a
+//! [`Pipeline`] of one destination. `export()` copies each record into the pipeline's queue;
+//! its background decodes, routes and delivers it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,14 +8,17 @@ use std::time::Duration;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 
-use crate::decode::{decode, DecodeError, DecodeOptions};
 use crate::delivery::{
-    Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason, DEFAULT_SHUTDOWN_TIMEOUT,
+    BuildError, Delivery, DeliveryReport, DeliverySpec, DeliveryStatsSnapshot,
+    DEFAULT_SHUTDOWN_TIMEOUT,
 };
+use crate::pipeline::Pipeline;
 
-/// A `LogExporter` over one delivery engine: `export()` decodes and queues, never blocks, does
-/// no I/O and needs no tokio runtime; delivery happens on the stream's own worker thread.
-/// Clones share one worker. `Debug` shows the endpoint, never a credential.
+/// A `LogExporter` over one destination: `export()` queues, never blocks, does no I/O and
+/// needs no tokio runtime; decoding and delivery happen on the exporter's own background
+/// thread (`closedloop-telemetry-<stream>`), the same engine the facade runs for all its
+/// destinations at once. Clones share one background. `Debug` shows the endpoint, never a
+/// credential.
 ///
 /// Build one with [`PostHogExporterBuilder`](crate::PostHogExporterBuilder),
 /// [`RelayExporterBuilder`](crate::relay::RelayExporterBuilder) or
@@ -26,9 +30,8 @@ use crate::delivery::{
 /// the per-destination type; there are no per-destination aliases.
 #[derive(Clone)]
 pub struct StreamExporter {
-    pub(crate) delivery: Delivery,
-    pub(crate) decode: Arc<DecodeOptions>,
-    pub(crate) endpoint: Arc<str>,
+    pipeline: Pipeline,
+    endpoint: Arc<str>,
 }
 
 impl std::fmt::Debug for StreamExporter {
@@ -36,20 +39,30 @@ impl std::fmt::Debug for StreamExporter {
         f.debug_struct("StreamExporter")
             .field("endpoint", &crate::redact_url(&self.endpoint))
             .field("credentials", &"[redacted]")
-            .field("delivery", &self.delivery)
+            .field("delivery", self.delivery())
             .finish_non_exhaustive()
     }
 }
 
 impl StreamExporter {
-    /// The live delivery counters.
-    pub fn stats(&self) -> DeliveryStatsSnapshot {
-        self.delivery.stats()
+    /// Starts `spec` alone: a pipeline of one destination, on a background thread of its own
+    /// named `closedloop-telemetry-<stream>`. The exporter builders' `build()` calls this.
+    pub fn start(spec: DeliverySpec) -> Result<Self, BuildError> {
+        let endpoint: Arc<str> = Arc::from(spec.endpoint());
+        let name = format!("closedloop-telemetry-{}", spec.stream.name());
+        let decode = spec.decode_options().clone();
+        let pipeline = Pipeline::start_named(vec![spec], decode, name)?;
+        Ok(StreamExporter { pipeline, endpoint })
     }
 
-    /// The engine handle (stats handle, wake, submit of pre-decoded events).
+    /// The live delivery counters.
+    pub fn stats(&self) -> DeliveryStatsSnapshot {
+        self.delivery().stats()
+    }
+
+    /// The destination's handle (stats handle, wake, submit of pre-decoded events).
     pub fn delivery(&self) -> &Delivery {
-        &self.delivery
+        &self.pipeline.deliveries()[0]
     }
 
     /// Where requests go (`channel` for a channel transport).
@@ -59,44 +72,33 @@ impl StreamExporter {
 
     /// Sends everything queued now and waits at most `timeout`.
     pub fn flush(&self, timeout: Duration) -> DeliveryReport {
-        self.delivery.flush(timeout)
+        self.delivery().flush(timeout)
     }
 
     /// Delivers what is queued within `timeout`, drops the rest and stops.
     pub fn shutdown_with_report(&self, timeout: Duration) -> Result<DeliveryReport, OTelSdkError> {
-        self.delivery
+        self.delivery()
             .shutdown(timeout)
             .map_err(|_| OTelSdkError::AlreadyShutdown)
     }
 
-    /// The body of `LogExporter::export`: decodes each record on the calling thread, keeps the
-    /// ones the stream routes, and hands them to the engine ([`Delivery::submit`]). Never
-    /// blocks and never does I/O; losses are counted, not returned. After shutdown:
-    /// `AlreadyShutdown`.
+    /// The body of `LogExporter::export`: copies each record into the pipeline's queue (the
+    /// batch only lends them), where the background decodes and routes it. Never blocks and
+    /// never does I/O; losses are counted, not returned. After shutdown: `AlreadyShutdown`.
     fn export_now(&self, batch: &LogBatch<'_>) -> OTelSdkResult {
-        if self.delivery.is_shutdown() {
+        if self.delivery().is_shutdown() {
             return Err(OTelSdkError::AlreadyShutdown);
         }
-        let mut events = Vec::new();
         for (record, _scope) in batch.iter() {
-            match decode(record, &self.decode) {
-                Ok(event) if self.delivery.routes(event.entry) => events.push(event),
-                Ok(_) | Err(DecodeError::NoEventName | DecodeError::ActivityEntry) => {
-                    self.delivery.count_ignored(1)
-                }
-                Err(e) => self
-                    .delivery
-                    .count_refused(DropReason::Invalid, 1, &e.to_string()),
-            }
+            let mut copy = record.clone();
+            self.pipeline.take(&mut copy);
         }
-        self.delivery
-            .submit(events)
-            .map_err(|_| OTelSdkError::AlreadyShutdown)
+        Ok(())
     }
 
     /// Flushes with the default 5 s deadline; `Err(Timeout)` if events remain queued.
     pub fn force_flush(&self) -> OTelSdkResult {
-        if self.delivery.is_shutdown() {
+        if self.delivery().is_shutdown() {
             return Err(OTelSdkError::AlreadyShutdown);
         }
         if self.flush(DEFAULT_SHUTDOWN_TIMEOUT).is_complete() {

@@ -5,10 +5,12 @@
 pub mod datadog;
 pub mod decode;
 pub mod delivery;
+mod destination;
 pub mod diagnostics;
 pub mod env;
 mod exporter;
 mod flush_through;
+pub mod pipeline;
 pub mod posthog;
 pub mod priority;
 pub mod private_fs;
@@ -17,8 +19,12 @@ pub mod relay;
 pub mod spool;
 mod url_redact;
 
-pub use delivery::{BuildError, Delivery, DeliveryReport, DeliveryStatsSnapshot, DropReason};
+pub use delivery::{
+    BuildError, Delivery, DeliveryReport, DeliverySpec, DeliveryStatsSnapshot, DropReason,
+};
+pub use destination::Destination;
 pub use exporter::StreamExporter;
 pub use flush_through::FlushThrough;
+pub use pipeline::{Pipeline, PipelineProcessor};
 pub use posthog::PostHogExporterBuilder;
 pub use url_redact::redact_url;

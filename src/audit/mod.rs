@@ -41,7 +41,7 @@ use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
 use crate::consent::Consent;
-use crate::sink::StreamKind;
+use crate::Destination;
 use crate::TelemetryBuilder;
 
 pub use report::{AuditReport, AuditedEvent, Finding, StreamAudit};
@@ -89,12 +89,12 @@ fn run_inner(
     let mut notes = Vec::new();
     let mut streams = Vec::new();
     if cfg.posthog.is_some() {
-        streams.push(StreamKind::PostHog);
+        streams.push(Destination::PostHog);
     }
     if cfg.relay.is_some() || builder.relay_connection.is_some() {
-        streams.push(StreamKind::Relay);
+        streams.push(Destination::Relay);
     } else if cfg.datadog.is_some() {
-        streams.push(StreamKind::Datadog);
+        streams.push(Destination::Datadog);
     }
     if streams.is_empty() {
         notes.push(
@@ -102,7 +102,7 @@ fn run_inner(
              example does"
                 .to_string(),
         );
-        streams = vec![StreamKind::PostHog, StreamKind::Relay];
+        streams = vec![Destination::PostHog, Destination::Relay];
     }
     let mut upstream = true;
     if cfg.disabled {
@@ -185,12 +185,12 @@ fn run_inner(
 }
 
 /// One event in a stream's wire form, exactly as its exporter encodes it.
-fn encode(kind: StreamKind, e: &Event, hostname: &str) -> Option<String> {
+fn encode(kind: Destination, e: &Event, hostname: &str) -> Option<String> {
     let id = uuid::Uuid::now_v7();
     let bytes = match kind {
-        StreamKind::PostHog => encode_event(e, id).ok()?,
-        StreamKind::Relay => relay_item(e, id),
-        StreamKind::Datadog => datadog_item(e, id, hostname).bytes,
+        Destination::PostHog => encode_event(e, id).ok()?,
+        Destination::Relay => relay_item(e, id),
+        Destination::Datadog => datadog_item(e, id, hostname).bytes,
     };
     String::from_utf8(bytes).ok()
 }

@@ -9,7 +9,7 @@ use closedloop_telemetry_layers::truncate::TAIL_MAX_BYTES;
 
 use super::observe::Seen;
 use super::posthog_body::posthog_body;
-use crate::sink::StreamKind;
+use crate::Destination;
 
 /// What [`run`](super::run) found.
 #[derive(Debug, Clone)]
@@ -34,7 +34,7 @@ pub struct AuditReport {
 #[non_exhaustive]
 pub struct StreamAudit {
     /// Which stream.
-    pub kind: StreamKind,
+    pub kind: Destination,
     /// Each event's wire item (one JSON value), byte for byte as the exporter encodes it
     /// (ids and timestamps differ on every run).
     pub items: Vec<String>,
@@ -45,9 +45,9 @@ pub struct StreamAudit {
 }
 
 impl StreamAudit {
-    pub(crate) fn new(kind: StreamKind, items: Vec<String>, sent_at: &str) -> Self {
+    pub(crate) fn new(kind: Destination, items: Vec<String>, sent_at: &str) -> Self {
         let body = match kind {
-            StreamKind::PostHog => posthog_body(&items, sent_at),
+            Destination::PostHog => posthog_body(&items, sent_at),
             _ => format!("[{}]", items.join(",")),
         };
         StreamAudit { kind, items, body }
@@ -92,7 +92,7 @@ pub(crate) fn explain(
     events: &[Event],
     verbose: bool,
     allow_custom: bool,
-    streams: &[StreamKind],
+    streams: &[Destination],
 ) -> Vec<AuditedEvent> {
     let mut next = events.iter().peekable();
     let mut out = Vec::new();
@@ -133,7 +133,7 @@ pub(crate) fn explain(
                     continue;
                 }
                 ev.sent_to.push(match (k, e.entry.and_then(|r| r.posthog)) {
-                    (StreamKind::PostHog, Some(n)) if n != name => format!("posthog as {n}"),
+                    (Destination::PostHog, Some(n)) if n != name => format!("posthog as {n}"),
                     _ => k.as_str().to_string(),
                 });
             }
@@ -170,7 +170,7 @@ fn tail_findings(
     raw: &str,
     decoded: Option<&Event>,
     verbose: bool,
-    streams: &[StreamKind],
+    streams: &[Destination],
 ) {
     if !verbose {
         ev.findings.push(finding(
@@ -180,7 +180,8 @@ fn tail_findings(
         ));
         return;
     }
-    if streams.contains(&StreamKind::PostHog) && ev.sent_to.iter().any(|s| s.starts_with("posthog"))
+    if streams.contains(&Destination::PostHog)
+        && ev.sent_to.iter().any(|s| s.starts_with("posthog"))
     {
         ev.findings.push(finding(
             wire,
@@ -298,7 +299,7 @@ impl AuditReport {
     }
 
     /// The audit of one stream, if it would send.
-    pub fn stream(&self, kind: StreamKind) -> Option<&StreamAudit> {
+    pub fn stream(&self, kind: Destination) -> Option<&StreamAudit> {
         self.streams.iter().find(|s| s.kind == kind)
     }
 }
@@ -327,11 +328,11 @@ impl fmt::Display for AuditReport {
         }
         for s in &self.streams {
             let frame = match s.kind {
-                StreamKind::PostHog => {
+                Destination::PostHog => {
                     "POST /batch/ {\"api_key\":\"<project api key>\",\"batch\":[...],\"sent_at\":\"...\"}"
                 }
-                StreamKind::Relay => "a JSON array of desktop.telemetry messages",
-                StreamKind::Datadog => "POST /api/v2/logs, a JSON array of log items",
+                Destination::Relay => "a JSON array of desktop.telemetry messages",
+                Destination::Datadog => "POST /api/v2/logs, a JSON array of log items",
             };
             writeln!(
                 f,

@@ -199,8 +199,10 @@ impl TelemetryHandle {
         check_loopback(addr, "view")?;
         // One ring for every stream: the first engine's, if a view attached one already.
         let mut ring = SentRing::new();
-        for sink in self.inner.sinks.iter() {
-            ring = sink.delivery().attach_tap(ring);
+        if let Some(p) = &self.inner.pipeline {
+            for delivery in p.deliveries() {
+                ring = delivery.attach_tap(ring);
+            }
         }
         let source = HandleSource {
             handle: self.clone(),

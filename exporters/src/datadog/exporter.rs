@@ -1,14 +1,12 @@
 //! The direct Datadog logs-intake exporter, used when there is no relay.
 
-use std::sync::Arc;
-
 use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use uuid::Uuid;
 
 use super::wire::{self, API_KEY_HEADER, MAX_BODY_BYTES, MAX_ITEMS};
 use crate::decode::Event;
 use crate::delivery::{
-    frame_json_array, parse_http_url, BuildError, Delivery, DeliveryOptions, HttpTransport,
+    frame_json_array, parse_http_url, BuildError, DeliveryOptions, DeliverySpec, HttpTransport,
     InvalidEvent, Stream,
 };
 use crate::diagnostics::DiagnosticsSettings;
@@ -158,8 +156,14 @@ impl DatadogExporterBuilder {
         self
     }
 
-    /// Checks the settings, starts the worker and returns the exporter.
+    /// Checks the settings, starts the exporter's background thread and returns the exporter.
     pub fn build(self) -> Result<StreamExporter, BuildError> {
+        StreamExporter::start(self.spec()?)
+    }
+
+    /// Checks the settings and returns the destination, not started (for a
+    /// [`Pipeline`](crate::Pipeline) of several).
+    pub fn spec(self) -> Result<DeliverySpec, BuildError> {
         self.settings.check()?;
         self.delivery.check()?;
         let api_key = self
@@ -187,12 +191,11 @@ impl DatadogExporterBuilder {
             hostname: self.hostname.unwrap_or_else(default_hostname),
             api_key,
         };
-        let delivery = Delivery::start(stream, transport, limits, &self.delivery)?;
-        Ok(StreamExporter {
-            delivery,
-            decode: Arc::new(self.settings.decode_options()),
-            endpoint: Arc::from(endpoint.as_str()),
-        })
+        Ok(
+            DeliverySpec::new(stream, transport, limits, &self.delivery)?
+                .with_decode(self.settings.decode_options())
+                .with_endpoint(endpoint),
+        )
     }
 }
 

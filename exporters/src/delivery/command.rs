@@ -1,18 +1,18 @@
 //! [`Command`]: what the engine handle tells its worker. Shared by both; imports neither.
+//! Each travels with the index of its destination in the pipeline.
 
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
-use crate::decode::Event;
-
-/// The worker's commands: one small enum drives each engine's worker.
+/// What a destination's handle asks of its worker, through the pipeline's background (events
+/// never travel here: they wait in the pipeline's one queue).
 #[derive(Debug)]
 pub(crate) enum Command {
-    /// Decoded events to map, queue and deliver.
-    Events(Vec<Event>),
-    /// Deliver everything queued now, then reply with what remains (by the deadline).
+    /// Deliver everything queued now, including what the pipeline's queue held when asked
+    /// (`ticket`: its count of entries then), then reply with what remains (by the deadline).
     Flush {
         deadline: Instant,
+        ticket: u64,
         reply: SyncSender<u64>,
     },
     /// Like flush, then drop what remains, reply with that count and stop.

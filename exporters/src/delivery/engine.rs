@@ -1,27 +1,31 @@
-//! [`Delivery`]: the handle exporters hold. It admits events without blocking and talks to the
-//! worker through [`Command`]s.
+//! [`Delivery`]: the handle of one destination of a pipeline. It queues events into the
+//! pipeline's one queue without blocking and talks to the destination's worker (on the
+//! pipeline's background) through [`Command`]s. [`DeliverySpec`] is a destination configured
+//! but not started; [`launch`] starts a pipeline of them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 
-use crate::decode::Event;
+use crate::decode::{DecodeOptions, Event};
 
 use super::command::Command;
 use super::config::EngineConfig;
 use super::error::{AlreadyShutdown, BuildError};
 use super::options::DeliveryOptions;
+use super::queue::{Lane, Queue, MAX_DESTINATIONS};
 use super::range::{check_range, deadline_after, MAX_DURATION_SETTING};
-use super::stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason};
+use super::stats::{DeliveryStats, DeliveryStatsSnapshot, Pending};
 use super::stream::{Limits, Stream};
 use super::tap::{SentRing, TapSlot};
 use super::transport::Transport;
-use super::worker::{self, Worker};
+use super::worker::background::Background;
+use super::worker::Worker;
 
 /// How long a caller waits past its deadline for the worker's reply before giving up on it.
 const REPLY_GRACE: Duration = Duration::from_millis(250);
@@ -29,9 +33,10 @@ const REPLY_GRACE: Duration = Duration::from_millis(250);
 /// What a flush or shutdown left behind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryReport {
-    /// Flush: events still queued at the deadline (they stay queued). Shutdown: events that
-    /// were still queued at the deadline: dropped (counted as `shutdown`), or, with a spool,
-    /// left in it for the next start (counted in [`DeliveryStatsSnapshot::spooled`]).
+    /// Flush: events not yet delivered at the deadline, wherever they wait (the pipeline's
+    /// queue and overflow, the backlog, in flight); they stay queued. Shutdown: events that
+    /// were still undelivered at the deadline: dropped (counted as `shutdown`), or, with a
+    /// spool, left in it for the next start (counted in [`DeliveryStatsSnapshot::spooled`]).
     pub remaining: u64,
     /// The counters at the time of the report.
     pub stats: DeliveryStatsSnapshot,
@@ -44,50 +49,49 @@ impl DeliveryReport {
     }
 }
 
-/// A running delivery engine: one named worker thread plus this cheap, cloneable handle.
-///
-/// Dropping the last handle without [`Delivery::shutdown`] lets the worker deliver what it can
-/// within [`DeliveryOptions::shutdown_timeout`] in the background and stop.
-#[derive(Clone)]
-pub struct Delivery {
-    inner: Arc<Inner>,
+/// One destination, configured and checked but not started: its wire format, transport,
+/// batch limits, delivery options and the decoder's defaults. An exporter builder's `spec()`
+/// makes one; [`StreamExporter::start`](crate::StreamExporter::start) starts it alone, and
+/// `Pipeline::start` starts several on one background.
+pub struct DeliverySpec {
+    pub(crate) stream: Arc<dyn Stream>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) limits: Limits,
+    pub(crate) options: DeliveryOptions,
+    pub(crate) decode: DecodeOptions,
+    pub(crate) endpoint: String,
+    pub(crate) on_start: Option<OnStart>,
 }
 
-struct Inner {
-    tx: UnboundedSender<Command>,
-    stream: Arc<dyn Stream>,
-    stats: Arc<DeliveryStats>,
-    /// Events handed over but not yet taken by the worker (the hand-over queue's fill).
-    admitted: Arc<AtomicUsize>,
-    capacity: usize,
-    shut: AtomicBool,
-    /// The consent gate, shared with the worker: while set, nothing is queued or sent.
-    denied: Arc<AtomicBool>,
-    /// Events the closed gate refused here since the last purge or resume (the purge's count
-    /// includes them).
-    gate_refused: AtomicU64,
-    /// The "sent" tap, shared with the worker: empty until a view attaches a ring.
-    tap: TapSlot,
-}
+/// What runs with a destination's handle once it has started.
+type OnStart = Box<dyn FnOnce(&Delivery) + Send>;
 
-impl std::fmt::Debug for Delivery {
+impl std::fmt::Debug for DeliverySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Delivery")
-            .field("stream", &self.inner.stream.name())
-            .field("capacity", &self.inner.capacity)
-            .field("shut", &self.is_shutdown())
+        f.debug_struct("DeliverySpec")
+            .field("stream", &self.stream.name())
+            .field("endpoint", &crate::redact_url(&self.endpoint))
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
 
-impl Delivery {
-    /// Starts the worker thread (named `closedloop-telemetry-<stream>`) for `stream` over
-    /// `transport`, with the stream's `limits` and the delivery `options`. Checks the ranges
-    /// ([`DeliveryOptions::check`], a batch of at least one item, a delay of at most
-    /// [`MAX_DURATION_SETTING`]) and names the setting at fault.
-    pub fn start(
+impl DeliverySpec {
+    /// A destination of `stream` over `transport`, with the stream's `limits` and the delivery
+    /// `options`. Checks the ranges ([`DeliveryOptions::check`], a batch of at least one item,
+    /// a delay of at most [`MAX_DURATION_SETTING`]) and names the setting at fault.
+    pub fn new(
         stream: impl Stream,
         transport: impl Transport,
+        limits: Limits,
+        options: &DeliveryOptions,
+    ) -> Result<Self, BuildError> {
+        Self::from_parts(Arc::new(stream), Arc::new(transport), limits, options)
+    }
+
+    pub(crate) fn from_parts(
+        stream: Arc<dyn Stream>,
+        transport: Arc<dyn Transport>,
         limits: Limits,
         options: &DeliveryOptions,
     ) -> Result<Self, BuildError> {
@@ -104,105 +108,221 @@ impl Delivery {
             Duration::ZERO,
             MAX_DURATION_SETTING,
         )?;
-        let config = EngineConfig::new(limits, options);
-        let stream: Arc<dyn Stream> = Arc::new(stream);
-        let stats = Arc::new(DeliveryStats::new(stream.name()));
-        let admitted = Arc::new(AtomicUsize::new(0));
-        let (tx, rx) = unbounded_channel();
-        let capacity = config.queue_capacity;
-        let denied = Arc::new(AtomicBool::new(false));
-        let tap = TapSlot::default();
-        let worker = Worker::new(
-            stream.clone(),
-            Arc::new(transport),
-            config,
-            stats.clone(),
-            admitted.clone(),
-            rx,
-            denied.clone(),
-        )
-        .with_tap(tap.clone());
-        worker::spawn(worker)?;
-        Ok(Delivery {
-            inner: Arc::new(Inner {
-                tx,
-                stream,
-                stats,
-                admitted,
-                capacity,
-                shut: AtomicBool::new(false),
-                denied,
-                gate_refused: AtomicU64::new(0),
-                tap,
-            }),
+        Ok(DeliverySpec {
+            stream,
+            transport,
+            limits,
+            options: options.clone(),
+            decode: DecodeOptions::default(),
+            endpoint: String::new(),
+            on_start: None,
         })
     }
 
-    /// Hands already-decoded events to the worker (they must pass [`Stream::routes`]; others
-    /// are counted as ignored). Never blocks: when the hand-over queue is full the excess is
+    /// The decoder's defaults for records this destination gets (used when it runs alone).
+    pub fn with_decode(mut self, decode: DecodeOptions) -> Self {
+        self.decode = decode;
+        self
+    }
+
+    /// Where requests go, for `Debug` and logs (never with credentials).
+    pub fn with_endpoint(mut self, endpoint: impl Into<String>) -> Self {
+        self.endpoint = endpoint.into();
+        self
+    }
+
+    /// Runs `hook` with the destination's handle once it has started (e.g. to attach it to
+    /// the app's relay connection).
+    pub(crate) fn on_start(mut self, hook: impl FnOnce(&Delivery) + Send + 'static) -> Self {
+        self.on_start = Some(Box::new(hook));
+        self
+    }
+
+    /// The decoder's defaults given with [`DeliverySpec::with_decode`].
+    pub fn decode_options(&self) -> &DecodeOptions {
+        &self.decode
+    }
+
+    /// Where requests go.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Whether this destination's wire format sends subprocess tails ([`Stream::sends_tails`]).
+    pub fn sends_tails(&self) -> bool {
+        self.stream.sends_tails()
+    }
+
+    /// Whether an event with this catalogue row goes to this destination ([`Stream::routes`]).
+    pub fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
+        self.stream.routes(entry)
+    }
+}
+
+/// What a pipeline's handles share: its queue, the background's command channel and thread.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) queue: Arc<Queue>,
+    tx: UnboundedSender<(usize, Command)>,
+    pub(crate) invalid: Arc<AtomicU64>,
+    pub(crate) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Starts one background thread (named `thread`) for `specs`, decoding records with
+/// `decode`. The handles come back in the order of `specs`.
+pub(crate) fn launch(
+    specs: Vec<DeliverySpec>,
+    decode: DecodeOptions,
+    thread: String,
+) -> Result<(Arc<Core>, Vec<Delivery>), BuildError> {
+    if specs.len() > MAX_DESTINATIONS {
+        return Err(BuildError::InvalidValue {
+            setting: "destinations",
+            reason: format!("at most {MAX_DESTINATIONS} in one pipeline"),
+        });
+    }
+    let capacity = specs
+        .iter()
+        .map(|s| s.options.queue_capacity())
+        .max()
+        .unwrap_or(1);
+    let overflow = specs
+        .iter()
+        .map(|s| s.options.overflow_bytes())
+        .max()
+        .unwrap_or(0);
+    let mut lanes = Vec::new();
+    let mut workers = Vec::new();
+    let mut parts = Vec::new();
+    for spec in specs {
+        let config = EngineConfig::new(spec.limits, &spec.options);
+        let stats = Arc::new(DeliveryStats::new(spec.stream.name()));
+        let denied = Arc::new(AtomicBool::new(false));
+        let tap = TapSlot::default();
+        let window = match &config.spool {
+            Some(spool) => config.limits.max_delay.min(spool.options.sync_interval),
+            None => config.limits.max_delay,
+        };
+        lanes.push(Lane {
+            stream: spec.stream.clone(),
+            stats: stats.clone(),
+            batch: config.limits.max_items,
+            window: window.max(Duration::from_millis(1)),
+        });
+        let shutdown_timeout = config.shutdown_timeout;
+        workers.push(
+            Worker::new(
+                spec.stream.clone(),
+                spec.transport.clone(),
+                config,
+                stats.clone(),
+                denied.clone(),
+            )
+            .with_tap(tap.clone()),
+        );
+        parts.push((spec, stats, denied, tap, shutdown_timeout));
+    }
+    let queue = Arc::new(Queue::new(lanes, capacity, overflow));
+    let weak: Weak<Queue> = Arc::downgrade(&queue);
+    let weak: Weak<dyn Pending> = weak;
+    for (i, (_, stats, ..)) in parts.iter().enumerate() {
+        stats.set_pending(weak.clone(), i);
+    }
+    let (tx, rx) = unbounded_channel();
+    let invalid = Arc::new(AtomicU64::new(0));
+    let background = Background::new(queue.clone(), workers, rx, decode, invalid.clone());
+    let handle = background.spawn(thread)?;
+    let core = Arc::new(Core {
+        queue,
+        tx,
+        invalid,
+        thread: Mutex::new(Some(handle)),
+    });
+    let mut deliveries = Vec::new();
+    for (index, (spec, stats, denied, tap, shutdown_timeout)) in parts.into_iter().enumerate() {
+        let delivery = Delivery {
+            inner: Arc::new(Inner {
+                index,
+                core: core.clone(),
+                stream: spec.stream,
+                stats,
+                shut: AtomicBool::new(false),
+                denied,
+                tap,
+                shutdown_timeout,
+            }),
+        };
+        if let Some(hook) = spec.on_start {
+            hook(&delivery);
+        }
+        deliveries.push(delivery);
+    }
+    Ok((core, deliveries))
+}
+
+/// The handle of one running destination: cheap and cloneable. Its worker runs on its
+/// pipeline's background thread.
+///
+/// Dropping every handle of a pipeline without [`Delivery::shutdown`] lets the background
+/// deliver what it can within [`DeliveryOptions::shutdown_timeout`] and stop.
+#[derive(Clone)]
+pub struct Delivery {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    index: usize,
+    core: Arc<Core>,
+    stream: Arc<dyn Stream>,
+    stats: Arc<DeliveryStats>,
+    shut: AtomicBool,
+    /// The consent gate, shared with the worker: while set, nothing is queued or sent.
+    denied: Arc<AtomicBool>,
+    /// The "sent" tap, shared with the worker: empty until a view attaches a ring.
+    tap: TapSlot,
+    shutdown_timeout: Duration,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("stream", &self.inner.stream.name())
+            .field("shut", &self.is_shutdown())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Delivery {
+    /// Starts `stream` over `transport` alone, on a background thread of its own (named
+    /// `closedloop-telemetry-<stream>`): [`DeliverySpec::new`] and a pipeline of one.
+    pub fn start(
+        stream: impl Stream,
+        transport: impl Transport,
+        limits: Limits,
+        options: &DeliveryOptions,
+    ) -> Result<Self, BuildError> {
+        let spec = DeliverySpec::new(stream, transport, limits, options)?;
+        Self::start_spec(spec)
+    }
+
+    /// Starts one destination alone (see [`Delivery::start`]).
+    pub(crate) fn start_spec(spec: DeliverySpec) -> Result<Self, BuildError> {
+        let name = format!("closedloop-telemetry-{}", spec.stream.name());
+        let decode = spec.decode.clone();
+        let (_, mut deliveries) = launch(vec![spec], decode, name)?;
+        Ok(deliveries.remove(0))
+    }
+
+    /// Queues already-decoded events in the pipeline's queue (those [`Stream::routes`] does
+    /// not take are counted as ignored). Never blocks: past the queue's bound the excess is
     /// dropped and counted as `queue_full`. While the consent gate is closed (see
     /// [`Delivery::purge`]) they are dropped and counted as `purged`.
-    pub fn submit(&self, mut events: Vec<Event>) -> Result<(), AlreadyShutdown> {
+    pub fn submit(&self, events: Vec<Event>) -> Result<(), AlreadyShutdown> {
         if self.is_shutdown() {
             return Err(AlreadyShutdown);
         }
-        let stats = &self.inner.stats;
-        let before = events.len();
-        events.retain(|e| self.inner.stream.routes(e.entry));
-        stats.ignore((before - events.len()) as u64);
-        if events.is_empty() {
-            return Ok(());
-        }
-        if self.inner.denied.load(Ordering::Acquire) {
-            let n = events.len() as u64;
-            stats.refused(DropReason::Purged, n, "consent denied");
-            self.inner.gate_refused.fetch_add(n, Ordering::Relaxed);
-            return Ok(());
-        }
-        // Reserve room without a lock: the app thread must never wait for the worker.
-        let wanted = events.len();
-        let mut granted = 0;
-        let _ = self
-            .inner
-            .admitted
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                granted = wanted.min(self.inner.capacity.saturating_sub(cur));
-                (granted > 0).then_some(cur + granted)
-            });
-        if granted < wanted {
-            events.truncate(granted);
-            stats.refused(
-                DropReason::QueueFull,
-                (wanted - granted) as u64,
-                "the hand-over queue is full",
-            );
-        }
-        if granted == 0 {
-            return Ok(());
-        }
-        stats.enqueued(granted as u64);
-        if let Err(err) = self.inner.tx.send(Command::Events(events)) {
-            // The worker is gone (it could not start its runtime): count, never propagate.
-            self.inner.admitted.fetch_sub(granted, Ordering::AcqRel);
-            if let Command::Events(lost) = err.0 {
-                stats.dropped(DropReason::Shutdown, lost.len() as u64, "worker stopped");
-            }
-        }
+        self.inner.core.queue.push_events(self.inner.index, events);
         Ok(())
-    }
-
-    /// Room left in the hand-over queue, in events: how many [`Delivery::submit`] would take
-    /// now without dropping any as `queue_full`.
-    pub fn room(&self) -> usize {
-        self.inner
-            .capacity
-            .saturating_sub(self.inner.admitted.load(Ordering::Acquire))
-    }
-
-    /// Counts `n` decoded records that no stream takes (no event name, an activity entry, or
-    /// not routed here) as `ignored`.
-    pub fn count_ignored(&self, n: u64) {
-        self.inner.stats.ignore(n);
     }
 
     /// Whether this engine's stream takes an event with this catalogue row (`None`: a custom
@@ -214,13 +334,6 @@ impl Delivery {
     /// Whether this engine's stream sends subprocess tails; see [`Stream::sends_tails`].
     pub fn sends_tails(&self) -> bool {
         self.inner.stream.sends_tails()
-    }
-
-    /// Counts `n` events of this stream that a stage in front of the engine (e.g. the
-    /// facade's hand-off queue) dropped before they reached [`Delivery::submit`], so every
-    /// loss of the stream shows in its counters (and the first one of a kind is logged).
-    pub fn count_refused(&self, reason: DropReason, n: u64, detail: &str) {
-        self.inner.stats.refused(reason, n, detail);
     }
 
     /// The live counters.
@@ -246,83 +359,128 @@ impl Delivery {
         self.inner.shut.load(Ordering::Acquire)
     }
 
-    /// Sends everything queued now, ignoring the batch delay but honouring backoff, and waits
-    /// at most `timeout`. What could not go stays queued and is reported as `remaining`.
+    /// Sends everything queued now (the pipeline's queue included), ignoring the batch delay
+    /// but honouring backoff, and waits at most `timeout`. What could not go stays queued and
+    /// is reported as `remaining`.
     pub fn flush(&self, timeout: Duration) -> DeliveryReport {
-        if self.is_shutdown() {
-            return self.report(self.inner.stats.queued());
-        }
-        let (reply, rx) = sync_channel(1);
+        Self::flush_all(std::slice::from_ref(self), timeout).remove(0)
+    }
+
+    /// [`Delivery::flush`] on several destinations at once, within one deadline.
+    pub(crate) fn flush_all(deliveries: &[Delivery], timeout: Duration) -> Vec<DeliveryReport> {
         let deadline = deadline_after(Instant::now(), timeout);
-        let cmd = Command::Flush { deadline, reply };
-        self.ask(cmd, rx, timeout)
+        let asked: Vec<_> = deliveries
+            .iter()
+            .map(|d| {
+                if d.is_shutdown() {
+                    return None;
+                }
+                let (reply, rx) = sync_channel(1);
+                let ticket = d.inner.core.queue.pushed();
+                d.send(Command::Flush {
+                    deadline,
+                    ticket,
+                    reply,
+                })
+                .then_some(rx)
+            })
+            .collect();
+        deliveries
+            .iter()
+            .zip(asked)
+            .map(|(d, rx)| d.answer(rx, deadline))
+            .collect()
     }
 
     /// Delivers what is queued within `timeout`, drops the rest (counted as `shutdown`; with a
     /// spool it stays spooled for the next start instead, counted as `spooled`) and stops the
-    /// worker. Later exports return `AlreadyShutdown`; so does a second shutdown.
+    /// destination. Later exports return `AlreadyShutdown`; so does a second shutdown.
     /// Never waits much longer than `timeout`, whatever the destination does.
     pub fn shutdown(&self, timeout: Duration) -> Result<DeliveryReport, AlreadyShutdown> {
-        if self.inner.shut.swap(true, Ordering::AcqRel) {
-            return Err(AlreadyShutdown);
-        }
-        let (reply, rx) = sync_channel(1);
+        Self::shutdown_all(std::slice::from_ref(self), timeout)
+            .pop()
+            .ok_or(AlreadyShutdown)
+    }
+
+    /// [`Delivery::shutdown`] on several destinations at once, within one deadline; the
+    /// reports of those not already shut down.
+    pub(crate) fn shutdown_all(deliveries: &[Delivery], timeout: Duration) -> Vec<DeliveryReport> {
         let deadline = deadline_after(Instant::now(), timeout);
-        let report = self.ask(Command::Shutdown { deadline, reply }, rx, timeout);
-        if report.remaining > 0 {
-            tracing::warn!(
-                stream = self.inner.stream.name(),
-                undelivered = report.remaining,
-                dropped_total = report.stats.dropped.total(),
-                spooled = report.stats.spooled,
-                "telemetry shutdown deadline reached with events undelivered"
-            );
-        }
-        Ok(report)
+        let asked: Vec<_> = deliveries
+            .iter()
+            .filter(|d| !d.inner.shut.swap(true, Ordering::AcqRel))
+            .map(|d| {
+                let (reply, rx) = sync_channel(1);
+                let sent = d.send(Command::Shutdown { deadline, reply });
+                (d, sent.then_some(rx))
+            })
+            .collect();
+        asked
+            .into_iter()
+            .map(|(d, rx)| {
+                let report = d.answer(rx, deadline);
+                if report.remaining > 0 {
+                    tracing::warn!(
+                        stream = d.inner.stream.name(),
+                        undelivered = report.remaining,
+                        dropped_total = report.stats.dropped.total(),
+                        spooled = report.stats.spooled,
+                        "telemetry shutdown deadline reached with events undelivered"
+                    );
+                }
+                report
+            })
+            .collect()
     }
 
     /// Cancels a pending backoff so the worker retries at once (for transports that learn
     /// the destination is back, e.g. the relay connection resumed).
     pub fn wake(&self) {
-        let _ = self.inner.tx.send(Command::Wake);
+        self.send(Command::Wake);
     }
 
-    /// Closes the consent gate and drops every event queued on this stream (hand-over queue,
-    /// backlog, batches waiting for a retry) without sending them, counts them as `purged` and
-    /// returns how many there were. For consent withdrawal.
+    /// Closes the consent gate and drops every event queued for this destination (the
+    /// pipeline's queue, the backlog, batches waiting for a retry) without sending them,
+    /// counts them as `purged` and returns how many there were. For consent withdrawal.
     ///
-    /// Until [`Delivery::resume`] every event handed over is dropped and counted as `purged`,
-    /// even one that was already on its way in, and no request starts. A request already on
-    /// the wire is not recalled: the answer comes once it has finished (a failed one is not
-    /// retried), so when `purge` returns in time no request of this stream is in flight and
-    /// none will start. Waits at most `timeout` for that answer (then returns 0; the gate is
-    /// closed all the same).
+    /// Until [`Delivery::resume`] every event for it is dropped and counted as `purged`, even
+    /// one that was already on its way in, and no request starts. A request already on the
+    /// wire is not recalled: the answer comes once it has finished (a failed one is not
+    /// retried), so when `purge` returns in time no request of this destination is in flight
+    /// and none will start. Waits at most `timeout` for that answer (then returns 0; the gate
+    /// is closed all the same).
     pub fn purge(&self, timeout: Duration) -> u64 {
-        self.inner.denied.store(true, Ordering::Release);
-        if self.is_shutdown() {
-            return 0;
-        }
-        let (reply, rx) = sync_channel(1);
-        if self.inner.tx.send(Command::Purge { reply }).is_err() {
-            return 0;
-        }
-        let purged = rx.recv_timeout(timeout).unwrap_or(0);
-        purged + self.inner.gate_refused.swap(0, Ordering::Relaxed)
+        Self::purge_all(std::slice::from_ref(self), timeout)
     }
 
-    /// Closes the consent gate at once, without purging or waiting: from now on nothing is
-    /// queued or sent, and events handed over are dropped as `purged` (the next
-    /// [`Delivery::purge`] reports them). For a caller that must settle other stages before it
-    /// purges.
-    pub fn close_gate(&self) {
-        self.inner.denied.store(true, Ordering::Release);
+    /// [`Delivery::purge`] on several destinations: every gate closes first, then each
+    /// purges, all within one deadline. The total purged.
+    pub(crate) fn purge_all(deliveries: &[Delivery], timeout: Duration) -> u64 {
+        for d in deliveries {
+            d.inner.denied.store(true, Ordering::Release);
+        }
+        let deadline = deadline_after(Instant::now(), timeout);
+        let asked: Vec<_> = deliveries
+            .iter()
+            .filter(|d| !d.is_shutdown())
+            .filter_map(|d| {
+                let (reply, rx) = sync_channel(1);
+                d.send(Command::Purge { reply }).then_some(rx)
+            })
+            .collect();
+        asked
+            .into_iter()
+            .map(|rx| {
+                let left = deadline.saturating_duration_since(Instant::now());
+                rx.recv_timeout(left).unwrap_or(0)
+            })
+            .sum()
     }
 
     /// Reopens the consent gate closed by [`Delivery::purge`]: events are queued and sent
     /// again.
     pub fn resume(&self) {
         self.inner.denied.store(false, Ordering::Release);
-        self.inner.gate_refused.store(0, Ordering::Relaxed);
         self.wake();
     }
 
@@ -332,19 +490,28 @@ impl Delivery {
         self.inner.denied.load(Ordering::Acquire)
     }
 
-    fn ask(
+    /// The deadline used when every handle is dropped without an explicit shutdown.
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.inner.shutdown_timeout
+    }
+
+    /// Sends a command to this destination's worker; false when the background is gone.
+    fn send(&self, cmd: Command) -> bool {
+        self.inner.core.send(self.inner.index, cmd)
+    }
+
+    /// The report for a command's reply (`None`: it could not be sent), waiting until
+    /// `deadline` plus a grace; without a reply, whatever is still queued.
+    fn answer(
         &self,
-        cmd: Command,
-        rx: std::sync::mpsc::Receiver<u64>,
-        timeout: Duration,
+        rx: Option<std::sync::mpsc::Receiver<u64>>,
+        deadline: Instant,
     ) -> DeliveryReport {
-        if self.inner.tx.send(cmd).is_err() {
-            return self.report(self.inner.stats.queued());
-        }
-        match rx.recv_timeout(timeout.saturating_add(REPLY_GRACE)) {
-            Ok(remaining) => self.report(remaining),
-            Err(_) => self.report(self.inner.stats.queued()),
-        }
+        let remaining = rx.and_then(|rx| {
+            let left = deadline.saturating_duration_since(Instant::now());
+            rx.recv_timeout(left.saturating_add(REPLY_GRACE)).ok()
+        });
+        self.report(remaining.unwrap_or_else(|| self.inner.stats.queued()))
     }
 
     fn report(&self, remaining: u64) -> DeliveryReport {
@@ -352,6 +519,13 @@ impl Delivery {
             remaining,
             stats: self.inner.stats.snapshot(),
         }
+    }
+}
+
+impl Core {
+    /// Sends a command for destination `index`; false when the background is gone.
+    pub(crate) fn send(&self, index: usize, cmd: Command) -> bool {
+        self.tx.send((index, cmd)).is_ok()
     }
 }
 

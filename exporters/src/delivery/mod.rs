@@ -95,6 +95,10 @@ mod engine;
 mod error;
 mod http;
 mod options;
+mod overflow;
+mod queue;
+#[cfg(test)]
+mod queue_tests;
 pub(crate) mod range;
 pub mod retry;
 mod stats;
@@ -104,12 +108,13 @@ mod transport;
 mod worker;
 
 pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
-pub use engine::{Delivery, DeliveryReport};
+pub(crate) use engine::{launch, Core};
+pub use engine::{Delivery, DeliveryReport, DeliverySpec};
 pub use error::{AlreadyShutdown, BuildError};
 pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
 pub use options::{
-    DeliveryOptions, DeliveryOptionsBuilder, SpoolConfig, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+    DeliveryOptions, DeliveryOptionsBuilder, SpoolConfig, DEFAULT_OVERFLOW_BYTES,
+    DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use range::{check_range, deadline_after, MAX_BATCH_DELAY, MAX_DURATION_SETTING};
 pub use retry::{Decision, Outcome, RetryPolicy};

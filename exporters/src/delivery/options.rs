@@ -15,6 +15,9 @@ use super::retry::RetryPolicy;
 /// few hundred per million when a send lagged behind a hand-over), while a 1M-event flood stays
 /// within 16 MiB of extra memory.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+/// Default bound of the queue's overflow in bytes: records past [`DEFAULT_QUEUE_CAPACITY`] are
+/// held in a compact form (about 140 bytes each) up to this many bytes, about 100,000 events.
+pub const DEFAULT_OVERFLOW_BYTES: usize = 16 << 20;
 /// Default per-request timeout.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline of flush and shutdown.
@@ -42,6 +45,7 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeliveryOptions {
     queue_capacity: usize,
+    overflow_bytes: usize,
     timeout: Duration,
     gzip: Option<u32>,
     retry: RetryPolicy,
@@ -54,6 +58,7 @@ impl Default for DeliveryOptions {
     fn default() -> Self {
         DeliveryOptions {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            overflow_bytes: DEFAULT_OVERFLOW_BYTES,
             timeout: DEFAULT_REQUEST_TIMEOUT,
             gzip: None,
             retry: RetryPolicy::default(),
@@ -77,9 +82,15 @@ impl DeliveryOptions {
         }
     }
 
-    /// The bound of the hand-over queue and of the backlog, in events.
+    /// The bound of the pipeline's queue (records held as they are) and of the backlog's
+    /// memory, in events.
     pub fn queue_capacity(&self) -> usize {
         self.queue_capacity
+    }
+
+    /// The bound of the queue's compact overflow, in bytes (0: no overflow).
+    pub fn overflow_bytes(&self) -> usize {
+        self.overflow_bytes
     }
 
     /// The per-request timeout.
@@ -149,6 +160,7 @@ impl DeliveryOptions {
 /// | setting | default |
 /// |---|---|
 /// | [`with_queue_capacity`](Self::with_queue_capacity) | 4096 events ([`DEFAULT_QUEUE_CAPACITY`]), at least 1 |
+/// | [`with_overflow_bytes`](Self::with_overflow_bytes) | 16 MiB ([`DEFAULT_OVERFLOW_BYTES`]) |
 /// | [`with_timeout`](Self::with_timeout) | 10 s per request ([`DEFAULT_REQUEST_TIMEOUT`]); above zero, at most 1 h |
 /// | [`with_gzip`](Self::with_gzip) | off (on: level [`DEFAULT_GZIP_LEVEL`]) |
 /// | [`with_retry_policy`](Self::with_retry_policy) | [`RetryPolicy::default`] |
@@ -161,11 +173,20 @@ pub struct DeliveryOptionsBuilder {
 }
 
 impl DeliveryOptionsBuilder {
-    /// At most this many events wait to be mapped, and at most this many mapped items wait to
-    /// be sent (the backlog evicts its oldest when full). With a spool the backlog lives on
-    /// disk, bounded by the spool's cap instead.
+    /// At most this many records wait in the pipeline's queue as they are (beyond that, in
+    /// the compact overflow), and at most this many mapped items wait to be sent in memory
+    /// (the backlog evicts its oldest when full). With a spool the backlog lives on disk,
+    /// bounded by the spool's cap instead.
     pub fn with_queue_capacity(mut self, n: usize) -> Self {
         self.options.queue_capacity = n;
+        self
+    }
+
+    /// How many bytes of records the queue holds in its compact overflow once
+    /// [`with_queue_capacity`](Self::with_queue_capacity) records wait; past both, records are
+    /// dropped and counted as `queue_full`. 0 turns the overflow off.
+    pub fn with_overflow_bytes(mut self, n: usize) -> Self {
+        self.options.overflow_bytes = n;
         self
     }
 

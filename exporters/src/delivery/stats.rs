@@ -9,7 +9,7 @@ use crate::spool::SpoolStats;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DropReason {
-    /// `export()` found the bounded hand-over queue full (the newest events are refused).
+    /// The pipeline's bounded queue and its overflow were full (the newest events are refused).
     QueueFull,
     /// The backlog was full while the destination was unreachable: the oldest events went.
     Evicted,
@@ -95,6 +95,30 @@ pub struct DeliveryStats {
     dropped: [AtomicU64; DropReason::ALL.len()],
     warned: [AtomicBool; DropReason::ALL.len()],
     last_error: Mutex<Option<String>>,
+    /// What waits for this destination in the pipeline's queue, not yet in the counters above
+    /// (set once by the pipeline; see [`Pending`]).
+    pending: std::sync::OnceLock<std::sync::Weak<dyn Pending>>,
+    index: AtomicU64,
+}
+
+/// What the pipeline's one queue holds for a destination and has not yet handed to it:
+/// records that route there (`waiting`), and records refused at the queue's door whose
+/// `queue_full` drop is not yet in the counters (`door_dropped`). A snapshot adds both, so the
+/// accounting invariant holds while records wait in the queue or its overflow.
+pub(crate) trait Pending: Send + Sync + std::fmt::Debug {
+    /// The counts for destination `index`.
+    fn pending(&self, index: usize) -> QueueCounts;
+}
+
+/// What the pipeline's queue counts for one destination (see [`Pending`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct QueueCounts {
+    /// Queued records and events that route there.
+    pub(crate) waiting: u64,
+    /// Dropped at the door as `queue_full`, not yet in the counters.
+    pub(crate) door_dropped: u64,
+    /// Records that route elsewhere.
+    pub(crate) ignored: u64,
 }
 
 /// Dropped events by reason (see [`DropReason`]).
@@ -154,8 +178,8 @@ impl DroppedCounts {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryStatsSnapshot {
     /// Events handed to this engine in this run that its stream routes: those queued, and
-    /// those refused at once (queue full, invalid, shut down, or dropped by a stage in front
-    /// of the engine and reported with [`Delivery::count_refused`](super::Delivery::count_refused)).
+    /// those refused at once (the pipeline's queue full, shut down), and those still waiting in
+    /// the pipeline's queue.
     pub routed: u64,
     /// Events an earlier run left in the spool, found when this engine opened it.
     pub replayed: u64,
@@ -201,20 +225,44 @@ impl DeliveryStats {
             dropped: Default::default(),
             warned: Default::default(),
             last_error: Mutex::new(None),
+            pending: std::sync::OnceLock::new(),
+            index: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes snapshots include what the pipeline's queue holds for destination `index`.
+    pub(crate) fn set_pending(&self, source: std::sync::Weak<dyn Pending>, index: usize) {
+        let _ = self.pending.set(source);
+        self.index.store(index as u64, Relaxed);
+    }
+
+    /// What the pipeline's queue holds for this destination (zeros without a pipeline).
+    fn in_queue(&self) -> QueueCounts {
+        match self.pending.get().and_then(std::sync::Weak::upgrade) {
+            Some(p) => p.pending(self.index.load(Relaxed) as usize),
+            None => QueueCounts::default(),
         }
     }
 
     /// Reads every counter.
     pub fn snapshot(&self) -> DeliveryStatsSnapshot {
-        let d = |r: DropReason| self.dropped[r.index()].load(Relaxed);
+        let QueueCounts {
+            waiting,
+            door_dropped: door,
+            ignored,
+        } = self.in_queue();
+        let d = |r: DropReason| {
+            let extra = if r == DropReason::QueueFull { door } else { 0 };
+            self.dropped[r.index()].load(Relaxed) + extra
+        };
         DeliveryStatsSnapshot {
-            routed: self.routed.load(Relaxed),
+            routed: self.routed.load(Relaxed) + waiting + door,
             replayed: self.replayed.load(Relaxed),
-            queued: self.queued.load(Relaxed),
+            queued: self.queued.load(Relaxed) + waiting,
             sent: self.sent.load(Relaxed),
             requests: self.requests.load(Relaxed),
             retried: self.retried.load(Relaxed),
-            ignored: self.ignored.load(Relaxed),
+            ignored: self.ignored.load(Relaxed) + ignored,
             dropped: DroppedCounts {
                 queue_full: d(DropReason::QueueFull),
                 evicted: d(DropReason::Evicted),
@@ -234,9 +282,9 @@ impl DeliveryStats {
         }
     }
 
-    /// Events currently queued (the `queued` gauge).
+    /// Events currently queued (the `queued` gauge), the pipeline's queue included.
     pub fn queued(&self) -> u64 {
-        self.queued.load(Relaxed)
+        self.queued.load(Relaxed) + self.in_queue().waiting
     }
 
     /// Counts `n` routed events taken into the queue.
@@ -269,10 +317,6 @@ impl DeliveryStats {
 
     pub(crate) fn retry(&self) {
         self.retried.fetch_add(1, Relaxed);
-    }
-
-    pub(crate) fn ignore(&self, n: u64) {
-        self.ignored.fetch_add(n, Relaxed);
     }
 
     /// Counts `n` routed events dropped before they were queued (refused at the door).

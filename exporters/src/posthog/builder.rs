@@ -1,13 +1,12 @@
 //! [`PostHogExporterBuilder`]: settings, defaults and validation.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::exporter::PostHogStream;
 use super::wire::Framer;
 use crate::decode::DecodeOptions;
 use crate::delivery::{
-    check_range, parse_http_url, BuildError, Delivery, DeliveryOptions, HttpTransport, Limits,
+    check_range, parse_http_url, BuildError, DeliveryOptions, DeliverySpec, HttpTransport, Limits,
 };
 use crate::env::Env;
 use crate::exporter::StreamExporter;
@@ -190,8 +189,14 @@ impl PostHogExporterBuilder {
         parse_http_url("CL_POSTHOG_HOST", &format!("{base}/batch/"))
     }
 
-    /// Checks the settings, starts the worker thread and returns the exporter.
+    /// Checks the settings, starts the exporter's background thread and returns the exporter.
     pub fn build(self) -> Result<StreamExporter, BuildError> {
+        StreamExporter::start(self.spec()?)
+    }
+
+    /// Checks the settings and returns the destination, not started (for a
+    /// [`Pipeline`](crate::Pipeline) of several).
+    pub fn spec(self) -> Result<DeliverySpec, BuildError> {
         if let Some(var) = self.disabled_by {
             return Err(BuildError::Disabled(var));
         }
@@ -230,16 +235,15 @@ impl PostHogExporterBuilder {
             framer: Framer::new(&api_key),
             api_key,
         };
-        let delivery = Delivery::start(stream, transport, limits, &self.delivery)?;
-        Ok(StreamExporter {
-            delivery,
-            decode: Arc::new(DecodeOptions {
-                compute_target_id: self.compute_target_id,
-                release_version: self.release_version,
-                keep_tails: false,
-            }),
-            endpoint: Arc::from(endpoint.as_str()),
-        })
+        Ok(
+            DeliverySpec::new(stream, transport, limits, &self.delivery)?
+                .with_decode(DecodeOptions {
+                    compute_target_id: self.compute_target_id,
+                    release_version: self.release_version,
+                    keep_tails: false,
+                })
+                .with_endpoint(endpoint.as_str()),
+        )
     }
 }
 

@@ -10,7 +10,7 @@ use super::channel::{ChannelTransport, RelayConnection};
 use super::wire::{self, MAX_BODY_BYTES, MAX_ITEMS};
 use crate::decode::Event;
 use crate::delivery::{
-    frame_json_array, parse_http_url, BuildError, Delivery, DeliveryOptions, HttpTransport,
+    frame_json_array, parse_http_url, BuildError, DeliveryOptions, DeliverySpec, HttpTransport,
     InvalidEvent, Stream, Transport,
 };
 use crate::diagnostics::DiagnosticsSettings;
@@ -147,8 +147,14 @@ impl RelayExporterBuilder {
         self
     }
 
-    /// Checks the settings, starts the worker and returns the exporter.
+    /// Checks the settings, starts the exporter's background thread and returns the exporter.
     pub fn build(self) -> Result<StreamExporter, BuildError> {
+        StreamExporter::start(self.spec()?)
+    }
+
+    /// Checks the settings and returns the destination, not started (for a
+    /// [`Pipeline`](crate::Pipeline) of several).
+    pub fn spec(self) -> Result<DeliverySpec, BuildError> {
         self.settings.check()?;
         self.delivery.check()?;
         let limits = self.settings.limits(MAX_ITEMS, MAX_BODY_BYTES);
@@ -179,14 +185,13 @@ impl RelayExporterBuilder {
                 )
             }
         };
-        let delivery = Delivery::start(stream, transport, limits, &self.delivery)?;
-        if let Some(conn) = &self.channel {
-            conn.attach(delivery.clone());
-        }
-        Ok(StreamExporter {
-            delivery,
-            decode: Arc::new(self.settings.decode_options()),
-            endpoint: Arc::from(endpoint.as_str()),
+        let spec =
+            DeliverySpec::from_parts(Arc::new(stream), transport.into(), limits, &self.delivery)?
+                .with_decode(self.settings.decode_options())
+                .with_endpoint(endpoint);
+        Ok(match self.channel {
+            Some(conn) => spec.on_start(move |delivery| conn.attach(delivery.clone())),
+            None => spec,
         })
     }
 }

@@ -1,16 +1,15 @@
-//! The worker: one named thread per engine, with its own current-thread tokio runtime, inside a
-//! telemetry-suppressed context. It maps events to items, forms batches, sends them and applies
-//! the retry policy, and answers flush and shutdown.
+//! The worker of one destination: its backlog (memory and spool), its batches in flight, its
+//! retry state and the flushes, shutdown and purges asked of it. It does no waiting of its
+//! own: the pipeline's background (`background.rs`, one thread and one current-thread tokio
+//! runtime for every destination, inside a telemetry-suppressed context) feeds it events,
+//! asks it what is due and when it next needs to run, and carries its requests to the
+//! transport, so one destination's slow request never holds another's.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Instant;
-
-use opentelemetry::Context;
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::backlog::Backlog;
 use super::batcher::{due_at, fits_alone, Batch};
@@ -24,24 +23,17 @@ use super::transport::Transport;
 use crate::spool::Spool;
 
 mod alarm;
+pub(crate) mod background;
 mod send;
-
-use alarm::Alarm;
 
 /// The longest server reason text kept in `last_error` and logs.
 const LAST_ERROR_MAX_BYTES: usize = 256;
-/// How many queued commands the worker takes in before it looks at sending again (it also
-/// stops once it has taken a hand-over queue's worth of events, `queue_capacity`).
-const MAX_COMMANDS_PER_PASS: usize = 1024;
 
 pub(crate) struct Worker {
     stream: Arc<dyn Stream>,
     transport: Arc<dyn Transport>,
     cfg: EngineConfig,
     stats: Arc<DeliveryStats>,
-    admitted: Arc<AtomicUsize>,
-    rx: UnboundedReceiver<Command>,
-    closed: bool,
     backlog: Backlog,
     inflight: VecDeque<Batch>,
     /// The framing overhead of an empty body.
@@ -56,19 +48,23 @@ pub(crate) struct Worker {
     denied: Arc<AtomicBool>,
     /// A request is on the wire (purges then wait for its outcome before answering).
     sending: bool,
+    /// The attempts of the batch on the wire before this one.
+    attempts: u32,
     /// Purges answered once the request on the wire has finished, with their counts.
     purge_replies: Vec<PendingPurge>,
     /// Events the closed gate dropped before the purge command came (it reports them).
     gate_drops: u64,
     /// The "sent" tap (see `Delivery::attach_tap`): empty unless a view is attached.
     tap: TapSlot,
-    /// The timer the worker sleeps on (made in `run`, inside the runtime).
-    alarm: Alarm,
+    /// Finished: its spool released and every waiter answered.
+    finished: bool,
 }
 
-/// A flush waiting for the queue to empty, answered by its deadline with what remains.
+/// A flush waiting for the queue to empty, answered by its deadline with what remains. It
+/// also waits for the pipeline's queue to pass its ticket (what was queued before it).
 struct Waiter {
     deadline: Instant,
+    ticket: u64,
     reply: SyncSender<u64>,
 }
 
@@ -85,38 +81,12 @@ struct PendingPurge {
     purged: u64,
 }
 
-/// Starts the worker thread.
-pub(crate) fn spawn(worker: Worker) -> std::io::Result<()> {
-    let name = format!("closedloop-telemetry-{}", worker.stream.name());
-    std::thread::Builder::new().name(name).spawn(move || {
-        // Everything this thread does (HTTP client, our own logs) must not become telemetry.
-        let _suppressed = Context::enter_telemetry_suppressed_scope();
-        // Background priority: the app's threads (and its disk I/O) come first.
-        crate::priority::lower_current_thread();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            // Blocking-pool threads (DNS lookups) are suppressed for their whole life too.
-            .on_thread_start(|| std::mem::forget(Context::enter_telemetry_suppressed_scope()))
-            .build();
-        match runtime {
-            Ok(rt) => rt.block_on(worker.run()),
-            Err(e) => {
-                tracing::warn!(error = %e, "telemetry delivery worker could not start its runtime");
-                worker.stats.set_last_error(format!("runtime: {e}"));
-            }
-        }
-    })?;
-    Ok(())
-}
-
 impl Worker {
     pub(crate) fn new(
         stream: Arc<dyn Stream>,
         transport: Arc<dyn Transport>,
         cfg: EngineConfig,
         stats: Arc<DeliveryStats>,
-        admitted: Arc<AtomicUsize>,
-        rx: UnboundedReceiver<Command>,
         denied: Arc<AtomicBool>,
     ) -> Self {
         let mut frame = Vec::new();
@@ -128,9 +98,6 @@ impl Worker {
             transport,
             cfg,
             stats,
-            admitted,
-            rx,
-            closed: false,
             inflight: VecDeque::new(),
             backoff_until: None,
             connect_failures: 0,
@@ -139,10 +106,11 @@ impl Worker {
             warned_status: HashSet::new(),
             denied,
             sending: false,
+            attempts: 0,
             purge_replies: Vec::new(),
             gate_drops: 0,
             tap: TapSlot::default(),
-            alarm: Alarm::tokio(),
+            finished: false,
         }
     }
 
@@ -166,50 +134,33 @@ impl Worker {
         }
     }
 
-    async fn run(mut self) {
-        self.alarm = Alarm::new();
-        self.open_spool();
-        loop {
-            // Take in what is already waiting before deciding, so batches fill up. Bounded in
-            // events too: the hand-over queue refills while the worker takes from it, so a
-            // producer that never pauses would otherwise keep it encoding instead of sending.
-            let mut events = 0;
-            for _ in 0..MAX_COMMANDS_PER_PASS {
-                if events >= self.cfg.queue_capacity {
-                    break;
-                }
-                match self.rx.try_recv() {
-                    Ok(cmd) => {
-                        if let Command::Events(e) = &cmd {
-                            events += e.len();
-                        }
-                        self.on_command(Some(cmd));
-                    }
-                    Err(TryRecvError::Disconnected) if !self.closed => self.on_command(None),
-                    Err(_) => break,
-                }
-            }
-            let now = Instant::now();
-            self.spool_tick(now);
-            self.settle_flushes(now);
-            if self.shutdown_done(now) {
-                break;
-            }
-            let send_at = self.send_at(now);
-            if send_at.is_some_and(|t| t <= now) {
-                self.send_next().await;
-                continue;
-            }
-            let wake = [send_at, self.next_deadline(), self.backlog.sync_due()]
-                .into_iter()
-                .flatten()
-                .min();
-            tokio::select! {
-                cmd = self.rx.recv(), if !self.closed => self.on_command(cmd),
-                _ = self.alarm.until(wake) => {}
-            }
-        }
-        self.finish();
+    /// Whether it has finished (after its shutdown).
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The live counters.
+    pub(crate) fn stats(&self) -> &DeliveryStats {
+        &self.stats
+    }
+
+    /// The instant it must next run by itself: a send, a spool sync, a flush or shutdown
+    /// deadline (`None`: nothing to do until something arrives).
+    pub(crate) fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let send = if self.sending {
+            None
+        } else {
+            self.send_at(now)
+        };
+        [send, self.next_deadline(), self.backlog.sync_due()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Whether a request should start now.
+    pub(crate) fn send_due(&self, now: Instant) -> bool {
+        !self.sending && !self.finished && self.send_at(now).is_some_and(|t| t <= now)
     }
 
     fn pending(&self) -> usize {
@@ -247,23 +198,21 @@ impl Worker {
             .min()
     }
 
-    fn on_command(&mut self, cmd: Option<Command>) {
+    /// Carries out a command from its handle. `None`: every handle is gone, so it delivers
+    /// what it can within the default deadline and stops.
+    pub(crate) fn on_command(&mut self, cmd: Option<Command>) {
         match cmd {
-            Some(Command::Events(events)) => {
-                self.admitted.fetch_sub(events.len(), Ordering::AcqRel);
-                if self.is_denied() {
-                    // Handed over by a thread that passed the gate just before it closed.
-                    self.drop_items(DropReason::Purged, events.len(), "consent denied");
-                    self.gate_drops += events.len() as u64;
-                    return;
-                }
-                for event in &events {
-                    self.queue_event(event);
-                }
-            }
-            Some(Command::Flush { deadline, reply }) => {
+            Some(Command::Flush {
+                deadline,
+                ticket,
+                reply,
+            }) => {
                 self.backlog.sync();
-                self.flushes.push(Waiter { deadline, reply });
+                self.flushes.push(Waiter {
+                    deadline,
+                    ticket,
+                    reply,
+                });
             }
             Some(Command::Shutdown { deadline, reply }) => {
                 self.shutdown = Some(PendingShutdown {
@@ -280,15 +229,13 @@ impl Worker {
             Some(Command::Purge { reply }) => {
                 let purged = self.purge() + std::mem::take(&mut self.gate_drops);
                 if self.sending {
-                    // Answer once the request on the wire has finished (see `send_next`).
+                    // Answer once the request on the wire has finished.
                     self.purge_replies.push(PendingPurge { reply, purged });
                 } else {
                     let _ = reply.try_send(purged);
                 }
             }
             None => {
-                // Every handle is gone: deliver what we can within the default deadline.
-                self.closed = true;
                 if self.shutdown.is_none() {
                     self.shutdown = Some(PendingShutdown {
                         deadline: deadline_after(Instant::now(), self.cfg.shutdown_timeout),
@@ -299,7 +246,29 @@ impl Worker {
         }
     }
 
-    fn queue_event(&mut self, event: &crate::decode::Event) {
+    /// Takes in one event the pipeline routed here, first queued at `queued_at` (it is
+    /// already counted as routed and queued). Dropped as `purged` while the consent gate is
+    /// closed, and as `shutdown` once finished.
+    pub(crate) fn accept(&mut self, event: &crate::decode::Event, queued_at: Instant) {
+        if self.is_denied() {
+            // Queued by a thread that passed the gate just before it closed.
+            self.drop_items(DropReason::Purged, 1, "consent denied");
+            self.gate_drops += 1;
+            return;
+        }
+        if self.finished {
+            self.drop_items(DropReason::Shutdown, 1, "the destination is shut down");
+            return;
+        }
+        self.queue_event(event, queued_at);
+    }
+
+    /// Counts one event routed here that could not be decoded (`invalid`).
+    pub(crate) fn reject(&mut self, why: &str) {
+        self.drop_items(DropReason::Invalid, 1, why);
+    }
+
+    fn queue_event(&mut self, event: &crate::decode::Event, queued_at: Instant) {
         let id = uuid::Uuid::now_v7();
         match self.stream.encode(event, id) {
             Ok(bytes) if !fits_alone(bytes.len(), self.overhead, &self.cfg.limits) => {
@@ -320,7 +289,7 @@ impl Worker {
                     created: event.time,
                     bytes,
                 };
-                if let Some(old) = self.backlog.push(item, Instant::now()) {
+                if let Some(old) = self.backlog.push(item, queued_at) {
                     let _ = self.stats.dropped(DropReason::Evicted, 1, "backlog full");
                     self.tap(
                         &[old],
@@ -334,10 +303,13 @@ impl Worker {
         }
     }
 
-    fn settle_flushes(&mut self, now: Instant) {
-        let idle = self.pending() == 0;
+    /// Answers the flushes that are done (nothing pending, and the pipeline's queue past
+    /// their ticket: `queue_done`) or past their deadline (with what remains).
+    pub(crate) fn settle_flushes(&mut self, now: Instant, queue_done: u64) {
+        let pending = self.pending() == 0;
         let queued = self.stats.queued();
         self.flushes.retain(|w| {
+            let idle = pending && queue_done >= w.ticket;
             let done = idle || w.deadline <= now;
             if done {
                 let _ = w.reply.try_send(if idle { 0 } else { queued });
@@ -346,7 +318,8 @@ impl Worker {
         });
     }
 
-    fn shutdown_done(&self, now: Instant) -> bool {
+    /// Whether its shutdown is complete (nothing pending) or past its deadline.
+    pub(crate) fn shutdown_done(&self, now: Instant) -> bool {
         self.shutdown
             .as_ref()
             .is_some_and(|s| self.pending() == 0 || s.deadline <= now)
@@ -354,7 +327,7 @@ impl Worker {
 
     /// Opens the configured spool (falling back to a per-process directory or memory, with
     /// one warning) and queues what it still holds for replay.
-    fn open_spool(&mut self) {
+    pub(crate) fn open_spool(&mut self) {
         let Some(cfg) = self.cfg.spool.clone() else {
             return;
         };
@@ -375,7 +348,7 @@ impl Worker {
 
     /// With a spool: writes appends out, fsyncs on the interval, counts cap losses and items
     /// neither the spool nor memory could keep, and publishes the spool's counters.
-    fn spool_tick(&mut self, now: Instant) {
+    pub(crate) fn spool_tick(&mut self, now: Instant) {
         if !self.backlog.is_durable() {
             return;
         }
@@ -440,31 +413,17 @@ impl Worker {
 
     /// Drops whatever is left (counted as `shutdown`) and answers every waiter. With a spool,
     /// what is left stays spooled (counted as `spooled`) for the next start instead.
-    fn finish(mut self) {
-        self.rx.close();
+    /// Drops whatever is left (counted as `shutdown`) and answers every waiter. With a spool,
+    /// what is left stays spooled (counted as `spooled`) for the next start instead. The
+    /// background has handed it everything the pipeline's queue held for it first.
+    pub(crate) fn finish(&mut self) {
+        if self.finished {
+            return;
+        }
+        self.finished = true;
         let durable = self.backlog.is_durable();
         let mut replies = Vec::new();
         let mut left = 0;
-        while let Ok(cmd) = self.rx.try_recv() {
-            match cmd {
-                Command::Events(events) => {
-                    self.admitted.fetch_sub(events.len(), Ordering::AcqRel);
-                    if self.is_denied() {
-                        self.drop_items(DropReason::Purged, events.len(), "consent denied");
-                    } else if durable {
-                        // Spool them too: they go out on the next start.
-                        events.iter().for_each(|e| self.queue_event(e));
-                    } else {
-                        left += events.len();
-                    }
-                }
-                Command::Flush { reply, .. } | Command::Shutdown { reply, .. } => {
-                    replies.push(reply)
-                }
-                Command::Purge { reply } => replies.push(reply),
-                Command::Wake => {}
-            }
-        }
         let (lost, spooled) = self.backlog.drain();
         left += lost.len();
         let why = "still queued at the shutdown deadline";
@@ -490,7 +449,7 @@ impl Worker {
         self.stats.set_spool(self.backlog.spool_stats());
         // Release the spool (and its directory lock) before answering, so whoever waits for
         // the shutdown can open the same directory at once.
-        drop(std::mem::replace(&mut self.backlog, Backlog::new(1)));
+        self.backlog = Backlog::new(1);
         let left = left + spooled;
         replies.extend(self.flushes.drain(..).map(|w| w.reply));
         replies.extend(self.purge_replies.drain(..).map(|p| p.reply));

@@ -1,5 +1,5 @@
-//! Sending: take the next batch, exchange it with the transport while still serving
-//! commands, and apply the retry policy's decision.
+//! Sending: take the next batch and build its request (the background carries it to the
+//! transport), then apply the retry policy's decision to the outcome.
 
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,9 +30,11 @@ pub(crate) fn exchange_budget(request_timeout: Duration, body_bytes: usize) -> D
 }
 
 impl Worker {
-    pub(super) async fn send_next(&mut self) {
-        if self.is_denied() {
-            return;
+    /// The next request to send, if any: the batch in front (a retry) or a new one. Marks the
+    /// worker as sending until [`Worker::finish_send`].
+    pub(crate) fn start_send(&mut self) -> Option<Request> {
+        if self.is_denied() || self.sending {
+            return None;
         }
         let now = SystemTime::now();
         if self.inflight.is_empty() {
@@ -48,13 +50,11 @@ impl Worker {
             self.tap_expired(&expired);
             self.backlog.settle(&expired, Instant::now());
             if items.is_empty() {
-                return;
+                return None;
             }
             self.inflight.push_back(Batch::new(items));
         }
-        let Some(batch) = self.inflight.front_mut() else {
-            return;
-        };
+        let batch = self.inflight.front_mut()?;
         // A batch that waited through long backoffs may have expired meanwhile.
         let expiry = self.cfg.limits.expiry;
         let (expired_items, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut batch.items)
@@ -70,53 +70,34 @@ impl Worker {
         let Some(request) = request else {
             self.inflight.pop_front();
             self.backlog.settle(&expired_items, Instant::now());
-            return;
+            return None;
         };
         // Dropped and counted: acknowledged on their own (never past an item in flight).
         self.backlog.settle(&expired_items, Instant::now());
         self.stats.request();
-        // `None`: abandoned at the shutdown deadline; finish() counts the batch.
         self.sending = true;
-        let result = self.exchange(request).await;
-        self.sending = false;
-        if let Some(result) = result {
-            self.on_result(result, attempts);
-        }
-        self.answer_purges();
+        self.attempts = attempts;
+        Some(request)
     }
 
-    /// Sends one request, still serving commands meanwhile; `None` when the shutdown
-    /// deadline passes first (the request is abandoned).
-    async fn exchange(&mut self, request: Request) -> Option<Result<Response, TransportError>> {
-        let transport = self.transport.clone();
-        let budget = exchange_budget(self.cfg.request_timeout, request.body.len());
-        let send = tokio::time::timeout(budget, transport.send(request));
-        tokio::pin!(send);
-        loop {
-            // The spool's sync interval holds while a request hangs, too.
-            let deadline = [self.next_deadline(), self.backlog.sync_due()]
-                .into_iter()
-                .flatten()
-                .min();
-            tokio::select! {
-                result = &mut send => return Some(result.unwrap_or(Err(TransportError::Timeout))),
-                cmd = self.rx.recv(), if !self.closed => {
-                    self.on_command(cmd);
-                    // The connection is driven by this runtime's other tasks and its I/O
-                    // driver: let them run after each command, so a producer that never
-                    // pauses cannot hold the request in flight.
-                    tokio::task::yield_now().await;
-                }
-                _ = self.alarm.until(deadline) => {
-                    let now = Instant::now();
-                    self.spool_tick(now);
-                    self.settle_flushes(now);
-                    if self.shutdown.as_ref().is_some_and(|s| s.deadline <= now) {
-                        return None;
-                    }
-                }
-            }
+    /// How long the exchange of `request` may take (see [`exchange_budget`]).
+    pub(crate) fn budget(&self, request: &Request) -> Duration {
+        exchange_budget(self.cfg.request_timeout, request.body.len())
+    }
+
+    /// The transport, for the background to send with.
+    pub(crate) fn transport(&self) -> std::sync::Arc<dyn crate::delivery::transport::Transport> {
+        self.transport.clone()
+    }
+
+    /// The outcome of the request [`Worker::start_send`] gave out: `None` when it was
+    /// abandoned at the shutdown deadline (`finish` counts the batch).
+    pub(crate) fn finish_send(&mut self, result: Option<Result<Response, TransportError>>) {
+        self.sending = false;
+        if let Some(result) = result {
+            self.on_result(result, self.attempts);
         }
+        self.answer_purges();
     }
 
     /// The outcome of one exchange: classify it, decide (retry policy), then apply the

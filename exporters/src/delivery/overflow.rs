@@ -1,5 +1,6 @@
-//! A compact byte form of a log record, for the hand-off's overflow: what a burst holds beyond
-//! the hand-off's record queue costs a fraction of an in-memory `SdkLogRecord` (BENCHMARKS.md).
+//! The overflow: a compact byte form of a log record for the pipeline's queue. What a burst
+//! holds beyond the queue's record bound costs a fraction of an in-memory `SdkLogRecord`
+//! (BENCHMARKS.md, "held").
 //!
 //! Only what the decoder reads survives: the event name (a catalogue name or the custom
 //! marker), the timestamps, the severity number, the trace context and every attribute.
@@ -77,10 +78,12 @@ const SEVERITIES: [Severity; 24] = [
     Severity::Fatal4,
 ];
 
-/// Appends `record` to `out` in the compact form. False (and `out` unchanged) when the record
-/// holds something the form cannot carry.
-pub(crate) fn write(record: &SdkLogRecord, keys: &mut Keys, out: &mut Vec<u8>) -> bool {
+/// Appends `record` and its destination mask (which destinations route it) to `out` in the
+/// compact form. False (and `out` unchanged) when the record holds something the form cannot
+/// carry.
+pub(crate) fn write(record: &SdkLogRecord, mask: u8, keys: &mut Keys, out: &mut Vec<u8>) -> bool {
     let start = out.len();
+    out.push(mask);
     let ok = write_inner(record, keys, out);
     if !ok {
         out.truncate(start);
@@ -188,11 +191,13 @@ impl<'a> Reader<'a> {
         Reader { buf, pos: 0 }
     }
 
-    /// The next record, rebuilt on a blank record of `logger`; `None` at the end.
-    pub(crate) fn next(&mut self, keys: &Keys, logger: &SdkLogger) -> Option<SdkLogRecord> {
+    /// The next record and its destination mask, rebuilt on a blank record of `logger`;
+    /// `None` at the end.
+    pub(crate) fn next(&mut self, keys: &Keys, logger: &SdkLogger) -> Option<(u8, SdkLogRecord)> {
         if self.pos >= self.buf.len() {
             return None;
         }
+        let mask = self.u8()?;
         let mut r = logger.create_log_record();
         let name = self.str()?;
         let name = if name == CUSTOM_EVENT_NAME {
@@ -233,7 +238,7 @@ impl<'a> Reader<'a> {
             let value = self.value()?;
             r.add_attribute(key, value);
         }
-        Some(r)
+        Some((mask, r))
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -318,11 +323,12 @@ mod tests {
         );
         let mut keys = Keys::default();
         let mut buf = Vec::new();
-        assert!(write(&r, &mut keys, &mut buf));
-        assert!(write(&r, &mut keys, &mut buf));
+        assert!(write(&r, 0b101, &mut keys, &mut buf));
+        assert!(write(&r, 0b101, &mut keys, &mut buf));
         let mut reader = Reader::new(&buf);
         for _ in 0..2 {
-            let back = reader.next(&keys, &logger).expect("a record");
+            let (mask, back) = reader.next(&keys, &logger).expect("a record");
+            assert_eq!(mask, 0b101);
             assert_eq!(back.event_name(), Some(CUSTOM_EVENT_NAME));
             assert_eq!(back.timestamp(), Some(t));
             assert_eq!(back.observed_timestamp(), Some(t));

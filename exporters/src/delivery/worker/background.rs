@@ -1,0 +1,419 @@
+//! The pipeline's background: ONE named thread with one current-thread tokio runtime, inside
+//! `Context::enter_telemetry_suppressed_scope()`, for every destination of the pipeline.
+//!
+//! One loop does everything, so nothing waits on another thread:
+//! - it takes what the pipeline's queue holds (records, overflow, decoded events), decodes
+//!   each record once and hands the event to the workers its mask names ([`Worker::accept`]:
+//!   mapped to the wire form and put in the backlog, spooled when there is a spool);
+//! - it carries out the handles' commands (flush, shutdown, purge, wake);
+//! - it starts each destination's due request as a task of its own on the same runtime, so a
+//!   destination that is slow or down never delays another's sends, and applies each outcome
+//!   when it comes;
+//! - then it sleeps on one timer, set to the earliest thing any destination must do on its own
+//!   (a batch, a retry, a spool sync, a deadline), or to when records waiting in the queue must
+//!   be looked at; the door wakes it otherwise only when it must (`queue.rs`).
+//!
+//! A spool fsync runs on this thread and so can hold the other destinations' sends for its
+//! duration (milliseconds, once per sync interval): within the durability window, by design.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use opentelemetry::Context;
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::{AbortHandle, JoinSet};
+
+use super::alarm::Alarm;
+use super::Worker;
+use crate::decode::{decode, DecodeOptions};
+use crate::delivery::command::Command;
+use crate::delivery::queue::{Queue, Taken, MAX_DESTINATIONS};
+use crate::delivery::transport::{Response, TransportError};
+
+/// What one exchange task reports: its destination and the transport's answer.
+type Exchange = (usize, Result<Response, TransportError>);
+
+/// The background of one pipeline.
+pub(crate) struct Background {
+    queue: Arc<Queue>,
+    workers: Vec<Worker>,
+    control: UnboundedReceiver<(usize, Command)>,
+    control_open: bool,
+    decode: DecodeOptions,
+    /// Records no destination could decode (shared with the pipeline handle).
+    invalid: Arc<AtomicU64>,
+    exchanges: JoinSet<Exchange>,
+    /// Per destination: the exchange task on the wire, if any.
+    on_wire: Vec<Option<AbortHandle>>,
+    alarm: Alarm,
+    taken: Taken,
+    /// The shortest window of any destination: after a pass that took records, the background
+    /// looks again within it by itself, so a steady trickle never needs the door to wake it.
+    window: Duration,
+}
+
+impl Background {
+    pub(crate) fn new(
+        queue: Arc<Queue>,
+        workers: Vec<Worker>,
+        control: UnboundedReceiver<(usize, Command)>,
+        decode: DecodeOptions,
+        invalid: Arc<AtomicU64>,
+    ) -> Self {
+        let window = queue
+            .lanes()
+            .iter()
+            .map(|l| l.window)
+            .min()
+            .unwrap_or(Duration::from_secs(1));
+        Background {
+            on_wire: workers.iter().map(|_| None).collect(),
+            queue,
+            workers,
+            control,
+            control_open: true,
+            decode,
+            invalid,
+            exchanges: JoinSet::new(),
+            alarm: Alarm::tokio(),
+            taken: Taken::default(),
+            window,
+        }
+    }
+
+    /// Starts the thread `name`.
+    pub(crate) fn spawn(self, name: String) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new().name(name).spawn(move || {
+            // Everything this thread does (HTTP client, our own logs) must not become telemetry.
+            let _suppressed = Context::enter_telemetry_suppressed_scope();
+            // Background priority: the app's threads (and its disk I/O) come first.
+            crate::priority::lower_current_thread();
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                // Blocking-pool threads (DNS lookups) are suppressed for their whole life too.
+                .on_thread_start(|| std::mem::forget(Context::enter_telemetry_suppressed_scope()))
+                .build();
+            match runtime {
+                Ok(rt) => rt.block_on(self.run()),
+                Err(e) => {
+                    tracing::warn!(error = %e, "telemetry background could not start its runtime");
+                    for w in &self.workers {
+                        w.stats().set_last_error(format!("runtime: {e}"));
+                    }
+                    self.queue.close();
+                }
+            }
+        })
+    }
+
+    async fn run(mut self) {
+        self.alarm = Alarm::new();
+        for w in &mut self.workers {
+            w.open_spool();
+        }
+        loop {
+            self.queue.set_running();
+            self.take_commands();
+            // Answers that came while this loop was busy taking records in.
+            while let Some(res) = self.exchanges.try_join_next_with_id() {
+                if let Ok((id, (d, result))) = res {
+                    self.on_exchange(id, d, result);
+                }
+            }
+            let took = self.intake();
+            let now = Instant::now();
+            self.settle_door_drops();
+            let done = self.queue.done();
+            for d in 0..self.workers.len() {
+                let w = &mut self.workers[d];
+                if w.is_finished() {
+                    continue;
+                }
+                w.spool_tick(now);
+                w.settle_flushes(now, done);
+                if w.shutdown_done(now) {
+                    self.finish_worker(d);
+                }
+            }
+            if self.workers.iter().all(Worker::is_finished) {
+                break;
+            }
+            self.start_sends(now);
+            if took > 0 && !self.queue_is_drained() {
+                // More waits: let the exchanges' connections progress, then take more.
+                tokio::task::yield_now().await;
+                continue;
+            }
+            let mut next = self
+                .workers
+                .iter()
+                .filter(|w| !w.is_finished())
+                .filter_map(|w| w.next_wake(now))
+                .min();
+            if took > 0 {
+                next = [next, now.checked_add(self.window)]
+                    .into_iter()
+                    .flatten()
+                    .min();
+            }
+            let at = self.queue.park(next);
+            if at.is_some_and(|t| t <= Instant::now()) {
+                tokio::task::yield_now().await;
+                continue;
+            }
+            tokio::select! {
+                Some(res) = self.exchanges.join_next_with_id(), if !self.exchanges.is_empty() => {
+                    if let Ok((id, (d, result))) = res {
+                        self.on_exchange(id, d, result);
+                    }
+                }
+                cmd = self.control.recv(), if self.control_open => self.on_control(cmd),
+                _ = self.queue.notified() => {}
+                _ = self.alarm.until(at) => {}
+            }
+        }
+        self.queue.close();
+        // Records that raced with the close are counted by the door as `shutdown`; what
+        // remains queued is handed to the (finished) workers, which count it.
+        self.drain_all();
+        self.settle_door_drops();
+        self.answer_late_commands();
+    }
+
+    /// Whether the queue is empty after this pass's intake.
+    fn queue_is_drained(&self) -> bool {
+        self.queue.done() >= self.queue.pushed()
+    }
+
+    /// Takes every command already waiting.
+    fn take_commands(&mut self) {
+        while self.control_open {
+            match self.control.try_recv() {
+                Ok((d, cmd)) => self.on_command(d, cmd),
+                Err(TryRecvError::Disconnected) => self.on_control(None),
+                Err(TryRecvError::Empty) => break,
+            }
+        }
+    }
+
+    fn on_control(&mut self, cmd: Option<(usize, Command)>) {
+        match cmd {
+            Some((d, cmd)) => self.on_command(d, cmd),
+            None => {
+                // Every handle is gone: each destination delivers what it can within its
+                // default deadline, then the thread stops.
+                self.control_open = false;
+                for w in &mut self.workers {
+                    w.on_command(None);
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, d: usize, cmd: Command) {
+        if matches!(cmd, Command::Purge { .. }) {
+            // The purge's count includes everything queued before it.
+            self.drain_all();
+        }
+        let Some(w) = self.workers.get_mut(d) else {
+            return;
+        };
+        if w.is_finished() {
+            Self::answer_finished(cmd);
+            return;
+        }
+        w.on_command(Some(cmd));
+    }
+
+    /// A command for a finished destination: nothing is left (its spool holds what remains).
+    fn answer_finished(cmd: Command) {
+        match cmd {
+            Command::Flush { reply, .. }
+            | Command::Shutdown { reply, .. }
+            | Command::Purge { reply } => {
+                let _ = reply.try_send(0);
+            }
+            Command::Wake => {}
+        }
+    }
+
+    /// Commands that came after every destination finished.
+    fn answer_late_commands(&mut self) {
+        self.control.close();
+        while let Ok((_, cmd)) = self.control.try_recv() {
+            Self::answer_finished(cmd);
+        }
+    }
+
+    /// Finishes destination `d`: hands it what the queue holds first, abandons its request on
+    /// the wire (the shutdown deadline passed), then lets it settle and answer.
+    fn finish_worker(&mut self, d: usize) {
+        self.drain_all();
+        if let Some(h) = self.on_wire[d].take() {
+            h.abort();
+            self.workers[d].finish_send(None);
+        }
+        self.workers[d].finish();
+    }
+
+    /// Takes everything the queue held when called.
+    fn drain_all(&mut self) {
+        let target = self.queue.pushed();
+        while self.queue.done() < target && self.intake() > 0 {}
+    }
+
+    /// One intake step: the queued records and events, else one overflow chunk. Decodes each
+    /// record once and hands the event to every destination its mask names. Returns how many
+    /// entries it took.
+    fn intake(&mut self) -> usize {
+        let mut taken = std::mem::take(&mut self.taken);
+        let mut counts = [0u64; MAX_DESTINATIONS];
+        self.queue.take_front(&mut taken, &mut counts);
+        let n = if taken.is_empty() {
+            self.intake_chunk()
+        } else {
+            let first_at = taken.first_at.unwrap_or_else(Instant::now);
+            self.enqueued(&counts);
+            let records = taken.records.len();
+            for (record, mask) in taken.records.drain(..).zip(taken.masks.drain(..)) {
+                self.deliver_record(&record, mask, first_at);
+            }
+            let events = taken.events.len();
+            for (mask, event) in taken.events.drain(..) {
+                for d in bits(mask) {
+                    if let Some(w) = self.workers.get_mut(d) {
+                        w.accept(&event, first_at);
+                    }
+                }
+            }
+            let entries = (records + events) as u64;
+            self.queue.finish(records, 0, entries);
+            records + events
+        };
+        self.taken = taken;
+        n
+    }
+
+    /// Takes one overflow chunk, rebuilds its records and delivers them.
+    fn intake_chunk(&mut self) -> usize {
+        let Some((chunk, keys, first_at)) = self.queue.take_chunk() else {
+            return 0;
+        };
+        let first_at = first_at.unwrap_or_else(Instant::now);
+        let mut records = Vec::new();
+        let mut counts = [0u64; MAX_DESTINATIONS];
+        let mut reader = crate::delivery::overflow::Reader::new(&chunk);
+        while let Some((mask, record)) = reader.next(&keys, self.queue.blank()) {
+            add_mask(&mut counts, mask);
+            records.push((mask, record));
+        }
+        self.queue.hand_over(&counts);
+        self.enqueued(&counts);
+        let n = records.len();
+        for (mask, record) in records {
+            self.deliver_record(&record, mask, first_at);
+        }
+        self.queue.finish(0, chunk.len(), n as u64);
+        n
+    }
+
+    /// Counts entries taken from the queue in their destinations' own counters.
+    fn enqueued(&self, counts: &[u64; MAX_DESTINATIONS]) {
+        for (w, n) in self.workers.iter().zip(counts) {
+            if *n > 0 {
+                w.stats().enqueued(*n);
+            }
+        }
+    }
+
+    fn deliver_record(
+        &mut self,
+        record: &opentelemetry_sdk::logs::SdkLogRecord,
+        mask: u8,
+        first_at: Instant,
+    ) {
+        match decode(record, &self.decode) {
+            Ok(event) => {
+                for d in bits(mask) {
+                    if let Some(w) = self.workers.get_mut(d) {
+                        w.accept(&event, first_at);
+                    }
+                }
+            }
+            Err(e) => {
+                // Only records from other bridges can get here (the layer always sets a
+                // name and a computeTargetId).
+                self.invalid.fetch_add(1, Ordering::Relaxed);
+                let why = e.to_string();
+                for d in bits(mask) {
+                    if let Some(w) = self.workers.get_mut(d) {
+                        w.reject(&why);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves the door's `queue_full` counts into the destinations' counters.
+    fn settle_door_drops(&self) {
+        for (d, w) in self.workers.iter().enumerate() {
+            let n = self.queue.take_door_drops(d);
+            if n > 0 {
+                w.stats().refused(
+                    crate::delivery::DropReason::QueueFull,
+                    n,
+                    "the pipeline's queue and its overflow are full",
+                );
+            }
+        }
+    }
+
+    /// Starts a request for every destination that has one due.
+    fn start_sends(&mut self, now: Instant) {
+        for d in 0..self.workers.len() {
+            let w = &mut self.workers[d];
+            if !w.send_due(now) {
+                continue;
+            }
+            let Some(request) = w.start_send() else {
+                continue;
+            };
+            let transport = w.transport();
+            let budget = w.budget(&request);
+            let handle = self.exchanges.spawn(async move {
+                let result = tokio::time::timeout(budget, transport.send(request))
+                    .await
+                    .unwrap_or(Err(TransportError::Timeout));
+                (d, result)
+            });
+            self.on_wire[d] = Some(handle);
+        }
+    }
+
+    /// The answer to destination `d`'s request (unless it was abandoned meanwhile).
+    fn on_exchange(
+        &mut self,
+        id: tokio::task::Id,
+        d: usize,
+        result: Result<Response, TransportError>,
+    ) {
+        if self.on_wire[d].as_ref().map(AbortHandle::id) != Some(id) {
+            return;
+        }
+        self.on_wire[d] = None;
+        self.workers[d].finish_send(Some(result));
+    }
+}
+
+fn add_mask(counts: &mut [u64; MAX_DESTINATIONS], mask: u8) {
+    for d in bits(mask) {
+        counts[d] += 1;
+    }
+}
+
+/// The destinations a mask names.
+fn bits(mask: u8) -> impl Iterator<Item = usize> {
+    (0..MAX_DESTINATIONS).filter(move |d| mask & (1 << d) != 0)
+}

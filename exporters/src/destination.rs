@@ -1,0 +1,44 @@
+//! [`Destination`]: where a stream of events goes. One name for the same thing in the stats,
+//! the collector, the audit and the view.
+
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+
+use crate::posthog::wire::routes_to_posthog;
+use crate::relay::wire::routes_to_relay;
+
+/// A destination the library delivers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// PostHog product analytics.
+    PostHog,
+    /// The cloud relay (Datadog-bound diagnostics).
+    Relay,
+    /// Direct Datadog logs intake (diagnostics, when there is no relay).
+    Datadog,
+}
+
+impl Destination {
+    /// `"posthog"`, `"relay"` or `"datadog"`.
+    ///
+    /// ```
+    /// use closedloop_telemetry_exporters::Destination;
+    /// assert_eq!(Destination::PostHog.as_str(), "posthog");
+    /// ```
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Destination::PostHog => "posthog",
+            Destination::Relay => "relay",
+            Destination::Datadog => "datadog",
+        }
+    }
+
+    /// Whether an event with this catalogue row (`None`: a custom event) goes to this
+    /// destination: its wire format's own rule (`posthog::wire::routes_to_posthog`,
+    /// `relay::wire::routes_to_relay`), for when no pipeline runs (the audit).
+    pub fn routes(self, entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
+        match self {
+            Destination::PostHog => routes_to_posthog(entry),
+            Destination::Relay | Destination::Datadog => routes_to_relay(entry, allow_custom),
+        }
+    }
+}
