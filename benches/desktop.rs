@@ -3,8 +3,9 @@
 //!
 //! Every case runs the real facade (`closedloop_telemetry::builder(..).posthog(..).build()`,
 //! spool on as by default, in a directory of the run's own) against a lean loopback receiver
-//! that answers `200` at once. The receiver runs in a child process (this binary, started again
-//! with `CL_DESKTOP_BENCH_RECEIVER=1`), so its threads are not counted as ours.
+//! that answers `200` at once; the cases marked *PostHog + relay* add `.relay(..)` at the same
+//! receiver (which answers any path). The receiver runs in a child process (this binary, started
+//! again with `CL_DESKTOP_BENCH_RECEIVER=1`), so its threads are not counted as ours.
 //!
 //! - **burst**: 100,000 events back to back, then quiet until the pipeline has settled every
 //!   one (sent or dropped). Lost = emitted − sent. Peak RSS (`VmHWM`, reset first) against the
@@ -15,6 +16,12 @@
 //! - **wakeups**: voluntary + involuntary context switches summed over every thread
 //!   (`/proc/self/task/*/status`), per second, idle and at a steady 1 event/s (the app thread's
 //!   own wake to emit included).
+//! - **wakeups_relay**: the same windows, measured the same way (the same function), with the
+//!   facade configured with PostHog + relay; the line gives the 1 event/s window.
+//! - **threads**: the library's background threads in the PostHog + relay configuration after
+//!   `build()` and a first event (flushed): threads of `/proc/self/task/*/comm` that did not
+//!   exist before `build()` and whose name starts with `closedloop-tel` (the kernel truncates
+//!   `closedloop-telemetry-handoff`, `-posthog`, `-relay` to 15 bytes: `closedloop-tele`).
 //! - **fsyncs**: the spool's own counter (`SpoolStats::fsyncs`), per second, same windows.
 //! - **cpu**: CPU time of every thread in the 1 event/s window, as seconds per hour. The line
 //!   uses `/proc/self/task/*/schedstat` (nanoseconds): utime + stime of `/proc/self/task/*/stat`
@@ -23,7 +30,8 @@
 //!   `pid-N` spool directories to adopt.
 //!
 //! The first lines printed are machine-readable (one per measurement); a table follows.
-//! `CL_DESKTOP_ONLY=steady` runs only the idle and 1 event/s windows, with wake-ups per thread.
+//! `CL_DESKTOP_ONLY=steady` runs only the idle and 1 event/s windows (PostHog, then PostHog +
+//! relay), with wake-ups per thread and the background threads.
 
 #[path = "common/event.rs"]
 mod event;
@@ -58,6 +66,8 @@ const PACED_WINDOW: u64 = 30; // events, one per second
 const SPOOL_MIB: u64 = 64;
 const ORPHAN_DIRS: u64 = 10;
 const RECEIVER_ENV: &str = "CL_DESKTOP_BENCH_RECEIVER";
+/// The library's thread names (`closedloop-telemetry-…`) as `comm` shows them: 15 bytes at most.
+const LIB_THREAD_PREFIX: &str = "closedloop-tel";
 
 fn main() {
     if std::env::var_os(RECEIVER_ENV).is_some() {
@@ -74,15 +84,19 @@ fn main() {
 
     if std::env::var("CL_DESKTOP_ONLY").as_deref() == Ok("steady") {
         // Only the idle and 1 event/s windows (for working on wake-ups).
-        let steady = steady(&receiver, &root.join("steady"));
-        for (name, w) in [("idle", &steady.idle), ("1 event/s", &steady.paced)] {
-            println!(
-                "{name}: wakeups {:.2}/s, fsyncs {:.2}/s",
-                w.wakeups_per_s(),
-                w.fsyncs_per_s()
-            );
-            for (thread, n) in w.by_thread() {
-                println!("  {thread}: {n:.2}/s");
+        for streams in [Streams::PostHog, Streams::PostHogRelay] {
+            let steady = steady(&receiver, &root.join(streams.dir()), streams);
+            let label = streams.label();
+            println!("{label}: background threads {:?}", steady.background);
+            for (name, w) in [("idle", &steady.idle), ("1 event/s", &steady.paced)] {
+                println!(
+                    "{label}, {name}: wakeups {:.2}/s, fsyncs {:.2}/s",
+                    w.wakeups_per_s(),
+                    w.fsyncs_per_s()
+                );
+                for (thread, n) in w.by_thread() {
+                    println!("  {thread}: {n:.2}/s");
+                }
             }
         }
         return;
@@ -91,7 +105,19 @@ fn main() {
     let bridge = bridge_burst();
     let held = held_bytes();
     let startup = startup(&receiver, &root.join("startup"));
-    let steady = steady(&receiver, &root.join("steady"));
+    // PostHog only, then PostHog + relay: the same windows, one after the other.
+    let (steady, relay) = (
+        steady(
+            &receiver,
+            &root.join(Streams::PostHog.dir()),
+            Streams::PostHog,
+        ),
+        steady(
+            &receiver,
+            &root.join(Streams::PostHogRelay.dir()),
+            Streams::PostHogRelay,
+        ),
+    );
 
     println!(
         "burst: n={BURST} closedloop_lost={} bridge_lost={} closedloop_rss_delta_kib={}",
@@ -103,6 +129,10 @@ fn main() {
         steady.paced.wakeups_per_s()
     );
     println!(
+        "wakeups_relay: one_event_per_s={:.2}",
+        relay.paced.wakeups_per_s()
+    );
+    println!(
         "fsyncs: idle_per_s={:.2} one_event_per_s={:.2}",
         steady.idle.fsyncs_per_s(),
         steady.paced.fsyncs_per_s()
@@ -111,6 +141,7 @@ fn main() {
         "cpu: one_event_per_s_seconds_per_hour={:.2}",
         steady.paced.cpu_s_per_hour()
     );
+    println!("threads: background={}", relay.library_threads());
     println!(
         "startup: build_ms={:.3} spool_mib={SPOOL_MIB} orphan_dirs={ORPHAN_DIRS}",
         startup.build_ms
@@ -145,12 +176,12 @@ fn main() {
         held
     );
     println!(
-        "| wakeups/s idle ({} s) | {:.2} |",
+        "| wakeups/s idle ({:.0} s) | {:.2} |",
         steady.idle.secs,
         steady.idle.wakeups_per_s()
     );
     println!(
-        "| wakeups/s at 1 event/s ({} s) | {:.2} |",
+        "| wakeups/s at 1 event/s ({:.0} s) | {:.2} |",
         steady.paced.secs,
         steady.paced.wakeups_per_s()
     );
@@ -168,7 +199,34 @@ fn main() {
         steady.paced.sched_s_per_hour()
     );
     println!(
-        "| start-up: `build()` | **{:.3} ms** ({} MiB spool, {ORPHAN_DIRS} orphan dirs) |",
+        "| wakeups/s, PostHog + relay: idle ({:.0} s), at 1 event/s ({:.0} s) | {:.2}, **{:.2}** |",
+        relay.idle.secs,
+        relay.paced.secs,
+        relay.idle.wakeups_per_s(),
+        relay.paced.wakeups_per_s()
+    );
+    for (name, w) in relay.paced.by_thread() {
+        println!("| … of which `{name}` | {:.2} |", w);
+    }
+    // Threads `build()` started that are not the library's would show here (none expected).
+    let others: Vec<&str> = relay
+        .background
+        .iter()
+        .map(String::as_str)
+        .filter(|name| !name.starts_with(LIB_THREAD_PREFIX))
+        .collect();
+    println!(
+        "| background threads after `build()` and a first event: PostHog; PostHog + relay | {}; **{}**{} |",
+        steady.library_threads(),
+        relay.library_threads(),
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(" (and other new threads: `{}`)", others.join("`, `"))
+        }
+    );
+    println!(
+        "| start-up: `build()` | **{:.3} ms** ({:.1} MiB spool, {ORPHAN_DIRS} orphan dirs) |",
         startup.build_ms, startup.spool_mib
     );
     println!(
@@ -192,23 +250,51 @@ fn in_spans<T>(dispatch: &Dispatch, f: impl FnOnce() -> T) -> T {
     })
 }
 
+/// The streams a facade sends to, all at the lean receiver.
+#[derive(Debug, Clone, Copy)]
+enum Streams {
+    PostHog,
+    PostHogRelay,
+}
+
+impl Streams {
+    /// How the output names it.
+    fn label(self) -> &'static str {
+        match self {
+            Streams::PostHog => "PostHog",
+            Streams::PostHogRelay => "PostHog + relay",
+        }
+    }
+
+    /// The scratch directory (under the run's) of its steady windows.
+    fn dir(self) -> &'static str {
+        match self {
+            Streams::PostHog => "steady",
+            Streams::PostHogRelay => "steady-relay",
+        }
+    }
+}
+
 fn facade(
     receiver: &Receiver,
     dir: &Path,
+    streams: Streams,
 ) -> (
     Dispatch,
     closedloop_telemetry::TelemetryGuard,
     closedloop_telemetry::TelemetryHandle,
 ) {
-    let telemetry = closedloop_telemetry::builder("1.0.0")
+    let mut builder = closedloop_telemetry::builder("1.0.0")
         .data_dir(dir.join("data"))
         .spool_dir(dir.join("spool"))
         .posthog("phc_bench", receiver.base.clone())
         .compute_target_id("ct-bench")
         .release_version("1.0.0")
-        .shutdown_timeout(Duration::from_secs(2))
-        .build()
-        .expect("facade builds");
+        .shutdown_timeout(Duration::from_secs(2));
+    if let Streams::PostHogRelay = streams {
+        builder = builder.relay(format!("{}/relay", receiver.base), None);
+    }
+    let telemetry = builder.build().expect("facade builds");
     let (layer, guard) = telemetry.split();
     let handle = guard.handle().clone();
     (
@@ -251,7 +337,7 @@ struct BurstResult {
 }
 
 fn burst(receiver: &Receiver, dir: &Path) -> BurstResult {
-    let (dispatch, guard, handle) = facade(receiver, dir);
+    let (dispatch, guard, handle) = facade(receiver, dir, Streams::PostHog);
     let tail = tail();
     // Warm up: connections, allocator arenas, the spool's files.
     in_spans(&dispatch, || (0..200).for_each(|_| emit(&tail)));
@@ -415,7 +501,7 @@ struct StartupResult {
 fn startup(receiver: &Receiver, dir: &Path) -> StartupResult {
     // Find the stream's spool directory: run once, spool one event, shut down.
     let stream_dir = {
-        let (dispatch, guard, _) = facade(receiver, dir);
+        let (dispatch, guard, _) = facade(receiver, dir, Streams::PostHog);
         in_spans(&dispatch, || emit("x"));
         drop(guard.shutdown());
         find_spool_dir(&dir.join("spool")).expect("the stream spooled in its directory")
@@ -441,7 +527,7 @@ fn startup(receiver: &Receiver, dir: &Path) -> StartupResult {
         );
     }
     let start = Instant::now();
-    let (_dispatch, guard, handle) = facade(receiver, dir);
+    let (_dispatch, guard, handle) = facade(receiver, dir, Streams::PostHog);
     let build_ms = start.elapsed().as_secs_f64() * 1e3;
     // How long the worker then takes to open, scan and adopt (replayed items are counted).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -536,13 +622,36 @@ impl Window {
 struct Steady {
     idle: Window,
     paced: Window,
+    /// Names (`comm`) of the threads that `build()` and a first event started, sorted.
+    background: Vec<String>,
 }
 
-fn steady(receiver: &Receiver, dir: &Path) -> Steady {
-    let (dispatch, guard, handle) = facade(receiver, dir);
+impl Steady {
+    /// How many of [`Steady::background`] are the library's (named `closedloop-telemetry-…`).
+    fn library_threads(&self) -> usize {
+        self.background
+            .iter()
+            .filter(|name| name.starts_with(LIB_THREAD_PREFIX))
+            .count()
+    }
+}
+
+/// The idle and 1 event/s windows of a facade sending to `streams`, and the threads it runs.
+fn steady(receiver: &Receiver, dir: &Path, streams: Streams) -> Steady {
+    let before = thread_names();
+    let (dispatch, guard, handle) = facade(receiver, dir, streams);
     let tail = tail();
-    // Get everything started and delivered, then let it go quiet.
-    in_spans(&dispatch, || (0..10).for_each(|_| emit(&tail)));
+    // Get everything started and delivered (counting the threads after the first event), then
+    // let it go quiet.
+    in_spans(&dispatch, || emit(&tail));
+    handle.flush(Duration::from_secs(5));
+    let mut background: Vec<String> = thread_names()
+        .into_iter()
+        .filter(|(tid, _)| !before.contains_key(tid))
+        .map(|(_, name)| name)
+        .collect();
+    background.sort();
+    in_spans(&dispatch, || (0..9).for_each(|_| emit(&tail)));
     handle.flush(Duration::from_secs(5));
     // Past the spool's sync interval (3 s), so the idle window starts quiet.
     std::thread::sleep(Duration::from_secs(5));
@@ -560,7 +669,27 @@ fn steady(receiver: &Receiver, dir: &Path) -> Steady {
     }
     let paced = Snapshot::take(&handle).since(&t0);
     drop(guard.shutdown());
-    Steady { idle, paced }
+    Steady {
+        idle,
+        paced,
+        background,
+    }
+}
+
+/// This process's threads: tid → name (`/proc/self/task/*/comm`, at most 15 bytes).
+fn thread_names() -> HashMap<u32, String> {
+    let mut names = HashMap::new();
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for e in dir.flatten() {
+            let Some(tid) = e.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Ok(comm) = std::fs::read_to_string(e.path().join("comm")) {
+                names.insert(tid, comm.trim_end().to_string());
+            }
+        }
+    }
+    names
 }
 
 struct Snapshot {
