@@ -87,3 +87,61 @@ fn records_still_queued_at_a_missed_shutdown_deadline_are_counted_in_the_report(
     let missed = (0..5).find(|&round| burst_then_missed_deadline(round) > 0);
     assert!(missed.is_some(), "no round missed the shutdown deadline");
 }
+
+/// One background thread serves every destination: a PostHog whose every answer takes 20 s
+/// must not hold the relay's batches, which go out and are acknowledged meanwhile.
+#[test]
+fn a_hanging_destination_does_not_delay_another_on_the_one_background() {
+    let hang = Duration::from_secs(20);
+    let server = TestServer::start(move |_, req| {
+        if req.path.contains("/batch") {
+            Reply::ok().delay(hang)
+        } else {
+            Reply::ok()
+        }
+    });
+    let dir = TempDir::new("accounting-hang");
+    let telemetry = closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_test", server.base())
+        .relay(server.url("/relay"), None)
+        .compute_target_id("ct-hang")
+        .spool_dir(dir.path().join("spool"))
+        .data_dir(dir.path().join("data"))
+        .posthog_flush_interval(Duration::ZERO)
+        .relay_max_delay(Duration::from_millis(50))
+        .shutdown_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let handle = telemetry.handle().clone();
+    let (layer, _guard) = telemetry.split();
+    let dispatch = Dispatch::new(tracing_subscriber::registry().with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        // PostHog's request goes first and hangs.
+        info!(event = "approval.requested");
+    });
+    let started = Instant::now();
+    while server.requests().iter().all(|r| !r.path.contains("/batch")) {
+        assert!(started.elapsed() < WAIT, "PostHog's request never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    tracing::dispatcher::with_default(&dispatch, || {
+        for _ in 0..5 {
+            info!(event = "job.completed", exit_code = 0);
+        }
+    });
+    let relay = handle.flush(Duration::from_secs(5));
+    let (_, r) = relay
+        .streams
+        .iter()
+        .find(|(d, _)| *d == Destination::Relay)
+        .expect("the relay's report");
+    assert!(r.is_complete(), "the relay waited for PostHog: {r:?}");
+    assert_eq!(r.stats.sent, 5);
+    assert!(
+        started.elapsed() < hang,
+        "the relay's events went out only after PostHog's answer"
+    );
+    let posthog = handle.stats();
+    let p = posthog.stream(Destination::PostHog).unwrap();
+    assert_eq!((p.delivery.sent, p.delivery.queued), (0, 1), "{p:?}");
+}
