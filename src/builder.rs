@@ -311,7 +311,7 @@ impl TelemetryBuilder {
         let upstream = install::start(&settings, specs, &gateway)?;
         if let (Some(p), Consent::Denied) = (&upstream.pipeline, settings.consent) {
             // Closes every destination's gate (their spools were purged as they opened).
-            p.purge(Duration::ZERO);
+            p.close_gates();
         }
         let activity = ActivityLogStore::with_capacity(settings.activity_capacity);
         let admitted = Arc::new(AtomicBool::new(settings.consent == Consent::Granted));

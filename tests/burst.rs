@@ -1,6 +1,6 @@
 //! A burst of events emitted back to back, then quiet, is delivered in full by the default
-//! pipeline (issue 14, item 3): what the hand-off queue cannot hold as records spills in a
-//! compact form, and the hand-off hands events on only as fast as the stream takes them.
+//! pipeline (issue 14, item 3): what the pipeline's queue cannot hold as records overflows in a
+//! compact form, and the spool takes what the background hands each destination.
 
 mod support;
 
@@ -10,7 +10,7 @@ use support::lean::LeanServer;
 use tracing::{info, info_span, Dispatch};
 use tracing_subscriber::prelude::*;
 
-/// Far more than the hand-off queue's 2,048 records.
+/// Far more than the pipeline queue's 4,096 records.
 const BURST: u64 = 50_000;
 
 #[test]

@@ -114,7 +114,7 @@ impl LogExporter for StreamExporter {
         &self,
         batch: LogBatch<'_>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        // Decode and hand over now, on the caller's thread; the future is already complete.
+        // Queued now, on the caller's thread; the future is already complete.
         std::future::ready(self.export_now(&batch))
     }
 

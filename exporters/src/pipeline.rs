@@ -113,6 +113,15 @@ impl Pipeline {
         Delivery::purge_all(&self.deliveries, timeout)
     }
 
+    /// Consent denied at start: closes every destination's gate without a purge (a purge
+    /// command could reach the background after a later grant and drop what came after it;
+    /// spools are purged as they open with `SpoolConfig::purge_on_open`).
+    pub fn close_gates(&self) {
+        for d in self.deliveries.iter() {
+            d.close_gate();
+        }
+    }
+
     /// Consent granted again: every destination queues and sends again.
     pub fn resume(&self) {
         for d in self.deliveries.iter() {

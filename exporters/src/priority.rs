@@ -1,4 +1,4 @@
-//! Background priority for the library's worker threads (the hand-off worker and the delivery
+//! Background priority for the library's worker threads (the pipeline's background and the delivery
 //! workers, which also write the spool): below the app's threads, so that under CPU or disk
 //! pressure the app keeps its resources and telemetry falls behind (its queues then drop,
 //! counted) instead of the app. With idle resources a worker runs as soon as it is due either way.

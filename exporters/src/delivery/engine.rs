@@ -477,6 +477,12 @@ impl Delivery {
             .sum()
     }
 
+    /// Closes the consent gate without purging (nothing is queued yet, e.g. at a start with
+    /// consent denied, whose spools were purged as they opened).
+    pub(crate) fn close_gate(&self) {
+        self.inner.denied.store(true, Ordering::Release);
+    }
+
     /// Reopens the consent gate closed by [`Delivery::purge`]: events are queued and sent
     /// again.
     pub fn resume(&self) {

@@ -4,29 +4,27 @@
 //! # Shape
 //!
 //! ```text
-//! export() ── decode ──► routes? ──► submit() ──► hand-over queue ──► worker thread (own tokio runtime, suppressed)
-//!  (caller's thread,      (Stream)     (bounded, try-       │ Stream::encode → Item (UUIDv7)
-//!   never blocks)                      style, drops         ▼
-//!                                      counted)           backlog (bounded, evicts oldest; spool seam)
-//!                                                           │ batcher: max items / bytes / delay
-//!                                                           ▼
-//!                                      Stream::frame → gzip? → Transport::send (timeout)
-//!                                                           │
-//!                                      retry::RetryPolicy::decide → done / backoff / split / drop
+//! PipelineProcessor::emit / export() / submit()      (app or caller thread, never blocks)
+//!   └ queue (queue.rs): records with their destination mask, the compact overflow
+//!     (overflow.rs) past its bound; past both: dropped, counted queue_full
+//!          ▼  one background thread per pipeline (worker/background.rs)
+//!   decode once → per destination: Worker::accept → Stream::encode → Item (UUIDv7)
+//!     → backlog (bounded, evicts oldest; spool) → batcher: max items / bytes / delay
+//!     → Stream::frame → gzip? → Transport::send (timeout; a task per request)
+//!     → retry::RetryPolicy::decide → done / backoff / split / drop
 //! ```
 //!
-//! - The engine knows nothing of OpenTelemetry: [`Delivery::submit`] takes decoded events.
-//!   [`StreamExporter`](crate::StreamExporter)'s `LogExporter::export` decodes records with
-//!   [`decode`](crate::decode::decode) on the calling thread and submits the events
-//!   [`Stream::routes`] accepts; neither blocks, does I/O or needs an ambient runtime, so it
-//!   works under `BatchLogProcessor`, `SimpleLogProcessor` and inside or outside tokio.
+//! - The engine knows nothing of OpenTelemetry beyond the records it queues:
+//!   [`Delivery::submit`] takes decoded events; records are decoded on the background with
+//!   [`decode`](crate::decode::decode). Nothing on the caller's side blocks, does I/O or needs
+//!   an ambient runtime, so it works under `BatchLogProcessor`, `SimpleLogProcessor` and
+//!   inside or outside tokio.
 //! - The handle ([`Delivery`], `engine.rs`) and the worker (`worker/`) share only the
-//!   command enum (`command.rs`) and the configuration (`config.rs`); neither imports the
-//!   other's module.
-//! - Each engine owns ONE named thread `closedloop-telemetry-<stream>` with a current-thread
-//!   tokio runtime, inside `Context::enter_telemetry_suppressed_scope()`. It is driven by a
-//!   small command enum (events / flush with reply / shutdown with reply / wake) and sleeps
-//!   until the next batch is due, a backoff ends or a command arrives.
+//!   command enum (`command.rs`), the queue (`queue.rs`) and the configuration (`config.rs`).
+//! - Each pipeline owns ONE named thread (`closedloop-telemetry`, or
+//!   `closedloop-telemetry-<stream>` for an exporter alone) with a current-thread tokio
+//!   runtime, inside `Context::enter_telemetry_suppressed_scope()`; it sleeps until a batch
+//!   is due, a backoff ends, a spool sync or deadline comes, or a command or the queue wakes it.
 //! - Items ([`Item`]) are pre-encoded JSON values with a stable UUIDv7, mapped once on the
 //!   worker; retries re-frame the same items (fresh per-request fields such as `sent_at`).
 //! - The network sits behind [`Transport`]: [`HttpTransport`], or a channel transport for

@@ -10,7 +10,7 @@ use super::error::BuildError;
 use super::range::{check_range, check_retry, check_timeout, MAX_DURATION_SETTING};
 use super::retry::RetryPolicy;
 
-/// Default bound of the hand-over queue and of the backlog, in events. Sized by measurement
+/// Default bound of the pipeline's queue and of the backlog's memory, in events. Sized by measurement
 /// (BENCHMARKS.md): 4096 keeps 100k events/s sustained on loopback free of drops (2048 evicted a
 /// few hundred per million when a send lagged behind a hand-over), while a 1M-event flood stays
 /// within 16 MiB of extra memory.

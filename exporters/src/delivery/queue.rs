@@ -448,6 +448,11 @@ impl Queue {
         q.done += entries;
     }
 
+    /// Entries queued for destination `index`.
+    pub(crate) fn waiting(&self, index: usize) -> u64 {
+        lock(&self.state).waiting.get(index).copied().unwrap_or(0)
+    }
+
     /// Records dropped at the door for destination `index` since the last call.
     pub(crate) fn take_door_drops(&self, index: usize) -> u64 {
         self.door[index].swap(0, Ordering::Relaxed)

@@ -184,7 +184,7 @@ pub struct DeliveryStatsSnapshot {
     /// Events an earlier run left in the spool, found when this engine opened it.
     pub replayed: u64,
     /// Events routed or replayed and neither delivered nor dropped yet, wherever they wait: in
-    /// memory (hand-over queue, backlog, in flight) or in the on-disk spool. After shutdown,
+    /// memory (the pipeline's queue, backlog, in flight) or in the on-disk spool. After shutdown,
     /// what stays in the spool for the next start is still queued (and also reported as
     /// [`spooled`](Self::spooled)).
     pub queued: u64,

@@ -40,12 +40,12 @@ pub struct Limits {
 }
 
 /// A destination's wire format. The engine calls [`Stream::routes`] on the exporting thread and
-/// everything else on its worker thread.
+/// everything else on its pipeline's background thread.
 ///
 /// Implementations are pure (no I/O) and cheap to share; they hold only configuration (API
 /// key, default properties).
 pub trait Stream: Send + Sync + 'static {
-    /// A short name for the worker thread, logs and stats, e.g. `"posthog"`.
+    /// A short name for the thread of an exporter alone, logs and stats, e.g. `"posthog"`.
     fn name(&self) -> &'static str;
 
     /// Whether an event with this catalogue row (`None`: a custom event, outside the

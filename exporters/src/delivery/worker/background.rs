@@ -133,7 +133,10 @@ impl Background {
                 }
                 w.spool_tick(now);
                 w.settle_flushes(now, done);
-                if w.shutdown_done(now) {
+                // Done once nothing is pending here nor waiting for it in the queue (a flood
+                // may still hold some), or at the deadline.
+                let waiting = self.queue.waiting(d) > 0;
+                if w.shutdown_done(now) && (!waiting || w.shutdown_late(now)) {
                     self.finish_worker(d);
                 }
             }

@@ -318,6 +318,11 @@ impl Worker {
         });
     }
 
+    /// Whether its shutdown deadline has passed.
+    pub(crate) fn shutdown_late(&self, now: Instant) -> bool {
+        self.shutdown.as_ref().is_some_and(|s| s.deadline <= now)
+    }
+
     /// Whether its shutdown is complete (nothing pending) or past its deadline.
     pub(crate) fn shutdown_done(&self, now: Instant) -> bool {
         self.shutdown
@@ -411,8 +416,6 @@ impl Worker {
         }
     }
 
-    /// Drops whatever is left (counted as `shutdown`) and answers every waiter. With a spool,
-    /// what is left stays spooled (counted as `spooled`) for the next start instead.
     /// Drops whatever is left (counted as `shutdown`) and answers every waiter. With a spool,
     /// what is left stays spooled (counted as `spooled`) for the next start instead. The
     /// background has handed it everything the pipeline's queue held for it first.
