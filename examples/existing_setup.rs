@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 
-use closedloop_telemetry::collector::{Collector, Stream};
+use closedloop_telemetry::collector::{Collector, Destination};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{info, info_span};
@@ -53,7 +53,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = guard.shutdown();
     println!("delivery: {report}");
     println!("span trace id:          {trace_id}");
-    for r in collector.received_on(Stream::Relay) {
+    for r in collector.received_on(Destination::Relay) {
         println!(
             "relay {:<18} trace.otelTraceId={} trace.commandId={}",
             r.name, r.body["trace"]["otelTraceId"], r.body["trace"]["commandId"]

@@ -2,8 +2,9 @@
 //! the exporters' one pipeline (started by `install.rs`).
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::delivery::{DeliverySpec, SpoolConfig};
+use closedloop_telemetry_exporters::delivery::DeliverySpec;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
+use closedloop_telemetry_exporters::spool::SpoolOptions;
 use closedloop_telemetry_exporters::{Destination, PostHogExporterBuilder};
 
 use crate::consent::Consent;
@@ -111,12 +112,12 @@ impl Spools {
     /// token, Datadog API key) are not part of it, so a new key keeps delivering what the old
     /// one spooled. Events spooled for one destination are only ever replayed to that
     /// destination. A denied consent purges it on open.
-    fn config(&self, destination: &[&str]) -> Option<SpoolConfig> {
+    fn config(&self, destination: &[&str]) -> Option<SpoolOptions> {
         let base = self.base.as_ref()?;
         let fingerprint = format!("{:08x}", crc32c::crc32c(destination.join("\0").as_bytes()));
         let dir = base.join(&fingerprint);
         self.active.borrow_mut().push(fingerprint);
-        Some(SpoolConfig::new(dir).purge_on_open(self.denied))
+        Some(SpoolOptions::new(dir).with_purge_on_open(self.denied))
     }
 }
 

@@ -25,7 +25,7 @@ use std::net::SocketAddr;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
-use crate::collector::{Collector, Stream};
+use crate::collector::{Collector, Destination};
 use crate::{ActivityEntry, ShutdownReport, TelemetryBuilder};
 
 /// The computeTargetId the kit uses unless the builder sets one.
@@ -104,8 +104,8 @@ pub fn capture_with(
     let (layer, guard) = telemetry.split();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), f);
     let report = guard.shutdown();
-    let posthog = collector.received_on(Stream::Posthog);
-    let relay = collector.received_on(Stream::Relay);
+    let posthog = collector.received_on(Destination::PostHog);
+    let relay = collector.received_on(Destination::Relay);
     collector.shutdown();
     let _ = std::fs::remove_dir_all(&own);
     Captured {

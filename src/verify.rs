@@ -27,7 +27,7 @@ use closedloop_telemetry_exporters::relay::RelayConnection;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
-use crate::collector::{Collector, Stream};
+use crate::collector::Collector;
 use crate::config::EnvConfig;
 use crate::{Consent, Destination};
 
@@ -324,7 +324,7 @@ pub fn run_with(mut env: EnvConfig, timeout: Duration) -> Result<VerifyReport, V
     check_envelope(&probe, "in the request sent")?;
     if let Some(c) = &collector {
         let stored = c
-            .received_on(Stream::Relay)
+            .received_on(Destination::Relay)
             .into_iter()
             .find(|r| r.id.as_deref() == Some(probe_id.as_str()))
             .ok_or_else(|| {

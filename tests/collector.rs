@@ -5,7 +5,9 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use closedloop_telemetry::collector::{format_arrival, Arrival, Collector, PrintFormat, Stream};
+use closedloop_telemetry::collector::{
+    format_arrival, Arrival, Collector, Destination, PrintFormat,
+};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -77,12 +79,12 @@ fn a_valid_posthog_batch_is_accepted_and_recorded() {
     assert_eq!(post(c.addr(), "/batch/", &[], &batch).0, 200);
     let got = c.wait_for(4, WAIT);
     assert_eq!(got.len(), 4);
-    assert_eq!(got[0].stream, Stream::Posthog);
+    assert_eq!(got[0].stream, Destination::PostHog);
     assert_eq!(got[0].name, "command_completed");
     assert_eq!(got[0].id.as_deref(), Some(a.as_str()));
     assert_eq!(got[1].body["properties"]["$lib"], "closedloop-telemetry");
     assert_eq!(c.counts().posthog, 4);
-    assert_eq!(c.unique_ids(Stream::Posthog).len(), 2);
+    assert_eq!(c.unique_ids(Destination::PostHog).len(), 2);
 }
 
 #[test]
@@ -155,7 +157,7 @@ fn relay_arrays_are_validated_message_by_message() {
     ]);
     assert_eq!(post(c.addr(), "/relay", &[], &ok).0, 200);
     let got = c.wait_for(2, WAIT);
-    assert_eq!(got[0].stream, Stream::Relay);
+    assert_eq!(got[0].stream, Destination::Relay);
     assert_eq!(got[1].name, "job.failed");
     assert_eq!(got[1].id.as_deref(), Some(b.as_str()));
 
@@ -221,7 +223,7 @@ fn datadog_intake_status_codes() {
     let got = c.wait_for(1, WAIT);
     assert_eq!(
         (got[0].stream, got[0].name.as_str()),
-        (Stream::Datadog, "job.failed")
+        (Destination::Datadog, "job.failed")
     );
     assert_eq!(c.counts().datadog, 1);
 }

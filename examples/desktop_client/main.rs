@@ -103,11 +103,11 @@ fn main() {
         for (title, stream) in [
             (
                 "PostHog /batch/",
-                closedloop_telemetry::collector::Stream::Posthog,
+                closedloop_telemetry::collector::Destination::PostHog,
             ),
             (
                 "relay (desktop.telemetry)",
-                closedloop_telemetry::collector::Stream::Relay,
+                closedloop_telemetry::collector::Destination::Relay,
             ),
         ] {
             let got = c.received_on(stream);

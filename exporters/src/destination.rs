@@ -6,8 +6,10 @@ use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 use crate::posthog::wire::routes_to_posthog;
 use crate::relay::wire::routes_to_relay;
 
-/// A destination the library delivers to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A destination the library delivers to (and the endpoint of the local collector an event
+/// arrived on). Serialized in lower case: `"posthog"`, `"relay"`, `"datadog"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Destination {
     /// PostHog product analytics.
     PostHog,
@@ -18,6 +20,13 @@ pub enum Destination {
 }
 
 impl Destination {
+    /// Every destination, in display order.
+    pub const ALL: [Destination; 3] = [
+        Destination::PostHog,
+        Destination::Relay,
+        Destination::Datadog,
+    ];
+
     /// `"posthog"`, `"relay"` or `"datadog"`.
     ///
     /// ```
@@ -40,5 +49,11 @@ impl Destination {
             Destination::PostHog => routes_to_posthog(entry),
             Destination::Relay | Destination::Datadog => routes_to_relay(entry, allow_custom),
         }
+    }
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }

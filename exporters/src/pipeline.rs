@@ -115,7 +115,7 @@ impl Pipeline {
 
     /// Consent denied at start: closes every destination's gate without a purge (a purge
     /// command could reach the background after a later grant and drop what came after it;
-    /// spools are purged as they open with `SpoolConfig::purge_on_open`).
+    /// spools are purged as they open with `SpoolOptions::purge_on_open`).
     pub fn close_gates(&self) {
         for d in self.deliveries.iter() {
             d.close_gate();

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::builder::PossibleValuesParser;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use closedloop_telemetry::collector::{format_arrival, Collector, PrintFormat, Stream};
+use closedloop_telemetry::collector::{format_arrival, Collector, Destination, PrintFormat};
 
 /// The largest `--max-seconds` accepted: one year.
 const MAX_SECONDS: u64 = 365 * 24 * 3600;
@@ -232,9 +232,9 @@ fn collect(opts: CollectArgs) -> ExitCode {
     let c = collector.counts();
     let summary = format!(
         "received: posthog={} relay={} datadog={} rejected_requests={}",
-        c.get(Stream::Posthog),
-        c.get(Stream::Relay),
-        c.get(Stream::Datadog),
+        c.get(Destination::PostHog),
+        c.get(Destination::Relay),
+        c.get(Destination::Datadog),
         c.rejected_requests
     );
     if opts.json {

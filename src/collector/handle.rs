@@ -7,7 +7,7 @@ use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::received::{Arrival, Counts, Received, Rejected, Stream};
+use super::received::{Arrival, Counts, Destination, Received, Rejected};
 use super::recorder::{Recorder, DEFAULT_MAX_KEPT};
 use super::server::{accept_loop, ServerCtx, DATADOG_PATH, RELAY_PATH};
 use crate::server_thread::{bind_loopback, ServerThread};
@@ -146,7 +146,7 @@ impl Collector {
     }
 
     /// The kept accepted events of one stream, in arrival order.
-    pub fn received_on(&self, stream: Stream) -> Vec<Received> {
+    pub fn received_on(&self, stream: Destination) -> Vec<Received> {
         self.recorder.received_on(stream)
     }
 
@@ -165,7 +165,7 @@ impl Collector {
 
     /// Waits until at least `n` events were accepted on `stream` or `timeout` passed; returns
     /// whether they were.
-    pub fn wait_for_stream(&self, stream: Stream, n: u64, timeout: Duration) -> bool {
+    pub fn wait_for_stream(&self, stream: Destination, n: u64, timeout: Duration) -> bool {
         self.recorder.wait_until(timeout, |c| c.get(stream) >= n)
     }
 
@@ -176,7 +176,7 @@ impl Collector {
 
     /// The distinct ids seen on `stream` among kept events. Nothing is de-duplicated on
     /// arrival, so `received_on(stream).len() - unique_ids(stream).len()` counts redeliveries.
-    pub fn unique_ids(&self, stream: Stream) -> BTreeSet<String> {
+    pub fn unique_ids(&self, stream: Destination) -> BTreeSet<String> {
         self.recorder.unique_ids(stream)
     }
 

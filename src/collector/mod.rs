@@ -8,7 +8,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use closedloop_telemetry::collector::{Collector, Stream};
+//! use closedloop_telemetry::collector::{Collector, Destination};
 //!
 //! let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
 //! // Point the exporters at it:
@@ -17,7 +17,7 @@
 //! //   DD_LOGS_URL     = collector.datadog_url()
 //! let arrived = collector.wait_for(0, Duration::from_millis(1));
 //! assert!(arrived.is_empty());
-//! assert!(collector.unique_ids(Stream::Relay).is_empty());
+//! assert!(collector.unique_ids(Destination::Relay).is_empty());
 //! collector.shutdown();
 //! ```
 
@@ -30,7 +30,7 @@ pub mod validate;
 
 pub use handle::{Collector, CollectorBuilder};
 pub use print::{format_arrival, format_received, format_rejected, PrintFormat};
-pub use received::{Arrival, Counts, Received, Rejected, Stream};
+pub use received::{Arrival, Counts, Destination, Received, Rejected};
 #[cfg(feature = "view")]
 pub(crate) use recorder::Recorder;
 pub use recorder::{DEFAULT_MAX_KEPT, MAX_KEPT_REJECTIONS, SUBSCRIPTION_BUFFER};

@@ -13,7 +13,7 @@ use std::fmt::Write;
 use closedloop_telemetry_layers::envelope::format_timestamp;
 use serde_json::{json, Value};
 
-use super::received::{Arrival, Received, Rejected, Stream};
+use super::received::{Arrival, Destination, Received, Rejected};
 
 /// How arrivals are printed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -36,9 +36,9 @@ pub fn format_arrival(arrival: &Arrival, format: PrintFormat) -> String {
 /// Formats one accepted event as a single line (no trailing newline).
 ///
 /// ```
-/// use closedloop_telemetry::collector::{format_received, PrintFormat, Received, Stream};
+/// use closedloop_telemetry::collector::{format_received, PrintFormat, Received, Destination};
 /// let r = Received {
-///     stream: Stream::Posthog,
+///     stream: Destination::PostHog,
 ///     name: "command_completed".into(),
 ///     id: Some("0190e1a2-3b4c-7d5e-8f60-718293a4b5c6".into()),
 ///     body: serde_json::json!({"event": "command_completed", "distinct_id": "ct-1"}),
@@ -63,26 +63,26 @@ pub fn format_received(r: &Received, format: PrintFormat) -> String {
     let mut line = format!("{:<8} {}  ", r.stream.as_str(), one_line(&r.name));
     let id = r.id.as_deref().unwrap_or("-");
     let _ = match r.stream {
-        Stream::Posthog => {
+        Destination::PostHog => {
             let distinct = r
                 .body
                 .get("distinct_id")
                 .or_else(|| r.body.pointer("/properties/distinct_id"));
             write!(line, "distinct_id={} uuid={id}", text(distinct))
         }
-        Stream::Relay => write!(
+        Destination::Relay => write!(
             line,
             "id={id} computeTargetId={}",
             text(r.body.pointer("/trace/computeTargetId"))
         ),
-        Stream::Datadog => write!(line, "status={} id={id}", text(r.body.get("status"))),
+        Destination::Datadog => write!(line, "status={} id={id}", text(r.body.get("status"))),
     };
     line
 }
 
 /// Formats one rejected request as a single line (no trailing newline).
 pub fn format_rejected(r: &Rejected, format: PrintFormat) -> String {
-    let stream = r.stream.map_or("unknown", Stream::as_str);
+    let stream = r.stream.map_or("unknown", Destination::as_str);
     match format {
         PrintFormat::Ndjson => json!({
             "stream": stream,
@@ -119,7 +119,7 @@ mod tests {
     #[test]
     fn relay_datadog_and_rejections() {
         let relay = Received {
-            stream: Stream::Relay,
+            stream: Destination::Relay,
             name: "job.failed".into(),
             id: Some("u1".into()),
             body: json!({"trace": {"computeTargetId": "ct\n1"}}),
@@ -130,7 +130,7 @@ mod tests {
             "relay    job.failed  id=u1 computeTargetId=ct 1"
         );
         let dd = Received {
-            stream: Stream::Datadog,
+            stream: Destination::Datadog,
             id: None,
             body: json!({"status": "error"}),
             ..relay

@@ -2,46 +2,15 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
 use serde_json::Value;
 
-/// Which endpoint an event arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Stream {
-    /// PostHog `POST /batch/`.
-    Posthog,
-    /// Relay `POST /relay`.
-    Relay,
-    /// Datadog logs intake `POST /api/v2/logs`.
-    Datadog,
-}
-
-impl Stream {
-    /// All streams, in display order.
-    pub const ALL: [Stream; 3] = [Stream::Posthog, Stream::Relay, Stream::Datadog];
-
-    /// `"posthog"`, `"relay"` or `"datadog"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stream::Posthog => "posthog",
-            Stream::Relay => "relay",
-            Stream::Datadog => "datadog",
-        }
-    }
-}
-
-impl std::fmt::Display for Stream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use closedloop_telemetry_exporters::Destination;
 
 /// One accepted event.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Received {
     /// The endpoint it arrived on.
-    pub stream: Stream,
+    pub stream: Destination,
     /// The PostHog event name, the relay message's `event`, or the Datadog item's `message`.
     pub name: String,
     /// The PostHog `uuid`, the relay message's `id`, or the Datadog item's `id`, when present.
@@ -56,7 +25,7 @@ pub struct Received {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rejected {
     /// The endpoint it was sent to (`None` for an unknown path).
-    pub stream: Option<Stream>,
+    pub stream: Option<Destination>,
     /// The HTTP status the collector answered.
     pub status: u16,
     /// Why, as sent in the response body.
@@ -93,11 +62,11 @@ pub struct Counts {
 
 impl Counts {
     /// Accepted events on one stream.
-    pub fn get(&self, stream: Stream) -> u64 {
+    pub fn get(&self, stream: Destination) -> u64 {
         match stream {
-            Stream::Posthog => self.posthog,
-            Stream::Relay => self.relay,
-            Stream::Datadog => self.datadog,
+            Destination::PostHog => self.posthog,
+            Destination::Relay => self.relay,
+            Destination::Datadog => self.datadog,
         }
     }
 
@@ -106,11 +75,11 @@ impl Counts {
         self.posthog + self.relay + self.datadog
     }
 
-    pub(super) fn add(&mut self, stream: Stream, n: u64) {
+    pub(super) fn add(&mut self, stream: Destination, n: u64) {
         match stream {
-            Stream::Posthog => self.posthog += n,
-            Stream::Relay => self.relay += n,
-            Stream::Datadog => self.datadog += n,
+            Destination::PostHog => self.posthog += n,
+            Destination::Relay => self.relay += n,
+            Destination::Datadog => self.datadog += n,
         }
     }
 }

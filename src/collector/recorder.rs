@@ -6,7 +6,7 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::received::{Arrival, Counts, Received, Rejected, Stream};
+use super::received::{Arrival, Counts, Destination, Received, Rejected};
 
 /// How many accepted events a collector keeps unless told otherwise; later ones are counted.
 pub const DEFAULT_MAX_KEPT: usize = 100_000;
@@ -97,7 +97,7 @@ impl Recorder {
         self.lock().received.clone()
     }
 
-    pub(crate) fn received_on(&self, stream: Stream) -> Vec<Received> {
+    pub(crate) fn received_on(&self, stream: Destination) -> Vec<Received> {
         let state = self.lock();
         state
             .received
@@ -115,7 +115,7 @@ impl Recorder {
         self.lock().counts
     }
 
-    pub(crate) fn unique_ids(&self, stream: Stream) -> BTreeSet<String> {
+    pub(crate) fn unique_ids(&self, stream: Destination) -> BTreeSet<String> {
         let state = self.lock();
         state
             .received
@@ -169,7 +169,7 @@ mod tests {
     use serde_json::json;
     use std::time::SystemTime;
 
-    fn event(stream: Stream, id: &str) -> Received {
+    fn event(stream: Destination, id: &str) -> Received {
         Received {
             stream,
             name: "e".into(),
@@ -183,14 +183,14 @@ mod tests {
     fn keeps_at_most_max_and_counts_the_rest() {
         let r = Recorder::new(2);
         r.accept(vec![
-            event(Stream::Relay, "a"),
-            event(Stream::Relay, "a"),
-            event(Stream::Posthog, "b"),
+            event(Destination::Relay, "a"),
+            event(Destination::Relay, "a"),
+            event(Destination::PostHog, "b"),
         ]);
         let c = r.counts();
         assert_eq!((c.relay, c.posthog, c.not_kept, c.total()), (2, 1, 1, 3));
         assert_eq!(r.received().len(), 2);
-        assert_eq!(r.unique_ids(Stream::Relay).len(), 1);
+        assert_eq!(r.unique_ids(Destination::Relay).len(), 1);
     }
 
     #[test]
@@ -198,11 +198,11 @@ mod tests {
         let r = Recorder::new(10);
         let rx = r.subscribe();
         for i in 0..SUBSCRIPTION_BUFFER + 5 {
-            r.accept(vec![event(Stream::Datadog, &i.to_string())]);
+            r.accept(vec![event(Destination::Datadog, &i.to_string())]);
         }
         assert_eq!(r.counts().subscriber_drops, 5);
         drop(rx);
-        r.accept(vec![event(Stream::Datadog, "x")]);
+        r.accept(vec![event(Destination::Datadog, "x")]);
         assert!(r.lock().subscribers.is_empty());
     }
 }

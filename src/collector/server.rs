@@ -16,7 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
-use super::received::{Received, Rejected, Stream};
+use super::received::{Destination, Received, Rejected};
 use super::recorder::Recorder;
 use super::validate::{self, Accepted, Rejection, MAX_BODY_BYTES};
 
@@ -69,9 +69,9 @@ pub(super) async fn accept_loop(
 
 async fn handle(req: Request<Incoming>, ctx: &ServerCtx) -> Response<Full<Bytes>> {
     let stream = match req.uri().path() {
-        "/batch/" | "/batch" => Stream::Posthog,
-        RELAY_PATH => Stream::Relay,
-        DATADOG_PATH => Stream::Datadog,
+        "/batch/" | "/batch" => Destination::PostHog,
+        RELAY_PATH => Destination::Relay,
+        DATADOG_PATH => Destination::Datadog,
         path => {
             let reason = format!("no endpoint at {path}");
             return reject(ctx, None, Rejection::new(404, reason));
@@ -108,21 +108,21 @@ async fn handle(req: Request<Incoming>, ctx: &ServerCtx) -> Response<Full<Bytes>
 }
 
 fn process(
-    stream: Stream,
+    stream: Destination,
     headers: &HeaderMap,
     wire: Bytes,
     ctx: &ServerCtx,
 ) -> Result<(Vec<Accepted>, Response<Full<Bytes>>), Rejection> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     match stream {
-        Stream::Relay => {
+        Destination::Relay => {
             validate::relay_auth(ctx.relay_token.as_deref(), header(AUTHORIZATION.as_str()))?
         }
-        Stream::Datadog => validate::datadog_auth(header("dd-api-key"))?,
-        Stream::Posthog => {}
+        Destination::Datadog => validate::datadog_auth(header("dd-api-key"))?,
+        Destination::PostHog => {}
     }
     let limit = match stream {
-        Stream::Datadog => validate::DATADOG_MAX_BODY_BYTES,
+        Destination::Datadog => validate::DATADOG_MAX_BODY_BYTES,
         _ => MAX_BODY_BYTES,
     };
     let gzip = header(CONTENT_ENCODING.as_str()).is_some_and(|v| v.eq_ignore_ascii_case("gzip"))
@@ -138,17 +138,17 @@ fn process(
     let json: Value = serde_json::from_slice(&body)
         .map_err(|e| Rejection::new(400, format!("failed to parse request: {e}")))?;
     let (accepted, status, reply) = match stream {
-        Stream::Posthog => (
+        Destination::PostHog => (
             validate::posthog_batch(&json)?,
             200,
             serde_json::json!({"status": "Ok"}),
         ),
-        Stream::Relay => {
+        Destination::Relay => {
             let accepted = validate::relay_batch(&json)?;
             let reply = serde_json::json!({"status": "ok", "accepted": accepted.len()});
             (accepted, 200, reply)
         }
-        Stream::Datadog => (
+        Destination::Datadog => (
             validate::datadog_batch(body.len(), &json)?,
             202,
             serde_json::json!({}),
@@ -173,7 +173,11 @@ fn inflate(wire: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
     Ok(out)
 }
 
-fn reject(ctx: &ServerCtx, stream: Option<Stream>, rejection: Rejection) -> Response<Full<Bytes>> {
+fn reject(
+    ctx: &ServerCtx,
+    stream: Option<Destination>,
+    rejection: Rejection,
+) -> Response<Full<Bytes>> {
     let response = json_response(rejection.status, &rejection.body(stream));
     ctx.recorder.reject(Rejected {
         stream,

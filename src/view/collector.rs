@@ -11,7 +11,7 @@ use closedloop_telemetry_layers::activity::ActivityEntry;
 
 use super::state::{Source, StreamHealth};
 use super::ViewServer;
-use crate::collector::{Arrival, Collector, Stream};
+use crate::collector::{Arrival, Collector, Destination};
 
 /// Per destination: requests rejected and the last validation error.
 #[derive(Default)]
@@ -29,11 +29,11 @@ struct CollectorSource {
     rejections: Mutex<Rejections>,
 }
 
-fn index(s: Stream) -> usize {
+fn index(s: Destination) -> usize {
     match s {
-        Stream::Posthog => 0,
-        Stream::Relay => 1,
-        Stream::Datadog => 2,
+        Destination::PostHog => 0,
+        Destination::Relay => 1,
+        Destination::Datadog => 2,
     }
 }
 
@@ -56,7 +56,7 @@ impl Source for CollectorSource {
             .rejections
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        Stream::ALL
+        Destination::ALL
             .iter()
             .map(|s| StreamHealth {
                 name: s.as_str(),

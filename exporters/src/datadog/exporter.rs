@@ -7,7 +7,7 @@ use super::wire::{self, API_KEY_HEADER, MAX_BODY_BYTES, MAX_ITEMS};
 use crate::decode::Event;
 use crate::delivery::{
     frame_json_array, parse_http_url, BuildError, DeliveryOptions, DeliverySpec, HttpTransport,
-    InvalidEvent, Stream,
+    InvalidEvent, WireFormat,
 };
 use crate::diagnostics::DiagnosticsSettings;
 use crate::exporter::StreamExporter;
@@ -19,7 +19,7 @@ struct DatadogStream {
     api_key: String,
 }
 
-impl Stream for DatadogStream {
+impl WireFormat for DatadogStream {
     fn name(&self) -> &'static str {
         "datadog"
     }

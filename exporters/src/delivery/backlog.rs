@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
-use super::stream::Item;
+use super::wire_format::Item;
 use crate::spool::{Position, Spool, SpoolStats};
 
 /// At most this many bytes of items are read back from the spool at once.

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use super::backlog::Backlog;
-use super::stream::{Item, Limits};
+use super::wire_format::{Item, Limits};
 
 /// A batch on its way out, with the attempts it has failed so far (408/429/5xx/timeouts).
 #[derive(Debug)]

@@ -5,8 +5,8 @@ use std::io::Write;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use super::stream::{Item, Stream};
 use super::transport::Request;
+use super::wire_format::{Item, WireFormat};
 
 /// The gzip level used when a stream enables compression, chosen with `benches/encode.rs` on a
 /// 20-event PostHog batch (2-core machine, the run in `BENCHMARKS.md`): plain 1.02 µs/event and
@@ -16,7 +16,7 @@ pub const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 /// Frames `items` with `stream` and, with `gzip = Some(level)`, compresses the body and adds
 /// `Content-Encoding: gzip`.
-pub fn build_request(stream: &dyn Stream, items: &[Item], gzip: Option<u32>) -> Request {
+pub fn build_request(stream: &dyn WireFormat, items: &[Item], gzip: Option<u32>) -> Request {
     let slices: Vec<&[u8]> = items.iter().map(|i| i.bytes.as_slice()).collect();
     let mut body = Vec::with_capacity(64 + slices.iter().map(|s| s.len() + 1).sum::<usize>());
     stream.frame(&slices, &mut body);
@@ -46,11 +46,11 @@ pub fn gzip_bytes(data: &[u8], level: u32) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::delivery::stream::{frame_json_array, InvalidEvent};
+    use crate::delivery::wire_format::{frame_json_array, InvalidEvent};
     use std::io::Read;
 
     struct Array;
-    impl Stream for Array {
+    impl WireFormat for Array {
         fn name(&self) -> &'static str {
             "array"
         }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use super::options::{scale, DeliveryOptions, SpoolConfig};
+use super::options::{scale, DeliveryOptions};
 use super::retry::RetryPolicy;
-use super::stream::Limits;
+use super::wire_format::Limits;
+use crate::spool::SpoolOptions;
 
 /// The settings one engine runs with: the stream's [`Limits`] and the [`DeliveryOptions`],
 /// with the test-only clock divisor already applied.
@@ -17,7 +18,7 @@ pub(crate) struct EngineConfig {
     pub(crate) gzip: Option<u32>,
     pub(crate) retry: RetryPolicy,
     pub(crate) shutdown_timeout: Duration,
-    pub(crate) spool: Option<SpoolConfig>,
+    pub(crate) spool: Option<SpoolOptions>,
 }
 
 impl EngineConfig {

@@ -21,9 +21,9 @@ use super::options::DeliveryOptions;
 use super::queue::{Lane, Queue, MAX_DESTINATIONS};
 use super::range::{check_range, deadline_after, MAX_DURATION_SETTING};
 use super::stats::{DeliveryStats, DeliveryStatsSnapshot, Pending};
-use super::stream::{Limits, Stream};
 use super::tap::{SentRing, TapSlot};
 use super::transport::Transport;
+use super::wire_format::{Limits, WireFormat};
 use super::worker::background::Background;
 use super::worker::Worker;
 
@@ -54,7 +54,7 @@ impl DeliveryReport {
 /// makes one; [`StreamExporter::start`](crate::StreamExporter::start) starts it alone, and
 /// `Pipeline::start` starts several on one background.
 pub struct DeliverySpec {
-    pub(crate) stream: Arc<dyn Stream>,
+    pub(crate) stream: Arc<dyn WireFormat>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) limits: Limits,
     pub(crate) options: DeliveryOptions,
@@ -81,7 +81,7 @@ impl DeliverySpec {
     /// `options`. Checks the ranges ([`DeliveryOptions::check`], a batch of at least one item,
     /// a delay of at most [`MAX_DURATION_SETTING`]) and names the setting at fault.
     pub fn new(
-        stream: impl Stream,
+        stream: impl WireFormat,
         transport: impl Transport,
         limits: Limits,
         options: &DeliveryOptions,
@@ -90,7 +90,7 @@ impl DeliverySpec {
     }
 
     pub(crate) fn from_parts(
-        stream: Arc<dyn Stream>,
+        stream: Arc<dyn WireFormat>,
         transport: Arc<dyn Transport>,
         limits: Limits,
         options: &DeliveryOptions,
@@ -148,12 +148,12 @@ impl DeliverySpec {
         &self.endpoint
     }
 
-    /// Whether this destination's wire format sends subprocess tails ([`Stream::sends_tails`]).
+    /// Whether this destination's wire format sends subprocess tails ([`WireFormat::sends_tails`]).
     pub fn sends_tails(&self) -> bool {
         self.stream.sends_tails()
     }
 
-    /// Whether an event with this catalogue row goes to this destination ([`Stream::routes`]).
+    /// Whether an event with this catalogue row goes to this destination ([`WireFormat::routes`]).
     pub fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
         self.stream.routes(entry)
     }
@@ -200,7 +200,7 @@ pub(crate) fn launch(
         let denied = Arc::new(AtomicBool::new(false));
         let tap = TapSlot::default();
         let window = match &config.spool {
-            Some(spool) => config.limits.max_delay.min(spool.options.sync_interval),
+            Some(spool) => config.limits.max_delay.min(spool.sync_interval),
             None => config.limits.max_delay,
         };
         lanes.push(Lane {
@@ -273,7 +273,7 @@ pub struct Delivery {
 struct Inner {
     index: usize,
     core: Arc<Core>,
-    stream: Arc<dyn Stream>,
+    stream: Arc<dyn WireFormat>,
     stats: Arc<DeliveryStats>,
     shut: AtomicBool,
     /// The consent gate, shared with the worker: while set, nothing is queued or sent.
@@ -296,7 +296,7 @@ impl Delivery {
     /// Starts `stream` over `transport` alone, on a background thread of its own (named
     /// `closedloop-telemetry-<stream>`): [`DeliverySpec::new`] and a pipeline of one.
     pub fn start(
-        stream: impl Stream,
+        stream: impl WireFormat,
         transport: impl Transport,
         limits: Limits,
         options: &DeliveryOptions,
@@ -313,7 +313,7 @@ impl Delivery {
         Ok(deliveries.remove(0))
     }
 
-    /// Queues already-decoded events in the pipeline's queue (those [`Stream::routes`] does
+    /// Queues already-decoded events in the pipeline's queue (those [`WireFormat::routes`] does
     /// not take are counted as ignored). Never blocks: past the queue's bound the excess is
     /// dropped and counted as `queue_full`. While the consent gate is closed (see
     /// [`Delivery::purge`]) they are dropped and counted as `purged`.
@@ -326,12 +326,12 @@ impl Delivery {
     }
 
     /// Whether this engine's stream takes an event with this catalogue row (`None`: a custom
-    /// event); see [`Stream::routes`]. A pure question: nothing is counted.
+    /// event); see [`WireFormat::routes`]. A pure question: nothing is counted.
     pub fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
         self.inner.stream.routes(entry)
     }
 
-    /// Whether this engine's stream sends subprocess tails; see [`Stream::sends_tails`].
+    /// Whether this engine's stream sends subprocess tails; see [`WireFormat::sends_tails`].
     pub fn sends_tails(&self) -> bool {
         self.inner.stream.sends_tails()
     }

@@ -8,9 +8,9 @@
 //!   └ queue (queue.rs): records with their destination mask, the compact overflow
 //!     (overflow.rs) past its bound; past both: dropped, counted queue_full
 //!          ▼  one background thread per pipeline (worker/background.rs)
-//!   decode once → per destination: Worker::accept → Stream::encode → Item (UUIDv7)
+//!   decode once → per destination: Worker::accept → WireFormat::encode → Item (UUIDv7)
 //!     → backlog (bounded, evicts oldest; spool) → batcher: max items / bytes / delay
-//!     → Stream::frame → gzip? → Transport::send (timeout; a task per request)
+//!     → WireFormat::frame → gzip? → Transport::send (timeout; a task per request)
 //!     → retry::RetryPolicy::decide → done / backoff / split / drop
 //! ```
 //!
@@ -42,7 +42,7 @@
 //! use closedloop_telemetry_exporters::delivery::*;
 //!
 //! struct Relay;
-//! impl Stream for Relay {
+//! impl WireFormat for Relay {
 //!     fn name(&self) -> &'static str { "relay" }
 //!     fn routes(&self, entry: Option<&CatalogueEntry>) -> bool { entry.is_some_and(|r| r.relay.is_some()) }
 //!     fn encode(&self, e: &Event, id: uuid::Uuid) -> Result<Vec<u8>, InvalidEvent> {
@@ -75,7 +75,7 @@
 //! running backoff) and returns by its deadline with the count still queued; those stay
 //! queued. [`Delivery::shutdown`] does the same, then answers with the count that remains and
 //! stops the worker: without a spool those are dropped (counted as `shutdown`); with a spool
-//! ([`SpoolConfig`]) they stay on disk (counted as `spooled`) and go out on the next start. An
+//! ([`SpoolOptions`](crate::spool::SpoolOptions)) they stay on disk (counted as `spooled`) and go out on the next start. An
 //! in-flight request is abandoned at the deadline, so a dead or hanging server never holds
 //! shutdown past it. Later exports get `AlreadyShutdown`.
 //!
@@ -100,9 +100,9 @@ mod queue_tests;
 pub(crate) mod range;
 pub mod retry;
 mod stats;
-mod stream;
 pub mod tap;
 mod transport;
+mod wire_format;
 mod worker;
 
 pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
@@ -111,15 +111,15 @@ pub use engine::{Delivery, DeliveryReport, DeliverySpec};
 pub use error::{AlreadyShutdown, BuildError};
 pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
 pub use options::{
-    DeliveryOptions, DeliveryOptionsBuilder, SpoolConfig, DEFAULT_OVERFLOW_BYTES,
-    DEFAULT_QUEUE_CAPACITY, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
+    DeliveryOptions, DeliveryOptionsBuilder, DEFAULT_OVERFLOW_BYTES, DEFAULT_QUEUE_CAPACITY,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
 };
 pub use range::{check_range, deadline_after, MAX_BATCH_DELAY, MAX_DURATION_SETTING};
 pub use retry::{Decision, Outcome, RetryPolicy};
 pub use stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason, DroppedCounts};
-pub use stream::{frame_json_array, join_items, InvalidEvent, Item, Limits, Stream};
 pub use tap::{
     SentOutcome, SentRecord, SentRing, SENT_BODY_MAX_BYTES, SENT_DETAIL_MAX_BYTES,
     SENT_RING_CAPACITY,
 };
 pub use transport::{BoxFuture, Request, Response, Transport, TransportError};
+pub use wire_format::{frame_json_array, join_items, InvalidEvent, Item, Limits, WireFormat};

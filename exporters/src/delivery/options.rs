@@ -1,6 +1,6 @@
 //! [`DeliveryOptions`]: the delivery settings every exporter builder takes (one value, built
 //! with [`DeliveryOptionsBuilder`], in the style of `opentelemetry_sdk`'s `BatchConfig`), and
-//! the [`SpoolConfig`] among them.
+//! the spool's [`SpoolOptions`](crate::spool::SpoolOptions) among them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,7 +50,7 @@ pub struct DeliveryOptions {
     gzip: Option<u32>,
     retry: RetryPolicy,
     shutdown_timeout: Duration,
-    spool: Option<SpoolConfig>,
+    spool: Option<crate::spool::SpoolOptions>,
     test_clock_divisor: u32,
 }
 
@@ -114,7 +114,7 @@ impl DeliveryOptions {
     }
 
     /// The durable spool, if any.
-    pub fn spool(&self) -> Option<&SpoolConfig> {
+    pub fn spool(&self) -> Option<&crate::spool::SpoolOptions> {
         self.spool.as_ref()
     }
 
@@ -146,7 +146,7 @@ impl DeliveryOptions {
         if let Some(spool) = &self.spool {
             check_range(
                 "spool sync_interval",
-                spool.options.sync_interval,
+                spool.sync_interval,
                 Duration::ZERO,
                 MAX_DURATION_SETTING,
             )?;
@@ -220,13 +220,13 @@ impl DeliveryOptionsBuilder {
     /// Spools events durably on disk in `dir/<stream>` (see `docs/RELIABILITY.md`): nothing
     /// undelivered is lost on shutdown, outage or crash up to the spool's cap.
     pub fn with_spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.options.spool = Some(SpoolConfig::new(dir));
+        self.options.spool = Some(crate::spool::SpoolOptions::new(dir));
         self
     }
 
-    /// Like [`with_spool_dir`](Self::with_spool_dir) with explicit spool options (cap, sync
-    /// interval, purge on open); `None` keeps events in memory only.
-    pub fn with_spool(mut self, spool: impl Into<Option<SpoolConfig>>) -> Self {
+    /// Like [`with_spool_dir`](Self::with_spool_dir) with explicit spool options (directory,
+    /// cap, sync interval, purge on open); `None` keeps events in memory only.
+    pub fn with_spool(mut self, spool: impl Into<Option<crate::spool::SpoolOptions>>) -> Self {
         self.options.spool = spool.into();
         self
     }
@@ -244,43 +244,6 @@ impl DeliveryOptionsBuilder {
     /// The options.
     pub fn build(self) -> DeliveryOptions {
         self.options
-    }
-}
-
-/// Where and how an engine spools: the stream's spool lives in `dir/<stream name>`.
-///
-/// With a spool every mapped item is appended to disk, batches are read back from it and
-/// acknowledged after a 2xx (or a counted drop); what was not acknowledged when the process
-/// ended is sent on the next start. If the directory is locked by another process or
-/// unusable the engine falls back to `dir/<stream>/pid-<pid>`, else to memory, with one
-/// warning naming the reason; one not private to this user (Unix: another owner, or writable by
-/// group or others) is refused and the stream runs in memory. See `docs/RELIABILITY.md`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpoolConfig {
-    /// The base directory (`CL_TELEMETRY_SPOOL_DIR`); each stream uses a subdirectory.
-    pub dir: std::path::PathBuf,
-    /// Cap, segment size and sync interval.
-    pub options: crate::spool::SpoolOptions,
-    /// Purge what the spool holds when it opens, before anything is sent (counted as
-    /// `purged`): for an app whose user has withdrawn consent, so events spooled by an
-    /// earlier run never leave the machine. Default `false`.
-    pub purge_on_open: bool,
-}
-
-impl SpoolConfig {
-    /// A spool in `dir` (per-stream subdirectories) with default options.
-    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
-        SpoolConfig {
-            dir: dir.into(),
-            options: crate::spool::SpoolOptions::default(),
-            purge_on_open: false,
-        }
-    }
-
-    /// Sets [`purge_on_open`](Self::purge_on_open).
-    pub fn purge_on_open(mut self, on: bool) -> Self {
-        self.purge_on_open = on;
-        self
     }
 }
 

@@ -35,7 +35,7 @@ use closedloop_telemetry_layers::convention::{CUSTOM_EVENT_NAME, EVENT};
 
 use super::overflow::{self, Keys};
 use super::stats::{DeliveryStats, DropReason, Pending, QueueCounts};
-use super::stream::Stream;
+use super::wire_format::WireFormat;
 use crate::decode::Event;
 
 /// The most destinations one pipeline serves (a mask is one byte).
@@ -45,7 +45,7 @@ const CHUNK: usize = 256 << 10;
 
 /// What one destination looks like from the door.
 pub(crate) struct Lane {
-    pub(crate) stream: Arc<dyn Stream>,
+    pub(crate) stream: Arc<dyn WireFormat>,
     pub(crate) stats: Arc<DeliveryStats>,
     /// Its batch size: this many records waiting for it wake the background.
     pub(crate) batch: usize,

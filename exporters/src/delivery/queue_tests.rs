@@ -15,7 +15,7 @@ use crate::decode::{DecodeOptions, Event};
 use crate::delivery::engine::{launch, Core};
 use crate::delivery::{
     frame_json_array, BoxFuture, Delivery, DeliveryOptions, DeliverySpec, InvalidEvent, Limits,
-    Request, Response, Stream, Transport, TransportError,
+    Request, Response, Transport, TransportError, WireFormat,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -55,7 +55,7 @@ impl Gate {
     }
 }
 
-impl Stream for Gate {
+impl WireFormat for Gate {
     fn name(&self) -> &'static str {
         "gate"
     }

@@ -15,7 +15,7 @@ use std::time::SystemTime;
 use closedloop_telemetry_layers::truncate::keep_head;
 
 use super::stats::DropReason;
-use super::stream::Item;
+use super::wire_format::Item;
 
 /// How many records a [`SentRing`] keeps (the oldest go first).
 pub const SENT_RING_CAPACITY: usize = 1000;

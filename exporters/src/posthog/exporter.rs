@@ -10,7 +10,7 @@ use closedloop_telemetry_layers::envelope::format_timestamp;
 
 use super::wire::{self, Framer};
 use crate::decode::Event;
-use crate::delivery::{InvalidEvent, Stream};
+use crate::delivery::{InvalidEvent, WireFormat};
 
 /// The PostHog stream plugged into the engine.
 pub(crate) struct PostHogStream {
@@ -18,7 +18,7 @@ pub(crate) struct PostHogStream {
     pub(crate) api_key: String,
 }
 
-impl Stream for PostHogStream {
+impl WireFormat for PostHogStream {
     fn name(&self) -> &'static str {
         "posthog"
     }

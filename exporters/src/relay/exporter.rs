@@ -11,7 +11,7 @@ use super::wire::{self, MAX_BODY_BYTES, MAX_ITEMS};
 use crate::decode::Event;
 use crate::delivery::{
     frame_json_array, parse_http_url, BuildError, DeliveryOptions, DeliverySpec, HttpTransport,
-    InvalidEvent, Stream, Transport,
+    InvalidEvent, Transport, WireFormat,
 };
 use crate::diagnostics::DiagnosticsSettings;
 use crate::exporter::StreamExporter;
@@ -22,7 +22,7 @@ struct RelayStream {
     token: Option<String>,
 }
 
-impl Stream for RelayStream {
+impl WireFormat for RelayStream {
     fn name(&self) -> &'static str {
         "relay"
     }

@@ -160,7 +160,7 @@ fn adopt_one(
     orphan_dir: &Path,
     counts: &mut AdoptionCounts,
 ) -> Result<io::Result<()>, SpoolError> {
-    let mut orphan = Spool::open(orphan_dir, spool.options())?;
+    let mut orphan = Spool::open(orphan_dir, spool.options().clone())?;
     let mut moved = 0;
     let result = move_records(spool, &mut orphan, &mut moved, &mut counts.too_large);
     let damage = orphan.stats();

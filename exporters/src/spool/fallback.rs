@@ -70,7 +70,7 @@ impl Spool {
     /// process is left alone. This reads every adopted record once: call it off the app thread.
     pub fn open_or_fallback(dir: impl AsRef<Path>, opts: SpoolOptions) -> SpoolHandle {
         let dir = dir.as_ref();
-        let primary_error = match Spool::open(dir, opts) {
+        let primary_error = match Spool::open(dir, opts.clone()) {
             Ok(mut spool) => {
                 adopt_orphans(&mut spool);
                 return SpoolHandle::Primary(spool);

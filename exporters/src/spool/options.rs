@@ -16,12 +16,36 @@ pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3);
 /// Appends are buffered in memory up to this many bytes before being written to the file.
 pub(crate) const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
-/// How a spool sizes and syncs its files.
+/// Where a delivery engine spools, and how a spool sizes and syncs its files.
 ///
-/// Defaults: `max_bytes` = [`DEFAULT_MAX_BYTES`] (64 MiB), `segment_bytes` =
-/// [`DEFAULT_SEGMENT_BYTES`] (1 MiB), `sync_interval` = [`DEFAULT_SYNC_INTERVAL`] (3 s).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Defaults: `dir` empty (give one with [`SpoolOptions::new`]), `max_bytes` =
+/// [`DEFAULT_MAX_BYTES`] (64 MiB), `segment_bytes` = [`DEFAULT_SEGMENT_BYTES`] (1 MiB),
+/// `sync_interval` = [`DEFAULT_SYNC_INTERVAL`] (3 s), `purge_on_open` off.
+///
+/// Given to [`DeliveryOptionsBuilder::with_spool`](crate::delivery::DeliveryOptionsBuilder::with_spool),
+/// each destination's spool lives in `dir/<stream name>`. With a spool every mapped item is
+/// appended to disk, batches are read back from it and acknowledged after a 2xx (or a counted
+/// drop); what was not acknowledged when the process ended is sent on the next start. If the
+/// directory is locked by another process or unusable the engine falls back to
+/// `dir/<stream>/pid-<pid>`, else to memory, with one warning naming the reason; one not
+/// private to this user (Unix: another owner, or writable by group or others) is refused and
+/// the stream runs in memory. See `docs/RELIABILITY.md`. [`Spool::open`](super::Spool::open)
+/// takes its directory explicitly and reads only the sizes and the interval.
+///
+/// ```
+/// use closedloop_telemetry_exporters::spool::SpoolOptions;
+/// let options = SpoolOptions::new("spool").with_max_bytes(8 << 20);
+/// assert_eq!(options.dir, std::path::Path::new("spool"));
+/// assert!(!options.purge_on_open);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolOptions {
+    /// The base directory (`CL_TELEMETRY_SPOOL_DIR`); each stream uses a subdirectory.
+    pub dir: std::path::PathBuf,
+    /// Purge what the spool holds when it opens, before anything is sent (counted as
+    /// `purged`): for an app whose user has withdrawn consent, so events spooled by an
+    /// earlier run never leave the machine.
+    pub purge_on_open: bool,
     /// Cap on the bytes of all segment files. Appending past it deletes the oldest segment.
     pub max_bytes: u64,
     /// A segment is closed and a new one started when the next record would take it past this.
@@ -34,6 +58,8 @@ pub struct SpoolOptions {
 impl Default for SpoolOptions {
     fn default() -> Self {
         Self {
+            dir: std::path::PathBuf::new(),
+            purge_on_open: false,
             max_bytes: DEFAULT_MAX_BYTES,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
             sync_interval: DEFAULT_SYNC_INTERVAL,
@@ -42,6 +68,20 @@ impl Default for SpoolOptions {
 }
 
 impl SpoolOptions {
+    /// A spool in `dir` (per-stream subdirectories) with default sizes.
+    pub fn new(dir: impl Into<std::path::PathBuf>) -> Self {
+        SpoolOptions {
+            dir: dir.into(),
+            ..Self::default()
+        }
+    }
+
+    /// Sets [`purge_on_open`](Self::purge_on_open).
+    pub fn with_purge_on_open(mut self, on: bool) -> Self {
+        self.purge_on_open = on;
+        self
+    }
+
     /// Sets the cap on bytes on disk.
     pub fn with_max_bytes(mut self, max_bytes: u64) -> Self {
         self.max_bytes = max_bytes;

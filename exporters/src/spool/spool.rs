@@ -87,8 +87,8 @@ impl Spool {
     }
 
     /// The options this spool was opened with.
-    pub fn options(&self) -> SpoolOptions {
-        self.opts
+    pub fn options(&self) -> &SpoolOptions {
+        &self.opts
     }
 
     /// What opening found: cursor state and how many items will be replayed.

@@ -20,7 +20,7 @@ use crate::support::server::{Reply, Request, TestServer};
 use crate::support::tagged::{config, event, start, STREAM};
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryOptions, SpoolConfig};
+use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryOptions};
 use closedloop_telemetry_exporters::posthog::PostHogExporterBuilder;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::spool::SpoolOptions;
@@ -69,8 +69,8 @@ fn dead_base() -> String {
     format!("http://{addr}")
 }
 
-fn spool_at(dir: &Path) -> Option<SpoolConfig> {
-    Some(SpoolConfig::new(dir))
+fn spool_at(dir: &Path) -> Option<SpoolOptions> {
+    Some(SpoolOptions::new(dir))
 }
 
 #[test]
@@ -403,10 +403,9 @@ fn a_tiny_cap_drops_the_oldest_counts_it_and_keeps_the_newest() {
     let opts = SpoolOptions::default()
         .with_max_bytes(32 * 1024)
         .with_segment_bytes(4 * 1024);
-    let spool = Some(SpoolConfig {
+    let spool = Some(SpoolOptions {
         dir: tmp.path().to_path_buf(),
-        options: opts,
-        purge_on_open: false,
+        ..opts
     });
     let d = start(&dead_base(), config(spool.clone()));
     for chunk in 0..10 {

@@ -12,7 +12,7 @@ use crate::support::process::{KillOnDrop, TempDir};
 use crate::support::server::TestServer;
 use crate::support::spool_files::{index_of, primary, segment_files, small};
 use crate::support::tagged;
-use closedloop_telemetry_exporters::delivery::{Delivery, SpoolConfig};
+use closedloop_telemetry_exporters::delivery::Delivery;
 use closedloop_telemetry_exporters::spool::test_support::{scan_segment, Scanned};
 use closedloop_telemetry_exporters::spool::{
     CursorStatus, Position, Spool, SpoolError, SpoolHandle, SpoolItem, SpoolOptions,
@@ -705,7 +705,7 @@ fn a_pid_directory_still_locked_by_a_live_spool_is_left_alone() {
 }
 
 fn engine(base: &str, spool_dir: &Path) -> Delivery {
-    tagged::start(base, tagged::config(Some(SpoolConfig::new(spool_dir))))
+    tagged::start(base, tagged::config(Some(SpoolOptions::new(spool_dir))))
 }
 
 /// `(seq, id)` of every item in a JSON-array body or in spooled item bytes.

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{
     frame_json_array, parse_http_url, Delivery, DeliveryOptions, HttpTransport, InvalidEvent,
-    Limits, RetryPolicy, SpoolConfig, Stream,
+    Limits, RetryPolicy, WireFormat,
 };
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 
@@ -18,7 +18,7 @@ pub const STREAM: &str = "tagged";
 /// Encodes each event as `{"seq": <name>, "id": <item id>}`.
 pub struct Tagged;
 
-impl Stream for Tagged {
+impl WireFormat for Tagged {
     fn name(&self) -> &'static str {
         STREAM
     }
@@ -61,11 +61,11 @@ pub struct Config {
     pub queue_capacity: usize,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
-    pub spool: Option<SpoolConfig>,
+    pub spool: Option<closedloop_telemetry_exporters::spool::SpoolOptions>,
 }
 
 /// 100 items / 1 MiB / 20 ms batches, fast retries, a 500 ms request timeout, and `spool`.
-pub fn config(spool: Option<SpoolConfig>) -> Config {
+pub fn config(spool: Option<closedloop_telemetry_exporters::spool::SpoolOptions>) -> Config {
     Config {
         limits: Limits {
             max_items: 100,

@@ -42,7 +42,7 @@
 
 use serde_json::Value;
 
-use super::received::Stream;
+use super::received::Destination;
 
 mod datadog;
 mod posthog;
@@ -80,9 +80,9 @@ impl Rejection {
 
     /// The JSON body answered for this rejection on `stream` (Datadog's `{"errors": [...]}`
     /// shape there, `{"status", "reason"}` elsewhere).
-    pub fn body(&self, stream: Option<Stream>) -> Value {
+    pub fn body(&self, stream: Option<Destination>) -> Value {
         match stream {
-            Some(Stream::Datadog) => serde_json::json!({ "errors": [self.reason] }),
+            Some(Destination::Datadog) => serde_json::json!({ "errors": [self.reason] }),
             _ => serde_json::json!({ "status": self.status, "reason": self.reason }),
         }
     }

@@ -12,7 +12,7 @@ use crate::delivery::*;
 
 struct Names;
 
-impl Stream for Names {
+impl WireFormat for Names {
     fn name(&self) -> &'static str {
         "names"
     }

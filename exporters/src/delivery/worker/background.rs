@@ -377,7 +377,7 @@ impl Background {
     fn start_sends(&mut self, now: Instant) {
         for d in 0..self.workers.len() {
             let w = &mut self.workers[d];
-            if !w.send_due(now) {
+            if !w.send_due(now, self.window / 2) {
                 continue;
             }
             let Some(request) = w.start_send() else {

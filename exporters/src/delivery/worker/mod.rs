@@ -17,9 +17,9 @@ use super::command::Command;
 use super::config::EngineConfig;
 use super::range::deadline_after;
 use super::stats::{DeliveryStats, DropReason};
-use super::stream::{Item, Stream};
 use super::tap::{SentOutcome, TapSlot};
 use super::transport::Transport;
+use super::wire_format::{Item, WireFormat};
 use crate::spool::Spool;
 
 mod alarm;
@@ -30,7 +30,7 @@ mod send;
 const LAST_ERROR_MAX_BYTES: usize = 256;
 
 pub(crate) struct Worker {
-    stream: Arc<dyn Stream>,
+    stream: Arc<dyn WireFormat>,
     transport: Arc<dyn Transport>,
     cfg: EngineConfig,
     stats: Arc<DeliveryStats>,
@@ -83,7 +83,7 @@ struct PendingPurge {
 
 impl Worker {
     pub(crate) fn new(
-        stream: Arc<dyn Stream>,
+        stream: Arc<dyn WireFormat>,
         transport: Arc<dyn Transport>,
         cfg: EngineConfig,
         stats: Arc<DeliveryStats>,
@@ -158,9 +158,18 @@ impl Worker {
             .min()
     }
 
-    /// Whether a request should start now.
-    pub(crate) fn send_due(&self, now: Instant) -> bool {
-        !self.sending && !self.finished && self.send_at(now).is_some_and(|t| t <= now)
+    /// Whether a request should start now: it is due, or it is a partial batch due within
+    /// `early` (it rides on this pass instead of a wake-up of its own a moment later; a batch
+    /// delay is a most, never a least). A backoff is never cut short.
+    pub(crate) fn send_due(&self, now: Instant, early: std::time::Duration) -> bool {
+        if self.sending || self.finished {
+            return false;
+        }
+        match self.send_at(now) {
+            Some(t) if t <= now => true,
+            Some(t) => self.backoff_until.is_none_or(|b| b <= now) && t <= now + early,
+            None => false,
+        }
     }
 
     fn pending(&self) -> usize {
@@ -337,7 +346,7 @@ impl Worker {
             return;
         };
         let dir = cfg.dir.join(self.stream.name());
-        let Some(spool) = Spool::open_or_fallback(&dir, cfg.options).into_spool() else {
+        let Some(spool) = Spool::open_or_fallback(&dir, cfg.clone()).into_spool() else {
             return;
         };
         let replay = spool.recovery().items_to_replay;

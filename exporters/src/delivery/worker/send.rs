@@ -226,7 +226,7 @@ impl Worker {
         }
     }
 
-    fn tap_expired(&self, items: &[crate::delivery::stream::Item]) {
+    fn tap_expired(&self, items: &[crate::delivery::wire_format::Item]) {
         let why = "older than the expiry age";
         self.tap(items, Self::dropped_outcome(DropReason::Expired, why));
     }

@@ -1,4 +1,4 @@
-//! What a stream plugs into the engine: the item it delivers and the [`Stream`] trait that maps
+//! What a stream plugs into the engine: the item it delivers and the [`WireFormat`] trait that maps
 //! events to items and frames items into request bodies.
 
 use std::time::{Duration, SystemTime};
@@ -39,12 +39,12 @@ pub struct Limits {
     pub expiry: Option<Duration>,
 }
 
-/// A destination's wire format. The engine calls [`Stream::routes`] on the exporting thread and
+/// A destination's wire format. The engine calls [`WireFormat::routes`] on the exporting thread and
 /// everything else on its pipeline's background thread.
 ///
 /// Implementations are pure (no I/O) and cheap to share; they hold only configuration (API
 /// key, default properties).
-pub trait Stream: Send + Sync + 'static {
+pub trait WireFormat: Send + Sync + 'static {
     /// A short name for the thread of an exporter alone, logs and stats, e.g. `"posthog"`.
     fn name(&self) -> &'static str;
 
@@ -69,7 +69,7 @@ pub trait Stream: Send + Sync + 'static {
     /// the item's stable UUIDv7 and belongs in the value if the wire format carries an id.
     fn encode(&self, event: &Event, id: Uuid) -> Result<Vec<u8>, InvalidEvent>;
 
-    /// Writes one request body around `items` (each a JSON value from [`Stream::encode`]) into
+    /// Writes one request body around `items` (each a JSON value from [`WireFormat::encode`]) into
     /// `out` (empty on entry). Called again on every attempt, so per-request values such as
     /// PostHog's `sent_at` are fresh each time. With no items it must write the bare frame: the
     /// engine measures it once to know the framing overhead.
