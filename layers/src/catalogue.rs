@@ -191,7 +191,12 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
 /// assert!(lookup("made.up").is_none());
 /// ```
 pub fn lookup(name: &str) -> Option<&'static CatalogueEntry> {
-    CATALOGUE.iter().find(|e| e.name == name)
+    // The layer names its records with the table's own `&'static str`: find that by address
+    // first (no byte comparison), then by value.
+    CATALOGUE
+        .iter()
+        .find(|e| std::ptr::eq(e.name, name))
+        .or_else(|| CATALOGUE.iter().find(|e| e.name == name))
 }
 
 /// The README's catalogue table, rendered from [`CATALOGUE`].

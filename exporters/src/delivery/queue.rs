@@ -79,6 +79,10 @@ pub(crate) struct Queue {
     /// Per destination: records that route elsewhere.
     ignored: Box<[AtomicU64]>,
     closed: AtomicBool,
+    /// Entries accepted (added to under the lock), and entries the background finished:
+    /// flush tickets compare them, and the background reads both without the lock.
+    pushed: AtomicU64,
+    done: AtomicU64,
 }
 
 struct State {
@@ -95,9 +99,6 @@ struct State {
     waiting: [u64; MAX_DESTINATIONS],
     /// When the first entry went into the empty queue.
     first_at: Option<Instant>,
-    /// Entries accepted, and entries the background finished (flush tickets compare them).
-    pushed: u64,
-    done: u64,
     wake: Wake,
 }
 
@@ -173,8 +174,6 @@ impl Queue {
                 held: 0,
                 waiting: [0; MAX_DESTINATIONS],
                 first_at: None,
-                pushed: 0,
-                done: 0,
                 wake: Wake::Running,
             }),
             notify: Notify::new(),
@@ -187,6 +186,8 @@ impl Queue {
             door: (0..n).map(|_| AtomicU64::new(0)).collect(),
             ignored: (0..n).map(|_| AtomicU64::new(0)).collect(),
             closed: AtomicBool::new(false),
+            pushed: AtomicU64::new(0),
+            done: AtomicU64::new(0),
         }
     }
 
@@ -326,7 +327,7 @@ impl Queue {
 
     /// Counts `n` accepted entries for `mask` and says whether the background must be woken.
     fn accepted(&self, q: &mut State, mask: u8, n: u64, was_empty: bool) -> bool {
-        q.pushed += n;
+        self.pushed.fetch_add(n, Ordering::Release);
         let mut over_batch = false;
         let mut window = Duration::MAX;
         for i in self.lanes_of(mask) {
@@ -376,12 +377,12 @@ impl Queue {
 
     /// Entries accepted so far (a flush's ticket).
     pub(crate) fn pushed(&self) -> u64 {
-        lock(&self.state).pushed
+        self.pushed.load(Ordering::Acquire)
     }
 
     /// Entries the background has finished so far.
     pub(crate) fn done(&self) -> u64 {
-        lock(&self.state).done
+        self.done.load(Ordering::Acquire)
     }
 
     /// The background is at work: the door wakes it for nothing until it parks again.
@@ -389,7 +390,8 @@ impl Queue {
         lock(&self.state).wake = Wake::Running;
     }
 
-    /// Swaps the queued records and events out into `into` (empty on entry). They count
+    /// Swaps the queued records and events out into `into` (empty on entry; its buffers are
+    /// reused). They count
     /// against the record bound until [`Queue::finish`]; `counts[i]` of them are for
     /// destination `i`, and leave its `waiting` count now (the caller puts them in the
     /// destination's own counters at once).
@@ -445,12 +447,18 @@ impl Queue {
         let mut q = lock(&self.state);
         q.held = q.held.saturating_sub(records);
         q.overflow_bytes = q.overflow_bytes.saturating_sub(chunk_bytes);
-        q.done += entries;
+        drop(q);
+        self.done.fetch_add(entries, Ordering::Release);
     }
 
     /// Entries queued for destination `index`.
     pub(crate) fn waiting(&self, index: usize) -> u64 {
         lock(&self.state).waiting.get(index).copied().unwrap_or(0)
+    }
+
+    /// Entries queued for each destination.
+    pub(crate) fn waiting_all(&self) -> [u64; MAX_DESTINATIONS] {
+        lock(&self.state).waiting
     }
 
     /// Records dropped at the door for destination `index` since the last call.

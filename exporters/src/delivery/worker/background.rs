@@ -32,6 +32,12 @@ use crate::delivery::command::Command;
 use crate::delivery::queue::{Queue, Taken, MAX_DESTINATIONS};
 use crate::delivery::transport::{Response, TransportError};
 
+/// The most records one pass of the loop decodes and hands on before it lets requests in
+/// flight progress.
+const SLICE: usize = 64;
+/// How long the background lets records gather after the door woke it.
+const GATHER: Duration = Duration::from_millis(2);
+
 /// What one exchange task reports: its destination and the transport's answer.
 type Exchange = (usize, Result<Response, TransportError>);
 
@@ -49,6 +55,8 @@ pub(crate) struct Background {
     on_wire: Vec<Option<AbortHandle>>,
     alarm: Alarm,
     taken: Taken,
+    /// How many of `taken.records` were handed on.
+    taken_pos: usize,
     /// The shortest window of any destination: after a pass that took records, the background
     /// looks again within it by itself, so a steady trickle never needs the door to wake it.
     window: Duration,
@@ -79,6 +87,7 @@ impl Background {
             exchanges: JoinSet::new(),
             alarm: Alarm::tokio(),
             taken: Taken::default(),
+            taken_pos: 0,
             window,
         }
     }
@@ -113,8 +122,17 @@ impl Background {
         for w in &mut self.workers {
             w.open_spool();
         }
+        let mut door = false;
         loop {
-            self.queue.set_running();
+            // A lone record (an app at rest emitting one event) is taken at once.
+            let burst = self.queue.pushed().saturating_sub(self.queue.done()) > 1;
+            if std::mem::take(&mut door) && burst {
+                // Woken by the door (a batch's worth, or a record that may not wait for our
+                // timer): let the rest of a burst arrive first, so the app's threads and this
+                // one do not take turns on the queue record by record. The door does not wake
+                // a running background, and the overflow absorbs what the queue cannot hold.
+                self.alarm.until(Instant::now().checked_add(GATHER)).await;
+            }
             self.take_commands();
             // Answers that came while this loop was busy taking records in.
             while let Some(res) = self.exchanges.try_join_next_with_id() {
@@ -163,19 +181,13 @@ impl Background {
             }
             let at = self.queue.park(next);
             if at.is_some_and(|t| t <= Instant::now()) {
+                self.queue.set_running();
                 tokio::task::yield_now().await;
                 continue;
             }
-            tokio::select! {
-                Some(res) = self.exchanges.join_next_with_id(), if !self.exchanges.is_empty() => {
-                    if let Ok((id, (d, result))) = res {
-                        self.on_exchange(id, d, result);
-                    }
-                }
-                cmd = self.control.recv(), if self.control_open => self.on_control(cmd),
-                _ = self.queue.notified() => {}
-                _ = self.alarm.until(at) => {}
-            }
+            door = self.select(at).await;
+            // Awake: the door need not wake us until we park again.
+            self.queue.set_running();
         }
         self.queue.close();
         // Records that raced with the close are counted by the door as `shutdown`; what
@@ -183,6 +195,25 @@ impl Background {
         self.drain_all();
         self.settle_door_drops();
         self.answer_late_commands();
+    }
+
+    /// Sleeps until an exchange answers, a command comes, the door wakes us or `at`; returns
+    /// whether the door woke us.
+    async fn select(&mut self, at: Option<Instant>) -> bool {
+        tokio::select! {
+            Some(res) = self.exchanges.join_next_with_id(), if !self.exchanges.is_empty() => {
+                if let Ok((id, (d, result))) = res {
+                    self.on_exchange(id, d, result);
+                }
+                false
+            }
+            cmd = self.control.recv(), if self.control_open => {
+                self.on_control(cmd);
+                false
+            }
+            _ = self.queue.notified() => true,
+            _ = self.alarm.until(at) => false,
+        }
     }
 
     /// Whether the queue is empty after this pass's intake.
@@ -272,18 +303,20 @@ impl Background {
     /// entries it took.
     fn intake(&mut self) -> usize {
         let mut taken = std::mem::take(&mut self.taken);
-        let mut counts = [0u64; MAX_DESTINATIONS];
-        self.queue.take_front(&mut taken, &mut counts);
-        let n = if taken.is_empty() {
-            self.intake_chunk()
-        } else {
-            let first_at = taken.first_at.unwrap_or_else(Instant::now);
-            self.enqueued(&counts);
-            let records = taken.records.len();
-            for (record, mask) in taken.records.drain(..).zip(taken.masks.drain(..)) {
-                self.deliver_record(&record, mask, first_at);
+        let mut events = 0;
+        if self.taken_pos >= taken.records.len() {
+            taken.records.clear();
+            taken.masks.clear();
+            self.taken_pos = 0;
+            let mut counts = [0u64; MAX_DESTINATIONS];
+            self.queue.take_front(&mut taken, &mut counts);
+            if taken.is_empty() {
+                self.taken = taken;
+                return self.intake_chunk();
             }
-            let events = taken.events.len();
+            self.enqueued(&counts);
+            let first_at = taken.first_at.unwrap_or_else(Instant::now);
+            events = taken.events.len();
             for (mask, event) in taken.events.drain(..) {
                 for d in bits(mask) {
                     if let Some(w) = self.workers.get_mut(d) {
@@ -291,12 +324,19 @@ impl Background {
                     }
                 }
             }
-            let entries = (records + events) as u64;
-            self.queue.finish(records, 0, entries);
-            records + events
-        };
+        }
+        // At most a slice of the records per pass: requests in flight progress in between
+        // (they run on this thread too), so sending keeps pace with taking in.
+        let first_at = taken.first_at.unwrap_or_else(Instant::now);
+        let end = taken.records.len().min(self.taken_pos + SLICE);
+        for i in self.taken_pos..end {
+            self.deliver_record(&taken.records[i], taken.masks[i], first_at);
+        }
+        let records = end - self.taken_pos;
+        self.taken_pos = end;
+        self.queue.finish(records, 0, (records + events) as u64);
         self.taken = taken;
-        n
+        records + events
     }
 
     /// Takes one overflow chunk, rebuilds its records and delivers them.
@@ -375,9 +415,16 @@ impl Background {
 
     /// Starts a request for every destination that has one due.
     fn start_sends(&mut self, now: Instant) {
-        for d in 0..self.workers.len() {
+        // Per destination: whether records for it are still on their way in (in the queue, or
+        // taken and not yet handed on this pass); they may fill a partial batch.
+        let unfinished = self.taken_pos < self.taken.records.len();
+        let waiting = match self.queue_is_drained() {
+            true => [0; MAX_DESTINATIONS],
+            false => self.queue.waiting_all(),
+        };
+        for (d, waiting) in waiting.into_iter().enumerate().take(self.workers.len()) {
             let w = &mut self.workers[d];
-            if !w.send_due(now, self.window / 2) {
+            if !w.send_due(now, self.window / 2, unfinished || waiting > 0) {
                 continue;
             }
             let Some(request) = w.start_send() else {

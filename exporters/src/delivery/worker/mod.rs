@@ -158,18 +158,37 @@ impl Worker {
             .min()
     }
 
-    /// Whether a request should start now: it is due, or it is a partial batch due within
-    /// `early` (it rides on this pass instead of a wake-up of its own a moment later; a batch
-    /// delay is a most, never a least). A backoff is never cut short.
-    pub(crate) fn send_due(&self, now: Instant, early: std::time::Duration) -> bool {
+    /// Whether a request should start now. A retry or a full batch goes when due (never
+    /// before a backoff ends). A partial batch goes once its delay has passed; before that,
+    /// when asked for (flush, shutdown) or due within `early` (it rides on this pass instead of
+    /// a wake-up of its own a moment later: a batch delay is a most, never a least), but not
+    /// while `more_coming` records wait in the pipeline's queue, which may fill it.
+    pub(crate) fn send_due(
+        &self,
+        now: Instant,
+        early: std::time::Duration,
+        more_coming: bool,
+    ) -> bool {
         if self.sending || self.finished {
             return false;
         }
-        match self.send_at(now) {
-            Some(t) if t <= now => true,
-            Some(t) => self.backoff_until.is_none_or(|b| b <= now) && t <= now + early,
-            None => false,
+        let Some(at) = self.send_at(now) else {
+            return false;
+        };
+        if self.backoff_until.is_some_and(|b| b > now) {
+            return false;
         }
+        if !self.inflight.is_empty() || self.backlog.len() >= self.cfg.limits.max_items {
+            return at <= now;
+        }
+        let timed = due_at(&self.backlog, &self.cfg.limits);
+        if timed.is_some_and(|t| t <= now) {
+            return true;
+        }
+        if more_coming {
+            return false;
+        }
+        at <= now || timed.is_some_and(|t| t <= now + early)
     }
 
     fn pending(&self) -> usize {
