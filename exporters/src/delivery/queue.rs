@@ -79,9 +79,7 @@ pub(crate) struct Queue {
     /// Per destination: records that route elsewhere.
     ignored: Box<[AtomicU64]>,
     closed: AtomicBool,
-    /// Entries accepted (added to under the lock), and entries the background finished:
-    /// flush tickets compare them, and the background reads both without the lock.
-    pushed: AtomicU64,
+    /// Entries the background finished (flush tickets compare it with `State::pushed`).
     done: AtomicU64,
 }
 
@@ -100,6 +98,8 @@ struct State {
     /// When the first entry went into the empty queue.
     first_at: Option<Instant>,
     wake: Wake,
+    /// Entries accepted so far (a plain count: the app's threads hold the lock anyway).
+    pushed: u64,
 }
 
 impl std::fmt::Debug for Queue {
@@ -175,6 +175,7 @@ impl Queue {
                 waiting: [0; MAX_DESTINATIONS],
                 first_at: None,
                 wake: Wake::Running,
+                pushed: 0,
             }),
             notify: Notify::new(),
             lanes,
@@ -186,7 +187,6 @@ impl Queue {
             door: (0..n).map(|_| AtomicU64::new(0)).collect(),
             ignored: (0..n).map(|_| AtomicU64::new(0)).collect(),
             closed: AtomicBool::new(false),
-            pushed: AtomicU64::new(0),
             done: AtomicU64::new(0),
         }
     }
@@ -327,7 +327,7 @@ impl Queue {
 
     /// Counts `n` accepted entries for `mask` and says whether the background must be woken.
     fn accepted(&self, q: &mut State, mask: u8, n: u64, was_empty: bool) -> bool {
-        self.pushed.fetch_add(n, Ordering::Release);
+        q.pushed += n;
         let mut over_batch = false;
         let mut window = Duration::MAX;
         for i in self.lanes_of(mask) {
@@ -377,7 +377,7 @@ impl Queue {
 
     /// Entries accepted so far (a flush's ticket).
     pub(crate) fn pushed(&self) -> u64 {
-        self.pushed.load(Ordering::Acquire)
+        lock(&self.state).pushed
     }
 
     /// Entries the background has finished so far.
