@@ -1,9 +1,9 @@
 //! The attribute-to-envelope decoder: reads a log record written under the
 //! [record convention](closedloop_telemetry_layers::convention) into an owned [`Event`].
 //!
-//! This is the only place the exporters read record attributes. It runs in `export()`, i.e. on
-//! the SDK processor's thread (or the app thread under a simple processor); the wire mapping
-//! happens later on each exporter's own worker.
+//! This is the only place the exporters read record attributes. It runs on a pipeline's
+//! background thread, once per record, before the record is handed to each destination's
+//! worker for its wire mapping.
 
 use std::time::SystemTime;
 
@@ -139,6 +139,58 @@ pub fn decode(record: &SdkLogRecord, opts: &DecodeOptions) -> Result<Event, Deco
         diagnostics: diag,
         release_version: release.or_else(|| opts.release_version.clone()),
     })
+}
+
+/// A `LogProcessor` that decodes every record it is given, exactly as a pipeline's background
+/// does, and keeps the events (nothing is sent): for tools that show what the destinations
+/// would receive (the `audit` command).
+///
+/// ```
+/// use closedloop_telemetry_exporters::decode::{DecodeOptions, DecodingProcessor};
+/// let capture = DecodingProcessor::new(DecodeOptions::default());
+/// assert!(capture.take().is_empty());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct DecodingProcessor {
+    opts: DecodeOptions,
+    events: std::sync::Arc<std::sync::Mutex<Vec<Event>>>,
+}
+
+impl DecodingProcessor {
+    /// Decodes with `opts`. Clones share the events.
+    pub fn new(opts: DecodeOptions) -> Self {
+        DecodingProcessor {
+            opts,
+            events: Default::default(),
+        }
+    }
+
+    /// The events decoded so far (records that are not events are skipped), oldest first;
+    /// leaves none behind.
+    pub fn take(&self) -> Vec<Event> {
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        std::mem::take(&mut *events)
+    }
+}
+
+impl opentelemetry_sdk::logs::LogProcessor for DecodingProcessor {
+    fn emit(&self, record: &mut SdkLogRecord, _scope: &opentelemetry::InstrumentationScope) {
+        if let Ok(event) = decode(record, &self.opts) {
+            let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+            events.push(event);
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(
+        &self,
+        _timeout: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
 }
 
 fn put_field(

@@ -24,19 +24,17 @@ mod report;
 pub use posthog_body::PLACEHOLDER_API_KEY;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use closedloop_telemetry_exporters::datadog::wire::datadog_item;
-use closedloop_telemetry_exporters::decode::{decode, DecodeOptions, Event};
+use closedloop_telemetry_exporters::decode::{DecodeOptions, DecodingProcessor, Event};
 use closedloop_telemetry_exporters::posthog::wire::encode_event;
 use closedloop_telemetry_exporters::relay::wire::relay_item;
 use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore};
 use closedloop_telemetry_layers::envelope::format_timestamp;
 use closedloop_telemetry_layers::{GatewaySession, TelemetryLayer};
 use opentelemetry::logs::LoggerProvider as _;
-use opentelemetry::InstrumentationScope;
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::logs::{LogProcessor, SdkLogRecord, SdkLoggerProvider};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
@@ -117,17 +115,14 @@ fn run_inner(
     }
 
     // The real layer over a capturing processor, plus the activity log and an observer.
-    let captured = Arc::new(Mutex::new(Vec::new()));
     let decode_opts = DecodeOptions {
         compute_target_id: Some(compute_target_id.clone()),
         release_version: Some(release.clone()),
         keep_tails: verbose,
     };
+    let captured = DecodingProcessor::new(decode_opts);
     let provider = SdkLoggerProvider::builder()
-        .with_log_processor(Capture {
-            opts: decode_opts,
-            out: captured.clone(),
-        })
+        .with_log_processor(captured.clone())
         .build();
     let gateway = GatewaySession::default();
     let layer = TelemetryLayer::builder(provider.logger("closedloop-telemetry"))
@@ -147,7 +142,7 @@ fn run_inner(
     tracing::subscriber::with_default(subscriber, || session(&gateway));
     let _ = provider.shutdown();
 
-    let mut events: Vec<Event> = std::mem::take(&mut *lock(&captured));
+    let mut events: Vec<Event> = captured.take();
     for e in &mut events {
         if let Some(Value::Number(n)) = e.diagnostics.extra.remove("audit_line") {
             if let Some(extra) = n.as_u64().and_then(|i| extras.get(i as usize)) {
@@ -204,27 +199,4 @@ fn stored_id(dir: &Path) -> Option<String> {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Decodes every record the layer makes, as the facade's hand-off worker does.
-#[derive(Debug)]
-struct Capture {
-    opts: DecodeOptions,
-    out: Arc<Mutex<Vec<Event>>>,
-}
-
-impl LogProcessor for Capture {
-    fn emit(&self, record: &mut SdkLogRecord, _scope: &InstrumentationScope) {
-        if let Ok(event) = decode(record, &self.opts) {
-            lock(&self.out).push(event);
-        }
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _timeout: std::time::Duration) -> OTelSdkResult {
-        Ok(())
-    }
 }
