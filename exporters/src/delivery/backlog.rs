@@ -554,7 +554,7 @@ mod tests {
 
     #[test]
     fn nothing_counts_as_unread_once_the_reader_is_at_the_end() {
-        use std::io::{Seek, SeekFrom, Write};
+        use std::io::{Read, Seek, SeekFrom, Write};
         let dir = std::env::temp_dir().join(format!("cl-backlog-{}", uuid::Uuid::new_v4()));
         let now = Instant::now();
         let spool = Spool::open(&dir, SpoolOptions::default()).unwrap();
@@ -567,11 +567,18 @@ mod tests {
         // The middle record is damaged on disk after the spool counted it.
         let record = 16 + 24 + 1;
         let mut seg = std::fs::OpenOptions::new()
+            .read(true)
             .write(true)
             .open(dir.join("000000000001.seg"))
             .unwrap();
-        seg.seek(SeekFrom::Start(record as u64 + 20)).unwrap();
-        seg.write_all(&[0xFF]).unwrap();
+        // Flip the byte (a byte of the id's timestamp: writing a fixed value left it unchanged
+        // whenever it already had that value, 1 run in 256).
+        let at = SeekFrom::Start(record as u64 + 20);
+        let mut byte = [0u8];
+        seg.seek(at).unwrap();
+        seg.read_exact(&mut byte).unwrap();
+        seg.seek(at).unwrap();
+        seg.write_all(&[!byte[0]]).unwrap();
         drop(seg);
         assert_eq!(b.len(), 3);
         b.refill(10, now);
