@@ -15,7 +15,7 @@ use closedloop_telemetry_exporters::BuildError;
 use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore, DEFAULT_CAPACITY};
 use closedloop_telemetry_layers::GatewaySession;
 
-use crate::config::{DatadogSettings, EnvConfig, PostHogSettings, RelaySettings};
+use crate::config::{DatadogOptions, EnvOptions, PostHogOptions, RelayOptions};
 use crate::consent::Consent;
 use crate::handle::{HandleInner, TelemetryGuard, TelemetryHandle};
 use crate::layer::ClosedLoopLayer;
@@ -56,7 +56,7 @@ pub const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 #[derive(Debug, Clone)]
 pub struct TelemetryBuilder {
     pub(crate) app_version: String,
-    pub(crate) cfg: EnvConfig,
+    pub(crate) cfg: EnvOptions,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) allow_custom: bool,
     pub(crate) shutdown_timeout: Duration,
@@ -75,7 +75,7 @@ impl TelemetryBuilder {
     pub(crate) fn new(app_version: String) -> Self {
         TelemetryBuilder {
             app_version,
-            cfg: EnvConfig::default(),
+            cfg: EnvOptions::default(),
             data_dir: None,
             allow_custom: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
@@ -91,12 +91,12 @@ impl TelemetryBuilder {
 
     /// Applies the environment variables that are set (`docs/ARCHITECTURE.md`, "Configuration").
     pub fn from_env(self) -> Result<Self, InitError> {
-        let env = EnvConfig::from_env()?;
+        let env = EnvOptions::from_env()?;
         Ok(self.merge_env(env))
     }
 
-    /// Applies an already-read environment (see [`EnvConfig::from_lookup`]).
-    pub fn merge_env(mut self, env: EnvConfig) -> Self {
+    /// Applies an already-read environment (see [`EnvOptions::from_lookup`]).
+    pub fn merge_env(mut self, env: EnvOptions) -> Self {
         let c = &mut self.cfg;
         c.posthog = env.posthog.or(c.posthog.take());
         c.relay = env.relay.or(c.relay.take());
@@ -112,7 +112,7 @@ impl TelemetryBuilder {
 
     /// Enables PostHog with this project key and base URL.
     pub fn posthog(mut self, api_key: impl Into<String>, host: impl Into<String>) -> Self {
-        self.cfg.posthog = Some(PostHogSettings {
+        self.cfg.posthog = Some(PostHogOptions {
             api_key: api_key.into(),
             host: host.into(),
         });
@@ -121,7 +121,7 @@ impl TelemetryBuilder {
 
     /// Enables the relay stream.
     pub fn relay(mut self, url: impl Into<String>, token: Option<String>) -> Self {
-        self.cfg.relay = Some(RelaySettings {
+        self.cfg.relay = Some(RelayOptions {
             url: url.into(),
             token,
         });
@@ -130,7 +130,7 @@ impl TelemetryBuilder {
 
     /// Enables direct Datadog intake (used only when no relay is configured).
     pub fn datadog(mut self, api_key: impl Into<String>, logs_url: impl Into<String>) -> Self {
-        self.cfg.datadog = Some(DatadogSettings {
+        self.cfg.datadog = Some(DatadogOptions {
             api_key: api_key.into(),
             logs_url: logs_url.into(),
         });

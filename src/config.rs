@@ -36,7 +36,7 @@ impl ConfigError {
 
 /// PostHog stream settings.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PostHogSettings {
+pub struct PostHogOptions {
     /// The project API key (`phc_…`).
     pub api_key: String,
     /// Base URL, e.g. `https://us.i.posthog.com`.
@@ -45,7 +45,7 @@ pub struct PostHogSettings {
 
 /// Relay stream settings.
 #[derive(Clone, PartialEq, Eq)]
-pub struct RelaySettings {
+pub struct RelayOptions {
     /// Where messages are POSTed.
     pub url: String,
     /// Bearer token, if any.
@@ -54,7 +54,7 @@ pub struct RelaySettings {
 
 /// Direct Datadog intake settings (used when there is no relay).
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatadogSettings {
+pub struct DatadogOptions {
     /// `DD-API-KEY`.
     pub api_key: String,
     /// The full intake endpoint (from `DD_LOGS_URL`, else built from `DD_SITE`).
@@ -75,19 +75,19 @@ macro_rules! redacted_debug {
         }
     };
 }
-redacted_debug!(PostHogSettings, "PostHogSettings", host);
-redacted_debug!(RelaySettings, "RelaySettings", url);
-redacted_debug!(DatadogSettings, "DatadogSettings", logs_url);
+redacted_debug!(PostHogOptions, "PostHogOptions", host);
+redacted_debug!(RelayOptions, "RelayOptions", url);
+redacted_debug!(DatadogOptions, "DatadogOptions", logs_url);
 
 /// Everything the environment can say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct EnvConfig {
+pub struct EnvOptions {
     /// `CL_POSTHOG_API_KEY` (+ `CL_POSTHOG_HOST`).
-    pub posthog: Option<PostHogSettings>,
+    pub posthog: Option<PostHogOptions>,
     /// `CL_RELAY_URL` (+ `CL_RELAY_TOKEN`).
-    pub relay: Option<RelaySettings>,
+    pub relay: Option<RelayOptions>,
     /// `DD_API_KEY` (+ `DD_SITE` / `DD_LOGS_URL`).
-    pub datadog: Option<DatadogSettings>,
+    pub datadog: Option<DatadogOptions>,
     /// `CL_COMPUTE_TARGET_ID`.
     pub compute_target_id: Option<String>,
     /// `CL_RELEASE_VERSION`.
@@ -100,7 +100,7 @@ pub struct EnvConfig {
     pub spool_dir: Option<PathBuf>,
 }
 
-impl EnvConfig {
+impl EnvOptions {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_vars(&Env::from_env())
@@ -109,10 +109,10 @@ impl EnvConfig {
     /// Reads variables through `get` (tests pass a map).
     ///
     /// ```
-    /// use closedloop_telemetry::config::EnvConfig;
-    /// let cfg = EnvConfig::from_lookup(|k| (k == "CL_POSTHOG_API_KEY").then(|| "phc_x".into())).unwrap();
+    /// use closedloop_telemetry::config::EnvOptions;
+    /// let cfg = EnvOptions::from_lookup(|k| (k == "CL_POSTHOG_API_KEY").then(|| "phc_x".into())).unwrap();
     /// assert_eq!(cfg.posthog.unwrap().host, "https://us.i.posthog.com");
-    /// let err = EnvConfig::from_lookup(|k| (k == "CL_RELAY_URL").then(|| "not a url".into())).unwrap_err();
+    /// let err = EnvOptions::from_lookup(|k| (k == "CL_RELAY_URL").then(|| "not a url".into())).unwrap_err();
     /// assert_eq!(err.var, "CL_RELAY_URL");
     /// ```
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -123,7 +123,7 @@ impl EnvConfig {
     pub fn from_vars(env: &Env) -> Result<Self, ConfigError> {
         let var = |k: &str| env.get(k).map(|v| v.trim().to_string());
         let posthog = match var("CL_POSTHOG_API_KEY") {
-            Some(api_key) => Some(PostHogSettings {
+            Some(api_key) => Some(PostHogOptions {
                 api_key,
                 host: parse_url(
                     "CL_POSTHOG_HOST",
@@ -141,7 +141,7 @@ impl EnvConfig {
             }
         };
         let relay = match var("CL_RELAY_URL") {
-            Some(url) => Some(RelaySettings {
+            Some(url) => Some(RelayOptions {
                 url: parse_url("CL_RELAY_URL", &url)?,
                 token: var("CL_RELAY_TOKEN"),
             }),
@@ -162,11 +162,11 @@ impl EnvConfig {
                         parse_url("DD_SITE", &intake_url(&site))?
                     }
                 };
-                Some(DatadogSettings { api_key, logs_url })
+                Some(DatadogOptions { api_key, logs_url })
             }
             None => None,
         };
-        Ok(EnvConfig {
+        Ok(EnvOptions {
             posthog,
             relay,
             datadog,
@@ -217,17 +217,17 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn cfg(pairs: &[(&str, &str)]) -> Result<EnvConfig, ConfigError> {
+    fn cfg(pairs: &[(&str, &str)]) -> Result<EnvOptions, ConfigError> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        EnvConfig::from_lookup(|k| map.get(k).cloned())
+        EnvOptions::from_lookup(|k| map.get(k).cloned())
     }
 
     #[test]
     fn nothing_set_means_every_stream_off() {
-        assert_eq!(cfg(&[]).unwrap(), EnvConfig::default());
+        assert_eq!(cfg(&[]).unwrap(), EnvOptions::default());
     }
 
     #[test]

@@ -7,18 +7,18 @@ use std::time::Duration;
 
 use closedloop_telemetry_exporters::relay::RelayConnection;
 
-use crate::config::{DatadogSettings, PostHogSettings, RelaySettings};
+use crate::config::{DatadogOptions, PostHogOptions, RelayOptions};
 use crate::consent::Consent;
 
 /// The finished configuration of one start.
 #[derive(Debug, Clone)]
 pub(crate) struct Settings {
     /// The PostHog stream, if configured.
-    pub(crate) posthog: Option<PostHogSettings>,
+    pub(crate) posthog: Option<PostHogOptions>,
     /// The relay over HTTP, if configured.
-    pub(crate) relay: Option<RelaySettings>,
+    pub(crate) relay: Option<RelayOptions>,
     /// Direct Datadog intake, if configured (used only without a relay).
-    pub(crate) datadog: Option<DatadogSettings>,
+    pub(crate) datadog: Option<DatadogOptions>,
     /// How every destination delivers (the shutdown deadline and spool are set per
     /// destination from the fields below).
     pub(crate) delivery: closedloop_telemetry_exporters::delivery::DeliveryOptions,

@@ -28,7 +28,7 @@ use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
 use crate::collector::Collector;
-use crate::config::EnvConfig;
+use crate::config::EnvOptions;
 use crate::{Consent, Destination};
 
 /// How long the probe may take to arrive (the runbook's bound).
@@ -80,7 +80,7 @@ pub enum VerifyError {
 
 /// Runs the verification with the process environment.
 pub fn run() -> Result<VerifyReport, VerifyError> {
-    let env = EnvConfig::from_env().map_err(crate::InitError::from)?;
+    let env = EnvOptions::from_env().map_err(crate::InitError::from)?;
     run_with(env, VERIFY_TIMEOUT)
 }
 
@@ -240,7 +240,7 @@ fn check_envelope(message: &Value, where_: &str) -> Result<(), VerifyError> {
 }
 
 /// Runs the verification with a given configuration (tests pass their own).
-pub fn run_with(mut env: EnvConfig, timeout: Duration) -> Result<VerifyReport, VerifyError> {
+pub fn run_with(mut env: EnvOptions, timeout: Duration) -> Result<VerifyReport, VerifyError> {
     if env.disabled {
         return Err(VerifyError::Disabled);
     }

@@ -7,7 +7,7 @@ mod support;
 use std::path::PathBuf;
 
 use closedloop_telemetry::audit::{self, ndjson};
-use closedloop_telemetry::config::EnvConfig;
+use closedloop_telemetry::config::EnvOptions;
 use closedloop_telemetry::consent::{self, Consent};
 use closedloop_telemetry::{Destination, TelemetryBuilder};
 use support::server::{Reply, TestServer};
@@ -118,7 +118,7 @@ fn datadog_direct_and_disabled_configurations() {
     assert!(s.body.starts_with('['));
     assert!(!report.to_string().contains("dd_secret_key"));
 
-    let env = EnvConfig::from_lookup(|k| (k == "DO_NOT_TRACK").then(|| "1".into())).unwrap();
+    let env = EnvOptions::from_lookup(|k| (k == "DO_NOT_TRACK").then(|| "1".into())).unwrap();
     let report = audit::run_ndjson(&builder(&server, "dnt").merge_env(env), &lines);
     assert!(report.streams.is_empty());
     assert!(report.to_string().contains("nothing would be sent"));

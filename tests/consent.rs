@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvConfig;
+use closedloop_telemetry::config::EnvOptions;
 use closedloop_telemetry::consent::{self, Consent};
 use closedloop_telemetry::{Destination, TelemetryBuilder};
 use support::accounting::assert_accounting;
@@ -178,7 +178,7 @@ fn do_not_track_wins_over_a_stored_grant() {
     let server = TestServer::start(|_, _| Reply::ok());
     let dir = temp_dir("dnt");
     consent::store(&dir, Consent::Granted).unwrap();
-    let env = EnvConfig::from_lookup(|k| (k == "DO_NOT_TRACK").then(|| "1".into())).unwrap();
+    let env = EnvOptions::from_lookup(|k| (k == "DO_NOT_TRACK").then(|| "1".into())).unwrap();
     let telemetry = builder(&server, &dir).merge_env(env).build().unwrap();
     let handle = telemetry.handle();
     assert_eq!(handle.streams(), Vec::<Destination>::new());

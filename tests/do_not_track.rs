@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvConfig;
+use closedloop_telemetry::config::EnvOptions;
 use closedloop_telemetry::{Destination, Telemetry};
 use closedloop_telemetry_exporters::{BuildError, PostHogExporterBuilder};
 use support::server::{Reply, TestServer};
@@ -125,9 +125,9 @@ fn from_env_then_disabled_false_keeps_telemetry_off() {
 
         // An environment read separately and merged.
         let t = closedloop_telemetry::builder("1.0.0")
-            .merge_env(EnvConfig::from_env().unwrap())
+            .merge_env(EnvOptions::from_env().unwrap())
             .disabled(false)
-            .merge_env(EnvConfig::default())
+            .merge_env(EnvOptions::default())
             .build()
             .unwrap();
         assert_nothing_leaves(t, &server, &format!("{var}: merge_env().disabled(false)"));

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvConfig;
+use closedloop_telemetry::config::EnvOptions;
 use closedloop_telemetry::{ActivityKind, Destination};
 use support::server::{Reply, TestServer};
 use tracing::info;
@@ -81,7 +81,7 @@ fn handle_shutdown_works_without_dropping_the_guard_and_reports() {
 #[test]
 fn do_not_track_makes_no_connection_and_keeps_the_activity_log() {
     let server = TestServer::start(|_, _| Reply::ok());
-    let env = EnvConfig::from_lookup(|k| match k {
+    let env = EnvOptions::from_lookup(|k| match k {
         "DO_NOT_TRACK" => Some("1".into()),
         "CL_POSTHOG_API_KEY" => Some("phc_test".into()),
         "CL_POSTHOG_HOST" => Some(server.base()),

@@ -6,7 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry::config::EnvConfig;
+use closedloop_telemetry::config::EnvOptions;
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::delivery::HttpTransport;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
@@ -22,7 +22,7 @@ fn assert_clean(what: &str, text: &str) {
 
 #[test]
 fn settings_and_builders_debug_redacts_urls() {
-    let env = EnvConfig::from_lookup(|k| {
+    let env = EnvOptions::from_lookup(|k| {
         Some(match k {
             "CL_POSTHOG_API_KEY" => "phc_x".into(),
             "CL_POSTHOG_HOST" => "https://ph:SECRET1@ph.example".into(),
@@ -34,7 +34,7 @@ fn settings_and_builders_debug_redacts_urls() {
     })
     .unwrap();
     let dbg = format!("{env:?}");
-    assert_clean("EnvConfig", &dbg);
+    assert_clean("EnvOptions", &dbg);
     assert!(dbg.contains("relay.example/in?token=[REDACTED]"), "{dbg}");
     assert!(dbg.contains("dd-api-key=[REDACTED]"), "{dbg}");
 

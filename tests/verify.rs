@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvConfig;
+use closedloop_telemetry::config::EnvOptions;
 use closedloop_telemetry::verify::{run_with, VerifyError};
 use support::server::{Reply, TestServer};
 use tracing_subscriber::prelude::*;
 
-fn env(relay: Option<String>, spool_dir: Option<&Path>) -> EnvConfig {
-    EnvConfig::from_lookup(|k| match k {
+fn env(relay: Option<String>, spool_dir: Option<&Path>) -> EnvOptions {
+    EnvOptions::from_lookup(|k| match k {
         "CL_RELAY_URL" => relay.clone(),
         "CL_COMPUTE_TARGET_ID" => Some("ct-verify".into()),
         "CL_TELEMETRY_SPOOL_DIR" => spool_dir.map(|d| d.to_string_lossy().into_owned()),

@@ -21,12 +21,12 @@ use std::time::Instant;
 
 use closedloop_telemetry::collector::print::{format_received, PrintFormat};
 use closedloop_telemetry::collector::Collector;
-use closedloop_telemetry::config::EnvConfig;
+use closedloop_telemetry::config::EnvOptions;
 use tracing_subscriber::prelude::*;
 
 fn main() {
     let started = Instant::now();
-    let env = match EnvConfig::from_env() {
+    let env = match EnvOptions::from_env() {
         Ok(env) => env,
         Err(e) => {
             eprintln!("configuration error: {e}");
