@@ -283,6 +283,29 @@ struct Inner {
     shutdown_timeout: Duration,
 }
 
+/// A [`Delivery`] that does not keep its pipeline alive (for a holder the pipeline itself
+/// reaches, such as the relay connection its transport holds: a strong handle there would be a
+/// reference cycle, and the background would never stop).
+#[derive(Clone)]
+pub(crate) struct WeakDelivery(Weak<Inner>);
+
+impl WeakDelivery {
+    /// The handle, while any strong one lives.
+    pub(crate) fn upgrade(&self) -> Option<Delivery> {
+        self.0.upgrade().map(|inner| Delivery { inner })
+    }
+}
+
+impl std::fmt::Debug for WeakDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.strong_count() > 0 {
+            "WeakDelivery(live)"
+        } else {
+            "WeakDelivery(gone)"
+        })
+    }
+}
+
 impl std::fmt::Debug for Delivery {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Delivery")
@@ -303,6 +326,11 @@ impl Delivery {
     ) -> Result<Self, BuildError> {
         let spec = DeliverySpec::new(stream, transport, limits, options)?;
         Self::start_spec(spec)
+    }
+
+    /// A handle that does not keep the pipeline alive.
+    pub(crate) fn downgrade(&self) -> WeakDelivery {
+        WeakDelivery(Arc::downgrade(&self.inner))
     }
 
     /// Starts one destination alone (see [`Delivery::start`]).

@@ -106,7 +106,7 @@ mod wire_format;
 mod worker;
 
 pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
-pub(crate) use engine::{launch, Core};
+pub(crate) use engine::{launch, Core, WeakDelivery};
 pub use engine::{Delivery, DeliveryReport, DeliverySpec};
 pub use error::{AlreadyShutdown, BuildError};
 pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};

@@ -33,15 +33,24 @@
 //! app *did* take is the app's until it answers: if the engine times out waiting for that
 //! answer the batch is retried, and the relay may then see it twice (with the same message
 //! ids, as after any retry).
+//!
+//! # Lifetimes
+//!
+//! The engine's transport holds the connection, and the connection holds its engines only
+//! weakly: an exporter the app drops without a shutdown still stops within its shutdown
+//! deadline (and releases its spool) while the app keeps the connection. One connection can
+//! feed several exporters in turn; reporting it resumed wakes every one still alive.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::delivery::{BoxFuture, Delivery, Request, Response, Transport, TransportError};
+use crate::delivery::{
+    BoxFuture, Delivery, Request, Response, Transport, TransportError, WeakDelivery,
+};
 
 /// A batch waits in the channel for the app.
 const QUEUED: u8 = 0;
@@ -141,7 +150,10 @@ struct ConnInner {
     tx: SyncSender<RelayBatch>,
     rx: Mutex<Receiver<RelayBatch>>,
     connected: AtomicBool,
-    delivery: OnceLock<Delivery>,
+    /// The engines this connection feeds, held weakly: the engine's own transport holds the
+    /// connection, so a strong handle here would keep the engine (and its thread and spool
+    /// lock) alive after the app dropped the exporter.
+    deliveries: Mutex<Vec<WeakDelivery>>,
 }
 
 impl RelayConnection {
@@ -153,7 +165,7 @@ impl RelayConnection {
                 tx,
                 rx: Mutex::new(rx),
                 connected: AtomicBool::new(true),
-                delivery: OnceLock::new(),
+                deliveries: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -178,7 +190,15 @@ impl RelayConnection {
     pub fn set_connected(&self, connected: bool) {
         let was = self.inner.connected.swap(connected, Ordering::AcqRel);
         if connected && !was {
-            if let Some(d) = self.inner.delivery.get() {
+            let live: Vec<Delivery> = self
+                .inner
+                .deliveries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter_map(WeakDelivery::upgrade)
+                .collect();
+            for d in live {
                 d.wake();
             }
         }
@@ -189,8 +209,15 @@ impl RelayConnection {
         self.inner.connected.load(Ordering::Acquire)
     }
 
-    pub(crate) fn attach(&self, delivery: Delivery) {
-        let _ = self.inner.delivery.set(delivery);
+    /// Feeds `delivery` too (every engine attached and still alive is woken on resume).
+    pub(crate) fn attach(&self, delivery: &Delivery) {
+        let mut all = self
+            .inner
+            .deliveries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        all.retain(|d| d.upgrade().is_some());
+        all.push(delivery.downgrade());
     }
 }
 

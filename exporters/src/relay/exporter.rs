@@ -190,7 +190,7 @@ impl RelayExporterBuilder {
                 .with_decode(self.settings.decode_options())
                 .with_endpoint(endpoint);
         Ok(match self.channel {
-            Some(conn) => spec.on_start(move |delivery| conn.attach(delivery.clone())),
+            Some(conn) => spec.on_start(move |delivery| conn.attach(delivery)),
             None => spec,
         })
     }

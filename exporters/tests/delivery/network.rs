@@ -2,18 +2,21 @@
 //! shortened only by the test-only `DeliveryOptions::with_test_clock_divisor`): redirects are never followed, a
 //! destination that never accepts is an outage, a slow uplink gets time in proportion to the
 //! body, response bodies are read to 64 KiB at most, and the relay channel can reject and never
-//! hands a stalled task stale batches.
+//! hands a stalled task stale batches, and an exporter dropped while the app keeps its relay
+//! connection still stops and frees its spool.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::support::accounting::assert_accounting;
 use crate::support::logs::captured_logs;
+use crate::support::process::TempDir;
 use crate::support::server::{Reply, SilentListener, TestServer};
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::decode::Event;
 use closedloop_telemetry_exporters::delivery::{DeliveryOptions, DeliveryStatsSnapshot};
 use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilder};
+use closedloop_telemetry_exporters::spool::{Spool, SpoolOptions};
 use closedloop_telemetry_exporters::StreamExporter;
 use closedloop_telemetry_layers::catalogue::lookup;
 use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
@@ -275,4 +278,48 @@ fn a_stalled_connection_task_resumes_without_stale_duplicates() {
     assert!(seen.values().all(|&n| n == 1), "duplicates: {seen:?}");
     assert!(relay.flush(WAIT).is_complete());
     assert_accounting(relay.stats());
+}
+
+#[test]
+fn a_channel_exporter_dropped_without_shutdown_stops_and_releases_its_spool() {
+    let tmp = TempDir::new("channel-drop");
+    let conn = RelayConnection::new(4);
+    let relay = RelayExporterBuilder::default()
+        .channel(conn.clone())
+        .delivery(
+            DeliveryOptions::builder()
+                .with_spool_dir(tmp.path())
+                .with_shutdown_timeout(Duration::from_millis(200))
+                .build(),
+        )
+        .build()
+        .unwrap();
+    relay.delivery().submit(events(2)).unwrap();
+    let stats = relay.delivery().stats_handle();
+    // The batch is offered to the app (so the spool is open and holds it).
+    wait_stats(|| relay.stats(), |s| s.requests > 0 && s.spool.is_some());
+    // The app keeps its connection but never takes a batch, and drops the exporter without a
+    // shutdown. The connection must not keep the engine alive: within its shutdown deadline
+    // the background spools what is left and stops, and the spool's lock is free again.
+    drop(relay);
+    let deadline = Instant::now() + WAIT;
+    let spool = loop {
+        match Spool::open(tmp.path().join("relay"), SpoolOptions::default()) {
+            Ok(spool) => break spool,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "the spool stayed locked: {e}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    };
+    assert_eq!(
+        spool.recovery().items_to_replay,
+        2,
+        "spooled for the next start: {:?}",
+        stats.snapshot()
+    );
+    drop(spool);
+    // The connection outlives the exporter; reporting it back wakes nothing that is gone.
+    conn.set_connected(false);
+    conn.set_connected(true);
 }
