@@ -329,6 +329,7 @@ impl TelemetryBuilder {
                 shutdown_timeout: settings.shutdown_timeout,
                 final_report: Mutex::new(None),
                 consent: Mutex::new(settings.consent),
+                consent_change: Mutex::new(()),
                 data_dir: settings.data_dir,
             }),
         };

@@ -38,6 +38,11 @@ pub(crate) struct HandleInner {
     pub(crate) final_report: Mutex<Option<ShutdownReport>>,
     /// The current consent choice (see [`crate::consent`]).
     pub(crate) consent: Mutex<Consent>,
+    /// Held for the whole of a [`TelemetryHandle::set_consent`] (value, layer gate,
+    /// destinations' gates, purge, file), so concurrent calls take effect one after another
+    /// and the last one's choice is the state. [`TelemetryHandle::consent`] does not wait
+    /// for it.
+    pub(crate) consent_change: Mutex<()>,
     /// Where the choice is persisted.
     pub(crate) data_dir: Option<PathBuf>,
 }
@@ -231,9 +236,18 @@ impl TelemetryHandle {
     /// grant changes nothing for this run, but the choice is still stored.
     ///
     /// The choice is applied even when it cannot be persisted; the error says why it was not.
-    /// Never blocks longer than the shutdown timeout.
+    /// Calls from several threads take effect one at a time, whole, in the order they get
+    /// through: the state afterwards (`consent()`, the gates, the stored file) is the last
+    /// call's choice. Never blocks longer than the shutdown timeout (plus that of a call it
+    /// waits behind).
     pub fn set_consent(&self, consent: Consent) -> Result<u64, ConsentError> {
         let inner = &self.inner;
+        // One transition at a time, from the first step to the file: a Granted racing a
+        // Denied must not leave the choice saying one thing and the gates doing the other.
+        let _change = inner
+            .consent_change
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         *inner.consent.lock().unwrap_or_else(|p| p.into_inner()) = consent;
         let mut purged = 0;
         match consent {

@@ -197,3 +197,75 @@ fn a_grant_after_a_denied_start_reopens_the_engine_gates() {
     drop(guard);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Two threads, one granting and one denying, over and over: once both are done, what
+/// `consent()` says is what happens to the next event (delivered when Granted, nothing sent
+/// when Denied), and what the stored file says.
+#[test]
+fn concurrent_grant_and_deny_leave_the_choice_and_the_gates_agreeing() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let dir = temp_dir("flip");
+    let telemetry = closedloop_telemetry::builder("1.0.0")
+        .posthog("phc_test", server.base())
+        .compute_target_id("ct-race")
+        .data_dir(&dir)
+        .spool_dir(dir.join("spool"))
+        .posthog_flush_interval(Duration::ZERO)
+        .build()
+        .unwrap();
+    let handle = telemetry.handle();
+    let (layer, guard) = telemetry.split();
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(layer));
+    for round in 0..20 {
+        let flips: Vec<_> = [Consent::Denied, Consent::Granted]
+            .into_iter()
+            .map(|choice| {
+                let handle = handle.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..5 {
+                        let _ = handle.set_consent(choice);
+                    }
+                })
+            })
+            .collect();
+        for t in flips {
+            t.join().unwrap();
+        }
+        let before = server.requests().len();
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(event = "command.started", round);
+        });
+        let report = handle.flush(DEADLINE);
+        let choice = handle.consent();
+        let stored = std::fs::read_to_string(dir.join("consent")).unwrap_or_default();
+        match choice {
+            Consent::Granted => {
+                assert!(report.is_complete(), "round {round}: {report}");
+                assert_eq!(
+                    server.requests().len(),
+                    before + 1,
+                    "round {round}: consent() says Granted but the event was not sent"
+                );
+                assert!(handle.is_upstream_enabled(), "round {round}");
+            }
+            Consent::Denied => {
+                assert_eq!(
+                    server.requests().len(),
+                    before,
+                    "round {round}: consent() says Denied but the event was sent"
+                );
+                assert!(!handle.is_upstream_enabled(), "round {round}");
+            }
+        }
+        assert_eq!(
+            stored.trim(),
+            match choice {
+                Consent::Granted => "granted",
+                Consent::Denied => "denied",
+            },
+            "round {round}: the stored choice"
+        );
+    }
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+}
