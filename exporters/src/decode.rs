@@ -5,6 +5,7 @@
 //! background thread, once per record, before the record is handed to each destination's
 //! worker for its wire mapping.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use opentelemetry::logs::{AnyValue, Severity};
@@ -76,24 +77,15 @@ pub enum DecodeError {
 
 /// Decodes one record.
 pub fn decode(record: &SdkLogRecord, opts: &DecodeOptions) -> Result<Event, DecodeError> {
-    let mut name: Option<String> = record
-        .event_name()
-        .filter(|n| *n != CUSTOM_EVENT_NAME && catalogue::lookup(n).is_some())
-        .map(str::to_string);
+    let EventName { name, entry } = event_name(record)?;
     let mut trace = TraceEnvelope::new(String::new(), String::new());
     let mut diag = Diagnostics::default();
     let mut release = None;
 
     for (key, value) in record.attributes_iter() {
         let key = key.as_str();
-        if key == EVENT {
-            name = Some(text(value));
-            continue;
-        }
-        if key == "activity" {
-            return Err(DecodeError::ActivityEntry);
-        }
-        if key == "message" {
+        // The name (and `activity`, which `event_name` refused) are read by `event_name`.
+        if key == EVENT || key == "message" {
             continue;
         }
         match Field::from_name(key) {
@@ -106,11 +98,6 @@ pub fn decode(record: &SdkLogRecord, opts: &DecodeOptions) -> Result<Event, Deco
         }
     }
 
-    let name = name.ok_or(DecodeError::NoEventName)?;
-    let name = name.trim();
-    if name.is_empty() {
-        return Err(DecodeError::EmptyEventName);
-    }
     if trace.compute_target_id.is_empty() {
         trace.compute_target_id = opts
             .compute_target_id
@@ -129,9 +116,9 @@ pub fn decode(record: &SdkLogRecord, opts: &DecodeOptions) -> Result<Event, Deco
             trace.otel_span_id = Some(format!("{:016x}", tc.span_id));
         }
     }
-    let name = keep_head(name, 128).to_string();
+    let name = keep_head(&name, 128).to_string();
     Ok(Event {
-        entry: catalogue::lookup(&name),
+        entry,
         name,
         time,
         severity: record.severity_number(),
@@ -139,6 +126,47 @@ pub fn decode(record: &SdkLogRecord, opts: &DecodeOptions) -> Result<Event, Deco
         diagnostics: diag,
         release_version: release.or_else(|| opts.release_version.clone()),
     })
+}
+
+/// A record's event name (trimmed) and its catalogue row (`None`: a custom event).
+pub(crate) struct EventName<'r> {
+    pub(crate) name: Cow<'r, str>,
+    pub(crate) entry: Option<&'static CatalogueEntry>,
+}
+
+/// The one rule by which a record is named: a catalogue `event_name`, overridden by an `event`
+/// attribute; no name, an empty one, or an `activity` attribute (a local-only activity entry)
+/// make it no event at all. [`decode`] names events by it, and the pipeline's queue routes
+/// records by it at the door (where it allocates nothing for the layer's records).
+pub(crate) fn event_name(record: &SdkLogRecord) -> Result<EventName<'_>, DecodeError> {
+    let mut named = record
+        .event_name()
+        .filter(|n| *n != CUSTOM_EVENT_NAME)
+        .and_then(|n| catalogue::lookup(n).map(|e| (Cow::Borrowed(n), Some(e))));
+    for (key, value) in record.attributes_iter() {
+        match key.as_str() {
+            "activity" => return Err(DecodeError::ActivityEntry),
+            EVENT => {
+                let name = match value {
+                    AnyValue::String(s) => Cow::Borrowed(s.as_str()),
+                    other => Cow::Owned(text(other)),
+                };
+                named = Some((name, None));
+            }
+            _ => {}
+        }
+    }
+    let (name, entry) = named.ok_or(DecodeError::NoEventName)?;
+    let name = match name {
+        Cow::Borrowed(s) => Cow::Borrowed(s.trim()),
+        Cow::Owned(s) => Cow::Owned(s.trim().to_string()),
+    };
+    if name.is_empty() {
+        return Err(DecodeError::EmptyEventName);
+    }
+    // A name from the `event` attribute is looked up now (the layer's own names were above).
+    let entry = entry.or_else(|| catalogue::lookup(&name));
+    Ok(EventName { name, entry })
 }
 
 /// A `LogProcessor` that decodes every record it is given, exactly as a pipeline's background

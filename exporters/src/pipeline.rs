@@ -128,15 +128,6 @@ impl Pipeline {
             d.resume();
         }
     }
-
-    /// Whether the background thread is still running.
-    pub fn is_running(&self) -> bool {
-        self.core
-            .thread
-            .lock()
-            .map(|t| t.as_ref().is_some_and(|h| !h.is_finished()))
-            .unwrap_or(false)
-    }
 }
 
 /// The `LogProcessor` of a [`Pipeline`]: `emit` moves each record (no clone, no decode) into

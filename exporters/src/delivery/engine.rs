@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::sync_channel;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
@@ -152,20 +152,15 @@ impl DeliverySpec {
     pub fn sends_tails(&self) -> bool {
         self.stream.sends_tails()
     }
-
-    /// Whether an event with this catalogue row goes to this destination ([`WireFormat::routes`]).
-    pub fn routes(&self, entry: Option<&CatalogueEntry>) -> bool {
-        self.stream.routes(entry)
-    }
 }
 
-/// What a pipeline's handles share: its queue, the background's command channel and thread.
+/// What a pipeline's handles share: its queue and the background's command channel (the
+/// background thread stops once every handle is gone; nothing joins it).
 #[derive(Debug)]
 pub(crate) struct Core {
     pub(crate) queue: Arc<Queue>,
     tx: UnboundedSender<(usize, Command)>,
     pub(crate) invalid: Arc<AtomicU64>,
-    pub(crate) thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Starts one background thread (named `thread`) for `specs`, decoding records with
@@ -209,7 +204,6 @@ pub(crate) fn launch(
             batch: config.limits.max_items,
             window: window.max(Duration::from_millis(1)),
         });
-        let shutdown_timeout = config.shutdown_timeout;
         workers.push(
             Worker::new(
                 spec.stream.clone(),
@@ -220,7 +214,7 @@ pub(crate) fn launch(
             )
             .with_tap(tap.clone()),
         );
-        parts.push((spec, stats, denied, tap, shutdown_timeout));
+        parts.push((spec, stats, denied, tap));
     }
     let queue = Arc::new(Queue::new(lanes, capacity, overflow));
     let weak: Weak<Queue> = Arc::downgrade(&queue);
@@ -231,15 +225,10 @@ pub(crate) fn launch(
     let (tx, rx) = unbounded_channel();
     let invalid = Arc::new(AtomicU64::new(0));
     let background = Background::new(queue.clone(), workers, rx, decode, invalid.clone());
-    let handle = background.spawn(thread)?;
-    let core = Arc::new(Core {
-        queue,
-        tx,
-        invalid,
-        thread: Mutex::new(Some(handle)),
-    });
+    background.spawn(thread)?;
+    let core = Arc::new(Core { queue, tx, invalid });
     let mut deliveries = Vec::new();
-    for (index, (spec, stats, denied, tap, shutdown_timeout)) in parts.into_iter().enumerate() {
+    for (index, (spec, stats, denied, tap)) in parts.into_iter().enumerate() {
         let delivery = Delivery {
             inner: Arc::new(Inner {
                 index,
@@ -249,7 +238,6 @@ pub(crate) fn launch(
                 shut: AtomicBool::new(false),
                 denied,
                 tap,
-                shutdown_timeout,
             }),
         };
         if let Some(hook) = spec.on_start {
@@ -280,7 +268,6 @@ struct Inner {
     denied: Arc<AtomicBool>,
     /// The "sent" tap, shared with the worker: empty until a view attaches a ring.
     tap: TapSlot,
-    shutdown_timeout: Duration,
 }
 
 /// A [`Delivery`] that does not keep its pipeline alive (for a holder the pipeline itself
@@ -522,11 +509,6 @@ impl Delivery {
     /// [`Delivery::resume`]).
     pub fn is_denied(&self) -> bool {
         self.inner.denied.load(Ordering::Acquire)
-    }
-
-    /// The deadline used when every handle is dropped without an explicit shutdown.
-    pub fn shutdown_timeout(&self) -> Duration {
-        self.inner.shutdown_timeout
     }
 
     /// Sends a command to this destination's worker; false when the background is gone.

@@ -1,6 +1,7 @@
 //! The pipeline's one queue, from the app thread to the background: log records moved in as
 //! they are (never cloned, never decoded here), each with the set of destinations that route
-//! it (its *mask*, read once at the door from the record's name), plus events that arrive
+//! it (its *mask*, read once at the door from the record's name by the decoder's own naming
+//! rule, `decode::event_name`), plus events that arrive
 //! already decoded ([`Delivery::submit`](super::Delivery::submit)).
 //!
 //! - **Bounds.** At most `capacity` records wait as they are, counting those the background
@@ -26,12 +27,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use opentelemetry::logs::{AnyValue, Logger as _, LoggerProvider as _};
+use opentelemetry::logs::{Logger as _, LoggerProvider as _};
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use tokio::sync::Notify;
 
-use closedloop_telemetry_layers::catalogue::{self, CatalogueEntry};
-use closedloop_telemetry_layers::convention::{CUSTOM_EVENT_NAME, EVENT};
+use closedloop_telemetry_layers::catalogue::CatalogueEntry;
 
 use super::overflow::{self, Keys};
 use super::stats::{DeliveryStats, DropReason, Pending, QueueCounts};
@@ -40,6 +40,18 @@ use crate::decode::Event;
 
 /// The most destinations one pipeline serves (a mask is one byte).
 pub(crate) const MAX_DESTINATIONS: usize = 8;
+/// The destinations (their indexes) a mask names.
+pub(crate) fn destinations(mask: u8) -> impl Iterator<Item = usize> {
+    (0..MAX_DESTINATIONS).filter(move |d| mask & (1 << d) != 0)
+}
+
+/// Adds one entry for each destination `mask` names to `counts`.
+pub(crate) fn count(counts: &mut [u64; MAX_DESTINATIONS], mask: u8) {
+    for d in destinations(mask) {
+        counts[d] += 1;
+    }
+}
+
 /// Overflowed records are written into chunks of this size.
 const CHUNK: usize = 256 << 10;
 
@@ -133,33 +145,6 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// The catalogue row a record routes by (`Some(None)`: a custom event), or `None` when it is
-/// not an event at all (no or an empty name, or a local-only activity entry). The same rule
-/// [`decode`](crate::decode::decode) names events by: a catalogue `event_name`, overridden by
-/// an `event` attribute.
-pub(crate) fn route_entry(record: &SdkLogRecord) -> Option<Option<&'static CatalogueEntry>> {
-    let mut entry = record
-        .event_name()
-        .filter(|n| *n != CUSTOM_EVENT_NAME)
-        .and_then(catalogue::lookup);
-    let mut named = entry.is_some();
-    for (key, value) in record.attributes_iter() {
-        match key.as_str() {
-            "activity" => return None,
-            EVENT => {
-                let name = match value {
-                    AnyValue::String(s) => s.as_str().trim().to_string(),
-                    other => format!("{other:?}"),
-                };
-                named = !name.is_empty();
-                entry = catalogue::lookup(&name);
-            }
-            _ => {}
-        }
-    }
-    named.then_some(entry)
-}
-
 impl Queue {
     pub(crate) fn new(lanes: Vec<Lane>, capacity: usize, overflow_max: usize) -> Self {
         let n = lanes.len();
@@ -214,23 +199,19 @@ impl Queue {
         mask
     }
 
-    fn lanes_of(&self, mask: u8) -> impl Iterator<Item = usize> + '_ {
-        (0..self.lanes.len()).filter(move |i| mask & (1 << i) != 0)
-    }
-
     /// Takes the record in `slot` (the app thread's side). Never blocks on the background:
     /// the lock is only ever held for a push or a swap. A queued record is moved from `slot`
     /// straight into the queue, leaving a blank record behind; an overflowed one is written in
     /// its compact form and left in `slot`, as is one the queue drops and counts.
     pub(crate) fn take(&self, slot: &mut SdkLogRecord) {
-        let Some(entry) = route_entry(slot) else {
+        let Ok(name) = crate::decode::event_name(slot) else {
             // Not an event (no name, or a local-only activity entry): no destination's.
             for n in self.ignored.iter() {
                 n.fetch_add(1, Ordering::Relaxed);
             }
             return;
         };
-        let mask = self.mask_of(entry);
+        let mask = self.mask_of(name.entry);
         if mask == 0 {
             return;
         }
@@ -273,7 +254,7 @@ impl Queue {
         };
         if !accepted {
             drop(q);
-            for i in self.lanes_of(mask) {
+            for i in destinations(mask) {
                 self.door[i].fetch_add(1, Ordering::Relaxed);
             }
             return;
@@ -330,7 +311,7 @@ impl Queue {
         q.pushed += n;
         let mut over_batch = false;
         let mut window = Duration::MAX;
-        for i in self.lanes_of(mask) {
+        for i in destinations(mask) {
             q.waiting[i] += n;
             let lane = &self.lanes[i];
             over_batch |= q.waiting[i] >= lane.batch as u64;
@@ -358,7 +339,7 @@ impl Queue {
 
     /// A record for `mask` after shutdown: counted as `shutdown` (routed and dropped).
     fn refuse_closed(&self, mask: u8) {
-        for i in self.lanes_of(mask) {
+        for i in destinations(mask) {
             self.lanes[i]
                 .stats
                 .refused(DropReason::Shutdown, 1, "telemetry is shut down");
@@ -391,28 +372,13 @@ impl Queue {
     }
 
     /// Swaps the queued records and events out into `into` (empty on entry; its buffers are
-    /// reused). They count
-    /// against the record bound until [`Queue::finish`]; `counts[i]` of them are for
-    /// destination `i`, and leave its `waiting` count now (the caller puts them in the
-    /// destination's own counters at once).
-    pub(crate) fn take_front(&self, into: &mut Taken, counts: &mut [u64; MAX_DESTINATIONS]) {
+    /// reused). They count against the record bound until [`Queue::finish`], and for their
+    /// destinations until [`Queue::hand_over`].
+    pub(crate) fn take_front(&self, into: &mut Taken) {
         let mut q = lock(&self.state);
         std::mem::swap(&mut q.records, &mut into.records);
         std::mem::swap(&mut q.masks, &mut into.masks);
         std::mem::swap(&mut q.events, &mut into.events);
-        for mask in into
-            .masks
-            .iter()
-            .copied()
-            .chain(into.events.iter().map(|(m, _)| *m))
-        {
-            for i in self.lanes_of(mask) {
-                counts[i] += 1;
-            }
-        }
-        for (w, n) in q.waiting.iter_mut().zip(counts.iter()) {
-            *w = w.saturating_sub(*n);
-        }
         q.held += into.records.len();
         into.first_at = q.first_at;
         if q.overflow.is_empty() {
@@ -432,8 +398,9 @@ impl Queue {
         Some((chunk, q.keys.snapshot(), first_at))
     }
 
-    /// `counts[i]` entries of an overflow chunk read back are for destination `i`: they leave
-    /// its `waiting` count now (the caller puts them in the destination's own counters at once).
+    /// `counts[i]` entries taken (from the front or an overflow chunk) are for destination `i`:
+    /// they leave its `waiting` count now (the caller puts them in the destination's own
+    /// counters at once).
     pub(crate) fn hand_over(&self, counts: &[u64; MAX_DESTINATIONS]) {
         let mut q = lock(&self.state);
         for (w, n) in q.waiting.iter_mut().zip(counts.iter()) {
@@ -449,11 +416,6 @@ impl Queue {
         q.overflow_bytes = q.overflow_bytes.saturating_sub(chunk_bytes);
         drop(q);
         self.done.fetch_add(entries, Ordering::Release);
-    }
-
-    /// Entries queued for destination `index`.
-    pub(crate) fn waiting(&self, index: usize) -> u64 {
-        lock(&self.state).waiting.get(index).copied().unwrap_or(0)
     }
 
     /// Entries queued for each destination.

@@ -161,6 +161,18 @@ fn start(capacity: usize, overflow_bytes: usize) -> (Pipeline, Delivery, Gate) {
     (pipeline, delivery, gate)
 }
 
+/// [`start`], then one record, which the background is held on (inside its encode) when this
+/// returns.
+fn start_held(capacity: usize, overflow_bytes: usize) -> (Pipeline, Delivery, Gate) {
+    let (p, delivery, gate) = start(capacity, overflow_bytes);
+    let entered = gate.arm(1);
+    push(&p, 1);
+    entered
+        .recv_timeout(WAIT)
+        .expect("the background took the first record");
+    (p, delivery, gate)
+}
+
 fn record() -> SdkLogRecord {
     let provider = SdkLoggerProvider::builder().build();
     let mut r = provider.logger("test").create_log_record();
@@ -193,12 +205,7 @@ fn flush_pushes_every_record_through_to_the_wire() {
 
 #[test]
 fn a_full_queue_drops_at_the_door_and_counts_queue_full() {
-    let (p, delivery, gate) = start(4, 0);
-    let entered = gate.arm(1);
-    push(&p, 1);
-    entered
-        .recv_timeout(WAIT)
-        .expect("the background took the first record");
+    let (p, delivery, gate) = start_held(4, 0);
     // The background holds the first record: 3 more fit the bound of 4, 7 are dropped.
     push(&p, 10);
     let s = delivery.stats();
@@ -213,12 +220,7 @@ fn a_full_queue_drops_at_the_door_and_counts_queue_full() {
 
 #[test]
 fn a_burst_past_the_queue_overflows_and_is_delivered_in_full() {
-    let (p, delivery, gate) = start(4, 1 << 20);
-    let entered = gate.arm(1);
-    push(&p, 1);
-    entered
-        .recv_timeout(WAIT)
-        .expect("the background took the first record");
+    let (p, delivery, gate) = start_held(4, 1 << 20);
     // 3 records queue as they are, 97 overflow.
     push(&p, 100);
     assert!(balanced(&delivery));
@@ -232,12 +234,7 @@ fn a_burst_past_the_queue_overflows_and_is_delivered_in_full() {
 fn the_overflow_bound_holds_while_the_background_works_on_it() {
     // Room for the 4 records plus an overflow of a few hundred bytes.
     let bound = 600;
-    let (p, delivery, gate) = start(4, bound);
-    let entered = gate.arm(1);
-    push(&p, 1);
-    entered
-        .recv_timeout(WAIT)
-        .expect("held on the first record");
+    let (p, delivery, gate) = start_held(4, bound);
     // Fill everything: 3 more records, then the overflow until the door drops.
     push(&p, 100);
     let full = delivery.stats();
@@ -290,16 +287,17 @@ fn the_door_and_the_decoder_read_a_name_alike() {
         Key::from_static_str("event"),
         AnyValue::from(" job.failed "),
     );
-    let entry = crate::delivery::queue::route_entry(&custom).expect("an event");
+    let door = |r: &SdkLogRecord| crate::decode::event_name(r).ok().map(|n| n.entry);
+    let entry = door(&custom).expect("an event");
     let event = crate::decode::decode(&custom, &DecodeOptions::default());
     assert_eq!(entry.map(|e| e.name), Some("job.failed"));
     assert!(event.is_err_and(|e| e == crate::decode::DecodeError::NoComputeTargetId));
     let mut activity = record();
     activity.add_attribute(Key::from_static_str("activity"), AnyValue::from("request"));
-    assert!(crate::delivery::queue::route_entry(&activity).is_none());
+    assert!(door(&activity).is_none());
     let blank = SdkLoggerProvider::builder()
         .build()
         .logger("t")
         .create_log_record();
-    assert!(crate::delivery::queue::route_entry(&blank).is_none());
+    assert!(door(&blank).is_none());
 }

@@ -89,7 +89,6 @@ pub struct DeliveryStats {
     sent: AtomicU64,
     requests: AtomicU64,
     retried: AtomicU64,
-    ignored: AtomicU64,
     spooled: AtomicU64,
     spool: Mutex<Option<SpoolStats>>,
     dropped: [AtomicU64; DropReason::ALL.len()],
@@ -97,8 +96,7 @@ pub struct DeliveryStats {
     last_error: Mutex<Option<String>>,
     /// What waits for this destination in the pipeline's queue, not yet in the counters above
     /// (set once by the pipeline; see [`Pending`]).
-    pending: std::sync::OnceLock<std::sync::Weak<dyn Pending>>,
-    index: AtomicU64,
+    pending: std::sync::OnceLock<(std::sync::Weak<dyn Pending>, usize)>,
 }
 
 /// What the pipeline's one queue holds for a destination and has not yet handed to it:
@@ -219,29 +217,28 @@ impl DeliveryStats {
             sent: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             retried: AtomicU64::new(0),
-            ignored: AtomicU64::new(0),
             spooled: AtomicU64::new(0),
             spool: Mutex::new(None),
             dropped: Default::default(),
             warned: Default::default(),
             last_error: Mutex::new(None),
             pending: std::sync::OnceLock::new(),
-            index: AtomicU64::new(0),
         }
     }
 
     /// Makes snapshots include what the pipeline's queue holds for destination `index`.
     pub(crate) fn set_pending(&self, source: std::sync::Weak<dyn Pending>, index: usize) {
-        let _ = self.pending.set(source);
-        self.index.store(index as u64, Relaxed);
+        let _ = self.pending.set((source, index));
     }
 
     /// What the pipeline's queue holds for this destination (zeros without a pipeline).
     fn in_queue(&self) -> QueueCounts {
-        match self.pending.get().and_then(std::sync::Weak::upgrade) {
-            Some(p) => p.pending(self.index.load(Relaxed) as usize),
-            None => QueueCounts::default(),
-        }
+        let Some((source, index)) = self.pending.get() else {
+            return QueueCounts::default();
+        };
+        source
+            .upgrade()
+            .map_or_else(QueueCounts::default, |p| p.pending(*index))
     }
 
     /// Reads every counter.
@@ -262,7 +259,7 @@ impl DeliveryStats {
             sent: self.sent.load(Relaxed),
             requests: self.requests.load(Relaxed),
             retried: self.retried.load(Relaxed),
-            ignored: self.ignored.load(Relaxed) + ignored,
+            ignored,
             dropped: DroppedCounts {
                 queue_full: d(DropReason::QueueFull),
                 evicted: d(DropReason::Evicted),

@@ -29,7 +29,7 @@ use super::alarm::Alarm;
 use super::Worker;
 use crate::decode::{decode, DecodeOptions};
 use crate::delivery::command::Command;
-use crate::delivery::queue::{Queue, Taken, MAX_DESTINATIONS};
+use crate::delivery::queue::{count, destinations, Queue, Taken, MAX_DESTINATIONS};
 use crate::delivery::transport::{Response, TransportError};
 
 /// The most records one pass of the loop decodes and hands on before it lets requests in
@@ -92,8 +92,8 @@ impl Background {
         }
     }
 
-    /// Starts the thread `name`.
-    pub(crate) fn spawn(self, name: String) -> std::io::Result<std::thread::JoinHandle<()>> {
+    /// Starts the thread `name` (detached: it stops once every handle is gone).
+    pub(crate) fn spawn(self, name: String) -> std::io::Result<()> {
         std::thread::Builder::new().name(name).spawn(move || {
             // Everything this thread does (HTTP client, our own logs) must not become telemetry.
             let _suppressed = Context::enter_telemetry_suppressed_scope();
@@ -114,7 +114,8 @@ impl Background {
                     self.queue.close();
                 }
             }
-        })
+        })?;
+        Ok(())
     }
 
     async fn run(mut self) {
@@ -135,33 +136,31 @@ impl Background {
             }
             self.take_commands();
             // Answers that came while this loop was busy taking records in.
-            while let Some(res) = self.exchanges.try_join_next_with_id() {
-                if let Ok((id, (d, result))) = res {
-                    self.on_exchange(id, d, result);
-                }
+            while let Some(done) = self.exchanges.try_join_next_with_id() {
+                self.on_exchange(done);
             }
             let took = self.intake();
             let now = Instant::now();
             self.settle_door_drops();
             let done = self.queue.done();
-            for d in 0..self.workers.len() {
+            let coming = self.coming();
+            for (d, coming) in coming.iter().enumerate().take(self.workers.len()) {
                 let w = &mut self.workers[d];
                 if w.is_finished() {
                     continue;
                 }
                 w.spool_tick(now);
                 w.settle_flushes(now, done);
-                // Done once nothing is pending here nor waiting for it in the queue (a flood
-                // may still hold some), or at the deadline.
-                let waiting = self.queue.waiting(d) > 0;
-                if w.shutdown_done(now) && (!waiting || w.shutdown_late(now)) {
+                // Done once nothing is pending here nor on its way in (a flood may still hold
+                // some), or at the deadline.
+                if w.shutdown_done(now) && (!coming || w.shutdown_late(now)) {
                     self.finish_worker(d);
                 }
             }
             if self.workers.iter().all(Worker::is_finished) {
                 break;
             }
-            self.start_sends(now);
+            self.start_sends(now, &coming);
             if took > 0 && !self.queue_is_drained() {
                 // More waits: let the exchanges' connections progress, then take more.
                 tokio::task::yield_now().await;
@@ -201,10 +200,8 @@ impl Background {
     /// whether the door woke us.
     async fn select(&mut self, at: Option<Instant>) -> bool {
         tokio::select! {
-            Some(res) = self.exchanges.join_next_with_id(), if !self.exchanges.is_empty() => {
-                if let Ok((id, (d, result))) = res {
-                    self.on_exchange(id, d, result);
-                }
+            Some(done) = self.exchanges.join_next_with_id(), if !self.exchanges.is_empty() => {
+                self.on_exchange(done);
                 false
             }
             cmd = self.control.recv(), if self.control_open => {
@@ -308,17 +305,26 @@ impl Background {
             taken.records.clear();
             taken.masks.clear();
             self.taken_pos = 0;
-            let mut counts = [0u64; MAX_DESTINATIONS];
-            self.queue.take_front(&mut taken, &mut counts);
+            self.queue.take_front(&mut taken);
             if taken.is_empty() {
                 self.taken = taken;
                 return self.intake_chunk();
             }
+            // Counted off the lock, then moved from the queue's counts to the destinations'.
+            let mut counts = [0u64; MAX_DESTINATIONS];
+            for mask in taken
+                .masks
+                .iter()
+                .chain(taken.events.iter().map(|(m, _)| m))
+            {
+                count(&mut counts, *mask);
+            }
+            self.queue.hand_over(&counts);
             self.enqueued(&counts);
             let first_at = taken.first_at.unwrap_or_else(Instant::now);
             events = taken.events.len();
             for (mask, event) in taken.events.drain(..) {
-                for d in bits(mask) {
+                for d in destinations(mask) {
                     if let Some(w) = self.workers.get_mut(d) {
                         w.accept(&event, first_at);
                     }
@@ -349,7 +355,7 @@ impl Background {
         let mut counts = [0u64; MAX_DESTINATIONS];
         let mut reader = crate::delivery::overflow::Reader::new(&chunk);
         while let Some((mask, record)) = reader.next(&keys, self.queue.blank()) {
-            add_mask(&mut counts, mask);
+            count(&mut counts, mask);
             records.push((mask, record));
         }
         self.queue.hand_over(&counts);
@@ -379,7 +385,7 @@ impl Background {
     ) {
         match decode(record, &self.decode) {
             Ok(event) => {
-                for d in bits(mask) {
+                for d in destinations(mask) {
                     if let Some(w) = self.workers.get_mut(d) {
                         w.accept(&event, first_at);
                     }
@@ -390,7 +396,7 @@ impl Background {
                 // name and a computeTargetId).
                 self.invalid.fetch_add(1, Ordering::Relaxed);
                 let why = e.to_string();
-                for d in bits(mask) {
+                for d in destinations(mask) {
                     if let Some(w) = self.workers.get_mut(d) {
                         w.reject(&why);
                     }
@@ -414,17 +420,12 @@ impl Background {
     }
 
     /// Starts a request for every destination that has one due.
-    fn start_sends(&mut self, now: Instant) {
-        // Per destination: whether records for it are still on their way in (in the queue, or
-        // taken and not yet handed on this pass); they may fill a partial batch.
-        let unfinished = self.taken_pos < self.taken.records.len();
-        let waiting = match self.queue_is_drained() {
-            true => [0; MAX_DESTINATIONS],
-            false => self.queue.waiting_all(),
-        };
-        for (d, waiting) in waiting.into_iter().enumerate().take(self.workers.len()) {
+    /// `coming[d]`: records for destination `d` are still on their way in (they may fill a
+    /// partial batch).
+    fn start_sends(&mut self, now: Instant, coming: &[bool; MAX_DESTINATIONS]) {
+        for (d, coming) in coming.iter().enumerate().take(self.workers.len()) {
             let w = &mut self.workers[d];
-            if !w.send_due(now, self.window / 2, unfinished || waiting > 0) {
+            if !w.send_due(now, self.window / 2, *coming) {
                 continue;
             }
             let Some(request) = w.start_send() else {
@@ -442,28 +443,27 @@ impl Background {
         }
     }
 
-    /// The answer to destination `d`'s request (unless it was abandoned meanwhile).
-    fn on_exchange(
-        &mut self,
-        id: tokio::task::Id,
-        d: usize,
-        result: Result<Response, TransportError>,
-    ) {
+    /// Per destination: whether records for it are still on their way in, in the queue or
+    /// taken and not yet handed on.
+    fn coming(&self) -> [bool; MAX_DESTINATIONS] {
+        let unfinished = self.taken_pos < self.taken.records.len();
+        let waiting = match self.queue_is_drained() {
+            true => [0; MAX_DESTINATIONS],
+            false => self.queue.waiting_all(),
+        };
+        waiting.map(|n| unfinished || n > 0)
+    }
+
+    /// The answer to a request (unless it was abandoned meanwhile; an aborted task's
+    /// cancellation needs nothing).
+    fn on_exchange(&mut self, done: Result<(tokio::task::Id, Exchange), tokio::task::JoinError>) {
+        let Ok((id, (d, result))) = done else {
+            return;
+        };
         if self.on_wire[d].as_ref().map(AbortHandle::id) != Some(id) {
             return;
         }
         self.on_wire[d] = None;
         self.workers[d].finish_send(Some(result));
     }
-}
-
-fn add_mask(counts: &mut [u64; MAX_DESTINATIONS], mask: u8) {
-    for d in bits(mask) {
-        counts[d] += 1;
-    }
-}
-
-/// The destinations a mask names.
-fn bits(mask: u8) -> impl Iterator<Item = usize> {
-    (0..MAX_DESTINATIONS).filter(move |d| mask & (1 << d) != 0)
 }
