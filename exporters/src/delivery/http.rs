@@ -22,8 +22,11 @@ pub const RESPONSE_MAX_BYTES: usize = 64 * 1024;
 /// POSTs each body to one URL with fixed headers.
 ///
 /// Header values are marked sensitive and `Debug` prints only header names, so credentials
-/// (`Authorization`, `DD-API-KEY`) never reach a log. Proxies from the environment are used,
-/// except for loopback destinations. Redirects are never followed: a 3xx is the answer (the
+/// (`Authorization`, `DD-API-KEY`) never reach a log. The system proxy is used
+/// (`HTTPS_PROXY` / `HTTP_PROXY` / `ALL_PROXY` / `NO_PROXY`, upper or lower case, and the Windows
+/// and macOS proxy settings), except for loopback destinations, which are always reached
+/// directly. Servers are verified against the operating system's trust store (see the
+/// `tls` module, and `docs/RELIABILITY.md`, "Corporate networks"). Redirects are never followed: a 3xx is the answer (the
 /// engine counts it as `rejected`), so neither the body nor a credential header ever reaches
 /// another location. At most [`RESPONSE_MAX_BYTES`] of a response body are read.
 #[derive(Clone)]
@@ -97,6 +100,11 @@ impl HttpTransport {
         if is_loopback(&url) {
             builder = builder.no_proxy();
         }
+        #[cfg(not(closedloop_no_tls))]
+        {
+            let tls = super::tls::client_config().map_err(BuildError::HttpClient)?;
+            builder = builder.tls_backend_preconfigured(tls);
+        }
         let client = builder
             .build()
             .map_err(|e| BuildError::HttpClient(e.to_string()))?;
@@ -120,7 +128,11 @@ impl HttpTransport {
         for (name, value) in request.headers {
             req = req.header(name, value);
         }
-        let mut resp = req.body(request.body).send().await.map_err(classify)?;
+        let mut resp = req
+            .body(request.body)
+            .send()
+            .await
+            .map_err(|e| classify(&self.url, e))?;
         let status = resp.status().as_u16();
         let header = |name| {
             resp.headers()
@@ -171,7 +183,13 @@ fn is_loopback(url: &Url) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn classify(e: reqwest::Error) -> TransportError {
+fn classify(url: &Url, e: reqwest::Error) -> TransportError {
+    // A certificate the trust store does not accept: say which host and why (the host names
+    // no secret; keys travel in headers or the body).
+    if let Some(reason) = super::tls::tls_reason(&e) {
+        let host = url.host_str().unwrap_or("(no host)");
+        return TransportError::Tls(format!("handshake with {host} failed: {reason}"));
+    }
     // A connect timeout (a destination that drops packets: offline behind a firewall or a
     // captive portal) is an unreachable destination, not a slow request: it reports both
     // `is_connect` and `is_timeout`, and must be retried like any connection failure.

@@ -101,6 +101,7 @@ pub(crate) mod range;
 pub mod retry;
 mod stats;
 pub mod tap;
+mod tls;
 mod transport;
 mod wire_format;
 mod worker;

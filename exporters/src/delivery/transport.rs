@@ -40,9 +40,13 @@ pub struct Response {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// Could not connect (refused, DNS, TLS) or the connection broke mid-request.
+    /// Could not connect (refused, DNS, proxy) or the connection broke mid-request.
     #[error("connection: {0}")]
     Connection(String),
+    /// The TLS handshake failed (unknown issuer, expired, wrong name): the host and the
+    /// reason. Retried like a lost connection (an outage): the events are kept.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The destination is known to be down (e.g. the app's relay connection is lost).
     #[error("unavailable: {0}")]
     Unavailable(String),

@@ -44,6 +44,8 @@ pub(crate) struct Worker {
     flushes: Vec<Waiter>,
     shutdown: Option<PendingShutdown>,
     warned_status: HashSet<u16>,
+    /// The TLS failures already logged (each distinct reason once; a few at most).
+    warned_tls: HashSet<String>,
     /// The consent gate (see `Delivery::purge`): while set nothing is queued or sent.
     denied: Arc<AtomicBool>,
     /// A request is on the wire (purges then wait for its outcome before answering).
@@ -104,6 +106,7 @@ impl Worker {
             flushes: Vec::new(),
             shutdown: None,
             warned_status: HashSet::new(),
+            warned_tls: HashSet::new(),
             denied,
             sending: false,
             attempts: 0,

@@ -105,6 +105,9 @@ impl Worker {
     fn on_result(&mut self, result: Result<Response, TransportError>, attempts: u32) {
         let items = self.inflight.front().map_or(0, |b| b.items.len());
         let (outcome, error) = self.classify(&result);
+        if let Err(TransportError::Tls(reason)) = &result {
+            self.warn_tls(reason);
+        }
         let connection = outcome == Outcome::Connection;
         let decision = self.decide(outcome, attempts, items);
         if decision != Decision::Done {
@@ -135,6 +138,22 @@ impl Worker {
                 )
             }
             Err(e) => (Outcome::Connection, e.to_string()),
+        }
+    }
+
+    /// Logs a failed TLS handshake once per destination and reason (a certificate problem
+    /// does not fix itself between retries, so one line says it): the stream, the host and
+    /// rustls's reason. The events stay queued and spooled, retried as in an outage.
+    fn warn_tls(&mut self, reason: &str) {
+        const MAX_REASONS: usize = 8;
+        if self.warned_tls.len() < MAX_REASONS && self.warned_tls.insert(reason.to_string()) {
+            tracing::warn!(
+                stream = self.stream.name(),
+                error = %reason,
+                "telemetry TLS handshake failed: this machine does not accept the server's \
+                 certificate (events are kept and retried; see docs/RELIABILITY.md, \
+                 \"Corporate networks\")"
+            );
         }
     }
 
