@@ -2,7 +2,10 @@
 //!
 //! The choice lives in the file [`CONSENT_FILE`] of the library's data directory (the same
 //! directory as [`identity::ID_FILE`](crate::identity::ID_FILE)) as the word `granted` or
-//! `denied`, written to a temporary name and renamed into place. Change it at runtime with
+//! `denied`, written to a temporary name, fsynced, renamed into place, and the directory synced
+//! so the rename survives a power loss (on Unix; see
+//! [`private_fs::sync_dir`](closedloop_telemetry_exporters::private_fs::sync_dir) for
+//! Windows, where it cannot be synced). Change it at runtime with
 //! [`TelemetryHandle::set_consent`](crate::TelemetryHandle::set_consent); the builder reads it
 //! at start, and with no file uses [`TelemetryBuilder::default_consent`]
 //! (`Granted` unless set).
@@ -80,19 +83,26 @@ pub fn load(dir: &Path) -> Option<Consent> {
         .and_then(|s| Consent::parse(&s))
 }
 
-/// Stores `consent` in `dir` atomically (temporary file, fsync, rename).
+/// Stores `consent` in `dir` atomically and durably: temporary file, fsync, rename, then an fsync
+/// of `dir`, without which a power loss could undo the rename and bring back the previous
+/// choice (a denial reverted to a grant). On Windows the directory cannot be synced with the
+/// standard library: NTFS journals the rename and commits it on its own schedule, so a power
+/// loss soon after `store` returns may still bring back the previous choice.
 pub fn store(dir: &Path, consent: Consent) -> io::Result<()> {
-    closedloop_telemetry_exporters::private_fs::create_dir_all(dir)?;
+    use closedloop_telemetry_exporters::private_fs;
+    private_fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         "{CONSENT_FILE}.{}.{}.tmp",
         std::process::id(),
         uuid::Uuid::new_v4().simple()
     ));
     let written = (|| {
-        let mut f = closedloop_telemetry_exporters::private_fs::create_file(&tmp)?;
+        let mut f = private_fs::create_file(&tmp)?;
         f.write_all(consent.as_str().as_bytes())?;
         f.sync_all()?;
-        fs::rename(&tmp, dir.join(CONSENT_FILE))
+        fs::rename(&tmp, dir.join(CONSENT_FILE))?;
+        // The new name is durable only once the directory is.
+        private_fs::sync_dir(dir)
     })();
     if written.is_err() {
         let _ = fs::remove_file(&tmp);

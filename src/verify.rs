@@ -11,6 +11,11 @@
 //! checked again in what the collector stored under the probe's id. Whether Datadog indexed the
 //! message is not checked: the report prints the query for that last step.
 //!
+//! A local collector verifies only this machine's pipeline, nothing upstream: [`run`] therefore
+//! needs `CL_RELAY_URL` and fails with [`VerifyError::NoRelay`] without it, [`run_local`] asks for
+//! the local check (the CLI's `verify --local`), and a report of a local check says
+//! "nothing upstream was verified".
+//!
 //! `verify` runs with its own temporary spool (removed when it ends), so nothing spooled by the
 //! app is sent and nothing is left in the user's cache dir.
 
@@ -50,7 +55,8 @@ pub struct VerifyReport {
     pub status: u16,
     /// Emission to acceptance.
     pub latency: Duration,
-    /// Whether the local collector's stored copy of the probe was inspected too.
+    /// Whether the probe went to a local collector (and its stored copy was inspected too):
+    /// then only this machine's pipeline was verified, nothing upstream.
     pub inspected: bool,
 }
 
@@ -64,6 +70,13 @@ pub enum VerifyError {
     /// The local collector could not start.
     #[error("cannot start the local collector: {0}")]
     Collector(std::io::Error),
+    /// No relay is configured (`CL_RELAY_URL`), so there is nothing upstream to verify; use
+    /// [`run_local`] to check this machine's pipeline against a local collector.
+    #[error(
+        "nothing upstream was verified: CL_RELAY_URL is not set; set it to verify the relay, \
+         or pass --local to check only this machine's pipeline, against a local collector"
+    )]
+    NoRelay,
     /// Telemetry is disabled by the environment.
     #[error("telemetry is disabled (DO_NOT_TRACK / CL_TELEMETRY_DISABLED); nothing to verify")]
     Disabled,
@@ -78,9 +91,22 @@ pub enum VerifyError {
     Malformed(String),
 }
 
-/// Runs the verification with the process environment.
+/// Verifies delivery to the relay the process environment configures (`CL_RELAY_URL`, with
+/// `CL_RELAY_TOKEN`). Without one it fails with [`VerifyError::NoRelay`]: there is nothing
+/// upstream to verify.
 pub fn run() -> Result<VerifyReport, VerifyError> {
     let env = EnvOptions::from_env().map_err(crate::InitError::from)?;
+    if env.relay.is_none() && !env.disabled {
+        return Err(VerifyError::NoRelay);
+    }
+    run_with(env, VERIFY_TIMEOUT)
+}
+
+/// Verifies this machine's pipeline only: the probe goes to a local collector this call starts,
+/// even when `CL_RELAY_URL` is set. The report says that nothing upstream was verified.
+pub fn run_local() -> Result<VerifyReport, VerifyError> {
+    let mut env = EnvOptions::from_env().map_err(crate::InitError::from)?;
+    env.relay = None;
     run_with(env, VERIFY_TIMEOUT)
 }
 
@@ -239,7 +265,9 @@ fn check_envelope(message: &Value, where_: &str) -> Result<(), VerifyError> {
     Ok(())
 }
 
-/// Runs the verification with a given configuration (tests pass their own).
+/// Runs the verification with a given configuration (tests pass their own): to `env`'s relay,
+/// or, with none, to a local collector it starts (then nothing upstream is verified, and the
+/// report says so).
 pub fn run_with(mut env: EnvOptions, timeout: Duration) -> Result<VerifyReport, VerifyError> {
     if env.disabled {
         return Err(VerifyError::Disabled);
@@ -371,7 +399,12 @@ impl std::fmt::Display for VerifyReport {
             "checked {where_}: trace.schemaVersion=\"1\" and trace.computeTargetId={}",
             self.compute_target_id
         )?;
-        if !self.inspected {
+        if self.inspected {
+            writeln!(
+                f,
+                "nothing upstream was verified: the probe went to a local collector started for this check, not to a relay (CL_RELAY_URL)"
+            )?;
+        } else {
             writeln!(
                 f,
                 "not checked: that Datadog indexed it; in Datadog, search: @trace.computeTargetId:{} @event:connection.established (message id {})",

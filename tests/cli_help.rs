@@ -24,6 +24,8 @@ fn every_subcommand_has_help() {
     }
     let out = run(&["help", "collect"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("--max-seconds"));
+    let out = run(&["help", "verify"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("--local"));
 }
 
 #[test]

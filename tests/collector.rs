@@ -6,7 +6,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use closedloop_telemetry::collector::{
-    format_arrival, Arrival, Collector, Destination, PrintFormat,
+    format_arrival, Arrival, Collector, Destination, PrintFormat, DEFAULT_MAX_KEPT_BYTES,
+    MAX_REASON_BYTES,
 };
 use serde_json::{json, Value};
 
@@ -127,6 +128,78 @@ fn one_invalid_event_rejects_the_whole_posthog_batch() {
     assert_eq!(c.counts().total(), 0);
     assert_eq!(c.counts().rejected_requests, 5);
     assert_eq!(c.rejected()[3].status, 401);
+}
+
+/// A reason that quotes the request (here a 1 MiB `uuid`) is cut to [`MAX_REASON_BYTES`], in
+/// the answer and in what the collector keeps.
+#[test]
+fn a_rejection_reason_is_cut_to_a_bounded_length() {
+    let c = collector();
+    let huge = "é".repeat(512 * 1024); // 1 MiB of two-byte characters: the cut must not split one
+    let batch =
+        json!({"api_key": "phc_test", "batch": [posthog_event("command_completed", &huge)]});
+    let (status, body) = post(c.addr(), "/batch/", &[], &batch);
+    assert_eq!(status, 400);
+    let answered = body["reason"].as_str().expect("a reason");
+    assert!(answered.len() <= MAX_REASON_BYTES, "{}", answered.len());
+    let kept = c.rejected();
+    assert_eq!(kept.len(), 1);
+    let reason = &kept[0].reason;
+    assert!(reason.len() <= MAX_REASON_BYTES, "{}", reason.len());
+    assert!(
+        reason.starts_with("failed to parse request: event 0 has a malformed uuid"),
+        "{reason}"
+    );
+    assert_eq!(reason, answered);
+}
+
+/// With the default bounds, accepted events past [`DEFAULT_MAX_KEPT_BYTES`] push the oldest out,
+/// and the ones pushed out are counted: two PostHog requests of one 17 MiB event each (under the
+/// 20 MiB body limit) are both accepted, only the newer is kept.
+#[test]
+fn kept_events_are_bounded_in_bytes_and_the_oldest_go_first() {
+    let c = collector();
+    let blob = "x".repeat(17 * 1024 * 1024);
+    assert!(2 * blob.len() > DEFAULT_MAX_KEPT_BYTES);
+    for name in ["big_0", "big_1"] {
+        let mut event = posthog_event(name, &uuid());
+        event["properties"]["blob"] = json!(blob);
+        let batch = json!({"api_key": "phc_test", "batch": [event]});
+        assert_eq!(post(c.addr(), "/batch/", &[], &batch).0, 200, "{name}");
+    }
+    let counts = c.counts();
+    assert_eq!((counts.posthog, counts.not_kept), (2, 1));
+    let kept: Vec<String> = c.received().into_iter().map(|r| r.name).collect();
+    assert_eq!(kept, ["big_1"]);
+}
+
+/// Both bounds are set on the builder; past either, the oldest go first and are counted.
+#[test]
+fn the_kept_bounds_are_set_on_the_builder() {
+    let by_count = Collector::builder().max_kept(1).start().unwrap();
+    let (a, b) = (uuid(), uuid());
+    let batch = json!([
+        relay_message("job.started", &a),
+        relay_message("job.failed", &b)
+    ]);
+    assert_eq!(post(by_count.addr(), "/relay", &[], &batch).0, 200);
+    assert_eq!(
+        (by_count.counts().relay, by_count.counts().not_kept),
+        (2, 1)
+    );
+    assert_eq!(by_count.received()[0].id.as_deref(), Some(b.as_str()));
+
+    let by_bytes = Collector::builder().max_kept_bytes(10).start().unwrap();
+    let batch = json!([relay_message("job.started", &uuid())]);
+    assert_eq!(post(by_bytes.addr(), "/relay", &[], &batch).0, 200);
+    assert_eq!(
+        (by_bytes.counts().relay, by_bytes.counts().not_kept),
+        (1, 1)
+    );
+    assert!(
+        by_bytes.received().is_empty(),
+        "an event over the byte bound alone is not kept"
+    );
 }
 
 #[test]

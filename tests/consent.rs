@@ -322,3 +322,21 @@ fn a_stored_denial_purges_what_an_earlier_run_spooled_before_any_connection() {
     );
     assert_accounting(handle.stats());
 }
+
+/// The stored choice is made durable: after the rename into place the data directory is synced
+/// (on Unix an fsync; on Windows `sync_dir` can do nothing, see its docs), so a power loss
+/// cannot bring back the previous choice. Counted on this thread only, so other tests' spools
+/// do not count.
+#[cfg(feature = "testing")]
+#[test]
+fn storing_a_choice_syncs_its_directory() {
+    use closedloop_telemetry_exporters::private_fs::dir_syncs_on_this_thread;
+    let dir = temp_dir("dir-sync");
+    for choice in [Consent::Granted, Consent::Denied] {
+        let before = dir_syncs_on_this_thread();
+        consent::store(&dir, choice).unwrap();
+        assert_eq!(dir_syncs_on_this_thread() - before, 1, "{choice:?}");
+        assert_eq!(consent::load(&dir), Some(choice));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}

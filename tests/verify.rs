@@ -79,6 +79,14 @@ fn probe_arrives_at_the_local_collector_with_the_envelope() {
         "{text}"
     );
     assert!(text.contains(&report.probe_id), "{text}");
+    // It says plainly that only this machine's pipeline was checked.
+    assert!(
+        text.contains(
+            "nothing upstream was verified: the probe went to a local collector started for \
+             this check, not to a relay"
+        ),
+        "{text}"
+    );
     assert!(text.ends_with("verify: ok"));
 }
 
@@ -106,6 +114,8 @@ fn probe_is_accepted_by_a_configured_relay() {
         text.contains("not checked: that Datadog indexed it"),
         "{text}"
     );
+    assert!(!text.contains("nothing upstream was verified"), "{text}");
+    assert!(text.ends_with("verify: ok"), "{text}");
 }
 
 #[test]
@@ -186,14 +196,8 @@ fn the_binary_verifies_against_its_own_collector_and_leaves_no_directory() {
         scratch.sub("data"),
         scratch.sub("tmp"),
     );
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_closedloop-telemetry"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("CL_") || k.starts_with("DD_") || k == "DO_NOT_TRACK" {
-            cmd.env_remove(k);
-        }
-    }
-    let out = cmd
-        .arg("verify")
+    let out = verify_command()
+        .args(["verify", "--local"])
         .env("CL_COMPUTE_TARGET_ID", "ct-bin")
         .env("HOME", &home)
         .env("XDG_CACHE_HOME", &cache)
@@ -208,6 +212,7 @@ fn the_binary_verifies_against_its_own_collector_and_leaves_no_directory() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("computeTargetId=ct-bin"), "{stdout}");
+    assert!(stdout.contains("nothing upstream was verified"), "{stdout}");
     for dir in [&home, &cache, &data, &tmp] {
         assert_eq!(
             contents(dir),
@@ -216,7 +221,7 @@ fn the_binary_verifies_against_its_own_collector_and_leaves_no_directory() {
         );
     }
     let disabled = std::process::Command::new(env!("CARGO_BIN_EXE_closedloop-telemetry"))
-        .arg("verify")
+        .args(["verify", "--local"])
         .env("DO_NOT_TRACK", "1")
         .env("HOME", &home)
         .env("XDG_CACHE_HOME", &cache)
@@ -225,4 +230,42 @@ fn the_binary_verifies_against_its_own_collector_and_leaves_no_directory() {
         .output()
         .unwrap();
     assert_eq!(disabled.status.code(), Some(1));
+}
+
+/// The binary, with no `CL_*` / `DD_*` / `DO_NOT_TRACK` from the environment running the tests.
+fn verify_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_closedloop-telemetry"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("CL_") || k.starts_with("DD_") || k == "DO_NOT_TRACK" {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
+/// Without `CL_RELAY_URL` there is nothing upstream to verify: `verify` says so and exits 1
+/// (no "verify: ok") unless `--local` asked for a check of this machine's pipeline only.
+#[test]
+fn the_binary_without_a_relay_fails_unless_local_is_asked_for() {
+    let scratch = Scratch::new("no-relay");
+    let out = verify_command()
+        .arg("verify")
+        .env("CL_COMPUTE_TARGET_ID", "ct-bin")
+        .env("HOME", scratch.sub("home"))
+        .env("XDG_CACHE_HOME", scratch.sub("cache"))
+        .env("XDG_DATA_HOME", scratch.sub("data"))
+        .env("TMPDIR", scratch.sub("tmp"))
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(!stdout.contains("verify: ok"), "{stdout}");
+    assert!(
+        stderr.contains("nothing upstream was verified: CL_RELAY_URL is not set"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--local"), "{stderr}");
 }

@@ -3,6 +3,8 @@
 //! may write, is refused. On other platforms the OS defaults apply and nothing is refused.
 //!
 //! Used for the spool, the computeTargetId file and the consent file (see `docs/PRIVACY.md`).
+//! [`sync_dir`] makes a file created, renamed or deleted in a directory durable (the spool and
+//! the consent file use it).
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -44,6 +46,35 @@ pub fn create_file(path: &Path) -> io::Result<fs::File> {
         .create(true)
         .truncate(true)
         .open(path)
+}
+
+/// Fsyncs a directory so that file creations, renames and deletions in it are durable: after a
+/// rename into place, the new name survives a power loss only once its directory is synced.
+///
+/// On Unix this opens `dir` and calls `fsync` on it. On Windows it does nothing: the standard
+/// library cannot open a directory for syncing. NTFS records the rename in its metadata journal,
+/// which it commits on its own schedule, so a power loss soon after a rename may still bring the
+/// previous file back.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    fs::File::open(dir)?.sync_all()?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    #[cfg(any(test, feature = "testing"))]
+    DIR_SYNCS.with(|n| n.set(n.get() + 1));
+    Ok(())
+}
+
+#[cfg(any(test, feature = "testing"))]
+thread_local! {
+    static DIR_SYNCS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times [`sync_dir`] completed on the calling thread (feature `testing`): a test
+/// checks with it that a write path syncs its directory, unaffected by other threads.
+#[cfg(any(test, feature = "testing"))]
+pub fn dir_syncs_on_this_thread() -> u64 {
+    DIR_SYNCS.with(std::cell::Cell::get)
 }
 
 /// `Err(reason)` when `dir` is not private to this user: on Unix, when another user owns it or

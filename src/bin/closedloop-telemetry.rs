@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! closedloop-telemetry collect [--bind 127.0.0.1:4318] [--json] [--token T] [--max-seconds N] [--ui]
-//! closedloop-telemetry verify
+//! closedloop-telemetry verify [--local]
 //! closedloop-telemetry schema [relay|datadog|posthog]
 //! closedloop-telemetry audit [--ndjson FILE|-] [--verbose]
 //! closedloop-telemetry help [command]      (or <command> --help)
@@ -45,10 +45,16 @@ enum Command {
     Collect(CollectArgs),
     /// Check delivery end to end with a probe event.
     ///
-    /// Sends a probe connection.established through the real pipeline to CL_RELAY_URL (or to a
-    /// local collector it starts) and confirms within 60 s that the request carrying the
-    /// probe's own id was accepted; uses its own temporary spool.
-    Verify,
+    /// Sends a probe connection.established through the real pipeline to CL_RELAY_URL and
+    /// confirms within 60 s that the request carrying the probe's own id was accepted; uses its
+    /// own temporary spool. Without CL_RELAY_URL nothing upstream can be verified: it fails
+    /// (exit 1) unless --local is given.
+    Verify {
+        /// Check only this machine's pipeline: send the probe to a local collector this command
+        /// starts (CL_RELAY_URL is not used). Nothing upstream is verified.
+        #[arg(long)]
+        local: bool,
+    },
     /// Print the published v1 wire schemas (JSON Schema draft 2020-12).
     Schema {
         /// Just this one (default: all three, separated by blank lines).
@@ -140,7 +146,7 @@ fn main() -> ExitCode {
             }
             _ => collect(opts),
         },
-        Command::Verify => verify(),
+        Command::Verify { local } => verify(local),
         Command::Schema { name } => schema(name.as_deref()),
         Command::Audit { ndjson, verbose } => audit(ndjson.as_deref(), verbose),
     }
@@ -272,9 +278,13 @@ fn banner(collector: &Collector, token: bool) -> String {
     )
 }
 
-/// `verify`: the runbook, automated (see `closedloop_telemetry::verify`).
-fn verify() -> ExitCode {
-    match closedloop_telemetry::verify::run() {
+/// `verify [--local]`: the runbook, automated (see `closedloop_telemetry::verify`).
+fn verify(local: bool) -> ExitCode {
+    let result = match local {
+        true => closedloop_telemetry::verify::run_local(),
+        false => closedloop_telemetry::verify::run(),
+    };
+    match result {
         Ok(report) => {
             println!("{report}");
             ExitCode::SUCCESS

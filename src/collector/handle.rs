@@ -8,17 +8,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::received::{Arrival, Counts, Destination, Received, Rejected};
-use super::recorder::{Recorder, DEFAULT_MAX_KEPT};
+use super::recorder::{Recorder, DEFAULT_MAX_KEPT, DEFAULT_MAX_KEPT_BYTES};
 use super::server::{accept_loop, ServerCtx, DATADOG_PATH, RELAY_PATH};
 use crate::server_thread::{bind_loopback, ServerThread};
 
 /// Builder for [`Collector`]. Defaults: bind `127.0.0.1:0` (any free port), no relay token,
-/// keep at most [`DEFAULT_MAX_KEPT`] events.
+/// keep at most [`DEFAULT_MAX_KEPT`] accepted events and [`DEFAULT_MAX_KEPT_BYTES`] (32 MiB) of
+/// them, dropping the oldest past either bound.
 #[derive(Clone)]
 pub struct CollectorBuilder {
     bind: SocketAddr,
     relay_token: Option<String>,
     max_kept: usize,
+    max_kept_bytes: usize,
 }
 
 impl std::fmt::Debug for CollectorBuilder {
@@ -30,6 +32,7 @@ impl std::fmt::Debug for CollectorBuilder {
                 &self.relay_token.as_ref().map(|_| "<redacted>"),
             )
             .field("max_kept", &self.max_kept)
+            .field("max_kept_bytes", &self.max_kept_bytes)
             .finish()
     }
 }
@@ -40,6 +43,7 @@ impl Default for CollectorBuilder {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             relay_token: None,
             max_kept: DEFAULT_MAX_KEPT,
+            max_kept_bytes: DEFAULT_MAX_KEPT_BYTES,
         }
     }
 }
@@ -57,16 +61,25 @@ impl CollectorBuilder {
         self
     }
 
-    /// Keeps at most `n` accepted events; later ones are only counted ([`Counts::not_kept`]).
+    /// Keeps at most `n` accepted events (default [`DEFAULT_MAX_KEPT`]); past it the oldest are
+    /// dropped and counted ([`Counts::not_kept`]). All are counted per stream either way.
     pub fn max_kept(mut self, n: usize) -> Self {
         self.max_kept = n;
+        self
+    }
+
+    /// Keeps at most `bytes` of accepted events (default [`DEFAULT_MAX_KEPT_BYTES`]), each
+    /// counting its name, id and JSON as serialized; past it the oldest are dropped and counted
+    /// ([`Counts::not_kept`]), and an event larger than `bytes` alone is counted, never kept.
+    pub fn max_kept_bytes(mut self, bytes: usize) -> Self {
+        self.max_kept_bytes = bytes;
         self
     }
 
     /// Binds and starts serving. Fails if the address is not loopback or cannot be bound.
     pub fn start(self) -> io::Result<Collector> {
         let (listener, addr) = bind_loopback(self.bind, "collector")?;
-        let recorder = Arc::new(Recorder::new(self.max_kept));
+        let recorder = Arc::new(Recorder::new(self.max_kept, self.max_kept_bytes));
         let ctx = Arc::new(ServerCtx {
             recorder: recorder.clone(),
             relay_token: self.relay_token,
@@ -140,7 +153,8 @@ impl Collector {
         format!("http://{}{DATADOG_PATH}", self.addr)
     }
 
-    /// Every kept accepted event, in arrival order.
+    /// Every kept accepted event, in arrival order (the newest, within the bounds set on
+    /// [`CollectorBuilder`]; [`Counts::not_kept`] counts the ones dropped).
     pub fn received(&self) -> Vec<Received> {
         self.recorder.received()
     }
@@ -151,7 +165,9 @@ impl Collector {
     }
 
     /// The most recent rejected requests (at most
-    /// [`MAX_KEPT_REJECTIONS`](super::MAX_KEPT_REJECTIONS)), oldest first.
+    /// [`MAX_KEPT_REJECTIONS`](super::MAX_KEPT_REJECTIONS), each reason cut to
+    /// [`MAX_REASON_BYTES`](super::MAX_REASON_BYTES)), oldest first;
+    /// [`Counts::rejections_not_kept`] counts the ones dropped.
     pub fn rejected(&self) -> Vec<Rejected> {
         self.recorder.rejected()
     }
@@ -169,7 +185,8 @@ impl Collector {
         self.recorder.wait_until(timeout, |c| c.get(stream) >= n)
     }
 
-    /// The counters: accepted events per stream, rejected requests, events not kept.
+    /// The counters: accepted events per stream, rejected requests, and the events and
+    /// rejections dropped from what is kept.
     pub fn counts(&self) -> Counts {
         self.recorder.counts()
     }

@@ -6,6 +6,10 @@
 //! where they come from), records every accepted event as a [`Received`], and answers the
 //! status codes the real services answer. Any other path is a 404.
 //!
+//! What it keeps is bounded, oldest dropped first and counted in [`Counts`]: accepted events up
+//! to [`DEFAULT_MAX_KEPT`] and [`DEFAULT_MAX_KEPT_BYTES`] (both set on [`CollectorBuilder`]),
+//! the last [`MAX_KEPT_REJECTIONS`] rejected requests, each reason cut to [`MAX_REASON_BYTES`].
+//!
 //! ```
 //! use std::time::Duration;
 //! use closedloop_telemetry::collector::{Collector, Destination};
@@ -22,6 +26,7 @@
 //! ```
 
 mod handle;
+mod kept;
 pub mod print;
 mod received;
 mod recorder;
@@ -33,5 +38,8 @@ pub use print::{format_arrival, format_received, format_rejected, PrintFormat};
 pub use received::{Arrival, Counts, Destination, Received, Rejected};
 #[cfg(feature = "view")]
 pub(crate) use recorder::Recorder;
-pub use recorder::{DEFAULT_MAX_KEPT, MAX_KEPT_REJECTIONS, SUBSCRIPTION_BUFFER};
+pub use recorder::{
+    DEFAULT_MAX_KEPT, DEFAULT_MAX_KEPT_BYTES, MAX_KEPT_REJECTIONS, MAX_REASON_BYTES,
+    SUBSCRIPTION_BUFFER,
+};
 pub use server::{DATADOG_PATH, POSTHOG_PATH, RELAY_PATH};

@@ -28,7 +28,8 @@ pub struct Rejected {
     pub stream: Option<Destination>,
     /// The HTTP status the collector answered.
     pub status: u16,
-    /// Why, as sent in the response body.
+    /// Why, as sent in the response body (at most
+    /// [`MAX_REASON_BYTES`](super::MAX_REASON_BYTES)).
     pub reason: String,
     /// When.
     pub at: SystemTime,
@@ -54,8 +55,13 @@ pub struct Counts {
     pub datadog: u64,
     /// Requests answered with an error status.
     pub rejected_requests: u64,
-    /// Accepted events counted but not kept, because the collector already kept its maximum.
+    /// Accepted events (counted above) that are not kept: the oldest are dropped once the
+    /// collector keeps its maximum number or bytes of events, and an event larger than the byte
+    /// bound alone is never kept (see [`CollectorBuilder`](super::CollectorBuilder)).
     pub not_kept: u64,
+    /// Rejected requests (counted in `rejected_requests`) no longer kept: the oldest are
+    /// dropped past [`MAX_KEPT_REJECTIONS`](super::MAX_KEPT_REJECTIONS).
+    pub rejections_not_kept: u64,
     /// Arrivals a subscriber missed because its buffer was full.
     pub subscriber_drops: u64,
 }

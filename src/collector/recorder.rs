@@ -1,27 +1,45 @@
-//! The collector's shared record: the bounded list of accepted events, the recent rejections,
-//! per-stream counts, waiting, and live subscriptions.
+//! The collector's shared record: the accepted events and the recent rejections it keeps
+//! (bounded in count and bytes, oldest dropped first, drops counted), per-stream counts,
+//! waiting, and live subscriptions.
+//!
+//! Memory: kept events hold at most [`DEFAULT_MAX_KEPT_BYTES`] (unless configured) of event
+//! JSON, measured as serialized (the parsed values in memory take a small multiple of that);
+//! kept rejections hold at most [`MAX_KEPT_REJECTIONS`] reasons of at most [`MAX_REASON_BYTES`]
+//! each, about 1 MiB.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::kept::Kept;
 use super::received::{Arrival, Counts, Destination, Received, Rejected};
 
-/// How many accepted events a collector keeps unless told otherwise; later ones are counted.
+/// How many accepted events a collector keeps unless told otherwise; past it the oldest are
+/// dropped and counted in [`Counts::not_kept`].
 pub const DEFAULT_MAX_KEPT: usize = 100_000;
 
-/// How many recent rejections a collector keeps.
+/// How many bytes of accepted events a collector keeps unless told otherwise: 32 MiB, counting
+/// each event as its name, id and JSON as serialized. Past it the oldest are dropped and counted
+/// in [`Counts::not_kept`]; an event larger than this alone is counted and never kept.
+pub const DEFAULT_MAX_KEPT_BYTES: usize = 32 * 1024 * 1024;
+
+/// How many recent rejections a collector keeps; past it the oldest are dropped and counted in
+/// [`Counts::rejections_not_kept`].
 pub const MAX_KEPT_REJECTIONS: usize = 1_000;
+
+/// The most bytes of a rejection's reason, as answered and as kept: 1 KiB. A reason can quote
+/// the request (a malformed value), so a longer one keeps its start, cut on a character
+/// boundary, and ends with `…`.
+pub const MAX_REASON_BYTES: usize = 1024;
 
 /// How many arrivals a subscription buffers before further ones are dropped for it (counted in
 /// [`Counts::subscriber_drops`]).
 pub const SUBSCRIPTION_BUFFER: usize = 10_000;
 
-#[derive(Default)]
 struct State {
-    received: Vec<Received>,
-    rejected: VecDeque<Rejected>,
+    received: Kept<Received>,
+    rejected: Kept<Rejected>,
     counts: Counts,
     subscribers: Vec<SyncSender<Arrival>>,
 }
@@ -46,15 +64,20 @@ impl State {
 pub(crate) struct Recorder {
     state: Mutex<State>,
     changed: Condvar,
-    max_kept: usize,
 }
 
 impl Recorder {
-    pub(crate) fn new(max_kept: usize) -> Self {
+    /// A record keeping at most `max_kept` accepted events and `max_kept_bytes` of them.
+    pub(crate) fn new(max_kept: usize, max_kept_bytes: usize) -> Self {
         Recorder {
-            state: Mutex::default(),
+            state: Mutex::new(State {
+                received: Kept::new(max_kept, max_kept_bytes),
+                // Reasons are cut to MAX_REASON_BYTES, so the count bounds the bytes.
+                rejected: Kept::new(MAX_KEPT_REJECTIONS, usize::MAX),
+                counts: Counts::default(),
+                subscribers: Vec::new(),
+            }),
             changed: Condvar::new(),
-            max_kept,
         }
     }
 
@@ -65,36 +88,44 @@ impl Recorder {
 
     /// Records one accepted request's events, all at once.
     pub(crate) fn accept(&self, events: Vec<Received>) {
+        // Measured before taking the lock: serializing a large event takes a while.
+        let sized: Vec<(Received, usize)> = events
+            .into_iter()
+            .map(|event| {
+                let size = size_of(&event);
+                (event, size)
+            })
+            .collect();
         let mut state = self.lock();
-        for event in events {
+        for (event, size) in sized {
             state.counts.add(event.stream, 1);
             if !state.subscribers.is_empty() {
                 state.publish(&Arrival::Received(event.clone()));
             }
-            if state.received.len() < self.max_kept {
-                state.received.push(event);
-            } else {
-                state.counts.not_kept += 1;
-            }
+            state.counts.not_kept += state.received.push(event, size);
         }
         drop(state);
         self.changed.notify_all();
     }
 
     pub(crate) fn reject(&self, rejected: Rejected) {
+        // The server cuts reasons already; cut here too, since the count bounds the bytes kept
+        // only while every reason is bounded.
+        let rejected = Rejected {
+            reason: cut_reason(rejected.reason),
+            ..rejected
+        };
         let mut state = self.lock();
         state.counts.rejected_requests += 1;
         if !state.subscribers.is_empty() {
             state.publish(&Arrival::Rejected(rejected.clone()));
         }
-        if state.rejected.len() >= MAX_KEPT_REJECTIONS {
-            state.rejected.pop_front();
-        }
-        state.rejected.push_back(rejected);
+        let size = rejected.reason.len();
+        state.counts.rejections_not_kept += state.rejected.push(rejected, size);
     }
 
     pub(crate) fn received(&self) -> Vec<Received> {
-        self.lock().received.clone()
+        self.lock().received.iter().cloned().collect()
     }
 
     pub(crate) fn received_on(&self, stream: Destination) -> Vec<Received> {
@@ -163,6 +194,36 @@ impl Recorder {
     }
 }
 
+/// The bytes an accepted event counts for: its name, its id and its JSON as serialized.
+fn size_of(event: &Received) -> usize {
+    /// Counts what is written and keeps none of it.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut json = Counter(0);
+    // Writing a `Value` into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut json, &event.body);
+    event.name.len() + event.id.as_ref().map_or(0, String::len) + json.0
+}
+
+/// `reason` cut to [`MAX_REASON_BYTES`]: its start, on a character boundary, then `…`.
+pub(super) fn cut_reason(reason: String) -> String {
+    if reason.len() <= MAX_REASON_BYTES {
+        return reason;
+    }
+    const MARK: &str = "…";
+    let head =
+        closedloop_telemetry_layers::truncate::keep_head(&reason, MAX_REASON_BYTES - MARK.len());
+    format!("{head}{MARK}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,7 +242,7 @@ mod tests {
 
     #[test]
     fn keeps_at_most_max_and_counts_the_rest() {
-        let r = Recorder::new(2);
+        let r = Recorder::new(2, DEFAULT_MAX_KEPT_BYTES);
         r.accept(vec![
             event(Destination::Relay, "a"),
             event(Destination::Relay, "a"),
@@ -194,8 +255,30 @@ mod tests {
     }
 
     #[test]
+    fn rejections_keep_the_latest_with_cut_reasons_and_count_the_rest() {
+        let r = Recorder::new(10, DEFAULT_MAX_KEPT_BYTES);
+        for i in 0..MAX_KEPT_REJECTIONS + 2 {
+            r.reject(Rejected {
+                stream: None,
+                status: 400,
+                reason: format!("{i} {}", "ñ".repeat(MAX_REASON_BYTES)),
+                at: SystemTime::now(),
+            });
+        }
+        let c = r.counts();
+        assert_eq!((c.rejected_requests, c.rejections_not_kept), (1002, 2));
+        let kept = r.rejected();
+        assert_eq!(kept.len(), MAX_KEPT_REJECTIONS);
+        assert!(kept[0].reason.starts_with("2 ñ"), "the oldest went first");
+        assert!(kept
+            .iter()
+            .all(|k| k.reason.len() <= MAX_REASON_BYTES && k.reason.ends_with("ñ…")));
+        assert_eq!(cut_reason("short".into()), "short");
+    }
+
+    #[test]
     fn a_full_subscriber_is_counted_not_waited_for() {
-        let r = Recorder::new(10);
+        let r = Recorder::new(10, DEFAULT_MAX_KEPT_BYTES);
         let rx = r.subscribe();
         for i in 0..SUBSCRIPTION_BUFFER + 5 {
             r.accept(vec![event(Destination::Datadog, &i.to_string())]);

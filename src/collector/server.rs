@@ -17,7 +17,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
 use super::received::{Destination, Received, Rejected};
-use super::recorder::Recorder;
+use super::recorder::{cut_reason, Recorder};
 use super::validate::{self, Accepted, Rejection, MAX_BODY_BYTES};
 
 /// The most bytes read off the wire for one request (before any gzip inflation).
@@ -178,6 +178,8 @@ fn reject(
     stream: Option<Destination>,
     rejection: Rejection,
 ) -> Response<Full<Bytes>> {
+    // A reason can quote the request: answer and keep only its start.
+    let rejection = Rejection::new(rejection.status, cut_reason(rejection.reason));
     let response = json_response(rejection.status, &rejection.body(stream));
     ctx.recorder.reject(Rejected {
         stream,

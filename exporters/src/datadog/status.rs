@@ -37,7 +37,7 @@ pub enum DatadogOutcome {
 /// | 413 | [`Split`](DatadogOutcome::Split) |
 /// | 408, 429, 5xx | [`Retry`](DatadogOutcome::Retry) |
 /// | other 4xx | drop: "rejected by the intake" |
-/// | anything else (1xx, 3xx, ≥ 600) | drop: "unexpected status" (redirects are followed by the client) |
+/// | anything else (1xx, 3xx, ≥ 600) | drop: "unexpected status" (redirects are never followed: the HTTP transport answers a 3xx as the status, and it is dropped as `rejected`) |
 pub fn classify(status: u16) -> DatadogOutcome {
     use DatadogOutcome::{Accepted, Drop, Retry, Split};
     match status {

@@ -162,20 +162,6 @@ impl CursorFile {
     }
 }
 
-/// Fsyncs a directory so that file creations, renames and deletions in it are durable.
-pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        fs::File::open(dir)?.sync_all()
-    }
-    #[cfg(not(unix))]
-    {
-        // Directories cannot be opened for syncing on Windows; NTFS journals metadata.
-        let _ = dir;
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::cursor::{self, CursorFile, Position};
+use super::cursor::{CursorFile, Position};
 use super::error::SpoolError;
 use super::segment::{scan_segment, Scanned};
 use super::stats::SpoolStats;
@@ -219,7 +219,7 @@ impl Ledger {
         }
         if self.dir_unsynced {
             self.stats.fsyncs += 1;
-            cursor::sync_dir(&self.dir)?;
+            crate::private_fs::sync_dir(&self.dir)?;
             self.dir_unsynced = false;
         }
         Ok(())
