@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use closedloop_telemetry::collector::Collector;
 use closedloop_telemetry::exporters::delivery::SENT_RING_CAPACITY;
-use closedloop_telemetry::view::{serve_collector_view, ViewServer};
-use closedloop_telemetry::{TelemetryGuard, TelemetryHandle};
+use closedloop_telemetry::view::{
+    serve_collector_view, ViewServer, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SEND_DEADLINE,
+};
+use closedloop_telemetry::{ActivityKind, TelemetryGuard, TelemetryHandle};
 use serde_json::Value;
 use support::process::TempDir;
 use tracing::{error, info, Dispatch};
@@ -565,4 +567,332 @@ fn the_sent_part_says_why_an_item_was_dropped_retried_or_spooled() {
         r["stream"] == "relay" && r["outcome"] == "spooled"
     });
     assert_eq!(spooled["id"], retrying["id"], "the same item");
+}
+
+// --- bounds on what one client can cost ------------------------------------------------------
+
+/// Counts every byte allocated in this test binary, so a test can see what one request copied.
+struct Counting;
+
+static ALLOCATED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATED.fetch_add(layout.size() as u64, std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.alloc(layout)
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        std::alloc::System.dealloc(ptr, layout)
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATED.fetch_add(new_size as u64, std::sync::atomic::Ordering::Relaxed);
+        std::alloc::System.realloc(ptr, layout, new_size)
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// A pipeline with no destination (the builder's defaults), its data in `dir`, and its view.
+fn bare(dir: &TempDir, capacity: Option<usize>) -> (closedloop_telemetry::Telemetry, ViewServer) {
+    let mut builder = closedloop_telemetry::builder("1.0.0").data_dir(dir.path().join("data"));
+    if let Some(n) = capacity {
+        builder = builder.activity_capacity(n);
+    }
+    let telemetry = builder.build().unwrap();
+    let view = telemetry
+        .handle()
+        .serve_view("127.0.0.1:0".parse().unwrap())
+        .unwrap();
+    (telemetry, view)
+}
+
+#[test]
+fn a_request_for_what_is_new_copies_only_that_not_the_whole_log() {
+    // A large log (as `activity_capacity(100_000)` allows): 2,000 entries with 8 KiB bodies.
+    const ENTRIES: usize = 2000;
+    let dir = TempDir::new("view-copy");
+    let (telemetry, view) = bare(&dir, Some(ENTRIES));
+    let store = telemetry.handle().activity().clone();
+    let body = "x".repeat(8192);
+    for i in 0..ENTRIES {
+        store.record(ActivityKind::Request, format!("entry {i}"), &body);
+    }
+    let last = store.total_recorded() - 1;
+    let path = format!("/api/activity?from={last}");
+    // The whole log is 16 MB; one entry and an HTTP exchange are a few tens of KB. Other tests
+    // allocate at the same time and only ever add to the count: the least of a few requests is
+    // what one request cost.
+    let log_bytes = (ENTRIES * body.len()) as u64;
+    let mut least = u64::MAX;
+    for _ in 0..20 {
+        let before = ALLOCATED.load(std::sync::atomic::Ordering::Relaxed);
+        let got = get_json(&view, &path);
+        let cost = ALLOCATED.load(std::sync::atomic::Ordering::Relaxed) - before;
+        least = least.min(cost);
+        let entries = got["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "only the entry asked for");
+        assert_eq!(entries[0]["seq"], last);
+        assert_eq!(got["next_seq"], last + 1);
+        if least < log_bytes / 8 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        least < log_bytes / 8,
+        "one request for one entry allocated {least} bytes (the log holds {log_bytes})"
+    );
+    // The page's first paint and a plain request still get the newest 1,000, newest first.
+    let all = get_json(&view, "/api/activity");
+    let entries = all["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1000);
+    assert_eq!(entries[0]["seq"], last);
+    assert_eq!(entries[999]["seq"], last - 999);
+    assert_eq!(all["next_seq"], last + 1);
+}
+
+/// Reads `stream` until the server closes it (end of stream or reset) and returns what came;
+/// `None` if it is still open after `within`.
+fn read_until_closed(stream: &mut TcpStream, within: Duration) -> Option<Vec<u8>> {
+    let deadline = Instant::now() + within;
+    let mut raw = Vec::new();
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        stream.set_read_timeout(Some(left)).unwrap();
+        match stream.read(&mut buf) {
+            Ok(0) => return Some(raw),
+            Ok(n) => raw.extend_from_slice(&buf[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return None
+            }
+            Err(_) => return Some(raw), // reset
+        }
+    }
+}
+
+/// Sends `GET path` with the view's token on a new connection; returns what came back before
+/// the server closed it (empty: closed unanswered).
+fn raw_get(view: &ViewServer, path: &str) -> String {
+    let mut stream = TcpStream::connect(view.addr()).expect("connect to the view");
+    let sep = if path.contains('?') { '&' } else { '?' };
+    let head = format!(
+        "GET {path}{sep}token={} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        view.token(),
+        view.addr()
+    );
+    // The server may have closed it already (over the bound): that is an answer too.
+    let _ = stream.write_all(head.as_bytes());
+    let raw = read_until_closed(&mut stream, WAIT)
+        .unwrap_or_else(|| panic!("{path}: neither answered nor closed within {WAIT:?}"));
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+#[test]
+fn connections_over_the_bound_are_closed_at_once_until_one_ends() {
+    let dir = TempDir::new("view-conn-bound");
+    let (_telemetry, view) = bare(&dir, None);
+    // Idle connections, no token, no request: as many as the bound allows.
+    let mut idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(view.addr()).unwrap())
+        .collect();
+    // One more is closed without an answer, even with the token.
+    let answer = raw_get(&view, "/api/stats");
+    assert!(
+        answer.is_empty(),
+        "a connection over the bound was answered: {answer}"
+    );
+    // Once one ends, a new one is served.
+    drop(idle.pop());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let answer = raw_get(&view, "/api/stats");
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never served again: {answer}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_connection_that_sends_no_request_is_closed_after_the_header_timeout() {
+    let dir = TempDir::new("view-header-timeout");
+    let (_telemetry, view) = bare(&dir, None);
+    let mut silent = TcpStream::connect(view.addr()).unwrap();
+    // A connection that sent half a request head, and one kept alive after an answer.
+    let mut partial = TcpStream::connect(view.addr()).unwrap();
+    partial
+        .write_all(b"GET /api/stats HTTP/1.1\r\nhost: ")
+        .unwrap();
+    let mut kept = TcpStream::connect(view.addr()).unwrap();
+    let head = format!(
+        "GET /api/stats?token={} HTTP/1.1\r\nhost: {}\r\n\r\n",
+        view.token(),
+        view.addr()
+    );
+    kept.write_all(head.as_bytes()).unwrap();
+    let within = HEADER_READ_TIMEOUT + WAIT;
+    let silent = read_until_closed(&mut silent, within);
+    assert_eq!(
+        silent.as_deref(),
+        Some(&[][..]),
+        "a silent connection stays open"
+    );
+    assert!(
+        read_until_closed(&mut partial, within).is_some(),
+        "a half-sent head stays open"
+    );
+    let kept = read_until_closed(&mut kept, within).expect("an idle keep-alive stays open");
+    assert!(kept.starts_with(b"HTTP/1.1 200"), "answered first");
+}
+
+#[test]
+fn an_answer_the_client_does_not_read_is_abandoned_after_the_send_deadline() {
+    // A 5 MB answer, more than a loopback connection buffers (see the next test).
+    const ENTRIES: usize = 640;
+    let dir = TempDir::new("view-write-deadline");
+    let (telemetry, view) = bare(&dir, Some(ENTRIES));
+    let body = "x".repeat(8192);
+    for i in 0..ENTRIES {
+        telemetry
+            .handle()
+            .activity()
+            .record(ActivityKind::Request, format!("entry {i}"), &body);
+    }
+    let mut stalled = small_window_connection(view.addr());
+    let head = format!(
+        "GET /api/activity?token={} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        view.token(),
+        view.addr()
+    );
+    stalled.write_all(head.as_bytes()).unwrap();
+    // Not reading past the deadline: the server gives the connection up, keeping only what
+    // the system had buffered for it.
+    std::thread::sleep(SEND_DEADLINE + Duration::from_secs(2));
+    let raw = read_until_closed(&mut stalled, WAIT).expect("the answer ends");
+    let text = String::from_utf8_lossy(&raw);
+    let (head, got) = text.split_once("\r\n\r\n").expect("the answer's head");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(str::to_string)
+        })
+        .expect("a content-length")
+        .parse()
+        .unwrap();
+    assert!(length > 4_000_000, "{length}");
+    assert!(
+        got.len() < length,
+        "the server kept writing to a client that read nothing for {:?}",
+        SEND_DEADLINE + Duration::from_secs(2)
+    );
+}
+
+/// A connection whose receive buffer is as small as the system allows, so a server writing
+/// to it stalls after a few KB when the client does not read.
+fn small_window_connection(addr: SocketAddr) -> TcpStream {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let stream = stream.into_std().unwrap();
+        stream.set_nonblocking(false).unwrap();
+        stream
+    })
+}
+
+#[test]
+fn live_streams_that_stop_reading_end_and_free_their_slots() {
+    const LIVE_MAX_OPEN: usize = 16;
+    // Each stream's first event carries the whole log: 640 entries of 8 KiB, 5 MB, more than
+    // a loopback connection buffers (about 3 MB with Linux's default autotuning), so a client
+    // that does not read stalls the server's write at once.
+    const ENTRIES: usize = 640;
+    let dir = TempDir::new("view-stalled");
+    let (telemetry, view) = bare(&dir, Some(ENTRIES));
+    let store = telemetry.handle().activity().clone();
+    let body = "x".repeat(8192);
+    for i in 0..ENTRIES {
+        store.record(ActivityKind::Request, format!("entry {i}"), &body);
+    }
+    // Something new every 200 ms, so no stream ends for being idle.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let recorder = {
+        let stop = stop.clone();
+        let store = store.clone();
+        std::thread::spawn(move || {
+            let until = Instant::now() + Duration::from_secs(60);
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < until {
+                store.record(ActivityKind::Request, "tick", "new");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        })
+    };
+    let head = format!(
+        "GET /api/live?token={} HTTP/1.1\r\nhost: {}\r\n\r\n",
+        view.token(),
+        view.addr()
+    );
+    // Every slot taken by a client that asks and never reads.
+    let mut stalled: Vec<TcpStream> = (0..LIVE_MAX_OPEN)
+        .map(|_| {
+            let mut s = small_window_connection(view.addr());
+            s.write_all(head.as_bytes()).unwrap();
+            s
+        })
+        .collect();
+    let deadline = Instant::now() + WAIT;
+    while view.live_streams_opened() < LIVE_MAX_OPEN as u64 {
+        assert!(Instant::now() < deadline, "the streams never opened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = |answer: &str| answer.get(..12).unwrap_or(answer).to_string();
+    assert_eq!(
+        status(&raw_get(&view, "/api/live")),
+        "HTTP/1.1 503",
+        "all slots are taken"
+    );
+    // Their sends miss the deadline: the streams end, the slots free up, new streams open.
+    let deadline = Instant::now() + SEND_DEADLINE + WAIT;
+    loop {
+        let mut probe = TcpStream::connect(view.addr()).unwrap();
+        probe.set_read_timeout(Some(WAIT)).unwrap();
+        probe.write_all(head.as_bytes()).unwrap();
+        let mut first = [0u8; 12];
+        probe.read_exact(&mut first).unwrap();
+        if &first == b"HTTP/1.1 200" {
+            break;
+        }
+        assert_eq!(&first, b"HTTP/1.1 503");
+        assert!(
+            Instant::now() < deadline,
+            "stalled readers still hold every live slot after {:?}",
+            SEND_DEADLINE + WAIT
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // And their connections were closed (while new entries still arrive every 200 ms).
+    assert!(
+        read_until_closed(&mut stalled[0], WAIT).is_some(),
+        "a stalled reader's connection stays open"
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    recorder.join().unwrap();
 }

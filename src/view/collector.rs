@@ -42,7 +42,7 @@ impl Source for CollectorSource {
         "Local collector: what the three destinations received"
     }
 
-    fn activity(&self) -> Option<Vec<ActivityEntry>> {
+    fn activity(&self, _from: u64, _max: usize) -> Option<Vec<ActivityEntry>> {
         None
     }
 

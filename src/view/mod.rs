@@ -21,8 +21,9 @@
 //!   (`?from=<seq>` for entries from a sequence number on).
 //! - `/api/live`: server-sent `update` events with what is new, checked once a second. A stream
 //!   with nothing new for 2 s ends and the page reconnects 3 s later, resuming from its last
-//!   event id; so an open stream never holds a headless browser's virtual clock. At most 16
-//!   streams are open at once (more get 503).
+//!   event id; so an open stream never holds a headless browser's virtual clock. A stream
+//!   lasts at most 30 s, and one whose browser has not taken its earlier events within
+//!   [`SEND_DEADLINE`] (3 s) ends too. At most 16 streams are open at once (more get 503).
 //!
 //! # Safety against other local users and web pages
 //!
@@ -33,15 +34,26 @@
 //! style need the per-run nonce. Activity bodies travel only in response bodies, never in a
 //! URL.
 //!
+//! What one client can cost is bounded whether it has the token or not: at most
+//! [`MAX_CONNECTIONS`] (64) connections are open at once (a new one over the bound is closed at
+//! once, unanswered); a connection that has not sent a request head within
+//! [`HEADER_READ_TIMEOUT`] (3 s) of opening, or of its previous answer, is closed; and a write
+//! that makes no progress for [`SEND_DEADLINE`] (3 s) closes its connection, so a client that
+//! stops reading frees its descriptor, task and live-stream slot.
+//!
 //! # Cost
 //!
 //! The server runs on its own thread with telemetry suppressed and logs nothing, so it never
-//! feeds back into telemetry; the app's threads never wait for it. The engines publish into a
+//! feeds back into telemetry; the app's threads never wait for it. It keeps no copy of the
+//! activity log: each answer and each live tick copies only the entries it returns (those
+//! after the client's cursor, at most the newest 1,000; see
+//! [`ActivityLogStore::since`](crate::ActivityLogStore::since)). The engines publish into a
 //! [`SentRing`] only once a view is attached (before that, one atomic load per batch outcome);
 //! the ring keeps the last [`SENT_RING_CAPACITY`](closedloop_telemetry_exporters::delivery::SENT_RING_CAPACITY) items, each cut to
 //! [`SENT_BODY_MAX_BYTES`](closedloop_telemetry_exporters::delivery::SENT_BODY_MAX_BYTES).
 
 mod collector;
+mod conn;
 mod server;
 mod state;
 
@@ -54,11 +66,12 @@ use closedloop_telemetry_exporters::delivery::{DropReason, SentRing};
 use closedloop_telemetry_layers::activity::ActivityEntry;
 
 pub use collector::serve_collector_view;
+pub use conn::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SEND_DEADLINE};
 
 use crate::server_thread::{bind_loopback, check_loopback, ServerThread};
 use crate::TelemetryHandle;
 use server::{accept_loop, ViewCtx};
-use state::{History, Source, StreamHealth, ACTIVITY_VIEW_MAX};
+use state::{History, Source, StreamHealth};
 
 /// A running view server. Dropping it (or [`shutdown`](ViewServer::shutdown)) stops it.
 pub struct ViewServer {
@@ -148,11 +161,8 @@ impl Source for HandleSource {
         "Telemetry: activity and what leaves this machine"
     }
 
-    fn activity(&self) -> Option<Vec<ActivityEntry>> {
-        let mut all = self.handle.activity().snapshot();
-        let skip = all.len().saturating_sub(ACTIVITY_VIEW_MAX);
-        all.drain(..skip);
-        Some(all)
+    fn activity(&self, from: u64, max: usize) -> Option<Vec<ActivityEntry>> {
+        Some(self.handle.activity().since(from, max))
     }
 
     fn sent(&self) -> &SentRing {

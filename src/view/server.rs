@@ -17,6 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 
+use super::conn::{http1, Slots, WriteDeadline, SEND_DEADLINE};
 use super::state::{
     activity_json, initial_json, script_safe, sent_json, stats_json, History, Source,
 };
@@ -49,7 +50,9 @@ pub(super) struct ViewCtx {
 
 type Body = BoxBody<Bytes, Infallible>;
 
-/// Serves connections until `stop` fires; ticks the source once a second meanwhile.
+/// Serves connections (at most [`MAX_CONNECTIONS`](super::conn::MAX_CONNECTIONS) at once; one
+/// over the bound is closed at once) until `stop` fires; ticks the source once a second
+/// meanwhile.
 pub(super) async fn accept_loop(
     listener: std::net::TcpListener,
     ctx: Arc<ViewCtx>,
@@ -58,6 +61,8 @@ pub(super) async fn accept_loop(
     let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
         return;
     };
+    let slots = Slots::new();
+    let http = http1();
     let mut tick = tokio::time::interval(LIVE_TICK);
     loop {
         tokio::select! {
@@ -67,18 +72,21 @@ pub(super) async fn accept_loop(
                 ctx.history.sample(&ctx.source.health(), Instant::now());
             }
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                // Over the bound the stream is dropped here, which closes it: the loop never
+                // waits for a slot, and the connection holds no descriptor past this line.
+                Ok((stream, _)) => if let Some(slot) = slots.try_take() {
                     let ctx = ctx.clone();
+                    let http = http.clone();
                     tokio::spawn(async move {
+                        let _slot = slot; // freed when the connection ends
                         let service = hyper::service::service_fn(move |req| {
                             let ctx = ctx.clone();
                             async move { Ok::<_, Infallible>(handle(req, &ctx)) }
                         });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service)
-                            .await;
+                        let io = TokioIo::new(WriteDeadline::new(stream));
+                        let _ = http.serve_connection(io, service).await;
                     });
-                }
+                },
                 Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
             },
         }
@@ -245,6 +253,14 @@ impl hyper::body::Body for ChannelBody {
     }
 }
 
+/// Hands `event` to the live stream's connection. False when the browser went away, or has not
+/// taken the earlier events within [`SEND_DEADLINE`] (it stopped reading): either way the
+/// stream ends, so a stalled reader cannot hold its task and slot forever.
+async fn send(tx: &tokio::sync::mpsc::Sender<Bytes>, event: String) -> bool {
+    let sent = tokio::time::timeout(SEND_DEADLINE, tx.send(Bytes::from(event))).await;
+    matches!(sent, Ok(Ok(())))
+}
+
 /// `/api/live`: server-sent `update` events carrying what is new since `cursor` (activity
 /// seq, sent seq) and the stats when they changed, checked once a second. The event id is the
 /// cursor after the event, so a reconnecting browser resumes where it left off.
@@ -264,11 +280,7 @@ fn live(ctx: &ViewCtx, cursor: (u64, u64)) -> Response<Body> {
         let mut last_stats = String::new();
         let opened = Instant::now();
         let mut quiet_since = opened;
-        if tx
-            .send(Bytes::from(format!("retry: {LIVE_RETRY_MS}\n\n")))
-            .await
-            .is_err()
-        {
+        if !send(&tx, format!("retry: {LIVE_RETRY_MS}\n\n")).await {
             return;
         }
         let mut tick = tokio::time::interval(LIVE_TICK);
@@ -285,8 +297,8 @@ fn live(ctx: &ViewCtx, cursor: (u64, u64)) -> Response<Body> {
                 s = sent["next_seq"].as_u64().unwrap_or(s).max(s);
                 let data = format!(r#"{{"activity":{activity},"sent":{sent},"stats":{stats}}}"#);
                 let event = format!("id: {a}-{s}\nevent: update\ndata: {data}\n\n");
-                if tx.send(Bytes::from(event)).await.is_err() {
-                    return; // the browser went away
+                if !send(&tx, event).await {
+                    return; // the browser went away or stopped reading
                 }
                 last_stats = stats;
                 quiet_since = now;

@@ -11,7 +11,7 @@ use closedloop_telemetry_layers::envelope::format_timestamp;
 use serde_json::{json, Value};
 
 /// The most activity entries the view shows (the newest).
-pub(crate) const ACTIVITY_VIEW_MAX: usize = 1000;
+const ACTIVITY_VIEW_MAX: usize = 1000;
 /// The sparkline's bucket width.
 const RATE_BUCKET: Duration = Duration::from_secs(10);
 /// Buckets in the sparkline: 30 × 10 s = the last 5 minutes.
@@ -36,8 +36,10 @@ pub(crate) struct StreamHealth {
 pub(crate) trait Source: Send + Sync + 'static {
     /// The page's heading.
     fn title(&self) -> &'static str;
-    /// The activity log, oldest first (`None`: this source has none).
-    fn activity(&self) -> Option<Vec<ActivityEntry>>;
+    /// The activity entries from sequence number `from` on, at most the newest `max`, oldest
+    /// first (`None`: this source has none). Copies only those: it runs on every request and
+    /// every live tick, and the log may hold 100,000 entries.
+    fn activity(&self, from: u64, max: usize) -> Option<Vec<ActivityEntry>>;
     /// The ring the "sent" part reads.
     fn sent(&self) -> &SentRing;
     /// Per-stream health.
@@ -87,17 +89,16 @@ impl History {
     }
 }
 
-/// `/api/activity`: the newest entries first.
+/// `/api/activity`: the entries from sequence number `from` on (at most the newest
+/// [`ACTIVITY_VIEW_MAX`]), newest first; `next_seq` is the cursor after them.
 pub(crate) fn activity_json(source: &dyn Source, from: u64) -> Value {
-    let Some(entries) = source.activity() else {
+    let Some(entries) = source.activity(from, ACTIVITY_VIEW_MAX) else {
         return json!({"available": false, "entries": [], "next_seq": 0});
     };
-    let next = entries.last().map_or(0, |e| e.seq + 1);
+    let next = entries.last().map_or(from, |e| e.seq + 1);
     let list: Vec<Value> = entries
         .iter()
         .rev()
-        .take_while(|e| e.seq >= from)
-        .take(ACTIVITY_VIEW_MAX)
         .map(|e| serde_json::to_value(e).unwrap_or(Value::Null))
         .collect();
     json!({"available": true, "entries": list, "next_seq": next})

@@ -137,6 +137,43 @@ impl ActivityLogStore {
         kept.iter().map(|e| ActivityEntry::clone(e)).collect()
     }
 
+    /// The kept entries whose sequence number is at least `from`, at most the newest `max` of
+    /// them, oldest first. Only those entries are copied: a reader that polls for what is new
+    /// (the view page, once a second) pays for what is new, not for the whole log, however
+    /// large its capacity.
+    ///
+    /// ```
+    /// use closedloop_telemetry_layers::activity::{ActivityKind, ActivityLogStore};
+    ///
+    /// let store = ActivityLogStore::new();
+    /// for summary in ["a", "b", "c", "d"] {
+    ///     store.record(ActivityKind::Request, summary, "");
+    /// }
+    /// let new: Vec<String> = store.since(2, 10).into_iter().map(|e| e.summary).collect();
+    /// assert_eq!(new, ["c", "d"]); // from sequence number 2 on
+    /// assert_eq!(store.since(0, 3)[0].summary, "b"); // the newest 3
+    /// assert!(store.since(4, 10).is_empty()); // nothing new yet
+    /// ```
+    pub fn since(&self, from: u64, max: usize) -> Vec<ActivityEntry> {
+        // Copy the wanted pointers under the lock, the entries themselves after it. The kept
+        // entries have consecutive sequence numbers, so the first wanted one is found by index.
+        let kept: Vec<Arc<ActivityEntry>> = {
+            let ring = self.shared.lock();
+            let oldest = ring.oldest_seq();
+            let newest_max = ring
+                .next_seq
+                .saturating_sub(u64::try_from(max).unwrap_or(u64::MAX));
+            let first = from.max(oldest).max(newest_max);
+            let skip = usize::try_from(first - oldest).unwrap_or(usize::MAX);
+            ring.entries
+                .iter()
+                .skip(skip.min(ring.entries.len()))
+                .cloned()
+                .collect()
+        };
+        kept.iter().map(|e| ActivityEntry::clone(e)).collect()
+    }
+
     /// Removes every kept entry. Subscribers skip the removed entries without a lag report;
     /// sequence numbers keep counting up.
     pub fn clear(&self) {
@@ -296,6 +333,33 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert_eq!(sub.try_recv(), None);
+    }
+
+    fn seqs(entries: Vec<ActivityEntry>) -> Vec<u64> {
+        entries.into_iter().map(|e| e.seq).collect()
+    }
+
+    #[test]
+    fn since_returns_only_the_asked_tail() {
+        let store = ActivityLogStore::with_capacity(4);
+        assert!(store.since(0, 10).is_empty());
+        for _ in 0..6 {
+            store.record(ActivityKind::Request, "e", "");
+        }
+        // Kept: 2..=5 (0 and 1 were evicted).
+        assert_eq!(seqs(store.since(0, 10)), [2, 3, 4, 5]);
+        assert_eq!(seqs(store.since(4, 10)), [4, 5]);
+        assert_eq!(seqs(store.since(0, 2)), [4, 5], "the newest `max`");
+        assert_eq!(seqs(store.since(3, 1)), [5]);
+        assert!(store.since(6, 10).is_empty());
+        assert!(store.since(u64::MAX, usize::MAX).is_empty());
+        assert!(store.since(0, 0).is_empty());
+        assert_eq!(seqs(store.since(0, usize::MAX)), [2, 3, 4, 5]);
+        store.clear();
+        assert!(store.since(0, 10).is_empty());
+        store.record(ActivityKind::Request, "after", "");
+        assert_eq!(seqs(store.since(0, 10)), [6]);
+        assert_eq!(seqs(store.since(6, 1)), [6]);
     }
 
     #[test]
