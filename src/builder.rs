@@ -40,7 +40,9 @@ pub const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 /// | [`allow_custom_events`](Self::allow_custom_events) | off |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s (above zero, at most 1 h) |
 /// | [`activity_capacity`](Self::activity_capacity) | 200 entries (at most [`MAX_ACTIVITY_CAPACITY`]) |
-/// | [`data_dir`](Self::data_dir) | the OS data dir + `closedloop-telemetry` |
+/// | [`app_name`](Self::app_name) | the executable's file name (without `.exe`), made a safe directory name |
+/// | [`data_dir`](Self::data_dir) | the OS data dir + `closedloop-telemetry/apps/<app name>` |
+/// | [`spool_dir`](Self::spool_dir) | `CL_TELEMETRY_SPOOL_DIR`, else the OS cache dir + `closedloop-telemetry/apps/<app name>` |
 /// | [`posthog_flush_interval`](Self::posthog_flush_interval) | 30 s (also the maximum: the spec's cadence) |
 /// | [`relay_max_delay`](Self::relay_max_delay) | 2 s (at most 60 s) |
 /// | [`relay_connection`](Self::relay_connection) | none: HTTP to `CL_RELAY_URL` |
@@ -57,6 +59,7 @@ pub const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 pub struct TelemetryBuilder {
     pub(crate) app_version: String,
     pub(crate) cfg: EnvOptions,
+    pub(crate) app_name: Option<String>,
     pub(crate) data_dir: Option<PathBuf>,
     pub(crate) allow_custom: bool,
     pub(crate) shutdown_timeout: Duration,
@@ -76,6 +79,7 @@ impl TelemetryBuilder {
         TelemetryBuilder {
             app_version,
             cfg: EnvOptions::default(),
+            app_name: None,
             data_dir: None,
             allow_custom: false,
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
@@ -180,13 +184,28 @@ impl TelemetryBuilder {
         self
     }
 
-    /// Where the persisted computeTargetId (and consent) live.
+    /// The app's name, which keeps its state apart from other apps that use this library: the
+    /// default data and spool directories are `closedloop-telemetry/apps/<name>/` under the OS
+    /// data and cache directories, so one app's start never deletes another's spool and one
+    /// app's consent choice is not another's. Default: the running executable's file name
+    /// without `.exe`. The name is lowercased and every character other than ASCII letters,
+    /// digits, `-`, `_` and `.` becomes `_` (at most 64 bytes); one that leaves nothing makes
+    /// [`build`](Self::build) fail. Directories given with [`data_dir`](Self::data_dir) or
+    /// [`spool_dir`](Self::spool_dir) are used as given.
+    pub fn app_name(mut self, name: impl Into<String>) -> Self {
+        self.app_name = Some(name.into());
+        self
+    }
+
+    /// Where the persisted computeTargetId (and consent) live, as given (no app namespace).
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
     }
 
-    /// The durable spool location (`CL_TELEMETRY_SPOOL_DIR`).
+    /// The durable spool location (`CL_TELEMETRY_SPOOL_DIR`), as given (no app namespace):
+    /// each destination's spool is a directory in it, and consent denial and the clean-up of
+    /// directories no stream uses act on everything in it, so give each app its own.
     pub fn spool_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cfg.spool_dir = Some(dir.into());
         self
@@ -265,21 +284,23 @@ impl TelemetryBuilder {
     /// the computeTargetId (given, or persisted in the data dir) and the stored consent loaded.
     fn settings(self) -> Result<Settings, BuildError> {
         self.check_ranges()?;
+        let app_name =
+            crate::app_dirs::name(self.app_name.as_deref()).ok_or(BuildError::InvalidValue {
+                setting: "app_name",
+                reason: "nothing is left once made a directory name".into(),
+            })?;
+        let data_dirs = crate::app_dirs::data_dirs(self.data_dir.as_deref(), &app_name);
         let compute_target_id = match self.cfg.compute_target_id {
             Some(id) => id,
-            None => crate::identity::resolve(self.data_dir.as_deref()),
+            None => crate::identity::resolve(&data_dirs),
         };
         let release = self.cfg.release_version.unwrap_or(self.app_version);
-        let data_dir = crate::consent::data_dir(self.data_dir.as_deref());
-        let consent = data_dir
-            .as_deref()
-            .and_then(crate::consent::load)
-            .unwrap_or(self.default_consent);
-        // The OS cache dir plus `closedloop-telemetry` unless given (`None`: memory only).
+        let consent = crate::consent::stored(&data_dirs).unwrap_or(self.default_consent);
+        // The app's namespace in the OS cache dir unless given (`None`: memory only).
         let spool_base = self
             .cfg
             .spool_dir
-            .or_else(|| dirs::cache_dir().map(|d| d.join(crate::identity::APP_DIR)));
+            .or_else(|| crate::app_dirs::default_spool_base(&app_name));
         Ok(Settings {
             posthog: self.cfg.posthog,
             relay: self.cfg.relay,
@@ -298,15 +319,20 @@ impl TelemetryBuilder {
             relay_max_delay: self.relay_max_delay.unwrap_or(DEFAULT_MAX_DELAY),
             spool_base,
             activity_capacity: self.activity_capacity,
-            data_dir,
+            data_dir: data_dirs.dir,
             consent,
+            app_name,
         })
     }
 
     /// Starts the streams and returns the layer and the guard.
     pub fn build(self) -> Result<Telemetry, InitError> {
         let settings = self.settings()?;
-        let (specs, orphan_spools) = streams::configure(&settings)?;
+        let streams::Configured {
+            specs,
+            orphans: orphan_spools,
+            spool_dirs,
+        } = streams::configure(&settings)?;
         let gateway = GatewaySession::default();
         let upstream = install::start(&settings, specs, &gateway)?;
         if let (Some(p), Consent::Denied) = (&upstream.pipeline, settings.consent) {
@@ -325,12 +351,15 @@ impl TelemetryBuilder {
                 layer_stats: upstream.stats,
                 upstream: admitted.clone(),
                 compute_target_id: settings.compute_target_id,
-                orphan_spools,
+                orphan_spools: Mutex::new(orphan_spools),
                 shutdown_timeout: settings.shutdown_timeout,
                 final_report: Mutex::new(None),
                 consent: Mutex::new(settings.consent),
                 consent_change: Mutex::new(()),
                 data_dir: settings.data_dir,
+                spool_base: settings.spool_base,
+                spool_dirs,
+                app_name: settings.app_name,
             }),
         };
         Ok(Telemetry {

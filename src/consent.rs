@@ -1,11 +1,15 @@
 //! The user's telemetry consent, persisted next to the computeTargetId.
 //!
-//! The choice lives in the file [`CONSENT_FILE`] of the library's data directory (the same
-//! directory as [`identity::ID_FILE`](crate::identity::ID_FILE)) as the word `granted` or
+//! The choice lives in the file [`CONSENT_FILE`] of the app's data directory (the same
+//! directory as [`identity::ID_FILE`](crate::identity::ID_FILE); by default the app's own
+//! namespace, so one app's choice is not another's: see
+//! [`TelemetryBuilder::app_name`](crate::TelemetryBuilder::app_name)) as the word `granted` or
 //! `denied`, written to a temporary name, fsynced, renamed into place, and the directory synced
 //! so the rename survives a power loss (on Unix; see
 //! [`private_fs::sync_dir`](closedloop_telemetry_exporters::private_fs::sync_dir) for
-//! Windows, where it cannot be synced). Change it at runtime with
+//! Windows, where it cannot be synced). With no choice there, a denial stored by a version
+//! without namespaces (in the shared `closedloop-telemetry/consent`) still holds. Change it at
+//! runtime with
 //! [`TelemetryHandle::set_consent`](crate::TelemetryHandle::set_consent); the builder reads it
 //! at start, and with no file uses [`TelemetryBuilder::default_consent`]
 //! (`Granted` unless set).
@@ -18,6 +22,8 @@
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+
+use crate::app_dirs::DataDirs;
 
 /// The file, in the data directory, holding the stored choice.
 pub const CONSENT_FILE: &str = "consent";
@@ -110,11 +116,16 @@ pub fn store(dir: &Path, consent: Consent) -> io::Result<()> {
     written
 }
 
-/// The data directory to use: the configured one, else the OS default.
-pub(crate) fn data_dir(configured: Option<&Path>) -> Option<PathBuf> {
-    configured
-        .map(Path::to_path_buf)
-        .or_else(crate::identity::default_data_dir)
+/// The choice in force at start, if the user made one: the one stored in the app's data
+/// directory; with none there, a denial a version without namespaces stored in the shared
+/// directory (its grant may have been given to another app, its denial is kept).
+pub(crate) fn stored(dirs: &DataDirs) -> Option<Consent> {
+    dirs.dir.as_deref().and_then(load).or_else(|| {
+        dirs.legacy
+            .as_deref()
+            .and_then(load)
+            .filter(|c| *c == Consent::Denied)
+    })
 }
 
 #[cfg(test)]

@@ -32,8 +32,9 @@ pub(crate) struct HandleInner {
     pub(crate) layer_stats: Arc<LayerStats>,
     pub(crate) upstream: Arc<AtomicBool>,
     pub(crate) compute_target_id: String,
-    /// Spool directories no configured stream uses (found at start).
-    pub(crate) orphan_spools: Vec<OrphanSpool>,
+    /// Spool directories no configured stream uses (found at start, less those a consent
+    /// denial deleted since).
+    pub(crate) orphan_spools: Mutex<Vec<OrphanSpool>>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) final_report: Mutex<Option<ShutdownReport>>,
     /// The current consent choice (see [`crate::consent`]).
@@ -45,6 +46,12 @@ pub(crate) struct HandleInner {
     pub(crate) consent_change: Mutex<()>,
     /// Where the choice is persisted.
     pub(crate) data_dir: Option<PathBuf>,
+    /// Where the destinations' spools are (`None`: memory only).
+    pub(crate) spool_base: Option<PathBuf>,
+    /// The destination directories in it that this run's streams use.
+    pub(crate) spool_dirs: Vec<String>,
+    /// The app's name (its namespace in the default directories).
+    pub(crate) app_name: String,
 }
 
 /// Live counters of the layer and of every running stream.
@@ -58,7 +65,8 @@ pub struct TelemetryStats {
     /// Per stream, in the order they were configured.
     pub streams: Vec<StreamStats>,
     /// Spool directories for destinations no longer configured, with their bytes, as found at
-    /// start; each is deleted by the first start after its expiry (see [`OrphanSpool`]).
+    /// start (less those a consent denial deleted since); each is deleted by the first start
+    /// after its expiry (see [`OrphanSpool`]).
     pub orphan_spools: Vec<OrphanSpool>,
 }
 
@@ -194,6 +202,12 @@ impl TelemetryHandle {
         &self.inner.compute_target_id
     }
 
+    /// The app's name as used for its directories (see
+    /// [`TelemetryBuilder::app_name`](crate::TelemetryBuilder::app_name)).
+    pub fn app_name(&self) -> &str {
+        &self.inner.app_name
+    }
+
     /// Whether events currently reach the upstream streams (false while consent is denied).
     pub fn is_upstream_enabled(&self) -> bool {
         self.inner.pipeline.is_some() && self.inner.upstream.load(Ordering::Relaxed)
@@ -227,7 +241,11 @@ impl TelemetryHandle {
     ///
     /// `Denied` takes effect at once: the layer stops making records, every stream's queued
     /// events (including those a retry was waiting for) are dropped and counted as `purged`, and
-    /// no further connection is made. Each engine closes its own gate too, so a record from a
+    /// no further connection is made. Every other spool under the spool directory is deleted
+    /// too (destinations not configured in this run, spools of earlier processes; logged at
+    /// `info`, not counted), except one another running process holds (left to it, with a
+    /// warning: it purges it at its next start with the denial stored). Each engine closes
+    /// its own gate too, so a record from a
     /// thread that passed the layer's gate a moment before is dropped (counted as `purged`)
     /// instead of sent, and a request already on the wire is waited for (within the shutdown
     /// timeout; it is not retried): once this returns, no request carrying an event leaves the
@@ -266,6 +284,17 @@ impl TelemetryHandle {
                 if let Some(p) = &inner.pipeline {
                     purged = p.purge(inner.shutdown_timeout);
                 }
+                // Then every other spool of the app: destinations not configured in this run
+                // (another URL or key, a stream off), `pid-<pid>` spools of earlier processes.
+                // Deleted, not counted; a spool another running process holds is left to it.
+                if let Some(base) = &inner.spool_base {
+                    crate::orphans::purge_denied(base, &[], &inner.spool_dirs);
+                    inner
+                        .orphan_spools
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .retain(|o| o.dir.exists());
+                }
             }
         }
         let dir = inner.data_dir.as_deref().ok_or(ConsentError::NoDataDir)?;
@@ -301,7 +330,12 @@ impl TelemetryHandle {
                     }
                 })
                 .collect(),
-            orphan_spools: self.inner.orphan_spools.clone(),
+            orphan_spools: self
+                .inner
+                .orphan_spools
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
         }
     }
 

@@ -1,17 +1,26 @@
-//! The default computeTargetId: created once per machine in the OS data directory and reused.
+//! The default computeTargetId: created once per machine and app in the app's data directory
+//! and reused.
 
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-/// The directory, under the OS data dir, where the library keeps its state.
-pub const APP_DIR: &str = "closedloop-telemetry";
+use crate::app_dirs::DataDirs;
+
+/// The library's directory under the OS data and cache directories. Each app's state is in
+/// `apps/<app name>/` below it (see
+/// [`TelemetryBuilder::app_name`](crate::TelemetryBuilder::app_name)).
+pub const APP_DIR: &str = crate::app_dirs::LIBRARY_DIR;
 /// The file holding the id.
 pub const ID_FILE: &str = "compute-target-id";
 
-/// The OS data directory for this library (`$XDG_DATA_HOME/closedloop-telemetry` on Linux).
-pub fn default_data_dir() -> Option<PathBuf> {
-    dirs::data_dir().map(|d| d.join(APP_DIR))
+/// The default data directory of the app named `app_name` (a name as
+/// [`TelemetryBuilder::app_name`](crate::TelemetryBuilder::app_name) takes it, made a safe
+/// directory name): `$XDG_DATA_HOME/closedloop-telemetry/apps/<app name>` on Linux. `None`
+/// when there is no OS data directory or the name is empty once made safe.
+pub fn default_data_dir(app_name: &str) -> Option<PathBuf> {
+    let app = crate::app_dirs::name(Some(app_name))?;
+    crate::app_dirs::default_data_dir(&app)
 }
 
 /// Reads the id stored in `dir`, or creates, stores and returns a new one (a UUIDv4).
@@ -27,15 +36,23 @@ pub fn default_data_dir() -> Option<PathBuf> {
 /// # std::fs::remove_dir_all(&dir).ok();
 /// ```
 pub fn load_or_create(dir: &Path) -> io::Result<String> {
-    let path = dir.join(ID_FILE);
-    if let Ok(s) = fs::read_to_string(&path) {
-        let s = s.trim();
-        if is_valid(s) {
-            return Ok(s.to_string());
-        }
+    match load(dir) {
+        Some(id) => Ok(id),
+        None => store(dir, uuid::Uuid::new_v4().to_string()),
     }
+}
+
+/// The valid id stored in `dir`, if any.
+fn load(dir: &Path) -> Option<String> {
+    let s = fs::read_to_string(dir.join(ID_FILE)).ok()?;
+    let s = s.trim();
+    is_valid(s).then(|| s.to_string())
+}
+
+/// Stores `id` in `dir` and returns it.
+fn store(dir: &Path, id: String) -> io::Result<String> {
+    let path = dir.join(ID_FILE);
     closedloop_telemetry_exporters::private_fs::create_dir_all(dir)?;
-    let id = uuid::Uuid::new_v4().to_string();
     let tmp = dir.join(format!("{ID_FILE}.{}.tmp", std::process::id()));
     let written = (|| {
         let mut f = closedloop_telemetry_exporters::private_fs::create_file(&tmp)?;
@@ -51,22 +68,42 @@ pub fn load_or_create(dir: &Path) -> io::Result<String> {
     written.map(|()| id)
 }
 
+/// The id stored earlier, read without creating one: the app's, else the one in the shared
+/// directory of a version without namespaces.
+pub(crate) fn stored(dirs: &DataDirs) -> Option<String> {
+    dirs.dir
+        .as_deref()
+        .and_then(load)
+        .or_else(|| dirs.legacy.as_deref().and_then(load))
+}
+
 fn is_valid(s: &str) -> bool {
     !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic())
 }
 
-/// The id to use when none is configured: the persisted one, or (when the data directory is
-/// unusable) a fresh id for this run, with a warning. Never fails.
-pub(crate) fn resolve(dir: Option<&Path>) -> String {
-    let dir = dir.map(Path::to_path_buf).or_else(default_data_dir);
-    let Some(dir) = dir else {
+/// The id to use when none is configured: the one persisted in the app's data directory; else
+/// the one a version without namespaces stored in the shared directory, taken over (stored in
+/// the app's directory); else a new one. When the data directory is unusable, an id for this
+/// run, with a warning. Never fails.
+pub(crate) fn resolve(dirs: &DataDirs) -> String {
+    let Some(dir) = dirs.dir.clone() else {
         tracing::warn!(
             target: "closedloop_telemetry::internal",
             "no OS data directory; using a computeTargetId for this run only"
         );
         return uuid::Uuid::new_v4().to_string();
     };
-    match load_or_create(&dir) {
+    let stored = match load(&dir) {
+        Some(id) => Ok(id),
+        None => {
+            let legacy = dirs.legacy.as_deref().and_then(load);
+            store(
+                &dir,
+                legacy.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            )
+        }
+    };
+    match stored {
         Ok(id) => id,
         Err(e) => {
             tracing::warn!(

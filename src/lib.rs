@@ -35,6 +35,7 @@
 //! - `testing`: the test kit (`testing::capture`); implies `collector`.
 #![warn(missing_docs, missing_debug_implementations)]
 
+mod app_dirs;
 #[cfg(feature = "cli")]
 pub mod audit;
 mod builder;

@@ -40,12 +40,16 @@ pub(crate) struct Settings {
     pub(crate) posthog_flush_interval: Duration,
     /// How long a partial relay / Datadog batch waits.
     pub(crate) relay_max_delay: Duration,
-    /// The spool base directory (`None`: no usable directory, memory only).
+    /// The spool base directory: the configured one, else the app's namespace in the OS cache
+    /// dir (`None`: no usable directory, memory only).
     pub(crate) spool_base: Option<PathBuf>,
     /// How many activity-log entries are kept.
     pub(crate) activity_capacity: usize,
-    /// Where the consent choice is persisted.
+    /// Where the consent choice is persisted: the configured data dir, else the app's
+    /// namespace in the OS data dir.
     pub(crate) data_dir: Option<PathBuf>,
     /// The consent in force at start (stored choice, else the default).
     pub(crate) consent: Consent,
+    /// The app's name: its namespace in the default data and spool directories.
+    pub(crate) app_name: String,
 }

@@ -12,23 +12,36 @@ use crate::orphans::{self, OrphanSpool};
 use crate::settings::Settings;
 use crate::InitError;
 
-/// Each configured destination with its (not yet started) engine.
-pub(crate) type Configured = Vec<(Destination, DeliverySpec)>;
+/// What [`configure`] found and made.
+#[derive(Debug, Default)]
+pub(crate) struct Configured {
+    /// Each configured destination with its (not yet started) engine.
+    pub(crate) specs: Vec<(Destination, DeliverySpec)>,
+    /// The spool directories no configured destination uses (see [`orphans::sweep`]).
+    pub(crate) orphans: Vec<OrphanSpool>,
+    /// The destination directories (fingerprints) of the configured destinations' spools.
+    pub(crate) spool_dirs: Vec<String>,
+}
 
 /// The configured destinations: PostHog, and the relay or else direct Datadog. With consent
 /// denied, whatever an earlier run spooled for them is purged as the spools open, before
-/// anything is sent. Also returns the spool directories no configured destination uses
-/// (after deleting the expired ones, see [`orphans::sweep`]).
+/// anything is sent, and every other destination directory of the spool base is purged now
+/// ([`orphans::purge_denied`]). Also returns the spool directories no configured destination
+/// uses (after deleting the expired ones, see [`orphans::sweep`]).
 ///
-/// None when upstream is disabled.
-pub(crate) fn configure(s: &Settings) -> Result<(Configured, Vec<OrphanSpool>), InitError> {
+/// None when upstream is disabled (a denial still purges the spool base).
+pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
+    let denied = s.consent == Consent::Denied;
     if s.upstream_disabled {
-        return Ok((Vec::new(), Vec::new()));
+        if let (Some(base), true) = (&s.spool_base, denied) {
+            orphans::purge_denied(base, &[], &[]);
+        }
+        return Ok(Configured::default());
     }
     let mut specs = Vec::new();
     let spools = Spools {
         base: s.spool_base.clone(),
-        denied: s.consent == Consent::Denied,
+        denied,
         active: Default::default(),
     };
     let compute_target_id = s.compute_target_id.as_str();
@@ -91,11 +104,21 @@ pub(crate) fn configure(s: &Settings) -> Result<(Configured, Vec<OrphanSpool>), 
         None
     };
     specs.extend(diagnostics);
+    let active = spools.active.take();
     let orphans = match &spools.base {
-        Some(base) => orphans::sweep(base, &spools.active.borrow(), std::time::SystemTime::now()),
+        Some(base) if denied => {
+            // Nothing of the user's may be sent once a grant brings the destination back.
+            orphans::purge_denied(base, &active, &[]);
+            orphans::sweep(base, &active, std::time::SystemTime::now())
+        }
+        Some(base) => orphans::sweep(base, &active, std::time::SystemTime::now()),
         None => Vec::new(),
     };
-    Ok((specs, orphans))
+    Ok(Configured {
+        specs,
+        orphans,
+        spool_dirs: active,
+    })
 }
 
 /// The destination spools of one start: where they live, and the ones in use.

@@ -1,5 +1,6 @@
-//! Runtime consent against a loopback server: Denied purges and stops all traffic, Granted
-//! resumes, the choice survives a restart, DO_NOT_TRACK wins over a stored grant.
+//! Runtime consent against a loopback server: Denied purges and stops all traffic (and purges
+//! the spools of destinations this run does not configure), Granted resumes, the choice
+//! survives a restart, DO_NOT_TRACK wins over a stored grant.
 
 mod support;
 
@@ -304,7 +305,7 @@ fn a_stored_denial_purges_what_an_earlier_run_spooled_before_any_connection() {
         let spooled: u64 = report.streams.iter().map(|(_, r)| r.stats.spooled).sum();
         assert_eq!(spooled, 3, "{report}");
     }
-    // Meanwhile the user denied (e.g. in a run with DO_NOT_TRACK, where nothing is purged).
+    // Meanwhile a denial was stored, with no run to purge anything (written to the file).
     consent::store(&dir, Consent::Denied).unwrap();
     up.store(true, Ordering::SeqCst);
     let before = server.requests().len();
@@ -339,4 +340,167 @@ fn storing_a_choice_syncs_its_directory() {
         assert_eq!(consent::load(&dir), Some(choice));
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A destination down (503) until `up` is set, then accepting everything.
+fn switchable() -> (TestServer, Arc<AtomicBool>) {
+    let up = Arc::new(AtomicBool::new(false));
+    let flag = up.clone();
+    let server = TestServer::start(move |_, _| {
+        if flag.load(Ordering::SeqCst) {
+            Reply::ok()
+        } else {
+            Reply::status(503)
+        }
+    });
+    (server, up)
+}
+
+/// Requests whose body carries an event of an earlier run (`command.started`,
+/// `command_started`, `job.completed`).
+fn carrying_events(server: &TestServer) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| {
+            let body = String::from_utf8_lossy(&r.body);
+            body.contains("command") || body.contains("job.completed")
+        })
+        .count()
+}
+
+/// Runs `builder` with the destinations up and consent granted, lets whatever is spooled go
+/// out (a complete flush, then shutdown), and returns the number of requests that carried an
+/// event: the replay the denial should have made impossible.
+fn replayed_after_a_grant(builder: TelemetryBuilder, server: &TestServer) -> usize {
+    let telemetry = builder.build().unwrap();
+    let handle = telemetry.handle();
+    assert_eq!(handle.consent(), Consent::Granted);
+    let report = handle.flush(Duration::from_secs(10));
+    assert!(report.is_complete(), "{report}");
+    assert!(telemetry.split().1.shutdown().is_complete());
+    assert_accounting(handle.stats());
+    carrying_events(server)
+}
+
+#[test]
+fn a_runtime_denial_purges_the_spools_of_destinations_not_configured_in_this_run() {
+    let dir = temp_dir("deny-unconfigured");
+    let (old, old_up) = switchable();
+    // Run 1: PostHog and the relay at `old`, down: three events stay in their spools.
+    {
+        let telemetry = builder(&old, &dir)
+            .shutdown_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let (layer, guard) = telemetry.split();
+        emit_handle_less(layer);
+        let report = guard.shutdown();
+        assert_eq!(report.remaining(), 3, "{report}");
+    }
+    // Run 2: the app now sends to another destination, and the user denies.
+    let (new, _) = switchable();
+    {
+        let telemetry = builder(&new, &dir).build().unwrap();
+        let handle = telemetry.handle();
+        handle.set_consent(Consent::Denied).unwrap();
+        assert!(telemetry.split().1.shutdown().is_complete());
+        assert_accounting(handle.stats());
+    }
+    // Run 3: the user grants again and the old destination is back: nothing from before the
+    // denial may reach it.
+    consent::store(&dir, Consent::Granted).unwrap();
+    old_up.store(true, Ordering::SeqCst);
+    let before = carrying_events(&old);
+    assert_eq!(
+        replayed_after_a_grant(builder(&old, &dir), &old),
+        before,
+        "events spooled before the denial were replayed after a grant"
+    );
+    assert!(new.requests().is_empty());
+}
+
+#[test]
+fn a_stored_denial_purges_the_spools_of_streams_off_in_this_run() {
+    let dir = temp_dir("denied-stream-off");
+    let (server, up) = switchable();
+    // Run 1: PostHog and the relay, down: three events stay in their spools.
+    {
+        let telemetry = builder(&server, &dir)
+            .shutdown_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let (layer, guard) = telemetry.split();
+        emit_handle_less(layer);
+        assert_eq!(guard.shutdown().remaining(), 3);
+    }
+    consent::store(&dir, Consent::Denied).unwrap();
+    // Run 2 starts with the stored denial and only the relay configured (PostHog is off).
+    {
+        let telemetry = closedloop_telemetry::builder("1.0.0")
+            .relay(server.url("/relay"), None)
+            .compute_target_id("ct-consent")
+            .data_dir(&dir)
+            .spool_dir(dir.join("spool"))
+            .build()
+            .unwrap();
+        let handle = telemetry.handle();
+        assert_eq!(handle.consent(), Consent::Denied);
+        assert!(telemetry.split().1.shutdown().is_complete());
+        assert_eq!(
+            purged(&handle),
+            2,
+            "the relay's spool is purged as it opens"
+        );
+    }
+    // Run 3: granted, both streams, the destination up: nothing from before the denial.
+    consent::store(&dir, Consent::Granted).unwrap();
+    up.store(true, Ordering::SeqCst);
+    let before = carrying_events(&server);
+    assert_eq!(
+        replayed_after_a_grant(builder(&server, &dir), &server),
+        before,
+        "PostHog events spooled before the denial were replayed after a grant"
+    );
+}
+
+/// The stream directories (`<spool>/<destination>/<stream>`) named `stream`.
+fn stream_dirs(spool: &Path, stream: &str) -> Vec<PathBuf> {
+    std::fs::read_dir(spool)
+        .unwrap()
+        .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().is_some_and(|n| n == stream))
+        .collect()
+}
+
+#[test]
+fn a_denial_leaves_a_spool_another_process_holds_to_it() {
+    use closedloop_telemetry::exporters::spool::{Spool, SpoolOptions};
+    let dir = temp_dir("deny-held");
+    let (old, _) = switchable();
+    {
+        let telemetry = builder(&old, &dir)
+            .shutdown_timeout(Duration::from_millis(500))
+            .build()
+            .unwrap();
+        let (layer, guard) = telemetry.split();
+        emit_handle_less(layer);
+        assert_eq!(guard.shutdown().remaining(), 3);
+    }
+    let spool = dir.join("spool");
+    let [relay] = stream_dirs(&spool, "relay").try_into().unwrap();
+    let [posthog] = stream_dirs(&spool, "posthog").try_into().unwrap();
+    // Held as a second running instance of the app would hold it.
+    let mut held = Spool::open(&relay, SpoolOptions::default()).unwrap();
+
+    let (new, _) = switchable();
+    let telemetry = builder(&new, &dir).build().unwrap();
+    let handle = telemetry.handle();
+    handle.set_consent(Consent::Denied).unwrap();
+    assert!(telemetry.split().1.shutdown().is_complete());
+    assert!(!posthog.exists(), "a free spool is purged");
+    let left = held.read_batch(100, 1 << 20).unwrap();
+    assert_eq!(left.len(), 2, "the held spool is left to its holder");
+    assert_accounting(handle.stats());
 }

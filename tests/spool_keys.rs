@@ -225,3 +225,25 @@ fn an_orphan_past_its_expiry_is_deleted() {
         "only the configured relay's spool remains"
     );
 }
+
+#[test]
+fn deleting_an_expired_orphan_is_logged_at_info_with_its_path_and_reason() {
+    let logs = support::logs::logs();
+    let dir = Scratch::new();
+    let (old, _) = destination();
+    spool_one(facade(&dir).relay(old.url("/relay"), None));
+    let orphan = dir.destinations().remove(0);
+    age_files(&orphan, Duration::from_secs(19 * 3600));
+
+    let (new, _) = destination();
+    let _ = run(facade(&dir).relay(new.url("/relay"), None), 0);
+    assert!(!orphan.exists(), "the expired orphan is deleted");
+    let text = logs.text();
+    let line = text
+        .lines()
+        .find(|l| l.contains(&orphan.display().to_string()))
+        .unwrap_or_else(|| panic!("no log line names {}:\n{text}", orphan.display()));
+    assert!(line.contains("INFO"), "{line}");
+    assert!(line.contains("expired"), "why: {line}");
+    assert!(line.contains("18 h"), "which rule: {line}");
+}

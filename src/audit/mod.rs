@@ -23,7 +23,6 @@ mod report;
 
 pub use posthog_body::PLACEHOLDER_API_KEY;
 
-use std::path::Path;
 use std::sync::Mutex;
 
 use closedloop_telemetry_exporters::datadog::wire::datadog_item;
@@ -70,12 +69,14 @@ fn run_inner(
     extras: Vec<serde_json::Map<String, Value>>,
 ) -> AuditReport {
     let cfg = &builder.cfg;
-    let data_dir = crate::consent::data_dir(builder.data_dir.as_deref());
-    let consent = data_dir.as_deref().and_then(crate::consent::load);
+    let app = crate::app_dirs::name(builder.app_name.as_deref())
+        .unwrap_or_else(crate::app_dirs::default_name);
+    let data_dirs = crate::app_dirs::data_dirs(builder.data_dir.as_deref(), &app);
+    let consent = crate::consent::stored(&data_dirs);
     let compute_target_id = cfg
         .compute_target_id
         .clone()
-        .or_else(|| data_dir.as_deref().and_then(stored_id))
+        .or_else(|| crate::identity::stored(&data_dirs))
         .unwrap_or_else(|| PLACEHOLDER_COMPUTE_TARGET_ID.into());
     let release = cfg
         .release_version
@@ -188,13 +189,6 @@ fn encode(kind: Destination, e: &Event, hostname: &str) -> Option<String> {
         Destination::Datadog => datadog_item(e, id, hostname).bytes,
     };
     String::from_utf8(bytes).ok()
-}
-
-/// The id the library stored earlier, read without creating one.
-fn stored_id(dir: &Path) -> Option<String> {
-    let s = std::fs::read_to_string(dir.join(crate::identity::ID_FILE)).ok()?;
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

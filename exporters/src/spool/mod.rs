@@ -108,6 +108,7 @@ mod inspect;
 mod ledger;
 mod lock;
 mod options;
+mod purge;
 mod reader;
 mod segment;
 #[allow(clippy::module_inception)]
@@ -120,6 +121,7 @@ pub use error::SpoolError;
 pub use fallback::SpoolHandle;
 pub use inspect::{dir_usage, remove_if_unlocked, DirUsage};
 pub use options::{SpoolOptions, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, DEFAULT_SYNC_INTERVAL};
+pub use purge::{purge_unlocked, PurgeOutcome};
 pub use segment::SpoolItem;
 pub use spool::Spool;
 pub use stats::{Recovery, SpoolStats};
