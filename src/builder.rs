@@ -72,6 +72,9 @@ pub struct TelemetryBuilder {
     /// `DO_NOT_TRACK` / `CL_TELEMETRY_DISABLED` seen in the environment: sticky, no setter
     /// clears it.
     pub(crate) env_disabled: bool,
+    /// The test kit's transports (see [`transport_hook`](Self::transport_hook)).
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) transport_hook: Option<crate::settings::TransportHook>,
 }
 
 impl TelemetryBuilder {
@@ -90,6 +93,8 @@ impl TelemetryBuilder {
             default_consent: Consent::Granted,
             delivery: DeliveryOptions::default(),
             env_disabled: false,
+            #[cfg(any(test, feature = "testing"))]
+            transport_hook: None,
         }
     }
 
@@ -246,6 +251,25 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The test kit's hook (feature `testing`, crate-private): each destination sent over HTTP
+    /// (PostHog, the relay unless it goes through [`relay_connection`](Self::relay_connection),
+    /// Datadog) uses `hook(destination, configured transport)` instead of its configured
+    /// transport; everything else about it (wire format, URL, key, limits) stays as configured.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) fn transport_hook(
+        mut self,
+        hook: impl Fn(
+                closedloop_telemetry_exporters::Destination,
+                Arc<dyn closedloop_telemetry_exporters::delivery::Transport>,
+            ) -> Arc<dyn closedloop_telemetry_exporters::delivery::Transport>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        self.transport_hook = Some(crate::settings::TransportHook(Arc::new(hook)));
+        self
+    }
+
     /// The ranges of the duration and size settings (see the table above). Checked whether or
     /// not a stream runs; an out-of-range value is a [`BuildError`] naming the setting.
     fn check_ranges(&self) -> Result<(), BuildError> {
@@ -322,6 +346,8 @@ impl TelemetryBuilder {
             data_dir: data_dirs.dir,
             consent,
             app_name,
+            #[cfg(any(test, feature = "testing"))]
+            transport_hook: self.transport_hook,
         })
     }
 

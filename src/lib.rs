@@ -26,13 +26,14 @@
 //!
 //! # Features
 //!
-//! With default features the crate compiles no HTTP server. Two opt-in features add tools:
+//! With default features the crate compiles no HTTP server. Opt-in features add tools:
 //!
 //! - `collector`: the local `collector`, a loopback stand-in for all three receivers, and the
 //!   published wire schemas (`schema`).
 //! - `cli`: the `closedloop-telemetry` command-line tool and the modules only it uses
 //!   (`audit`, `demo`, `verify`); implies `collector`.
-//! - `testing`: the test kit (`testing::capture`); implies `collector`.
+//! - `testing`: the test kit (`testing::capture`), which records what each stream would send
+//!   in memory (no server).
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod app_dirs;
@@ -58,7 +59,7 @@ pub mod schema;
 mod server_thread;
 mod settings;
 mod streams;
-#[cfg(all(feature = "collector", any(test, feature = "testing")))]
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(feature = "cli")]
 pub mod verify;

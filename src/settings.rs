@@ -52,4 +52,30 @@ pub(crate) struct Settings {
     pub(crate) consent: Consent,
     /// The app's name: its namespace in the default data and spool directories.
     pub(crate) app_name: String,
+    /// The test kit's transports (see [`TransportHook`]); `None` outside the kit.
+    #[cfg(any(test, feature = "testing"))]
+    pub(crate) transport_hook: Option<TransportHook>,
+}
+
+/// The test kit's hook (feature `testing`): given a destination sent over HTTP and the
+/// transport configured for it, returns the transport its stream uses instead (e.g. an
+/// in-memory one). The destination's wire format, URL and key stay as configured.
+#[cfg(any(test, feature = "testing"))]
+#[derive(Clone)]
+pub(crate) struct TransportHook(pub(crate) std::sync::Arc<TransportFn>);
+
+/// What a [`TransportHook`] runs.
+#[cfg(any(test, feature = "testing"))]
+pub(crate) type TransportFn = dyn Fn(
+        closedloop_telemetry_exporters::Destination,
+        std::sync::Arc<dyn closedloop_telemetry_exporters::delivery::Transport>,
+    ) -> std::sync::Arc<dyn closedloop_telemetry_exporters::delivery::Transport>
+    + Send
+    + Sync;
+
+#[cfg(any(test, feature = "testing"))]
+impl std::fmt::Debug for TransportHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TransportHook")
+    }
 }

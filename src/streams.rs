@@ -64,7 +64,7 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
             .flush_interval(s.posthog_flush_interval)
             .delivery(delivery(&["posthog", &destination(&ph.host), &ph.api_key]))
             .spec()?;
-        specs.push((Destination::PostHog, spec));
+        specs.push((Destination::PostHog, hooked(s, Destination::PostHog, spec)));
     }
     let max_delay = s.relay_max_delay;
     let diagnostics = if s.relay.is_some() || s.relay_connection.is_some() {
@@ -87,6 +87,11 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
         let spec = builder
             .delivery(delivery(&["relay", &destination]))
             .spec()?;
+        // The app's relay connection is not HTTP: the test kit leaves it alone.
+        let spec = match s.relay_connection {
+            None => hooked(s, Destination::Relay, spec),
+            Some(_) => spec,
+        };
         Some((Destination::Relay, spec))
     } else if let Some(dd) = &s.datadog {
         let spec = DatadogExporterBuilder::default()
@@ -99,7 +104,7 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
             .max_delay(max_delay)
             .delivery(delivery(&["datadog", &destination(&dd.logs_url)]))
             .spec()?;
-        Some((Destination::Datadog, spec))
+        Some((Destination::Datadog, hooked(s, Destination::Datadog, spec)))
     } else {
         None
     };
@@ -119,6 +124,22 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
         orphans,
         spool_dirs: active,
     })
+}
+
+/// The destination over the test kit's transport, when the builder set its hook (feature
+/// `testing`, see `Settings::transport_hook`); else as configured.
+#[cfg(any(test, feature = "testing"))]
+fn hooked(s: &Settings, to: Destination, spec: DeliverySpec) -> DeliverySpec {
+    match &s.transport_hook {
+        Some(hook) => spec.map_transport(|configured| (hook.0)(to, configured)),
+        None => spec,
+    }
+}
+
+/// The destination as configured (the test kit's hook exists with feature `testing` only).
+#[cfg(not(any(test, feature = "testing")))]
+fn hooked(_: &Settings, _: Destination, spec: DeliverySpec) -> DeliverySpec {
+    spec
 }
 
 /// The destination spools of one start: where they live, and the ones in use.

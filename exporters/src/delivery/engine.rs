@@ -131,6 +131,19 @@ impl DeliverySpec {
         self
     }
 
+    /// Replaces the transport with `f(current)` (feature `testing`): e.g. a
+    /// [`MemoryTransport`](super::MemoryTransport) that records what this destination would
+    /// receive, while the wire format, endpoint and limits stay those of the configured
+    /// destination. `f` may keep `current` (to wrap it) or drop it.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn map_transport(
+        mut self,
+        f: impl FnOnce(Arc<dyn Transport>) -> Arc<dyn Transport>,
+    ) -> Self {
+        self.transport = f(self.transport);
+        self
+    }
+
     /// Runs `hook` with the destination's handle once it has started (e.g. to attach it to
     /// the app's relay connection).
     pub(crate) fn on_start(mut self, hook: impl FnOnce(&Delivery) + Send + 'static) -> Self {

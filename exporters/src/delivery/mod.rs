@@ -28,7 +28,9 @@
 //! - Items ([`Item`]) are pre-encoded JSON values with a stable UUIDv7, mapped once on the
 //!   worker; retries re-frame the same items (fresh per-request fields such as `sent_at`).
 //! - The network sits behind [`Transport`]: [`HttpTransport`], or a channel transport for
-//!   the relay ([`relay`](crate::relay)). The engine wraps every send in the per-request timeout.
+//!   the relay ([`relay`](crate::relay)); with the `testing` feature also `MemoryTransport`,
+//!   which records each request in memory instead. The engine wraps every send in the
+//!   per-request timeout.
 //! - Retry rules are the pure [`RetryPolicy::decide`] (see [`retry`]).
 //! - Every loss is counted by [`DropReason`] in [`DeliveryStats`], with a warning on the first
 //!   loss of each kind; rejected batches are also logged once per HTTP status.
@@ -92,6 +94,8 @@ mod config;
 mod engine;
 mod error;
 mod http;
+#[cfg(any(test, feature = "testing"))]
+mod memory;
 mod options;
 mod overflow;
 mod queue;
@@ -111,6 +115,8 @@ pub(crate) use engine::{launch, Core, WeakDelivery};
 pub use engine::{Delivery, DeliveryReport, DeliverySpec};
 pub use error::{AlreadyShutdown, BuildError};
 pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
+#[cfg(any(test, feature = "testing"))]
+pub use memory::{plain_body, MemoryTransport};
 pub use options::{
     DeliveryOptions, DeliveryOptionsBuilder, DEFAULT_OVERFLOW_BYTES, DEFAULT_QUEUE_CAPACITY,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
