@@ -3,12 +3,12 @@
 //! trace id of the surrounding span reaches the relay message as `trace.otelTraceId`.
 //!
 //! ```sh
-//! cargo run --features collector --example existing_setup
+//! cargo run --example existing_setup
 //! ```
 
 use std::net::SocketAddr;
 
-use closedloop_telemetry::collector::{Collector, Destination};
+use closedloop_telemetry_collector::{Collector, Destination};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::{info, info_span};

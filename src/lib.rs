@@ -26,43 +26,31 @@
 //!
 //! # Features
 //!
-//! With default features the crate compiles no HTTP server. Opt-in features add tools:
+//! With default features the crate compiles no HTTP server. Two opt-in features:
 //!
-//! - `collector`: the local `collector`, a loopback stand-in for all three receivers, and the
-//!   published wire schemas (`schema`).
-//! - `cli`: the `closedloop-telemetry` command-line tool and the modules only it uses
-//!   (`audit`, `demo`, `verify`); implies `collector`.
+//! - `view`: the local view page ([`TelemetryHandle::serve_view`]), a loopback HTTP server.
 //! - `testing`: the test kit (`testing::capture`), which records what each stream would send
 //!   in memory (no server).
+//!
+//! The tools live in crates of their own under `tools/`: the local collector and the demo
+//! session (`closedloop-telemetry-collector`) and the `closedloop-telemetry` command-line tool
+//! (`closedloop-telemetry-cli`: `collect`, `verify`, `audit`, `schema`).
 #![warn(missing_docs, missing_debug_implementations)]
 
 mod app_dirs;
-#[cfg(feature = "cli")]
-pub mod audit;
 mod builder;
-#[cfg(feature = "collector")]
-pub mod collector;
-#[cfg(feature = "collector")]
-pub mod collector_ui;
 pub mod config;
 pub mod consent;
-#[cfg(feature = "collector")]
-pub mod demo;
 mod handle;
 pub mod identity;
 mod install;
 mod layer;
 mod orphans;
-#[cfg(feature = "collector")]
-pub mod schema;
-#[cfg(feature = "collector")]
-mod server_thread;
+mod preview;
 mod settings;
 mod streams;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-#[cfg(feature = "cli")]
-pub mod verify;
 #[cfg(feature = "view")]
 pub mod view;
 
@@ -78,6 +66,8 @@ pub use handle::{
 };
 pub use layer::ClosedLoopLayer;
 pub use orphans::{OrphanSpool, ORPHAN_DIAGNOSTICS_MAX_AGE, ORPHAN_POSTHOG_MAX_AGE};
+#[doc(hidden)]
+pub use preview::Preview;
 
 /// Default deadline for flush and shutdown (defined by the exporters' delivery engine).
 pub use closedloop_telemetry_exporters::delivery::DEFAULT_SHUTDOWN_TIMEOUT;

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use closedloop_telemetry::collector::{Collector, Destination};
+use closedloop_telemetry_collector::{Collector, Destination};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tracing_subscriber::prelude::*;
@@ -246,7 +246,7 @@ fn play(tag: &str, net: Network, shutdown: Duration) -> Run {
     let (layer, guard) = telemetry.split();
     let subscriber = tracing_subscriber::registry().with(layer);
     tracing::subscriber::with_default(subscriber, || {
-        closedloop_telemetry::demo::play(handle.gateway())
+        closedloop_telemetry_collector::demo::play(handle.gateway())
     });
     guard.shutdown();
     let stats = handle.stats();

@@ -2,7 +2,7 @@
 //! the relay (or Datadog) — or, with no stream variables set, to an embedded local collector.
 //!
 //! ```sh
-//! cargo run --features collector --example desktop_client
+//! cargo run --example desktop_client
 //! ```
 //!
 //! It always flushes before it exits (exit code 0) and prints as its last line
@@ -19,9 +19,9 @@ mod view;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use closedloop_telemetry::collector::print::{format_received, PrintFormat};
-use closedloop_telemetry::collector::Collector;
 use closedloop_telemetry::config::EnvOptions;
+use closedloop_telemetry_collector::print::{format_received, PrintFormat};
+use closedloop_telemetry_collector::Collector;
 use tracing_subscriber::prelude::*;
 
 fn main() {
@@ -103,11 +103,11 @@ fn main() {
         for (title, stream) in [
             (
                 "PostHog /batch/",
-                closedloop_telemetry::collector::Destination::PostHog,
+                closedloop_telemetry_collector::Destination::PostHog,
             ),
             (
                 "relay (desktop.telemetry)",
-                closedloop_telemetry::collector::Destination::Relay,
+                closedloop_telemetry_collector::Destination::Relay,
             ),
         ] {
             let got = c.received_on(stream);

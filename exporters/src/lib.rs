@@ -16,6 +16,8 @@ pub mod priority;
 pub mod private_fs;
 pub mod redact;
 pub mod relay;
+#[doc(hidden)]
+pub mod server_thread;
 pub mod spool;
 mod url_redact;
 

@@ -2,8 +2,8 @@
 //! what each stream sent (after redaction) and the streams' health, live.
 //!
 //! [`TelemetryHandle::serve_view`] serves it for a running pipeline (a desktop app embeds the
-//! page in its webview as the Activity Log tab); [`serve_collector_view`] serves it for what a
-//! local [`Collector`](crate::collector::Collector) receives.
+//! page in its webview as the Activity Log tab); the command-line tool's `collect --ui` serves
+//! it for what its local collector receives.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -52,7 +52,6 @@
 //! the ring keeps the last [`SENT_RING_CAPACITY`](closedloop_telemetry_exporters::delivery::SENT_RING_CAPACITY) items, each cut to
 //! [`SENT_BODY_MAX_BYTES`](closedloop_telemetry_exporters::delivery::SENT_BODY_MAX_BYTES).
 
-mod collector;
 mod conn;
 mod server;
 mod state;
@@ -65,13 +64,14 @@ use std::sync::Arc;
 use closedloop_telemetry_exporters::delivery::{DropReason, SentRing};
 use closedloop_telemetry_layers::activity::ActivityEntry;
 
-pub use collector::serve_collector_view;
 pub use conn::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SEND_DEADLINE};
 
-use crate::server_thread::{bind_loopback, check_loopback, ServerThread};
 use crate::TelemetryHandle;
+use closedloop_telemetry_exporters::server_thread::{bind_loopback, check_loopback, ServerThread};
 use server::{accept_loop, ViewCtx};
-use state::{History, Source, StreamHealth};
+use state::History;
+#[doc(hidden)]
+pub use state::{Source, StreamHealth};
 
 /// A running view server. Dropping it (or [`shutdown`](ViewServer::shutdown)) stops it.
 pub struct ViewServer {
@@ -126,8 +126,10 @@ fn random_token() -> String {
     )
 }
 
-/// Binds `addr` (loopback only) and serves `source` on a thread of its own.
-pub(crate) fn serve(addr: SocketAddr, source: Arc<dyn Source>) -> io::Result<ViewServer> {
+/// Binds `addr` (loopback only) and serves `source` on a thread of its own (the command-line
+/// tool serves its collector this way; not API).
+#[doc(hidden)]
+pub fn serve(addr: SocketAddr, source: Arc<dyn Source>) -> io::Result<ViewServer> {
     let (listener, addr) = bind_loopback(addr, "view")?;
     let token = random_token();
     let live_opened = Arc::new(AtomicU64::new(0));

@@ -19,21 +19,21 @@ const RATE_BUCKETS: usize = 30;
 
 /// The health of one stream, as a source reports it.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct StreamHealth {
+pub struct StreamHealth {
     /// The stream's name.
-    pub(crate) name: &'static str,
+    pub name: &'static str,
     /// Counters in display order (`queued`, `sent`, `spooled`, …).
-    pub(crate) counters: Vec<(&'static str, u64)>,
+    pub counters: Vec<(&'static str, u64)>,
     /// Dropped events by reason (reasons with a zero count may be left out).
-    pub(crate) dropped: Vec<(&'static str, u64)>,
+    pub dropped: Vec<(&'static str, u64)>,
     /// The last error, if any.
-    pub(crate) last_error: Option<String>,
+    pub last_error: Option<String>,
     /// The monotonic count the sparkline shows the rate of (events sent or received).
-    pub(crate) rate_of: u64,
+    pub rate_of: u64,
 }
 
 /// What a view shows; implemented for a running pipeline and for the collector.
-pub(crate) trait Source: Send + Sync + 'static {
+pub trait Source: Send + Sync + 'static {
     /// The page's heading.
     fn title(&self) -> &'static str;
     /// The activity entries from sequence number `from` on, at most the newest `max`, oldest

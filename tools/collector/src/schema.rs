@@ -4,11 +4,11 @@
 //! files and checks their shared definitions against the Rust types, so they cannot drift.
 
 /// The relay message (`desktop.telemetry`, schemaVersion "1"): one item of the relay body.
-pub const RELAY_MESSAGE_V1: &str = include_str!("../docs/schema/relay-message.v1.json");
+pub const RELAY_MESSAGE_V1: &str = include_str!("../../../docs/schema/relay-message.v1.json");
 /// One Datadog logs-intake item.
-pub const DATADOG_ITEM_V1: &str = include_str!("../docs/schema/datadog-item.v1.json");
+pub const DATADOG_ITEM_V1: &str = include_str!("../../../docs/schema/datadog-item.v1.json");
 /// The PostHog `/batch/` body this library sends.
-pub const POSTHOG_BATCH_V1: &str = include_str!("../docs/schema/posthog-batch.v1.json");
+pub const POSTHOG_BATCH_V1: &str = include_str!("../../../docs/schema/posthog-batch.v1.json");
 
 /// Every schema: (short name, file name, text).
 pub const ALL: [(&str, &str, &str); 3] = [
@@ -20,7 +20,7 @@ pub const ALL: [(&str, &str, &str); 3] = [
 /// The schema for a short name (`relay`, `datadog`, `posthog`).
 ///
 /// ```
-/// let s = closedloop_telemetry::schema::get("relay").unwrap();
+/// let s = closedloop_telemetry_collector::schema::get("relay").unwrap();
 /// assert!(s.contains("desktop.telemetry"));
 /// ```
 pub fn get(name: &str) -> Option<&'static str> {

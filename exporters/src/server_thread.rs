@@ -1,5 +1,5 @@
 //! A loopback HTTP listener served on a thread of its own: what the local collector and the
-//! view page share. The thread runs a current-thread tokio runtime inside
+//! view page share (not API: for the facade's `view` feature and the tools crates). The thread runs a current-thread tokio runtime inside
 //! `Context::enter_telemetry_suppressed_scope()`, so nothing it does becomes telemetry, and
 //! [`ServerThread::shutdown`] (also run on drop) stops it and waits for it.
 
@@ -12,7 +12,7 @@ use std::thread::JoinHandle;
 use tokio::sync::oneshot;
 
 /// An `InvalidInput` error unless `addr` is a loopback address (`what` names the server).
-pub(crate) fn check_loopback(addr: SocketAddr, what: &str) -> io::Result<()> {
+pub fn check_loopback(addr: SocketAddr, what: &str) -> io::Result<()> {
     if addr.ip().is_loopback() {
         return Ok(());
     }
@@ -24,7 +24,7 @@ pub(crate) fn check_loopback(addr: SocketAddr, what: &str) -> io::Result<()> {
 
 /// Binds `addr`, which must be a loopback address (`what` names the server in the error),
 /// as a non-blocking listener; returns it with the address it got (port 0 picks a free one).
-pub(crate) fn bind_loopback(addr: SocketAddr, what: &str) -> io::Result<(TcpListener, SocketAddr)> {
+pub fn bind_loopback(addr: SocketAddr, what: &str) -> io::Result<(TcpListener, SocketAddr)> {
     check_loopback(addr, what)?;
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
@@ -33,14 +33,15 @@ pub(crate) fn bind_loopback(addr: SocketAddr, what: &str) -> io::Result<(TcpList
 }
 
 /// The serving thread; stopped and joined on [`shutdown`](Self::shutdown) or drop.
-pub(crate) struct ServerThread {
+#[derive(Debug)]
+pub struct ServerThread {
     worker: Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>,
 }
 
 impl ServerThread {
     /// Runs `serve(stop)` to completion on a new thread named `name`; `stop` resolves when
     /// the server is shut down.
-    pub(crate) fn spawn<F, Fut>(name: &str, serve: F) -> io::Result<Self>
+    pub fn spawn<F, Fut>(name: &str, serve: F) -> io::Result<Self>
     where
         F: FnOnce(oneshot::Receiver<()>) -> Fut + Send + 'static,
         Fut: Future<Output = ()>,
@@ -64,7 +65,7 @@ impl ServerThread {
     }
 
     /// Stops the server and waits for its thread. Idempotent.
-    pub(crate) fn shutdown(&self) {
+    pub fn shutdown(&self) {
         let worker = self
             .worker
             .lock()

@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use closedloop_telemetry_exporters::delivery::{DropReason, SentOutcome, SentRing};
 use closedloop_telemetry_layers::activity::ActivityEntry;
 
-use super::state::{Source, StreamHealth};
-use super::ViewServer;
-use crate::collector::{Arrival, Collector, Destination};
+use closedloop_telemetry::view::ViewServer;
+use closedloop_telemetry::view::{Source, StreamHealth};
+use closedloop_telemetry_collector::{Arrival, Collector, Destination};
 
 /// Per destination: requests rejected and the last validation error.
 #[derive(Default)]
@@ -25,7 +25,7 @@ struct Rejections {
 struct CollectorSource {
     arrivals: Mutex<Receiver<Arrival>>,
     ring: Arc<SentRing>,
-    recorder: Arc<crate::collector::Recorder>,
+    recorder: Arc<closedloop_telemetry_collector::Recorder>,
     rejections: Mutex<Rejections>,
 }
 
@@ -106,7 +106,7 @@ impl Source for CollectorSource {
     }
 }
 
-/// Serves the view page (see [`crate::view`]) for what `collector` receives, on `addr` (loopback
+/// Serves the view page (see `closedloop_telemetry::view`) for what `collector` receives, on `addr` (loopback
 /// only): the three destinations are the "sent" part, each rejected request shows there with
 /// the collector's validation error, and the health part counts received events and rejected
 /// requests per destination. Arrivals are taken about once a second from a subscription; the
@@ -119,5 +119,5 @@ pub fn serve_collector_view(collector: &Collector, addr: SocketAddr) -> io::Resu
         recorder: collector.recorder(),
         rejections: Mutex::default(),
     };
-    super::serve(addr, Arc::new(source))
+    closedloop_telemetry::view::serve(addr, Arc::new(source))
 }

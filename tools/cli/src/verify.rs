@@ -32,9 +32,9 @@ use closedloop_telemetry_exporters::relay::RelayConnection;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
-use crate::collector::Collector;
-use crate::config::EnvOptions;
-use crate::{Consent, Destination};
+use closedloop_telemetry::config::EnvOptions;
+use closedloop_telemetry::{Consent, Destination};
+use closedloop_telemetry_collector::Collector;
 
 /// How long the probe may take to arrive (the runbook's bound).
 pub const VERIFY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -66,7 +66,7 @@ pub struct VerifyReport {
 pub enum VerifyError {
     /// Telemetry could not start.
     #[error(transparent)]
-    Init(#[from] crate::InitError),
+    Init(#[from] closedloop_telemetry::InitError),
     /// The local collector could not start.
     #[error("cannot start the local collector: {0}")]
     Collector(std::io::Error),
@@ -95,7 +95,7 @@ pub enum VerifyError {
 /// `CL_RELAY_TOKEN`). Without one it fails with [`VerifyError::NoRelay`]: there is nothing
 /// upstream to verify.
 pub fn run() -> Result<VerifyReport, VerifyError> {
-    let env = EnvOptions::from_env().map_err(crate::InitError::from)?;
+    let env = EnvOptions::from_env().map_err(closedloop_telemetry::InitError::from)?;
     if env.relay.is_none() && !env.disabled {
         return Err(VerifyError::NoRelay);
     }
@@ -105,7 +105,7 @@ pub fn run() -> Result<VerifyReport, VerifyError> {
 /// Verifies this machine's pipeline only: the probe goes to a local collector this call starts,
 /// even when `CL_RELAY_URL` is set. The report says that nothing upstream was verified.
 pub fn run_local() -> Result<VerifyReport, VerifyError> {
-    let mut env = EnvOptions::from_env().map_err(crate::InitError::from)?;
+    let mut env = EnvOptions::from_env().map_err(closedloop_telemetry::InitError::from)?;
     env.relay = None;
     run_with(env, VERIFY_TIMEOUT)
 }
@@ -151,7 +151,7 @@ impl Forwarder {
         conn: RelayConnection,
         url: &str,
         token: Option<&str>,
-    ) -> Result<Self, crate::InitError> {
+    ) -> Result<Self, closedloop_telemetry::InitError> {
         let url = parse_http_url("CL_RELAY_URL", url)?;
         let mut headers = vec![("content-type", "application/json".to_string())];
         if let Some(t) = token.filter(|t| !t.trim().is_empty()) {
@@ -296,7 +296,7 @@ pub fn run_with(mut env: EnvOptions, timeout: Duration) -> Result<VerifyReport, 
     env.spool_dir = Some(spool.0.clone());
     let conn = RelayConnection::new(4);
     let forwarder = Forwarder::start(conn.clone(), &url, token.as_deref())?;
-    let telemetry = crate::builder(env!("CARGO_PKG_VERSION"))
+    let telemetry = closedloop_telemetry::builder(env!("CARGO_PKG_VERSION"))
         .merge_env(env)
         .relay_connection(conn)
         // A refused probe must not hold the report back for the default 5 s.

@@ -1,4 +1,4 @@
-//! The `closedloop-telemetry` command-line tool (feature `cli`).
+//! The `closedloop-telemetry` command-line tool.
 //!
 //! ```text
 //! closedloop-telemetry collect [--bind 127.0.0.1:4318] [--json] [--token T] [--max-seconds N] [--ui]
@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use clap::builder::PossibleValuesParser;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
-use closedloop_telemetry::collector::{format_arrival, Collector, Destination, PrintFormat};
+use closedloop_telemetry_collector::{format_arrival, Collector, Destination, PrintFormat};
 
 /// The largest `--max-seconds` accepted: one year.
 const MAX_SECONDS: u64 = 365 * 24 * 3600;
@@ -59,7 +59,7 @@ enum Command {
     Schema {
         /// Just this one (default: all three, separated by blank lines).
         #[arg(value_parser = PossibleValuesParser::new(
-            closedloop_telemetry::schema::ALL.map(|(name, _, _)| name)
+            closedloop_telemetry_collector::schema::ALL.map(|(name, _, _)| name)
         ))]
         name: Option<String>,
     },
@@ -94,8 +94,7 @@ struct CollectArgs {
     /// Stop after N seconds, at most 31536000 (one year) (default: run until Ctrl-C).
     #[arg(long, value_name = "N")]
     max_seconds: Option<u64>,
-    /// Also serve the local view page of what arrives and print 'ui: <url>' (needs the `view`
-    /// cargo feature).
+    /// Also serve the local view page of what arrives and print 'ui: <url>'.
     #[arg(long)]
     ui: bool,
 }
@@ -196,7 +195,7 @@ fn collect(opts: CollectArgs) -> ExitCode {
     // --ui: the view page (library code), open until the collector stops.
     let _ui = match opts
         .ui
-        .then(|| closedloop_telemetry::collector_ui::start_ui(&collector))
+        .then(|| closedloop_telemetry_cli::collect_ui::start_ui(&collector))
     {
         Some(Ok(ui)) => {
             match opts.json {
@@ -278,11 +277,11 @@ fn banner(collector: &Collector, token: bool) -> String {
     )
 }
 
-/// `verify [--local]`: the runbook, automated (see `closedloop_telemetry::verify`).
+/// `verify [--local]`: the runbook, automated (see `closedloop_telemetry_cli::verify`).
 fn verify(local: bool) -> ExitCode {
     let result = match local {
-        true => closedloop_telemetry::verify::run_local(),
-        false => closedloop_telemetry::verify::run(),
+        true => closedloop_telemetry_cli::verify::run_local(),
+        false => closedloop_telemetry_cli::verify::run(),
     };
     match result {
         Ok(report) => {
@@ -298,7 +297,7 @@ fn verify(local: bool) -> ExitCode {
 /// `schema [relay|datadog|posthog]`: prints the embedded schema files (the name was checked by
 /// clap).
 fn schema(name: Option<&str>) -> ExitCode {
-    use closedloop_telemetry::schema;
+    use closedloop_telemetry_collector::schema;
     match name {
         None => {
             for (i, (_, _, text)) in schema::ALL.iter().enumerate() {
@@ -315,7 +314,7 @@ fn schema(name: Option<&str>) -> ExitCode {
 
 /// `audit [--ndjson FILE|-] [--verbose]`: the dry-run audit view.
 fn audit(ndjson: Option<&str>, verbose: bool) -> ExitCode {
-    use closedloop_telemetry::audit;
+    use closedloop_telemetry_cli::audit;
     let mut builder = match closedloop_telemetry::builder(env!("CARGO_PKG_VERSION")).from_env() {
         Ok(b) => b,
         Err(e) => {

@@ -12,7 +12,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use closedloop_telemetry::collector::{Collector, Destination};
+//! use closedloop_telemetry_collector::{Collector, Destination};
 //!
 //! let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
 //! // Point the exporters at it:
@@ -25,19 +25,21 @@
 //! collector.shutdown();
 //! ```
 
+pub mod demo;
 mod handle;
 mod kept;
 pub mod print;
 mod received;
 mod recorder;
+pub mod schema;
 mod server;
 pub mod validate;
 
 pub use handle::{Collector, CollectorBuilder};
 pub use print::{format_arrival, format_received, format_rejected, PrintFormat};
 pub use received::{Arrival, Counts, Destination, Received, Rejected};
-#[cfg(feature = "view")]
-pub(crate) use recorder::Recorder;
+#[doc(hidden)]
+pub use recorder::Recorder;
 pub use recorder::{
     DEFAULT_MAX_KEPT, DEFAULT_MAX_KEPT_BYTES, MAX_KEPT_REJECTIONS, MAX_REASON_BYTES,
     SUBSCRIPTION_BUFFER,

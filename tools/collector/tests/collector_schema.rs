@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use closedloop_telemetry::collector::Collector;
+use closedloop_telemetry_collector::Collector;
 use serde_json::{json, Value};
 
 /// One POST over a fresh loopback connection: the status and the JSON answer.

@@ -9,7 +9,7 @@ use closedloop_telemetry_layers::truncate::TAIL_MAX_BYTES;
 
 use super::observe::Seen;
 use super::posthog_body::posthog_body;
-use crate::Destination;
+use closedloop_telemetry::Destination;
 
 /// What [`run`](super::run) found.
 #[derive(Debug, Clone)]

@@ -36,7 +36,7 @@ pub fn format_arrival(arrival: &Arrival, format: PrintFormat) -> String {
 /// Formats one accepted event as a single line (no trailing newline).
 ///
 /// ```
-/// use closedloop_telemetry::collector::{format_received, PrintFormat, Received, Destination};
+/// use closedloop_telemetry_collector::{format_received, PrintFormat, Received, Destination};
 /// let r = Received {
 ///     stream: Destination::PostHog,
 ///     name: "command_completed".into(),

@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use closedloop_telemetry::collector::{
+use closedloop_telemetry_collector::{
     format_arrival, Arrival, Collector, Destination, PrintFormat, DEFAULT_MAX_KEPT_BYTES,
     MAX_REASON_BYTES,
 };

@@ -60,8 +60,9 @@ impl State {
     }
 }
 
-/// The shared record of a collector.
-pub(crate) struct Recorder {
+/// The shared record of a collector: what arrived (the command-line tool's view page reads its counts).
+#[doc(hidden)]
+pub struct Recorder {
     state: Mutex<State>,
     changed: Condvar,
 }
@@ -142,7 +143,8 @@ impl Recorder {
         self.lock().rejected.iter().cloned().collect()
     }
 
-    pub(crate) fn counts(&self) -> Counts {
+    /// The counters so far.
+    pub fn counts(&self) -> Counts {
         self.lock().counts
     }
 

@@ -2,13 +2,13 @@
 //! `error_stack`, `abort_reason`, `exit_signal`, `spawn_meta`, `token_usage` and every string in
 //! `extra` are redacted on both streams (PostHog, and the relay), and the audit shows it.
 //! Through the public builder with its default policy.
-#![cfg(feature = "testing")]
 
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
-use closedloop_telemetry::audit::{self, ndjson};
 use closedloop_telemetry::testing::capture;
 use closedloop_telemetry::Destination;
+use closedloop_telemetry_cli::audit::{self, ndjson};
 use serde_json::Value;
 
 const GITHUB_TOKEN: &str = "ghp_4f9ZkqLr8TnW2xYc7VbM1sPdQ0aHjE3uKoIy";

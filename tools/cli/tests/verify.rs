@@ -1,5 +1,6 @@
 //! `verify`: the runbook automated, against the embedded collector and against relays.
 
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use closedloop_telemetry::config::EnvOptions;
-use closedloop_telemetry::verify::{run_with, VerifyError};
+use closedloop_telemetry_cli::verify::{run_with, VerifyError};
 use support::server::{Reply, TestServer};
 use tracing_subscriber::prelude::*;
 

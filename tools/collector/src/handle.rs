@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::received::{Arrival, Counts, Destination, Received, Rejected};
 use super::recorder::{Recorder, DEFAULT_MAX_KEPT, DEFAULT_MAX_KEPT_BYTES};
 use super::server::{accept_loop, ServerCtx, DATADOG_PATH, RELAY_PATH};
-use crate::server_thread::{bind_loopback, ServerThread};
+use closedloop_telemetry_exporters::server_thread::{bind_loopback, ServerThread};
 
 /// Builder for [`Collector`]. Defaults: bind `127.0.0.1:0` (any free port), no relay token,
 /// keep at most [`DEFAULT_MAX_KEPT`] accepted events and [`DEFAULT_MAX_KEPT_BYTES`] (32 MiB) of
@@ -102,7 +102,7 @@ impl CollectorBuilder {
 /// (or [`shutdown`](Collector::shutdown)) stops the server.
 ///
 /// ```
-/// use closedloop_telemetry::collector::Collector;
+/// use closedloop_telemetry_collector::Collector;
 /// let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
 /// assert!(collector.relay_url().ends_with("/relay"));
 /// assert_eq!(collector.counts().total(), 0);
@@ -209,9 +209,9 @@ impl Collector {
         self.recorder.clear();
     }
 
-    /// The shared record (for the local view).
-    #[cfg(feature = "view")]
-    pub(crate) fn recorder(&self) -> Arc<Recorder> {
+    /// The shared record (for the command-line tool's view page; not API).
+    #[doc(hidden)]
+    pub fn recorder(&self) -> Arc<Recorder> {
         self.recorder.clone()
     }
 

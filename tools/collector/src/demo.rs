@@ -1,11 +1,11 @@
 //! A scripted desktop session: the "app" part of the `desktop_client` example and the default
-//! session of the `audit` command (feature `cli`). It only uses `tracing` and the
+//! session of the command-line tool's `audit`. It only uses `tracing` and the
 //! gateway-session handle; it never touches an exporter. Every catalogue row is emitted at least once, with realistic
 //! subprocess output that contains secrets (which verbose mode must redact).
 
 use std::time::Duration;
 
-use crate::GatewaySession;
+use closedloop_telemetry_layers::GatewaySession;
 use tracing::{error, info, info_span, warn};
 
 // Realistic subprocess output, with a secret that verbose mode must redact.

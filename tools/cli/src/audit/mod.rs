@@ -1,6 +1,6 @@
 //! The audit view: what exactly would leave the machine for a session, with no network.
 //!
-//! [`run`] plays a session (the [demo](crate::demo) one, or [NDJSON](ndjson) lines) through
+//! [`run`] plays a session (the [demo](closedloop_telemetry_collector::demo) one, or [NDJSON](ndjson) lines) through
 //! the configured pipeline in dry-run mode: the real [`TelemetryLayer`], the real decoder and
 //! routing, and the real wire encoders (free-text and tail redaction included), with the
 //! delivery engines replaced by a capture. Nothing is sent, nothing is written to disk. The
@@ -9,10 +9,10 @@
 //!
 //! ```
 //! let builder = closedloop_telemetry::builder("1.0.0").verbose(true);
-//! let lines = closedloop_telemetry::audit::ndjson::parse(
+//! let lines = closedloop_telemetry_cli::audit::ndjson::parse(
 //!     r#"{"event":"job.failed","exit_code":1,"log_tail":"token ghp_4f9ZkqLr8TnW2xYc7VbM1sPdQ0aHjE3uKoIy"}"#,
 //! ).unwrap();
-//! let report = closedloop_telemetry::audit::run_ndjson(&builder, &lines);
+//! let report = closedloop_telemetry_cli::audit::run_ndjson(&builder, &lines);
 //! assert!(report.to_string().contains("[REDACTED:"));
 //! ```
 
@@ -37,18 +37,16 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
-use crate::consent::Consent;
-use crate::Destination;
-use crate::TelemetryBuilder;
+use closedloop_telemetry::{Consent, Destination, TelemetryBuilder};
 
 pub use report::{AuditReport, AuditedEvent, Finding, StreamAudit};
 
 /// The computeTargetId shown when none is configured or stored (the audit never creates one).
 pub const PLACEHOLDER_COMPUTE_TARGET_ID: &str = "<computeTargetId>";
 
-/// Audits the demo session ([`crate::demo::play`]) under `builder`'s configuration.
+/// Audits the demo session ([`closedloop_telemetry_collector::demo::play`]) under `builder`'s configuration.
 pub fn run_demo(builder: &TelemetryBuilder) -> AuditReport {
-    run(builder, crate::demo::play)
+    run(builder, closedloop_telemetry_collector::demo::play)
 }
 
 /// Audits NDJSON lines (see [`ndjson`]) under `builder`'s configuration.
@@ -68,33 +66,18 @@ fn run_inner(
     session: impl FnOnce(&GatewaySession),
     extras: Vec<serde_json::Map<String, Value>>,
 ) -> AuditReport {
-    let cfg = &builder.cfg;
-    let app = crate::app_dirs::name(builder.app_name.as_deref())
-        .unwrap_or_else(crate::app_dirs::default_name);
-    let data_dirs = crate::app_dirs::data_dirs(builder.data_dir.as_deref(), &app);
-    let consent = crate::consent::stored(&data_dirs);
-    let compute_target_id = cfg
+    let preview = builder.preview();
+    let consent = preview.consent;
+    let compute_target_id = preview
         .compute_target_id
         .clone()
-        .or_else(|| crate::identity::stored(&data_dirs))
         .unwrap_or_else(|| PLACEHOLDER_COMPUTE_TARGET_ID.into());
-    let release = cfg
-        .release_version
-        .clone()
-        .unwrap_or_else(|| builder.app_version.clone());
-    let verbose = cfg.verbose;
-    let allow_custom = builder.allow_custom;
+    let release = preview.release_version.clone();
+    let verbose = preview.verbose;
+    let allow_custom = preview.allow_custom_events;
 
     let mut notes = Vec::new();
-    let mut streams = Vec::new();
-    if cfg.posthog.is_some() {
-        streams.push(Destination::PostHog);
-    }
-    if cfg.relay.is_some() || builder.relay_connection.is_some() {
-        streams.push(Destination::Relay);
-    } else if cfg.datadog.is_some() {
-        streams.push(Destination::Datadog);
-    }
+    let mut streams = preview.streams.clone();
     if streams.is_empty() {
         notes.push(
             "no stream configured: showing PostHog and the relay, as the desktop_client \
@@ -104,13 +87,13 @@ fn run_inner(
         streams = vec![Destination::PostHog, Destination::Relay];
     }
     let mut upstream = true;
-    if cfg.disabled {
+    if preview.disabled {
         notes.push(
             "DO_NOT_TRACK / CL_TELEMETRY_DISABLED is set: no stream runs, nothing would be sent"
                 .into(),
         );
         upstream = false;
-    } else if consent.unwrap_or(builder.default_consent) == Consent::Denied {
+    } else if consent == Consent::Denied {
         notes.push("consent is denied: nothing would be sent".into());
         upstream = false;
     }
@@ -133,7 +116,7 @@ fn run_inner(
         .allow_custom_events(allow_custom)
         .gateway_session(gateway.clone())
         .build();
-    let activity = ActivityLogStore::with_capacity(builder.activity_capacity);
+    let activity = ActivityLogStore::with_capacity(preview.activity_capacity);
     let observer = observe::Observer::default();
     let seen = observer.seen();
     let subscriber = tracing_subscriber::registry()

@@ -2,14 +2,15 @@
 //! Real encoders and redaction, nothing sent (the configured URLs point at a loopback server
 //! that must see no request).
 
+#[path = "../../../tests/support/mod.rs"]
 mod support;
 
 use std::path::PathBuf;
 
-use closedloop_telemetry::audit::{self, ndjson};
 use closedloop_telemetry::config::EnvOptions;
 use closedloop_telemetry::consent::{self, Consent};
 use closedloop_telemetry::{Destination, TelemetryBuilder};
+use closedloop_telemetry_cli::audit::{self, ndjson};
 use support::server::{Reply, TestServer};
 
 const SESSION: &str = r#"

@@ -12,7 +12,7 @@ use closedloop_telemetry::exporters::posthog::wire::{encode_event, Framer};
 use closedloop_telemetry::exporters::relay::wire::relay_item;
 use closedloop_telemetry::layers::catalogue::{CatalogueEntry, CATALOGUE};
 use closedloop_telemetry::layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
-use closedloop_telemetry::schema;
+use closedloop_telemetry_collector::schema;
 use serde_json::{json, Value};
 
 struct Validator {
@@ -346,8 +346,8 @@ fn schemas_match_the_rust_types_and_each_other() {
 
 #[test]
 fn the_real_pipeline_output_for_the_demo_session_validates() {
-    use closedloop_telemetry::audit;
     use closedloop_telemetry::Destination;
+    use closedloop_telemetry_cli::audit;
     let v = Validator::new();
     let dir = std::env::temp_dir().join(format!("cl-schema-{}", uuid::Uuid::new_v4()));
     for verbose in [true, false] {
