@@ -10,6 +10,7 @@ pub mod diagnostics;
 pub mod env;
 mod exporter;
 mod flush_through;
+pub mod otlp;
 pub mod pipeline;
 pub mod posthog;
 pub mod priority;

@@ -77,18 +77,29 @@ impl HttpTransport {
         headers: &[(&'static str, String)],
         connect_timeout: Duration,
     ) -> Result<Self, BuildError> {
+        Self::with_headers(url, headers, connect_timeout)
+    }
+
+    /// [`HttpTransport::new`] with header names known only at run time (OTLP's configured
+    /// headers).
+    pub(crate) fn with_headers<N: AsRef<str>>(
+        url: Url,
+        headers: &[(N, String)],
+        connect_timeout: Duration,
+    ) -> Result<Self, BuildError> {
         let mut map = HeaderMap::new();
         for (name, value) in headers {
+            let name = name.as_ref();
             let mut v = HeaderValue::from_str(value).map_err(|e| BuildError::InvalidValue {
-                setting: name,
-                reason: format!("not a valid header value: {e}"),
+                setting: "header",
+                reason: format!("{name}: not a valid header value: {e}"),
             })?;
             v.set_sensitive(true);
             // `from_bytes` lowercases and validates; `from_static` would panic on `DD-API-KEY`.
             let key =
                 HeaderName::from_bytes(name.as_bytes()).map_err(|e| BuildError::InvalidValue {
-                    setting: name,
-                    reason: format!("not a valid header name: {e}"),
+                    setting: "header",
+                    reason: format!("{name:?} is not a valid header name: {e}"),
                 })?;
             map.insert(key, v);
         }
@@ -170,6 +181,7 @@ impl HttpTransport {
             status,
             retry_after,
             reason,
+            body,
         })
     }
 }

@@ -81,6 +81,7 @@ impl Transport for MemoryTransport {
                 status: 200,
                 retry_after: None,
                 reason: String::new(),
+                body: Vec::new(),
             })
         })
     }

@@ -103,6 +103,13 @@ impl DeliveryOptions {
         self.gzip
     }
 
+    /// These options with gzip on at [`DEFAULT_GZIP_LEVEL`] (a destination whose protocol
+    /// compresses by default, like OTLP).
+    pub(crate) fn gzipped(mut self) -> Self {
+        self.gzip = Some(DEFAULT_GZIP_LEVEL);
+        self
+    }
+
     /// The backoff and give-up rules.
     pub fn retry_policy(&self) -> &RetryPolicy {
         &self.retry

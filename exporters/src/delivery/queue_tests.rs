@@ -101,6 +101,7 @@ impl Transport for Acks {
                 status: 200,
                 retry_after: None,
                 reason: String::new(),
+                body: Vec::new(),
             })
         })
     }

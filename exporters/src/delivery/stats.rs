@@ -308,6 +308,17 @@ impl DeliveryStats {
         self.settle(n);
     }
 
+    /// Moves `n` events already counted as sent to `reason` (a 2xx that rejected part of its
+    /// batch): they were settled once, so the accounting still holds. `true` when this logged
+    /// the first drop of its kind.
+    pub(crate) fn reclassify_sent(&self, n: u64, reason: DropReason, detail: &str) -> bool {
+        if n == 0 {
+            return false;
+        }
+        self.sent.fetch_sub(n, Relaxed);
+        self.count_drop(reason, n, detail)
+    }
+
     pub(crate) fn request(&self) {
         self.requests.fetch_add(1, Relaxed);
     }

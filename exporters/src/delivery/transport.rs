@@ -34,6 +34,10 @@ pub struct Response {
     pub retry_after: Option<String>,
     /// The server's reason text for non-2xx answers (the body, truncated); empty on success.
     pub reason: String,
+    /// The answer's body as received (at most
+    /// [`RESPONSE_MAX_BYTES`](super::RESPONSE_MAX_BYTES)), for destinations that read it (OTLP:
+    /// a `partial_success`, or a protobuf `Status`); empty when the transport has none.
+    pub body: Vec<u8>,
 }
 
 /// Why a request got no answer. Every variant but [`Rejected`](Self::Rejected) is retried.

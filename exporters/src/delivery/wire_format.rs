@@ -87,6 +87,22 @@ pub trait WireFormat: Send + Sync + 'static {
         let _ = status;
         None
     }
+
+    /// The server's reason, read from an error answer's body when the destination has a format
+    /// for it (OTLP's `google.rpc.Status` message); `None` keeps the body's text. Default:
+    /// `None`.
+    fn reason(&self, body: &[u8]) -> Option<String> {
+        let _ = body;
+        None
+    }
+
+    /// For a 2xx answer: how many of the batch's items the server says it rejected, and its
+    /// message (OTLP's `partial_success`). Those are counted as `rejected`, the rest as sent.
+    /// Default: `None` (a 2xx accepts the whole batch).
+    fn partially_rejected(&self, body: &[u8]) -> Option<(u64, String)> {
+        let _ = body;
+        None
+    }
 }
 
 /// Frames items as a JSON array `[a,b,c]`: the body of the relay and Datadog streams.

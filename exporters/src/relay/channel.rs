@@ -274,6 +274,7 @@ impl Transport for ChannelTransport {
                     status: 200,
                     retry_after: None,
                     reason: String::new(),
+                    body: Vec::new(),
                 }),
                 Ok(Answer::Fail(reason)) => Err(TransportError::Connection(reason)),
                 Ok(Answer::Reject(reason)) => Err(TransportError::Rejected(reason)),

@@ -6,6 +6,7 @@
 mod support;
 
 mod datadog;
+mod otlp;
 mod posthog_common;
 mod posthog_retry;
 mod posthog_runtime;

@@ -39,6 +39,7 @@ impl Transport for Acks {
                 status: 200,
                 retry_after: None,
                 reason: String::new(),
+                body: Vec::new(),
             })
         })
     }

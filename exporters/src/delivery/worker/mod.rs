@@ -46,6 +46,8 @@ pub(crate) struct Worker {
     warned_status: HashSet<u16>,
     /// The TLS failures already logged (each distinct reason once; a few at most).
     warned_tls: HashSet<String>,
+    /// Whether a partial success was logged (once per stream).
+    warned_partial: bool,
     /// The consent gate (see `Delivery::purge`): while set nothing is queued or sent.
     denied: Arc<AtomicBool>,
     /// A request is on the wire (purges then wait for its outcome before answering).
@@ -107,6 +109,7 @@ impl Worker {
             shutdown: None,
             warned_status: HashSet::new(),
             warned_tls: HashSet::new(),
+            warned_partial: false,
             denied,
             sending: false,
             attempts: 0,

@@ -114,7 +114,40 @@ impl Worker {
             self.stats.set_last_error(error.clone());
         }
         let status = result.as_ref().ok().map(|r| r.status);
+        let partial = match (&result, decision) {
+            (Ok(r), Decision::Done) => self.stream.partially_rejected(&r.body),
+            _ => None,
+        };
         self.apply(decision, connection, items, &error, status);
+        if let Some((rejected, message)) = partial {
+            self.count_partial(items, rejected, &message);
+        }
+    }
+
+    /// A 2xx that rejected some of the batch (OTLP's `partial_success`): `apply` counted the
+    /// whole batch as sent; move the rejected ones to `rejected` (at most the batch) and log the
+    /// server's message once per stream.
+    fn count_partial(&mut self, items: usize, rejected: u64, message: &str) {
+        let rejected = rejected.min(items as u64);
+        let mut text = message.trim().to_string();
+        self.stream.redact(&mut text);
+        let text = Redactor::shared().redact(&text).into_owned();
+        let detail = format!(
+            "partial success: {rejected} of {items} rejected: {}",
+            keep_head(&text, LAST_ERROR_MAX_BYTES)
+        );
+        let logged = self
+            .stats
+            .reclassify_sent(rejected, DropReason::Rejected, &detail);
+        self.stats.set_last_error(detail.clone());
+        if !std::mem::replace(&mut self.warned_partial, true) && !logged {
+            tracing::warn!(
+                stream = self.stream.name(),
+                rejected,
+                error = %detail,
+                "telemetry batch partly rejected by the server; those events are dropped"
+            );
+        }
     }
 
     /// What happened, for the retry policy, and as text for `last_error` and logs (redacted).
@@ -267,7 +300,10 @@ impl Worker {
     /// and the server's text, redacted (the stream's own credentials, then every pattern of
     /// the [`Redactor`]) before it is truncated.
     fn describe(&self, r: &Response) -> String {
-        let mut text = r.reason.trim().to_string();
+        let own = (!(200..300).contains(&r.status))
+            .then(|| self.stream.reason(&r.body))
+            .flatten();
+        let mut text = own.unwrap_or_else(|| r.reason.clone()).trim().to_string();
         self.stream.redact(&mut text);
         let text = Redactor::shared().redact(&text).into_owned();
         let reason = keep_head(&text, LAST_ERROR_MAX_BYTES);
