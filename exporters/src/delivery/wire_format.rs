@@ -88,6 +88,15 @@ pub trait WireFormat: Send + Sync + 'static {
         None
     }
 
+    /// Whether an error status may be retried at all (then the retry policy decides how); a
+    /// status this refuses drops the batch as `rejected` at once. Default: every status (the
+    /// policy alone decides: 408, 429 and 5xx are retried). OTLP/HTTP retries only 429, 502,
+    /// 503 and 504 (and splits on 413).
+    fn retries(&self, status: u16) -> bool {
+        let _ = status;
+        true
+    }
+
     /// The server's reason, read from an error answer's body when the destination has a format
     /// for it (OTLP's `google.rpc.Status` message); `None` keeps the body's text. Default:
     /// `None`.

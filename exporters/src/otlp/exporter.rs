@@ -57,6 +57,12 @@ impl WireFormat for OtlpStream {
         }
     }
 
+    /// The OTLP/HTTP spec's retryable answers: 429, 502, 503 and 504 (and 413, which the
+    /// engine splits); every other error is final.
+    fn retries(&self, status: u16) -> bool {
+        matches!(status, 413 | 429 | 502 | 503 | 504)
+    }
+
     /// An error answer's `google.rpc.Status` message (the spec's way to say why).
     fn reason(&self, body: &[u8]) -> Option<String> {
         wire::status_message(body, self.protocol)

@@ -309,6 +309,20 @@ fn a_400_is_rejected_counted_and_explained_with_the_status_message() {
 }
 
 #[test]
+fn errors_the_spec_does_not_call_retryable_are_rejected_at_once() {
+    for status in [408, 500, 501] {
+        let server = TestServer::always(status);
+        let otlp = builder(&server).build().unwrap();
+        otlp.delivery().submit(vec![event("job.failed")]).unwrap();
+        let _ = otlp.flush(WAIT);
+        let stats = stats_after(&otlp);
+        assert_eq!(server.requests().len(), 1, "{status}: never retried");
+        assert_eq!((stats.retried, stats.dropped.rejected), (0, 1), "{status}");
+        assert_accounting(stats);
+    }
+}
+
+#[test]
 fn a_partial_success_counts_exactly_its_rejected_records() {
     let server = TestServer::start(|_, _| {
         Reply::ok().body(

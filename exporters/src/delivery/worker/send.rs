@@ -205,6 +205,12 @@ impl Worker {
             self.cfg
                 .retry
                 .decide(outcome, attempt, items, SystemTime::now(), fastrand::f64());
+        if let Outcome::Status { status, .. } = outcome {
+            let error = !(200..300).contains(&status);
+            if error && matches!(decision, Decision::Backoff(_)) && !self.stream.retries(status) {
+                decision = Decision::Drop(DropReason::Rejected);
+            }
+        }
         if self.is_denied() && matches!(decision, Decision::Backoff(_) | Decision::Split) {
             decision = Decision::Drop(DropReason::Purged);
             for p in &mut self.purge_replies {
