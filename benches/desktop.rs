@@ -11,6 +11,8 @@
 //!   one (sent or dropped). Lost = emitted − sent. Peak RSS (`VmHWM`, reset first) against the
 //!   RSS just before. Then the OpenTelemetry bridge over a stock `BatchLogProcessor` (no-op
 //!   exporter) on the same burst: lost = emitted − exported.
+//! - **burst_otlp**: the same burst with OTLP as the only stream (`.otlp(..)`, protobuf and
+//!   gzip as by default): lost = emitted − sent.
 //! - **held**: what one event costs while it waits in memory: 20,000 records made by the real
 //!   layer and kept in the form the hand-off holds them, RSS after minus before, per record.
 //! - **wakeups**: voluntary + involuntary context switches summed over every thread
@@ -101,7 +103,9 @@ fn main() {
         }
         return;
     }
-    let burst = burst(&receiver, &root.join("burst"));
+    let burst_otlp_run = |r| burst(r, &root.join("burst-otlp"), Streams::Otlp);
+    let burst = burst(&receiver, &root.join("burst"), Streams::PostHog);
+    let burst_otlp = burst_otlp_run(&receiver);
     let bridge = bridge_burst();
     let held = held_bytes();
     let startup = startup(&receiver, &root.join("startup"));
@@ -123,6 +127,7 @@ fn main() {
         "burst: n={BURST} closedloop_lost={} bridge_lost={} closedloop_rss_delta_kib={}",
         burst.lost, bridge.lost, burst.rss_delta_kib
     );
+    println!("burst_otlp: n={BURST} lost={}", burst_otlp.lost);
     println!(
         "wakeups: idle_per_s={:.2} one_event_per_s={:.2}",
         steady.idle.wakeups_per_s(),
@@ -158,6 +163,10 @@ fn main() {
     println!(
         "| burst, closedloop: emit time, settle time | {:.1} ms, {:.1} ms |",
         burst.emit_ms, burst.settle_ms
+    );
+    println!(
+        "| burst to OTLP alone: sent / lost (by reason), settle time | {} / {} {}, {:.1} ms |",
+        burst_otlp.sent, burst_otlp.lost, burst_otlp.drops, burst_otlp.settle_ms
     );
     println!(
         "| burst, closedloop: RSS before, peak, delta | {} KiB, {} KiB, **{} KiB** |",
@@ -255,6 +264,8 @@ fn in_spans<T>(dispatch: &Dispatch, f: impl FnOnce() -> T) -> T {
 enum Streams {
     PostHog,
     PostHogRelay,
+    /// OTLP alone (the diagnostics stream to an OpenTelemetry Collector).
+    Otlp,
 }
 
 impl Streams {
@@ -263,6 +274,7 @@ impl Streams {
         match self {
             Streams::PostHog => "PostHog",
             Streams::PostHogRelay => "PostHog + relay",
+            Streams::Otlp => "OTLP",
         }
     }
 
@@ -271,6 +283,7 @@ impl Streams {
         match self {
             Streams::PostHog => "steady",
             Streams::PostHogRelay => "steady-relay",
+            Streams::Otlp => "steady-otlp",
         }
     }
 }
@@ -287,12 +300,17 @@ fn facade(
     let mut builder = closedloop_telemetry::builder("1.0.0")
         .data_dir(dir.join("data"))
         .spool_dir(dir.join("spool"))
-        .posthog("phc_bench", receiver.base.clone())
         .compute_target_id("ct-bench")
         .release_version("1.0.0")
         .shutdown_timeout(Duration::from_secs(2));
-    if let Streams::PostHogRelay = streams {
-        builder = builder.relay(format!("{}/relay", receiver.base), None);
+    match streams {
+        Streams::PostHog => builder = builder.posthog("phc_bench", receiver.base.clone()),
+        Streams::PostHogRelay => {
+            builder = builder
+                .posthog("phc_bench", receiver.base.clone())
+                .relay(format!("{}/relay", receiver.base), None)
+        }
+        Streams::Otlp => builder = builder.otlp(receiver.base.clone()),
     }
     let telemetry = builder.build().expect("facade builds");
     let (layer, guard) = telemetry.split();
@@ -336,8 +354,8 @@ struct BurstResult {
     rss_delta_kib: u64,
 }
 
-fn burst(receiver: &Receiver, dir: &Path) -> BurstResult {
-    let (dispatch, guard, handle) = facade(receiver, dir, Streams::PostHog);
+fn burst(receiver: &Receiver, dir: &Path, streams: Streams) -> BurstResult {
+    let (dispatch, guard, handle) = facade(receiver, dir, streams);
     let tail = tail();
     // Warm up: connections, allocator arenas, the spool's files.
     in_spans(&dispatch, || (0..200).for_each(|_| emit(&tail)));

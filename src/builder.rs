@@ -15,7 +15,7 @@ use closedloop_telemetry_exporters::BuildError;
 use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore, DEFAULT_CAPACITY};
 use closedloop_telemetry_layers::GatewaySession;
 
-use crate::config::{DatadogOptions, EnvOptions, PostHogOptions, RelayOptions};
+use crate::config::{DatadogOptions, EnvOptions, OtlpOptions, PostHogOptions, RelayOptions};
 use crate::consent::Consent;
 use crate::handle::{HandleInner, TelemetryGuard, TelemetryHandle};
 use crate::layer::ClosedLoopLayer;
@@ -33,6 +33,7 @@ pub const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 /// | PostHog ([`posthog`](Self::posthog)) | off (`CL_POSTHOG_API_KEY`, `CL_POSTHOG_HOST`) |
 /// | relay ([`relay`](Self::relay)) | off (`CL_RELAY_URL`, `CL_RELAY_TOKEN`) |
 /// | Datadog ([`datadog`](Self::datadog)) | off; used only without a relay (`DD_API_KEY`, `DD_SITE`, `DD_LOGS_URL`) |
+/// | OTLP ([`otlp`](Self::otlp), [`otlp_options`](Self::otlp_options)) | off; beside the relay or Datadog (`CL_OTLP_ENDPOINT`, `CL_OTLP_HEADERS`, `CL_OTLP_PROTOCOL`, `CL_OTLP_COMPRESSION`; never `OTEL_EXPORTER_OTLP_*`) |
 /// | [`compute_target_id`](Self::compute_target_id) | `CL_COMPUTE_TARGET_ID`, else an id persisted in the OS data dir |
 /// | [`release_version`](Self::release_version) | `CL_RELEASE_VERSION`, else the app version given to [`crate::builder`] |
 /// | [`verbose`](Self::verbose) | off (`CL_TELEMETRY_VERBOSE`) |
@@ -110,6 +111,7 @@ impl TelemetryBuilder {
         c.posthog = env.posthog.or(c.posthog.take());
         c.relay = env.relay.or(c.relay.take());
         c.datadog = env.datadog.or(c.datadog.take());
+        c.otlp = env.otlp.or(c.otlp.take());
         c.compute_target_id = env.compute_target_id.or(c.compute_target_id.take());
         c.release_version = env.release_version.or(c.release_version.take());
         c.verbose |= env.verbose;
@@ -143,6 +145,27 @@ impl TelemetryBuilder {
             api_key: api_key.into(),
             logs_url: logs_url.into(),
         });
+        self
+    }
+
+    /// Also sends the diagnostics stream to an OpenTelemetry Collector over OTLP/HTTP (beside
+    /// the relay or Datadog): `endpoint` is its base URL (records go to `{endpoint}/v1/logs`),
+    /// protobuf and gzip by default. See [`otlp_options`](Self::otlp_options) for headers, the
+    /// protocol and compression.
+    pub fn otlp(mut self, endpoint: impl Into<String>) -> Self {
+        self.cfg.otlp = Some(OtlpOptions {
+            endpoint: endpoint.into(),
+            headers: Vec::new(),
+            protocol: Default::default(),
+            compression: Default::default(),
+        });
+        self
+    }
+
+    /// Sends the diagnostics stream to an OpenTelemetry Collector with these settings (what
+    /// `CL_OTLP_*` set).
+    pub fn otlp_options(mut self, options: OtlpOptions) -> Self {
+        self.cfg.otlp = Some(options);
         self
     }
 
@@ -329,6 +352,7 @@ impl TelemetryBuilder {
             posthog: self.cfg.posthog,
             relay: self.cfg.relay,
             datadog: self.cfg.datadog,
+            otlp: self.cfg.otlp,
             relay_connection: self.relay_connection,
             delivery: self.delivery,
             upstream_disabled: self.cfg.disabled || self.env_disabled,

@@ -61,6 +61,37 @@ pub struct DatadogOptions {
     pub logs_url: String,
 }
 
+/// OTLP/HTTP logs settings: the diagnostics stream to an OpenTelemetry Collector, beside the
+/// relay or Datadog. Read from `CL_OTLP_*` only, never from the standard
+/// `OTEL_EXPORTER_OTLP_*` variables: an app's own tracing endpoint must not start receiving user
+/// telemetry because this library was added.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OtlpOptions {
+    /// The collector's base URL (`CL_OTLP_ENDPOINT`); records go to `{endpoint}/v1/logs`.
+    pub endpoint: String,
+    /// Extra request headers (`CL_OTLP_HEADERS`, `k=v,k2=v2`, values percent-decoded).
+    pub headers: Vec<(String, String)>,
+    /// `http/protobuf` (default) or `http/json` (`CL_OTLP_PROTOCOL`).
+    pub protocol: closedloop_telemetry_exporters::otlp::Protocol,
+    /// `gzip` (default) or `none` (`CL_OTLP_COMPRESSION`).
+    pub compression: closedloop_telemetry_exporters::otlp::Compression,
+}
+
+impl std::fmt::Debug for OtlpOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("OtlpOptions")
+            .field(
+                "endpoint",
+                &closedloop_telemetry_exporters::redact_url(&self.endpoint),
+            )
+            .field("headers", &names)
+            .field("protocol", &self.protocol)
+            .field("compression", &self.compression)
+            .finish()
+    }
+}
+
 macro_rules! redacted_debug {
     ($t:ty, $name:literal, $($field:ident),*) => {
         impl std::fmt::Debug for $t {
@@ -88,6 +119,8 @@ pub struct EnvOptions {
     pub relay: Option<RelayOptions>,
     /// `DD_API_KEY` (+ `DD_SITE` / `DD_LOGS_URL`).
     pub datadog: Option<DatadogOptions>,
+    /// `CL_OTLP_ENDPOINT` (+ `CL_OTLP_HEADERS`, `CL_OTLP_PROTOCOL`, `CL_OTLP_COMPRESSION`).
+    pub otlp: Option<OtlpOptions>,
     /// `CL_COMPUTE_TARGET_ID`.
     pub compute_target_id: Option<String>,
     /// `CL_RELEASE_VERSION`.
@@ -166,10 +199,15 @@ impl EnvOptions {
             }
             None => None,
         };
+        let otlp = match var("CL_OTLP_ENDPOINT") {
+            Some(endpoint) => Some(otlp_options(&endpoint, &var)?),
+            None => None,
+        };
         Ok(EnvOptions {
             posthog,
             relay,
             datadog,
+            otlp,
             compute_target_id: var("CL_COMPUTE_TARGET_ID"),
             release_version: var("CL_RELEASE_VERSION"),
             verbose: parse_flag("CL_TELEMETRY_VERBOSE", var("CL_TELEMETRY_VERBOSE"))?,
@@ -178,6 +216,43 @@ impl EnvOptions {
             spool_dir: var("CL_TELEMETRY_SPOOL_DIR").map(PathBuf::from),
         })
     }
+}
+
+/// The `CL_OTLP_*` settings, `CL_OTLP_ENDPOINT` being set.
+fn otlp_options(
+    endpoint: &str,
+    var: &impl Fn(&str) -> Option<String>,
+) -> Result<OtlpOptions, ConfigError> {
+    use closedloop_telemetry_exporters::otlp::{wire::parse_headers, Compression, Protocol};
+    let endpoint = parse_url("CL_OTLP_ENDPOINT", endpoint)?;
+    let headers = match var("CL_OTLP_HEADERS") {
+        Some(h) => parse_headers(&h).map_err(|e| ConfigError::new("CL_OTLP_HEADERS", e))?,
+        None => Vec::new(),
+    };
+    let protocol = match var("CL_OTLP_PROTOCOL") {
+        Some(p) => Protocol::parse(&p).ok_or_else(|| {
+            ConfigError::new(
+                "CL_OTLP_PROTOCOL",
+                format!("expected http/protobuf or http/json, got {p:?}"),
+            )
+        })?,
+        None => Protocol::default(),
+    };
+    let compression = match var("CL_OTLP_COMPRESSION") {
+        Some(c) => Compression::parse(&c).ok_or_else(|| {
+            ConfigError::new(
+                "CL_OTLP_COMPRESSION",
+                format!("expected gzip or none, got {c:?}"),
+            )
+        })?,
+        None => Compression::default(),
+    };
+    Ok(OtlpOptions {
+        endpoint,
+        headers,
+        protocol,
+        compression,
+    })
 }
 
 /// Parses an on/off flag: `1/true/yes/on` and `0/false/no/off` (any case).

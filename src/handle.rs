@@ -93,19 +93,22 @@ impl TelemetryStats {
     /// Events routed to PostHog, and to the diagnostics stream (relay or Datadog): the
     /// numbers of the example's `emitted:` line.
     pub fn routed(&self) -> (u64, u64) {
-        let posthog = self
-            .streams
-            .iter()
-            .filter(|s| s.kind == Destination::PostHog)
-            .map(|s| s.routed)
-            .sum();
-        let diagnostics = self
-            .streams
-            .iter()
-            .filter(|s| s.kind != Destination::PostHog)
-            .map(|s| s.routed)
-            .sum();
-        (posthog, diagnostics)
+        let count = |wanted: &[Destination]| {
+            self.streams
+                .iter()
+                .filter(|s| wanted.contains(&s.kind))
+                .map(|s| s.routed)
+                .sum()
+        };
+        (
+            count(&[Destination::PostHog]),
+            count(&[Destination::Relay, Destination::Datadog]),
+        )
+    }
+
+    /// Events routed to OTLP, when it runs (the example's ` otlp=` count).
+    pub fn routed_otlp(&self) -> Option<u64> {
+        self.stream(Destination::Otlp).map(|s| s.routed)
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use closedloop_telemetry_exporters::relay::RelayConnection;
 
-use crate::config::{DatadogOptions, PostHogOptions, RelayOptions};
+use crate::config::{DatadogOptions, OtlpOptions, PostHogOptions, RelayOptions};
 use crate::consent::Consent;
 
 /// The finished configuration of one start.
@@ -19,6 +19,8 @@ pub(crate) struct Settings {
     pub(crate) relay: Option<RelayOptions>,
     /// Direct Datadog intake, if configured (used only without a relay).
     pub(crate) datadog: Option<DatadogOptions>,
+    /// OTLP/HTTP logs, if configured (beside the relay or Datadog).
+    pub(crate) otlp: Option<OtlpOptions>,
     /// How every destination delivers (the shutdown deadline and spool are set per
     /// destination from the fields below).
     pub(crate) delivery: closedloop_telemetry_exporters::delivery::DeliveryOptions,

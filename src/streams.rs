@@ -3,6 +3,7 @@
 
 use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::delivery::DeliverySpec;
+use closedloop_telemetry_exporters::otlp::OtlpExporterBuilder;
 use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
 use closedloop_telemetry_exporters::spool::SpoolOptions;
 use closedloop_telemetry_exporters::{Destination, PostHogExporterBuilder};
@@ -23,7 +24,7 @@ pub(crate) struct Configured {
     pub(crate) spool_dirs: Vec<String>,
 }
 
-/// The configured destinations: PostHog, and the relay or else direct Datadog. With consent
+/// The configured destinations: PostHog, the relay or else direct Datadog, and OTLP. With consent
 /// denied, whatever an earlier run spooled for them is purged as the spools open, before
 /// anything is sent, and every other destination directory of the spool base is purged now
 /// ([`orphans::purge_denied`]). Also returns the spool directories no configured destination
@@ -109,6 +110,25 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
         None
     };
     specs.extend(diagnostics);
+    if let Some(otlp) = &s.otlp {
+        let mut builder = OtlpExporterBuilder::default()
+            .endpoint(otlp.endpoint.clone())
+            .protocol(otlp.protocol)
+            .compression(otlp.compression)
+            .verbose(s.verbose)
+            .allow_custom_events(s.allow_custom)
+            .compute_target_id(compute_target_id)
+            .release_version(release)
+            .max_delay(max_delay);
+        for (name, value) in &otlp.headers {
+            builder = builder.header(name.clone(), value.clone());
+        }
+        // Header values are credentials that may rotate: not part of the spool's key.
+        let spec = builder
+            .delivery(delivery(&["otlp", &destination(&otlp.endpoint)]))
+            .spec()?;
+        specs.push((Destination::Otlp, hooked(s, Destination::Otlp, spec)));
+    }
     let active = spools.active.take();
     let orphans = match &spools.base {
         Some(base) if denied => {

@@ -6,8 +6,8 @@
 //! ```
 //!
 //! It always flushes before it exits (exit code 0) and prints as its last line
-//! `emitted: posthog=<n> relay=<m>`: how many of the events it emitted route to each stream
-//! under the current configuration.
+//! `emitted: posthog=<n> relay=<m>` (and ` otlp=<k>` when `CL_OTLP_ENDPOINT` is set): how many
+//! of the events it emitted route to each stream under the current configuration.
 //!
 //! With `--view` (cargo feature `view`) it also serves the local view page, prints
 //! `ui: http://127.0.0.1:<port>/?token=<token>` and, after the session, keeps the page open
@@ -33,7 +33,8 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let no_streams = env.posthog.is_none() && env.relay.is_none() && env.datadog.is_none();
+    let no_streams =
+        env.posthog.is_none() && env.relay.is_none() && env.datadog.is_none() && env.otlp.is_none();
     let collector = (no_streams && !env.disabled).then(|| {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("loopback address");
         Collector::start(addr).expect("start the local collector on loopback")
@@ -135,7 +136,10 @@ fn main() {
     }
 
     let (posthog, relay) = stats.routed();
-    println!("emitted: posthog={posthog} relay={relay}");
+    match stats.routed_otlp() {
+        Some(otlp) => println!("emitted: posthog={posthog} relay={relay} otlp={otlp}"),
+        None => println!("emitted: posthog={posthog} relay={relay}"),
+    }
     if let Some(view) = view {
         view.wait();
     }

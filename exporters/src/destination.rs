@@ -7,7 +7,7 @@ use crate::posthog::wire::routes_to_posthog;
 use crate::relay::wire::routes_to_relay;
 
 /// A destination the library delivers to (and the endpoint of the local collector an event
-/// arrived on). Serialized in lower case: `"posthog"`, `"relay"`, `"datadog"`.
+/// arrived on). Serialized in lower case: `"posthog"`, `"relay"`, `"datadog"`, `"otlp"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Destination {
@@ -17,17 +17,20 @@ pub enum Destination {
     Relay,
     /// Direct Datadog logs intake (diagnostics, when there is no relay).
     Datadog,
+    /// An OpenTelemetry Collector over OTLP/HTTP (diagnostics, beside the relay or Datadog).
+    Otlp,
 }
 
 impl Destination {
     /// Every destination, in display order.
-    pub const ALL: [Destination; 3] = [
+    pub const ALL: [Destination; 4] = [
         Destination::PostHog,
         Destination::Relay,
         Destination::Datadog,
+        Destination::Otlp,
     ];
 
-    /// `"posthog"`, `"relay"` or `"datadog"`.
+    /// `"posthog"`, `"relay"`, `"datadog"` or `"otlp"`.
     ///
     /// ```
     /// use closedloop_telemetry_exporters::Destination;
@@ -38,6 +41,7 @@ impl Destination {
             Destination::PostHog => "posthog",
             Destination::Relay => "relay",
             Destination::Datadog => "datadog",
+            Destination::Otlp => "otlp",
         }
     }
 
@@ -47,7 +51,9 @@ impl Destination {
     pub fn routes(self, entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
         match self {
             Destination::PostHog => routes_to_posthog(entry),
-            Destination::Relay | Destination::Datadog => routes_to_relay(entry, allow_custom),
+            Destination::Relay | Destination::Datadog | Destination::Otlp => {
+                routes_to_relay(entry, allow_custom)
+            }
         }
     }
 }

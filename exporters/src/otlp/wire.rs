@@ -136,9 +136,10 @@ pub fn logs_url(endpoint: &str) -> String {
 /// ```
 pub fn parse_headers(spec: &str) -> Result<Vec<(String, String)>, String> {
     let mut out = Vec::new();
-    for pair in spec.split(',').filter(|p| !p.trim().is_empty()) {
+    // Values are credentials: errors name a header by its position or key, never its value.
+    for (n, pair) in spec.split(',').filter(|p| !p.trim().is_empty()).enumerate() {
         let Some((key, value)) = pair.split_once('=') else {
-            return Err(format!("`{}` is not key=value", pair.trim()));
+            return Err(format!("header {} is not key=value", n + 1));
         };
         let key = key.trim();
         if key.is_empty() {

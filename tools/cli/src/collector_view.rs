@@ -16,8 +16,8 @@ use closedloop_telemetry_collector::{Arrival, Collector, Destination};
 /// Per destination: requests rejected and the last validation error.
 #[derive(Default)]
 struct Rejections {
-    counts: [u64; 3],
-    last: [Option<String>; 3],
+    counts: [u64; 4],
+    last: [Option<String>; 4],
     /// Rejected requests for no known endpoint.
     unknown: u64,
 }
@@ -34,6 +34,7 @@ fn index(s: Destination) -> usize {
         Destination::PostHog => 0,
         Destination::Relay => 1,
         Destination::Datadog => 2,
+        Destination::Otlp => 3,
     }
 }
 

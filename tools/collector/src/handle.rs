@@ -153,6 +153,11 @@ impl Collector {
         format!("http://{}{DATADOG_PATH}", self.addr)
     }
 
+    /// `http://<addr>`: the value for `CL_OTLP_ENDPOINT` (records are posted to `/v1/logs`).
+    pub fn otlp_endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
     /// Every kept accepted event, in arrival order (the newest, within the bounds set on
     /// [`CollectorBuilder`]; [`Counts::not_kept`] counts the ones dropped).
     pub fn received(&self) -> Vec<Received> {

@@ -1,8 +1,8 @@
 //! A local collector: a loopback HTTP server standing in for PostHog, the relay and the Datadog
 //! logs intake, so the whole pipeline can be watched working with no accounts.
 //!
-//! It accepts PostHog `POST /batch/`, relay `POST /relay` and Datadog `POST /api/v2/logs`
-//! (gzip bodies too), applies the checks the real receivers apply ([`validate`] lists them and
+//! It accepts PostHog `POST /batch/`, relay `POST /relay`, Datadog `POST /api/v2/logs` and
+//! OTLP/HTTP logs `POST /v1/logs` (protobuf or OTLP/JSON; gzip bodies too), applies the checks the real receivers apply ([`validate`] lists them and
 //! where they come from), records every accepted event as a [`Received`], and answers the
 //! status codes the real services answer. Any other path is a 404.
 //!
@@ -44,4 +44,4 @@ pub use recorder::{
     DEFAULT_MAX_KEPT, DEFAULT_MAX_KEPT_BYTES, MAX_KEPT_REJECTIONS, MAX_REASON_BYTES,
     SUBSCRIPTION_BUFFER,
 };
-pub use server::{DATADOG_PATH, POSTHOG_PATH, RELAY_PATH};
+pub use server::{DATADOG_PATH, OTLP_PATH, POSTHOG_PATH, RELAY_PATH};

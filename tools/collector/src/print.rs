@@ -76,6 +76,11 @@ pub fn format_received(r: &Received, format: PrintFormat) -> String {
             text(r.body.pointer("/trace/computeTargetId"))
         ),
         Destination::Datadog => write!(line, "status={} id={id}", text(r.body.get("status"))),
+        Destination::Otlp => write!(
+            line,
+            "severity={} id={id}",
+            text(r.body.get("severityText"))
+        ),
     };
     line
 }

@@ -11,11 +11,14 @@ pub use closedloop_telemetry_exporters::Destination;
 pub struct Received {
     /// The endpoint it arrived on.
     pub stream: Destination,
-    /// The PostHog event name, the relay message's `event`, or the Datadog item's `message`.
+    /// The PostHog event name, the relay message's `event`, the Datadog item's `message`, or
+    /// the OTLP record's `eventName`.
     pub name: String,
-    /// The PostHog `uuid`, the relay message's `id`, or the Datadog item's `id`, when present.
+    /// The PostHog `uuid`, the relay message's `id`, the Datadog item's `id`, or the OTLP
+    /// record's `event.id`, when present.
     pub id: Option<String>,
-    /// The event as sent: the PostHog batch entry, the relay message or the Datadog item.
+    /// The event as sent: the PostHog batch entry, the relay message, the Datadog item, or the
+    /// OTLP log record as OTLP/JSON.
     pub body: Value,
     /// When the collector accepted it.
     pub at: SystemTime,
@@ -53,6 +56,8 @@ pub struct Counts {
     pub relay: u64,
     /// Items accepted on the Datadog endpoint.
     pub datadog: u64,
+    /// Log records accepted on the OTLP endpoint.
+    pub otlp: u64,
     /// Requests answered with an error status.
     pub rejected_requests: u64,
     /// Accepted events (counted above) that are not kept: the oldest are dropped once the
@@ -73,12 +78,13 @@ impl Counts {
             Destination::PostHog => self.posthog,
             Destination::Relay => self.relay,
             Destination::Datadog => self.datadog,
+            Destination::Otlp => self.otlp,
         }
     }
 
     /// Accepted events on all streams.
     pub fn total(&self) -> u64 {
-        self.posthog + self.relay + self.datadog
+        self.posthog + self.relay + self.datadog + self.otlp
     }
 
     pub(super) fn add(&mut self, stream: Destination, n: u64) {
@@ -86,6 +92,7 @@ impl Counts {
             Destination::PostHog => self.posthog += n,
             Destination::Relay => self.relay += n,
             Destination::Datadog => self.datadog += n,
+            Destination::Otlp => self.otlp += n,
         }
     }
 }

@@ -28,6 +28,8 @@ pub const POSTHOG_PATH: &str = "/batch/";
 pub const RELAY_PATH: &str = "/relay";
 /// The Datadog logs-intake path.
 pub const DATADOG_PATH: &str = "/api/v2/logs";
+/// The OTLP/HTTP logs path (under the collector's base URL, which is the OTLP endpoint).
+pub const OTLP_PATH: &str = "/v1/logs";
 
 /// What request handlers share.
 pub(super) struct ServerCtx {
@@ -72,6 +74,7 @@ async fn handle(req: Request<Incoming>, ctx: &ServerCtx) -> Response<Full<Bytes>
         "/batch/" | "/batch" => Destination::PostHog,
         RELAY_PATH => Destination::Relay,
         DATADOG_PATH => Destination::Datadog,
+        OTLP_PATH => Destination::Otlp,
         path => {
             let reason = format!("no endpoint at {path}");
             return reject(ctx, None, Rejection::new(404, reason));
@@ -119,7 +122,7 @@ fn process(
             validate::relay_auth(ctx.relay_token.as_deref(), header(AUTHORIZATION.as_str()))?
         }
         Destination::Datadog => validate::datadog_auth(header("dd-api-key"))?,
-        Destination::PostHog => {}
+        Destination::PostHog | Destination::Otlp => {}
     }
     let limit = match stream {
         Destination::Datadog => validate::DATADOG_MAX_BODY_BYTES,
@@ -134,6 +137,16 @@ fn process(
     };
     if body.len() > limit {
         return Err(Rejection::new(413, format!("body over {limit} bytes")));
+    }
+    if stream == Destination::Otlp {
+        let encoding = validate::OtlpEncoding::from_content_type(header(CONTENT_TYPE.as_str()))?;
+        let accepted = validate::otlp_logs(&body, encoding)?;
+        let mut response = Response::new(Full::new(Bytes::from(encoding.success_body())));
+        response.headers_mut().insert(
+            CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(encoding.content_type()),
+        );
+        return Ok((accepted, response));
     }
     let json: Value = serde_json::from_slice(&body)
         .map_err(|e| Rejection::new(400, format!("failed to parse request: {e}")))?;
@@ -153,6 +166,7 @@ fn process(
             202,
             serde_json::json!({}),
         ),
+        Destination::Otlp => unreachable!("answered above"),
     };
     Ok((accepted, json_response(status, &reply)))
 }

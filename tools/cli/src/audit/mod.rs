@@ -170,6 +170,7 @@ fn encode(kind: Destination, e: &Event, hostname: &str) -> Option<String> {
         Destination::PostHog => encode_event(e, id).ok()?,
         Destination::Relay => relay_item(e, id),
         Destination::Datadog => datadog_item(e, id, hostname).bytes,
+        Destination::Otlp => closedloop_telemetry_exporters::otlp::wire::encode_item(e, id),
     };
     String::from_utf8(bytes).ok()
 }

@@ -333,6 +333,9 @@ impl fmt::Display for AuditReport {
                 }
                 Destination::Relay => "a JSON array of desktop.telemetry messages",
                 Destination::Datadog => "POST /api/v2/logs, a JSON array of log items",
+                Destination::Otlp => {
+                    "POST /v1/logs, an ExportLogsServiceRequest (each log record shown as OTLP/JSON)"
+                }
             };
             writeln!(
                 f,

@@ -31,6 +31,13 @@
 //! `trace.timestamp` is also a real calendar date; with a configured token,
 //! `Authorization: Bearer <token>`.
 //!
+//! **OTLP/HTTP logs** (`POST /v1/logs`): the body decodes as an `ExportLogsServiceRequest`
+//! with the OpenTelemetry project's generated types, protobuf or OTLP/JSON as its
+//! `content-type` says (another content type is a 415, as the OTLP/HTTP spec says), and each
+//! record follows our mapping (`docs/schema/otlp-logs.v1.md`): an `eventName`, a time and an
+//! `event.id` UUID. Success is 200 with an empty `ExportLogsServiceResponse` in the same
+//! encoding; an error body is a `Status`-shaped `{"code", "message"}`.
+//!
 //! What stays in code, and why:
 //! - PostHog's checks: they are PostHog's capture rules, which accept more than the body we
 //!   publish (any UUID form, a numeric `distinct_id`, per-event keys, a bare array).
@@ -45,11 +52,13 @@ use serde_json::Value;
 use super::received::Destination;
 
 mod datadog;
+mod otlp;
 mod posthog;
 mod relay;
 mod schemas;
 
 pub use datadog::{datadog_auth, datadog_batch};
+pub use otlp::{otlp_logs, OtlpEncoding};
 pub use posthog::posthog_batch;
 pub use relay::{is_iso8601, relay_auth, relay_batch};
 
@@ -83,6 +92,8 @@ impl Rejection {
     pub fn body(&self, stream: Option<Destination>) -> Value {
         match stream {
             Some(Destination::Datadog) => serde_json::json!({ "errors": [self.reason] }),
+            // google.rpc.Status as OTLP/JSON: `code` 3 (INVALID_ARGUMENT) and the message.
+            Some(Destination::Otlp) => serde_json::json!({ "code": 3, "message": self.reason }),
             _ => serde_json::json!({ "status": self.status, "reason": self.reason }),
         }
     }
@@ -91,9 +102,9 @@ impl Rejection {
 /// One event of an accepted request: its display name, id and JSON.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Accepted {
-    /// Event name (PostHog `event`, relay `event`, Datadog `message`).
+    /// Event name (PostHog `event`, relay `event`, Datadog `message`, OTLP `eventName`).
     pub name: String,
-    /// Event id (PostHog `uuid`, relay `id`, Datadog `id`), when present.
+    /// Event id (PostHog `uuid`, relay `id`, Datadog `id`, OTLP `event.id`), when present.
     pub id: Option<String>,
     /// The event's JSON.
     pub body: Value,
