@@ -22,8 +22,9 @@
 //! [`SCOPE_NAME`]. The attributes are those of the relay message, so redaction and the verbose
 //! rule for tails are the relay's.
 //!
-//! An item in the queue and the spool is the record's OTLP/JSON (readable in the view and the
-//! spool); [`frame`] builds the request around the items in the configured protocol.
+//! An item in the queue and the spool is the event's relay message with its time and severity
+//! ([`encode_item`]: JSON, readable in the view, as compact as the relay's); [`frame`] maps
+//! each to its `LogRecord` and builds the request in the configured protocol.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -43,7 +44,7 @@ use closedloop_telemetry_layers::catalogue::DatadogStatus;
 use opentelemetry::logs::Severity;
 
 use crate::decode::Event;
-use crate::relay::wire::{relay_item, stream_name};
+use crate::relay::wire::relay_item;
 
 /// The path requests go to, under the configured endpoint.
 pub const LOGS_PATH: &str = "/v1/logs";
@@ -53,8 +54,7 @@ pub const SCOPE_NAME: &str = "closedloop-telemetry";
 pub const DEFAULT_SERVICE_NAME: &str = "closedloop-desktop";
 /// At most this many records per request.
 pub const MAX_ITEMS: usize = 512;
-/// At most this many body bytes per request (measured on the OTLP/JSON items, which are never
-/// smaller than their protobuf form).
+/// At most this many body bytes per request, measured on the items (see [`encode_item`]).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// A partial batch goes at most this long after its first record was queued.
 pub const MAX_DELAY: Duration = Duration::from_secs(2);
@@ -219,10 +219,43 @@ pub fn severity(event: &Event) -> (SeverityNumber, &'static str) {
 /// from the event's relay message, so redaction, the verbose rule for tails and the size
 /// bound are the relay's.
 pub fn log_record(event: &Event, id: Uuid) -> LogRecord {
-    let message: Value = serde_json::from_slice(&relay_item(event, id)).unwrap_or_default();
+    let item = encode_item(event, id);
+    record_of_item(&item).expect("an item just encoded parses")
+}
+
+/// One event's queue item: `{"t":<time, ns>,"s":<severity number>,"m":<relay message>}`.
+///
+/// The relay message (already redacted and bounded) is the compact form of everything the
+/// record carries, so an item costs the queue and the spool what a relay message costs (an
+/// OTLP/JSON record is about twice as large); [`frame`] maps it to its `LogRecord`.
+pub fn encode_item(event: &Event, id: Uuid) -> Vec<u8> {
+    let message = relay_item(event, id);
+    let (number, _) = severity(event);
+    let head = format!(
+        r#"{{"t":{},"s":{},"m":"#,
+        unix_nanos(event.time),
+        number as i32
+    );
+    let mut out = Vec::with_capacity(head.len() + message.len() + 1);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(&message);
+    out.push(b'}');
+    out
+}
+
+/// The `LogRecord` of one queue item ([`encode_item`]'s output); `None` for bytes that are not
+/// one (a damaged spool record).
+pub fn record_of_item(item: &[u8]) -> Option<LogRecord> {
+    #[derive(serde::Deserialize)]
+    struct Item {
+        t: u64,
+        s: i32,
+        m: Value,
+    }
+    let Item { t, s, m } = serde_json::from_slice(item).ok()?;
     let mut attributes = Vec::new();
     for part in ["trace", "diagnostics"] {
-        if let Some(Value::Object(fields)) = message.get(part) {
+        if let Some(Value::Object(fields)) = m.get(part) {
             for (key, value) in fields {
                 if let Some(value) = any_value(value) {
                     attributes.push(kv(&format!("{part}.{key}"), value));
@@ -230,36 +263,37 @@ pub fn log_record(event: &Event, id: Uuid) -> LogRecord {
             }
         }
     }
-    attributes.push(kv("event.id", string(&id.hyphenated().to_string())));
-    let (number, text) = severity(event);
-    let nanos = unix_nanos(event.time);
-    LogRecord {
-        time_unix_nano: nanos,
-        observed_time_unix_nano: nanos,
+    let id = m.get("id").and_then(Value::as_str).unwrap_or_default();
+    attributes.push(kv("event.id", string(id)));
+    let number = SeverityNumber::try_from(s).unwrap_or(SeverityNumber::Info);
+    let text = match number {
+        SeverityNumber::Error => "ERROR",
+        SeverityNumber::Warn => "WARN",
+        _ => "INFO",
+    };
+    let trace_text = |key: &str| m.pointer(&format!("/trace/{key}")).and_then(Value::as_str);
+    Some(LogRecord {
+        time_unix_nano: t,
+        observed_time_unix_nano: t,
         severity_number: number as i32,
         severity_text: text.to_string(),
         attributes,
-        trace_id: hex_id(event.trace.otel_trace_id.as_deref(), 16),
-        span_id: hex_id(event.trace.otel_span_id.as_deref(), 8),
+        trace_id: hex_id(trace_text("otelTraceId"), 16),
+        span_id: hex_id(trace_text("otelSpanId"), 8),
         flags: 0,
-        event_name: stream_name(event).to_string(),
+        event_name: m
+            .get("event")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
         ..Default::default()
-    }
-}
-
-/// One event's queue item: its `LogRecord` as OTLP/JSON.
-pub fn encode_item(event: &Event, id: Uuid) -> Vec<u8> {
-    // A generated type of plain data always serializes.
-    serde_json::to_vec(&log_record(event, id)).expect("a LogRecord serializes")
+    })
 }
 
 /// Writes the request body around `items` (each [`encode_item`]'s output) in `protocol`.
 /// An item that does not parse back (a damaged spool record) is left out.
 pub fn frame(items: &[&[u8]], resource: &Resource, protocol: Protocol, out: &mut Vec<u8>) {
-    let records: Vec<LogRecord> = items
-        .iter()
-        .filter_map(|item| serde_json::from_slice(item).ok())
-        .collect();
+    let records: Vec<LogRecord> = items.iter().filter_map(|i| record_of_item(i)).collect();
     let request = ExportLogsServiceRequest {
         resource_logs: vec![ResourceLogs {
             resource: Some(resource.clone()),

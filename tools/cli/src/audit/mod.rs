@@ -170,7 +170,10 @@ fn encode(kind: Destination, e: &Event, hostname: &str) -> Option<String> {
         Destination::PostHog => encode_event(e, id).ok()?,
         Destination::Relay => relay_item(e, id),
         Destination::Datadog => datadog_item(e, id, hostname).bytes,
-        Destination::Otlp => closedloop_telemetry_exporters::otlp::wire::encode_item(e, id),
+        Destination::Otlp => {
+            let record = closedloop_telemetry_exporters::otlp::wire::log_record(e, id);
+            serde_json::to_vec(&record).ok()?
+        }
     };
     String::from_utf8(bytes).ok()
 }
