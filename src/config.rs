@@ -3,16 +3,13 @@
 
 use std::path::PathBuf;
 
-use closedloop_telemetry_exporters::datadog::wire::intake_url;
-use closedloop_telemetry_exporters::env::Env;
+use closedloop_telemetry_exporters::__private::datadog::wire::intake_url;
+use closedloop_telemetry_exporters::__private::env::Env;
 
 /// The default Datadog site (defined by the exporters).
-pub use closedloop_telemetry_exporters::datadog::wire::DEFAULT_SITE as DEFAULT_DD_SITE;
-/// Every environment variable the library reads (defined, and looked up, by the exporters'
-/// [`env`](closedloop_telemetry_exporters::env) module).
-pub use closedloop_telemetry_exporters::env::VARS as ENV_VARS;
+pub(crate) use closedloop_telemetry_exporters::__private::datadog::wire::DEFAULT_SITE as DEFAULT_DD_SITE;
 /// The default PostHog host (defined by the exporters).
-pub use closedloop_telemetry_exporters::posthog::DEFAULT_HOST as DEFAULT_POSTHOG_HOST;
+pub(crate) use closedloop_telemetry_exporters::__private::posthog::DEFAULT_HOST as DEFAULT_POSTHOG_HOST;
 
 /// A configuration value that could not be used. Names the variable and says what is wrong;
 /// secret values are never echoed.
@@ -68,7 +65,7 @@ macro_rules! redacted_debug {
                 f.debug_struct($name)
                     $(.field(
                         stringify!($field),
-                        &closedloop_telemetry_exporters::redact_url(&self.$field),
+                        &closedloop_telemetry_exporters::__private::redact_url(&self.$field),
                     ))*
                     .finish_non_exhaustive()
             }
@@ -109,7 +106,7 @@ impl EnvOptions {
     /// Reads variables through `get` (tests pass a map).
     ///
     /// ```
-    /// use closedloop_telemetry::config::EnvOptions;
+    /// use closedloop_telemetry::EnvOptions;
     /// let cfg = EnvOptions::from_lookup(|k| (k == "CL_POSTHOG_API_KEY").then(|| "phc_x".into())).unwrap();
     /// assert_eq!(cfg.posthog.unwrap().host, "https://us.i.posthog.com");
     /// let err = EnvOptions::from_lookup(|k| (k == "CL_RELAY_URL").then(|| "not a url".into())).unwrap_err();
@@ -181,7 +178,7 @@ impl EnvOptions {
 }
 
 /// Parses an on/off flag: `1/true/yes/on` and `0/false/no/off` (any case).
-pub fn parse_flag(var: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
+pub(crate) fn parse_flag(var: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
     let Some(v) = value else { return Ok(false) };
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -194,7 +191,7 @@ pub fn parse_flag(var: &'static str, value: Option<String>) -> Result<bool, Conf
 }
 
 /// Checks that `value` is an absolute http(s) URL and returns it without a trailing slash.
-pub fn parse_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
+pub(crate) fn parse_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
     let url = url::Url::parse(value)
         .map_err(|e| ConfigError::new(var, format!("not a valid URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
