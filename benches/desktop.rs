@@ -48,8 +48,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry::exporters::spool::{Spool, SpoolItem, SpoolOptions};
-use closedloop_telemetry::layers::TelemetryLayer;
+use closedloop_telemetry_exporters::__private::spool::{Spool, SpoolItem};
+use closedloop_telemetry_exporters::SpoolOptions;
+use closedloop_telemetry_layers::TelemetryLayer;
 use event::{emit, spans, tail};
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::InstrumentationScope;

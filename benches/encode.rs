@@ -14,12 +14,14 @@ use std::time::SystemTime;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::json;
 
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::gzip_bytes;
-use closedloop_telemetry_exporters::posthog::wire::{encode_event, Framer};
-use closedloop_telemetry_exporters::redact::Redactor;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::delivery::gzip_bytes;
+use closedloop_telemetry_exporters::__private::posthog::wire::{encode_event, Framer};
+use closedloop_telemetry_exporters::__private::redact::Redactor;
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 
 const BATCH: usize = 20;
 

@@ -7,13 +7,15 @@
 use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
 
-use closedloop_telemetry_exporters::datadog::wire::datadog_item;
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::redact::Redactor;
-use closedloop_telemetry_exporters::relay::wire::relay_item;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
-use closedloop_telemetry_layers::truncate::{keep_tail, TAIL_MAX_BYTES};
+use closedloop_telemetry_exporters::__private::datadog::wire::datadog_item;
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::redact::Redactor;
+use closedloop_telemetry_exporters::__private::relay::wire::relay_item;
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
+use closedloop_telemetry_layers::__private::truncate::{keep_tail, TAIL_MAX_BYTES};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use uuid::Uuid;
 

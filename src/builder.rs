@@ -5,15 +5,19 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use closedloop_telemetry_exporters::delivery::{
-    check_range, DeliveryOptions, MAX_BATCH_DELAY, MAX_DURATION_SETTING,
+use closedloop_telemetry_exporters::__private::delivery::{
+    check_range, MAX_BATCH_DELAY, MAX_DURATION_SETTING,
 };
-use closedloop_telemetry_exporters::diagnostics::DEFAULT_MAX_DELAY;
-use closedloop_telemetry_exporters::posthog::{DEFAULT_FLUSH_INTERVAL, MAX_FLUSH_INTERVAL};
-use closedloop_telemetry_exporters::relay::RelayConnection;
+use closedloop_telemetry_exporters::__private::diagnostics::DEFAULT_MAX_DELAY;
+use closedloop_telemetry_exporters::__private::posthog::{
+    DEFAULT_FLUSH_INTERVAL, MAX_FLUSH_INTERVAL,
+};
 use closedloop_telemetry_exporters::BuildError;
-use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore, DEFAULT_CAPACITY};
+use closedloop_telemetry_exporters::DeliveryOptions;
+use closedloop_telemetry_exporters::RelayConnection;
+use closedloop_telemetry_layers::__private::DEFAULT_CAPACITY;
 use closedloop_telemetry_layers::GatewaySession;
+use closedloop_telemetry_layers::{ActivityLayer, ActivityLogStore};
 
 use crate::config::{DatadogOptions, EnvOptions, OtlpOptions, PostHogOptions, RelayOptions};
 use crate::consent::Consent;
@@ -21,10 +25,11 @@ use crate::handle::{HandleInner, TelemetryGuard, TelemetryHandle};
 use crate::layer::ClosedLoopLayer;
 use crate::settings::Settings;
 use crate::{install, streams};
-use crate::{InitError, Telemetry, DEFAULT_SHUTDOWN_TIMEOUT};
+use crate::{InitError, Telemetry};
+use closedloop_telemetry_exporters::__private::delivery::DEFAULT_SHUTDOWN_TIMEOUT;
 
 /// The most activity-log entries [`TelemetryBuilder::activity_capacity`] accepts.
-pub const MAX_ACTIVITY_CAPACITY: usize = 100_000;
+pub(crate) const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 
 /// Builds a [`Telemetry`]. Start with [`crate::builder`].
 ///
@@ -40,7 +45,7 @@ pub const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 /// | [`disabled`](Self::disabled) | off (`CL_TELEMETRY_DISABLED`, `DO_NOT_TRACK`) |
 /// | [`allow_custom_events`](Self::allow_custom_events) | off |
 /// | [`shutdown_timeout`](Self::shutdown_timeout) | 5 s (above zero, at most 1 h) |
-/// | [`activity_capacity`](Self::activity_capacity) | 200 entries (at most [`MAX_ACTIVITY_CAPACITY`]) |
+/// | [`activity_capacity`](Self::activity_capacity) | 200 entries (at most 100,000) |
 /// | [`app_name`](Self::app_name) | the executable's file name (without `.exe`), made a safe directory name |
 /// | [`data_dir`](Self::data_dir) | the OS data dir + `closedloop-telemetry/apps/<app name>` |
 /// | [`spool_dir`](Self::spool_dir) | `CL_TELEMETRY_SPOOL_DIR`, else the OS cache dir + `closedloop-telemetry/apps/<app name>` |
@@ -283,8 +288,9 @@ impl TelemetryBuilder {
         mut self,
         hook: impl Fn(
                 closedloop_telemetry_exporters::Destination,
-                Arc<dyn closedloop_telemetry_exporters::delivery::Transport>,
-            ) -> Arc<dyn closedloop_telemetry_exporters::delivery::Transport>
+                Arc<dyn closedloop_telemetry_exporters::__private::delivery::Transport>,
+            )
+                -> Arc<dyn closedloop_telemetry_exporters::__private::delivery::Transport>
             + Send
             + Sync
             + 'static,

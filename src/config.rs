@@ -3,16 +3,13 @@
 
 use std::path::PathBuf;
 
-use closedloop_telemetry_exporters::datadog::wire::intake_url;
-use closedloop_telemetry_exporters::env::Env;
+use closedloop_telemetry_exporters::__private::datadog::wire::intake_url;
+use closedloop_telemetry_exporters::__private::env::Env;
 
 /// The default Datadog site (defined by the exporters).
-pub use closedloop_telemetry_exporters::datadog::wire::DEFAULT_SITE as DEFAULT_DD_SITE;
-/// Every environment variable the library reads (defined, and looked up, by the exporters'
-/// [`env`](closedloop_telemetry_exporters::env) module).
-pub use closedloop_telemetry_exporters::env::VARS as ENV_VARS;
+pub(crate) use closedloop_telemetry_exporters::__private::datadog::wire::DEFAULT_SITE as DEFAULT_DD_SITE;
 /// The default PostHog host (defined by the exporters).
-pub use closedloop_telemetry_exporters::posthog::DEFAULT_HOST as DEFAULT_POSTHOG_HOST;
+pub(crate) use closedloop_telemetry_exporters::__private::posthog::DEFAULT_HOST as DEFAULT_POSTHOG_HOST;
 
 /// A configuration value that could not be used. Names the variable and says what is wrong;
 /// secret values are never echoed.
@@ -72,9 +69,9 @@ pub struct OtlpOptions {
     /// Extra request headers (`CL_OTLP_HEADERS`, `k=v,k2=v2`, values percent-decoded).
     pub headers: Vec<(String, String)>,
     /// `http/protobuf` (default) or `http/json` (`CL_OTLP_PROTOCOL`).
-    pub protocol: closedloop_telemetry_exporters::otlp::Protocol,
+    pub protocol: closedloop_telemetry_exporters::Protocol,
     /// `gzip` (default) or `none` (`CL_OTLP_COMPRESSION`).
-    pub compression: closedloop_telemetry_exporters::otlp::Compression,
+    pub compression: closedloop_telemetry_exporters::Compression,
 }
 
 impl std::fmt::Debug for OtlpOptions {
@@ -83,7 +80,7 @@ impl std::fmt::Debug for OtlpOptions {
         f.debug_struct("OtlpOptions")
             .field(
                 "endpoint",
-                &closedloop_telemetry_exporters::redact_url(&self.endpoint),
+                &closedloop_telemetry_exporters::__private::redact_url(&self.endpoint),
             )
             .field("headers", &names)
             .field("protocol", &self.protocol)
@@ -99,7 +96,7 @@ macro_rules! redacted_debug {
                 f.debug_struct($name)
                     $(.field(
                         stringify!($field),
-                        &closedloop_telemetry_exporters::redact_url(&self.$field),
+                        &closedloop_telemetry_exporters::__private::redact_url(&self.$field),
                     ))*
                     .finish_non_exhaustive()
             }
@@ -142,7 +139,7 @@ impl EnvOptions {
     /// Reads variables through `get` (tests pass a map).
     ///
     /// ```
-    /// use closedloop_telemetry::config::EnvOptions;
+    /// use closedloop_telemetry::EnvOptions;
     /// let cfg = EnvOptions::from_lookup(|k| (k == "CL_POSTHOG_API_KEY").then(|| "phc_x".into())).unwrap();
     /// assert_eq!(cfg.posthog.unwrap().host, "https://us.i.posthog.com");
     /// let err = EnvOptions::from_lookup(|k| (k == "CL_RELAY_URL").then(|| "not a url".into())).unwrap_err();
@@ -223,7 +220,8 @@ fn otlp_options(
     endpoint: &str,
     var: &impl Fn(&str) -> Option<String>,
 ) -> Result<OtlpOptions, ConfigError> {
-    use closedloop_telemetry_exporters::otlp::{wire::parse_headers, Compression, Protocol};
+    use closedloop_telemetry_exporters::__private::otlp::wire::parse_headers;
+    use closedloop_telemetry_exporters::{Compression, Protocol};
     let endpoint = parse_url("CL_OTLP_ENDPOINT", endpoint)?;
     let headers = match var("CL_OTLP_HEADERS") {
         Some(h) => parse_headers(&h).map_err(|e| ConfigError::new("CL_OTLP_HEADERS", e))?,
@@ -256,7 +254,7 @@ fn otlp_options(
 }
 
 /// Parses an on/off flag: `1/true/yes/on` and `0/false/no/off` (any case).
-pub fn parse_flag(var: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
+pub(crate) fn parse_flag(var: &'static str, value: Option<String>) -> Result<bool, ConfigError> {
     let Some(v) = value else { return Ok(false) };
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
@@ -269,7 +267,7 @@ pub fn parse_flag(var: &'static str, value: Option<String>) -> Result<bool, Conf
 }
 
 /// Checks that `value` is an absolute http(s) URL and returns it without a trailing slash.
-pub fn parse_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
+pub(crate) fn parse_url(var: &'static str, value: &str) -> Result<String, ConfigError> {
     let url = url::Url::parse(value)
         .map_err(|e| ConfigError::new(var, format!("not a valid URL ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {

@@ -6,7 +6,7 @@
 //! [`TelemetryBuilder::app_name`](crate::TelemetryBuilder::app_name)) as the word `granted` or
 //! `denied`, written to a temporary name, fsynced, renamed into place, and the directory synced
 //! so the rename survives a power loss (on Unix; see
-//! [`private_fs::sync_dir`](closedloop_telemetry_exporters::private_fs::sync_dir) for
+//! [`private_fs::sync_dir`](closedloop_telemetry_exporters::__private::private_fs::sync_dir) for
 //! Windows, where it cannot be synced). With no choice there, a denial stored by a version
 //! without namespaces (in the shared `closedloop-telemetry/consent`) still holds. Change it at
 //! runtime with
@@ -76,7 +76,8 @@ pub enum ConsentError {
 /// The stored choice in `dir`, if there is a readable, well-formed one.
 ///
 /// ```
-/// use closedloop_telemetry::consent::{load, store, Consent};
+/// use closedloop_telemetry::Consent;
+/// use closedloop_telemetry::__private::consent::{load, store};
 /// let dir = std::env::temp_dir().join(format!("cl-consent-doc-{}", std::process::id()));
 /// assert_eq!(load(&dir), None);
 /// store(&dir, Consent::Denied).unwrap();
@@ -95,7 +96,7 @@ pub fn load(dir: &Path) -> Option<Consent> {
 /// standard library: NTFS journals the rename and commits it on its own schedule, so a power
 /// loss soon after `store` returns may still bring back the previous choice.
 pub fn store(dir: &Path, consent: Consent) -> io::Result<()> {
-    use closedloop_telemetry_exporters::private_fs;
+    use closedloop_telemetry_exporters::__private::private_fs;
     private_fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         "{CONSENT_FILE}.{}.{}.tmp",

@@ -5,9 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use closedloop_telemetry_exporters::delivery::{DeliveryReport, DeliveryStatsSnapshot};
-use closedloop_telemetry_exporters::{Delivery, Destination, Pipeline};
-use closedloop_telemetry_layers::activity::ActivityLogStore;
+use closedloop_telemetry_exporters::__private::delivery::Delivery;
+use closedloop_telemetry_exporters::__private::pipeline::Pipeline;
+use closedloop_telemetry_exporters::Destination;
+use closedloop_telemetry_exporters::{DeliveryReport, DeliveryStatsSnapshot};
+use closedloop_telemetry_layers::ActivityLogStore;
 use closedloop_telemetry_layers::{GatewaySession, LayerStats, LayerStatsSnapshot};
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 
@@ -36,7 +38,7 @@ pub(crate) struct HandleInner {
     /// denial deleted since).
     pub(crate) orphan_spools: Mutex<Vec<OrphanSpool>>,
     pub(crate) shutdown_timeout: Duration,
-    pub(crate) final_report: Mutex<Option<ShutdownReport>>,
+    pub(crate) final_report: Mutex<Option<DrainReport>>,
     /// The current consent choice (see [`crate::consent`]).
     pub(crate) consent: Mutex<Consent>,
     /// Held for the whole of a [`TelemetryHandle::set_consent`] (value, layer gate,
@@ -112,51 +114,32 @@ impl TelemetryStats {
     }
 }
 
-/// What a flush left queued, per stream (it stays queued and goes out later).
+/// What a flush or a shutdown did by its deadline, per destination: returned by
+/// [`TelemetryHandle::flush`], [`TelemetryHandle::shutdown`] and [`TelemetryGuard::shutdown`].
+///
+/// After a flush, what remained stays queued and goes out later. After a shutdown, what
+/// remained was dropped (counted as `shutdown`) or, with a spool, stays on disk for the next
+/// start (counted as `spooled`). `Display` gives one line: `posthog: sent=… dropped=…
+/// remaining=…; relay: …`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FlushReport {
-    /// Per stream: what was still queued at the deadline (see [`DeliveryReport`]).
+pub struct DrainReport {
+    /// Per destination: what remained at the deadline (see [`DeliveryReport`]).
     pub streams: Vec<(Destination, DeliveryReport)>,
 }
 
-impl FlushReport {
-    /// Whether every stream delivered or settled everything by the deadline.
+impl DrainReport {
+    /// Whether every destination delivered or settled everything by the deadline.
     pub fn is_complete(&self) -> bool {
         self.streams.iter().all(|(_, r)| r.is_complete())
     }
 
-    /// Events still queued at the deadline, over all streams.
+    /// Events not delivered by the deadline, over all destinations.
     pub fn remaining(&self) -> u64 {
         self.streams.iter().map(|(_, r)| r.remaining).sum()
     }
 }
 
-/// What a shutdown left behind, per stream.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct ShutdownReport {
-    /// Per stream: what remained at the deadline (see [`DeliveryReport`]).
-    pub streams: Vec<(Destination, DeliveryReport)>,
-}
-
-impl ShutdownReport {
-    /// Whether every stream delivered or settled everything by the deadline.
-    pub fn is_complete(&self) -> bool {
-        self.streams.iter().all(|(_, r)| r.is_complete())
-    }
-
-    /// Events not delivered by the deadline, over all streams.
-    pub fn remaining(&self) -> u64 {
-        self.streams.iter().map(|(_, r)| r.remaining).sum()
-    }
-}
-
-impl std::fmt::Display for ShutdownReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write_streams(f, &self.streams)
-    }
-}
-
-impl std::fmt::Display for FlushReport {
+impl std::fmt::Display for DrainReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write_streams(f, &self.streams)
     }
@@ -343,12 +326,12 @@ impl TelemetryHandle {
     }
 
     /// Sends everything queued now on every stream, waiting at most `timeout` overall.
-    pub fn flush(&self, timeout: Duration) -> FlushReport {
+    pub fn flush(&self, timeout: Duration) -> DrainReport {
         let reports = match &self.inner.pipeline {
             Some(p) => p.flush(timeout),
             None => Vec::new(),
         };
-        FlushReport {
+        DrainReport {
             streams: self.by_destination(reports),
         }
     }
@@ -357,7 +340,7 @@ impl TelemetryHandle {
     /// stream and reports what remained. Safe to call more than once and from any thread; later
     /// calls return the first report. Works for apps that installed a global subscriber and
     /// never drop the guard.
-    pub fn shutdown(&self) -> ShutdownReport {
+    pub fn shutdown(&self) -> DrainReport {
         let mut done = self
             .inner
             .final_report
@@ -370,7 +353,7 @@ impl TelemetryHandle {
             Some(p) => p.shutdown(self.inner.shutdown_timeout),
             None => Vec::new(),
         };
-        let report = ShutdownReport {
+        let report = DrainReport {
             streams: self.by_destination(reports),
         };
         if let Some(p) = &self.inner.provider {
@@ -400,7 +383,7 @@ impl TelemetryGuard {
     }
 
     /// Shuts down now and returns the report (dropping the guard afterwards does nothing).
-    pub fn shutdown(self) -> ShutdownReport {
+    pub fn shutdown(self) -> DrainReport {
         self.handle.shutdown()
     }
 }

@@ -3,25 +3,12 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::app_dirs::DataDirs;
 
-/// The library's directory under the OS data and cache directories. Each app's state is in
-/// `apps/<app name>/` below it (see
-/// [`TelemetryBuilder::app_name`](crate::TelemetryBuilder::app_name)).
-pub const APP_DIR: &str = crate::app_dirs::LIBRARY_DIR;
 /// The file holding the id.
 pub const ID_FILE: &str = "compute-target-id";
-
-/// The default data directory of the app named `app_name` (a name as
-/// [`TelemetryBuilder::app_name`](crate::TelemetryBuilder::app_name) takes it, made a safe
-/// directory name): `$XDG_DATA_HOME/closedloop-telemetry/apps/<app name>` on Linux. `None`
-/// when there is no OS data directory or the name is empty once made safe.
-pub fn default_data_dir(app_name: &str) -> Option<PathBuf> {
-    let app = crate::app_dirs::name(Some(app_name))?;
-    crate::app_dirs::default_data_dir(&app)
-}
 
 /// Reads the id stored in `dir`, or creates, stores and returns a new one (a UUIDv4).
 ///
@@ -30,8 +17,8 @@ pub fn default_data_dir(app_name: &str) -> Option<PathBuf> {
 ///
 /// ```
 /// let dir = std::env::temp_dir().join(format!("cl-id-doc-{}", std::process::id()));
-/// let a = closedloop_telemetry::identity::load_or_create(&dir).unwrap();
-/// let b = closedloop_telemetry::identity::load_or_create(&dir).unwrap();
+/// let a = closedloop_telemetry::__private::identity::load_or_create(&dir).unwrap();
+/// let b = closedloop_telemetry::__private::identity::load_or_create(&dir).unwrap();
 /// assert_eq!(a, b);
 /// # std::fs::remove_dir_all(&dir).ok();
 /// ```
@@ -52,10 +39,10 @@ fn load(dir: &Path) -> Option<String> {
 /// Stores `id` in `dir` and returns it.
 fn store(dir: &Path, id: String) -> io::Result<String> {
     let path = dir.join(ID_FILE);
-    closedloop_telemetry_exporters::private_fs::create_dir_all(dir)?;
+    closedloop_telemetry_exporters::__private::private_fs::create_dir_all(dir)?;
     let tmp = dir.join(format!("{ID_FILE}.{}.tmp", std::process::id()));
     let written = (|| {
-        let mut f = closedloop_telemetry_exporters::private_fs::create_file(&tmp)?;
+        let mut f = closedloop_telemetry_exporters::__private::private_fs::create_file(&tmp)?;
         f.write_all(id.as_bytes())?;
         f.sync_all()?;
         drop(f);

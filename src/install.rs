@@ -2,9 +2,10 @@
 //! the telemetry layer in front of it (a provider whose only processor is the pipeline's).
 //! The facade decodes and routes nothing itself.
 
-use closedloop_telemetry_exporters::decode::DecodeOptions;
-use closedloop_telemetry_exporters::delivery::DeliverySpec;
-use closedloop_telemetry_exporters::{Destination, Pipeline};
+use closedloop_telemetry_exporters::__private::decode::DecodeOptions;
+use closedloop_telemetry_exporters::__private::delivery::DeliverySpec;
+use closedloop_telemetry_exporters::__private::pipeline::Pipeline;
+use closedloop_telemetry_exporters::Destination;
 use closedloop_telemetry_layers::{GatewaySession, LayerStats, TelemetryLayer};
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};

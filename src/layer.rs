@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use closedloop_telemetry_layers::activity::ActivityLayer;
+use closedloop_telemetry_layers::ActivityLayer;
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry_sdk::logs::SdkLogger;
 use tracing::{Event, Subscriber};

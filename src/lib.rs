@@ -22,7 +22,9 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Also here: configuration ([`config`]) and the persisted computeTargetId ([`identity`]).
+//! The builder reads the environment ([`EnvOptions`]) and can be told the same in code; the
+//! handle gives the gateway session, the activity log, consent, stats, flush and shutdown. The
+//! exporters are also usable alone, under your own OpenTelemetry provider ([`exporters`]).
 //!
 //! # Features
 //!
@@ -35,14 +37,14 @@
 //! The tools live in crates of their own under `tools/`: the local collector and the demo
 //! session (`closedloop-telemetry-collector`) and the `closedloop-telemetry` command-line tool
 //! (`closedloop-telemetry-cli`: `collect`, `verify`, `audit`, `schema`).
-#![warn(missing_docs, missing_debug_implementations)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
 mod app_dirs;
 mod builder;
-pub mod config;
-pub mod consent;
+mod config;
+mod consent;
 mod handle;
-pub mod identity;
+mod identity;
 mod install;
 mod layer;
 mod orphans;
@@ -52,25 +54,50 @@ mod streams;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 #[cfg(feature = "view")]
-pub mod view;
+mod view;
 
-pub use builder::{TelemetryBuilder, MAX_ACTIVITY_CAPACITY};
-pub use closedloop_telemetry_exporters as exporters;
-pub use closedloop_telemetry_exporters::Destination;
-pub use closedloop_telemetry_layers as layers;
-pub use closedloop_telemetry_layers::activity::{ActivityEntry, ActivityKind, ActivityLogStore};
-pub use closedloop_telemetry_layers::GatewaySession;
-pub use consent::{Consent, ConsentError};
-pub use handle::{
-    FlushReport, ShutdownReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats,
-};
-pub use layer::ClosedLoopLayer;
-pub use orphans::{OrphanSpool, ORPHAN_DIAGNOSTICS_MAX_AGE, ORPHAN_POSTHOG_MAX_AGE};
 #[doc(hidden)]
-pub use preview::Preview;
+pub mod __private;
 
-/// Default deadline for flush and shutdown (defined by the exporters' delivery engine).
-pub use closedloop_telemetry_exporters::delivery::DEFAULT_SHUTDOWN_TIMEOUT;
+pub use builder::TelemetryBuilder;
+pub use closedloop_telemetry_exporters::Destination;
+pub use closedloop_telemetry_layers::{
+    ActivityEntry, ActivityKind, ActivityLogStore, ActivitySubscription, ActivityUpdate,
+    GatewaySession, LayerStatsSnapshot,
+};
+pub use config::{
+    ConfigError, DatadogOptions, EnvOptions, OtlpOptions, PostHogOptions, RelayOptions,
+};
+pub use consent::{Consent, ConsentError};
+pub use handle::{DrainReport, StreamStats, TelemetryGuard, TelemetryHandle, TelemetryStats};
+pub use layer::ClosedLoopLayer;
+pub use orphans::OrphanSpool;
+#[cfg(feature = "view")]
+pub use view::ViewServer;
+
+/// The exporters on their own, for an app that runs its own OpenTelemetry `SdkLoggerProvider`:
+/// the four exporter builders (PostHog, relay, Datadog, OTLP), the one [`StreamExporter`](exporters::StreamExporter) they
+/// build, [`FlushThrough`](exporters::FlushThrough), the delivery settings, the relay's
+/// channel, and the types their signatures name (errors, reports, counters).
+///
+/// ```no_run
+/// use closedloop_telemetry_exporters::{FlushThrough, PostHogExporterBuilder};
+/// use opentelemetry_sdk::logs::{BatchLogProcessor, SdkLoggerProvider};
+///
+/// let exporter = PostHogExporterBuilder::from_env().build().unwrap();
+/// let processor = BatchLogProcessor::builder(exporter.clone()).build();
+/// let provider = SdkLoggerProvider::builder()
+///     .with_log_processor(FlushThrough::new(processor, [exporter]))
+///     .build();
+/// ```
+pub mod exporters {
+    pub use closedloop_telemetry_exporters::{
+        BuildError, Compression, DatadogExporterBuilder, DeliveryOptions, DeliveryOptionsBuilder,
+        DeliveryReport, DeliveryStatsSnapshot, DropReason, DroppedCounts, FlushThrough,
+        OtlpExporterBuilder, PostHogExporterBuilder, Protocol, RelayBatch, RelayConnection,
+        RelayExporterBuilder, RetryPolicy, SpoolOptions, StreamExporter,
+    };
+}
 
 /// Why telemetry could not start. Never a panic.
 #[derive(Debug, thiserror::Error)]

@@ -11,16 +11,18 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use closedloop_telemetry_exporters::spool::{dir_usage, purge_unlocked, remove_if_unlocked};
+use closedloop_telemetry_exporters::__private::spool::{
+    dir_usage, purge_unlocked, remove_if_unlocked,
+};
 
 /// Datadog refuses logs older than 18 h: an orphan holding relay or Datadog events is deleted
 /// this long after its newest write (the diagnostics streams' expiry age,
-/// [`MAX_AGE`](closedloop_telemetry_exporters::diagnostics::MAX_AGE)).
-pub const ORPHAN_DIAGNOSTICS_MAX_AGE: Duration =
-    closedloop_telemetry_exporters::diagnostics::MAX_AGE;
+/// [`MAX_AGE`](closedloop_telemetry_exporters::__private::diagnostics::MAX_AGE)).
+pub(crate) const ORPHAN_DIAGNOSTICS_MAX_AGE: Duration =
+    closedloop_telemetry_exporters::__private::diagnostics::MAX_AGE;
 /// An orphan holding PostHog events (or anything else) is deleted this long (7 days) after its
 /// newest write.
-pub const ORPHAN_POSTHOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+pub(crate) const ORPHAN_POSTHOG_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// A spool directory that no configured stream uses.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,6 @@ use crate::TelemetryBuilder;
 
 /// A builder's configuration as `build()` would resolve it, read without side effects (no
 /// directory is created, no identity is written).
-#[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preview {
     /// The upstream streams configured, in order (empty when none is).
@@ -35,8 +34,7 @@ pub struct Preview {
 impl TelemetryBuilder {
     /// This builder's configuration as `build()` would resolve it (for the command-line
     /// tool's `audit`; not API).
-    #[doc(hidden)]
-    pub fn preview(&self) -> Preview {
+    pub(crate) fn preview(&self) -> Preview {
         let cfg = &self.cfg;
         let app = crate::app_dirs::name(self.app_name.as_deref())
             .unwrap_or_else(crate::app_dirs::default_name);

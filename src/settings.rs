@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use closedloop_telemetry_exporters::relay::RelayConnection;
+use closedloop_telemetry_exporters::RelayConnection;
 
 use crate::config::{DatadogOptions, OtlpOptions, PostHogOptions, RelayOptions};
 use crate::consent::Consent;
@@ -23,7 +23,7 @@ pub(crate) struct Settings {
     pub(crate) otlp: Option<OtlpOptions>,
     /// How every destination delivers (the shutdown deadline and spool are set per
     /// destination from the fields below).
-    pub(crate) delivery: closedloop_telemetry_exporters::delivery::DeliveryOptions,
+    pub(crate) delivery: closedloop_telemetry_exporters::DeliveryOptions,
     /// The app's own relay connection (the channel transport), if given.
     pub(crate) relay_connection: Option<RelayConnection>,
     /// `DO_NOT_TRACK`, `CL_TELEMETRY_DISABLED` or `disabled(true)`: no upstream stream runs.
@@ -70,8 +70,8 @@ pub(crate) struct TransportHook(pub(crate) std::sync::Arc<TransportFn>);
 #[cfg(any(test, feature = "testing"))]
 pub(crate) type TransportFn = dyn Fn(
         closedloop_telemetry_exporters::Destination,
-        std::sync::Arc<dyn closedloop_telemetry_exporters::delivery::Transport>,
-    ) -> std::sync::Arc<dyn closedloop_telemetry_exporters::delivery::Transport>
+        std::sync::Arc<dyn closedloop_telemetry_exporters::__private::delivery::Transport>,
+    ) -> std::sync::Arc<dyn closedloop_telemetry_exporters::__private::delivery::Transport>
     + Send
     + Sync;
 

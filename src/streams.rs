@@ -1,11 +1,12 @@
 //! Configures the destinations from the resolved [`Settings`]: one [`DeliverySpec`] each, for
 //! the exporters' one pipeline (started by `install.rs`).
 
-use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::delivery::DeliverySpec;
-use closedloop_telemetry_exporters::otlp::OtlpExporterBuilder;
-use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
-use closedloop_telemetry_exporters::spool::SpoolOptions;
+use closedloop_telemetry_exporters::__private::delivery::DeliverySpec;
+use closedloop_telemetry_exporters::__private::BuilderExt;
+use closedloop_telemetry_exporters::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::OtlpExporterBuilder;
+use closedloop_telemetry_exporters::RelayExporterBuilder;
+use closedloop_telemetry_exporters::SpoolOptions;
 use closedloop_telemetry_exporters::{Destination, PostHogExporterBuilder};
 
 use crate::consent::Consent;

@@ -5,7 +5,7 @@
 //! relay (`http://test-kit.invalid/relay`) as an app would, but their streams send through the
 //! exporters' in-memory transport (`MemoryTransport`) instead of HTTP: the request bodies it
 //! records are byte for byte the ones HTTP would carry (same wire formats, same framing, gzip
-//! when [`DeliveryOptions`](crate::exporters::delivery::DeliveryOptions) asks for it), and every
+//! when [`DeliveryOptions`](crate::exporters::DeliveryOptions) asks for it), and every
 //! request is answered `200`. [`capture`] runs your closure with our layer as the thread's
 //! subscriber, shuts down (flushing both streams) and returns what each stream received, decoded
 //! into JSON.
@@ -32,12 +32,14 @@
 
 use std::sync::Arc;
 
-use closedloop_telemetry_exporters::delivery::{plain_body, MemoryTransport, Request, Transport};
+use closedloop_telemetry_exporters::__private::delivery::{
+    plain_body, MemoryTransport, Request, Transport,
+};
 use closedloop_telemetry_exporters::Destination;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
-use crate::{ActivityEntry, ShutdownReport, TelemetryBuilder};
+use crate::{ActivityEntry, DrainReport, TelemetryBuilder};
 
 /// The computeTargetId the kit uses unless the builder sets one.
 pub const TEST_COMPUTE_TARGET_ID: &str = "ct-test-kit";
@@ -59,7 +61,7 @@ pub struct Captured {
     /// The local activity log (never sent anywhere).
     pub activity: Vec<ActivityEntry>,
     /// The shutdown report (what could not be delivered).
-    pub report: ShutdownReport,
+    pub report: DrainReport,
 }
 
 impl Captured {
@@ -135,7 +137,7 @@ fn run(
     configure: impl FnOnce(TelemetryBuilder) -> TelemetryBuilder,
     transport: impl Fn(Destination, Arc<dyn Transport>) -> Arc<dyn Transport> + Send + Sync + 'static,
     f: impl FnOnce(),
-) -> (ShutdownReport, Vec<ActivityEntry>) {
+) -> (DrainReport, Vec<ActivityEntry>) {
     // A spool and a data directory of its own, so captures never replay each other's (or the
     // app's) events and the machine's stored consent choice does not apply.
     let own = std::env::temp_dir().join(format!("closedloop-test-kit-{}", uuid::Uuid::new_v4()));
@@ -198,9 +200,10 @@ mod tests {
     use std::sync::Mutex;
     use std::time::Duration;
 
-    use closedloop_telemetry_exporters::delivery::{
-        BoxFuture, DeliveryOptions, Response, TransportError,
+    use closedloop_telemetry_exporters::__private::delivery::{
+        BoxFuture, Response, TransportError,
     };
+    use closedloop_telemetry_exporters::DeliveryOptions;
 
     /// One request as it came off the socket: path, `content-encoding` header, raw body bytes
     /// (never inflated).

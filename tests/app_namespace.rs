@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use closedloop_telemetry::consent::Consent;
+use closedloop_telemetry::Consent;
 use support::process::TempDir;
 use support::server::{Reply, TestServer};
 use tracing_subscriber::prelude::*;

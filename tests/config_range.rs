@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use closedloop_telemetry::InitError;
-use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
-use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
+use closedloop_telemetry_exporters::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::RelayExporterBuilder;
 use closedloop_telemetry_exporters::{BuildError, PostHogExporterBuilder};
+use closedloop_telemetry_exporters::{DeliveryOptions, RetryPolicy};
 use proptest::prelude::*;
 use support::server::{Reply, TestServer};
 use tracing_subscriber::prelude::*;

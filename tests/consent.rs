@@ -9,8 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvOptions;
-use closedloop_telemetry::consent::{self, Consent};
+use closedloop_telemetry::__private::consent;
+use closedloop_telemetry::Consent;
+use closedloop_telemetry::EnvOptions;
 use closedloop_telemetry::{Destination, TelemetryBuilder};
 use support::accounting::assert_accounting;
 use support::server::{Reply, TestServer};
@@ -262,9 +263,9 @@ fn deny_empties_the_on_disk_spool() {
             continue;
         }
         streams += 1;
-        let mut s = closedloop_telemetry::exporters::spool::Spool::open(
+        let mut s = closedloop_telemetry_exporters::__private::spool::Spool::open(
             &path,
-            closedloop_telemetry::exporters::spool::SpoolOptions::default(),
+            closedloop_telemetry_exporters::SpoolOptions::default(),
         )
         .unwrap();
         let left = s.read_batch(10_000, 64 << 20).unwrap();
@@ -331,7 +332,7 @@ fn a_stored_denial_purges_what_an_earlier_run_spooled_before_any_connection() {
 #[cfg(feature = "testing")]
 #[test]
 fn storing_a_choice_syncs_its_directory() {
-    use closedloop_telemetry_exporters::private_fs::dir_syncs_on_this_thread;
+    use closedloop_telemetry_exporters::__private::private_fs::dir_syncs_on_this_thread;
     let dir = temp_dir("dir-sync");
     for choice in [Consent::Granted, Consent::Denied] {
         let before = dir_syncs_on_this_thread();
@@ -476,7 +477,8 @@ fn stream_dirs(spool: &Path, stream: &str) -> Vec<PathBuf> {
 
 #[test]
 fn a_denial_leaves_a_spool_another_process_holds_to_it() {
-    use closedloop_telemetry::exporters::spool::{Spool, SpoolOptions};
+    use closedloop_telemetry_exporters::__private::spool::Spool;
+    use closedloop_telemetry_exporters::SpoolOptions;
     let dir = temp_dir("deny-held");
     let (old, _) = switchable();
     {

@@ -10,7 +10,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use closedloop_telemetry::consent::Consent;
+use closedloop_telemetry::Consent;
 use closedloop_telemetry::TelemetryHandle;
 use support::accounting::assert_accounting;
 use support::server::{Reply, TestServer};

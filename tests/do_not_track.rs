@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvOptions;
+use closedloop_telemetry::EnvOptions;
 use closedloop_telemetry::{Destination, Telemetry};
 use closedloop_telemetry_exporters::{BuildError, PostHogExporterBuilder};
 use support::server::{Reply, TestServer};

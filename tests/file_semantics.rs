@@ -10,9 +10,10 @@ mod support;
 use std::fs::{self, File};
 use std::path::Path;
 
-use closedloop_telemetry::consent::{self, Consent};
-use closedloop_telemetry::identity;
-use closedloop_telemetry_exporters::spool::{Position, Spool, SpoolItem};
+use closedloop_telemetry::__private::consent;
+use closedloop_telemetry::__private::identity;
+use closedloop_telemetry::Consent;
+use closedloop_telemetry_exporters::__private::spool::{Position, Spool, SpoolItem};
 use support::process::TempDir;
 use support::spool_files::{index_of, primary, segment_files, small};
 use uuid::Uuid;

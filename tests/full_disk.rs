@@ -107,7 +107,8 @@ fn a_full_disk_under_the_spool_loses_nothing_and_warns_once() {
 
 #[test]
 fn a_spool_on_a_full_disk_hands_back_every_item_it_could_not_write() {
-    use closedloop_telemetry_exporters::spool::{Spool, SpoolItem, SpoolOptions};
+    use closedloop_telemetry_exporters::__private::spool::{Spool, SpoolItem};
+    use closedloop_telemetry_exporters::SpoolOptions;
     let Some(fs) = Tmpfs::mount(
         "a_spool_on_a_full_disk_hands_back_every_item_it_could_not_write",
         "256k",

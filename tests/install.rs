@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvOptions;
+use closedloop_telemetry::EnvOptions;
 use closedloop_telemetry::{ActivityKind, Destination};
 use support::server::{Reply, TestServer};
 use tracing::info;

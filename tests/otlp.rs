@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvOptions;
-use closedloop_telemetry::exporters::otlp::{Compression, Protocol};
+use closedloop_telemetry::exporters::{Compression, Protocol};
 use closedloop_telemetry::Destination;
+use closedloop_telemetry::EnvOptions;
 use closedloop_telemetry_collector::Collector;
 use tracing_subscriber::prelude::*;
 
@@ -137,7 +137,7 @@ fn cl_otlp_variables_configure_it_and_otel_ones_never_do() {
 
 #[test]
 fn the_local_collector_takes_otlp_json_uncompressed_and_refuses_what_is_not_otlp() {
-    use closedloop_telemetry::exporters::otlp::OtlpExporterBuilder;
+    use closedloop_telemetry::exporters::OtlpExporterBuilder;
     use std::io::{Read, Write};
 
     let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -152,7 +152,7 @@ fn the_local_collector_takes_otlp_json_uncompressed_and_refuses_what_is_not_otlp
         .with_simple_exporter(exporter.clone())
         .build();
     use opentelemetry::logs::LoggerProvider as _;
-    let layer = closedloop_telemetry::layers::TelemetryLayer::builder(provider.logger("app"))
+    let layer = closedloop_telemetry_layers::TelemetryLayer::builder(provider.logger("app"))
         .compute_target_id("ct-json")
         .build();
     tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {

@@ -9,7 +9,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use closedloop_telemetry::consent::Consent;
+use closedloop_telemetry::Consent;
 use closedloop_telemetry::{Telemetry, TelemetryBuilder};
 use support::logs::logs;
 use support::server::{Reply, TestServer};
@@ -73,8 +73,8 @@ fn spool_identity_and_consent_are_private_to_the_user() {
     walk(&base.join("spool"), &mut entries);
     let files: Vec<_> = entries.iter().filter(|(_, dir, _)| !dir).collect();
     for name in [
-        closedloop_telemetry::identity::ID_FILE,
-        closedloop_telemetry::consent::CONSENT_FILE,
+        closedloop_telemetry::__private::identity::ID_FILE,
+        closedloop_telemetry::__private::consent::CONSENT_FILE,
     ] {
         assert!(files.iter().any(|(p, _, _)| p.ends_with(name)), "{name}");
     }

@@ -4,7 +4,7 @@
 #[test]
 fn readme_catalogue_table_matches_the_code() {
     let readme = include_str!("../README.md");
-    let table = closedloop_telemetry_layers::catalogue::markdown_table();
+    let table = closedloop_telemetry_layers::__private::catalogue::markdown_table();
     assert!(
         readme.contains(&table),
         "README.md's catalogue table is out of date; regenerate it from catalogue::markdown_table():\n{table}"

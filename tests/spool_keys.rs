@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use closedloop_telemetry::{ShutdownReport, TelemetryBuilder, TelemetryStats};
+use closedloop_telemetry::{DrainReport, TelemetryBuilder, TelemetryStats};
 use support::server::{Reply, Request, TestServer};
 use tracing_subscriber::prelude::*;
 
@@ -69,7 +69,7 @@ fn facade(dir: &Scratch) -> TelemetryBuilder {
 
 /// One run: builds, emits `events` probes, and shuts down. Returns the stats seen right after
 /// the start (before any event) and the shutdown report.
-fn run(builder: TelemetryBuilder, events: usize) -> (TelemetryStats, ShutdownReport) {
+fn run(builder: TelemetryBuilder, events: usize) -> (TelemetryStats, DrainReport) {
     let telemetry = builder.build().unwrap();
     let stats = telemetry.handle().stats();
     let (layer, guard) = telemetry.split();

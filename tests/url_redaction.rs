@@ -6,11 +6,13 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry::config::EnvOptions;
-use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::delivery::HttpTransport;
-use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
-use closedloop_telemetry_exporters::{redact_url, PostHogExporterBuilder};
+use closedloop_telemetry::EnvOptions;
+use closedloop_telemetry_exporters::__private::delivery::HttpTransport;
+use closedloop_telemetry_exporters::__private::redact_url;
+use closedloop_telemetry_exporters::__private::StreamExporterExt;
+use closedloop_telemetry_exporters::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::PostHogExporterBuilder;
+use closedloop_telemetry_exporters::RelayExporterBuilder;
 use support::logs::Captured;
 
 /// Every secret below contains this word; no output may.

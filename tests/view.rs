@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry::exporters::delivery::SENT_RING_CAPACITY;
-use closedloop_telemetry::view::{ViewServer, HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SEND_DEADLINE};
+use closedloop_telemetry::__private::view::{HEADER_READ_TIMEOUT, MAX_CONNECTIONS, SEND_DEADLINE};
+use closedloop_telemetry::ViewServer;
 use closedloop_telemetry::{ActivityKind, TelemetryGuard, TelemetryHandle};
 use closedloop_telemetry_collector::Collector;
+use closedloop_telemetry_exporters::__private::delivery::SENT_RING_CAPACITY;
 use serde_json::Value;
 use support::process::TempDir;
 use tracing::{error, info, Dispatch};

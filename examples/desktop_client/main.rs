@@ -19,7 +19,7 @@ mod view;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use closedloop_telemetry::config::EnvOptions;
+use closedloop_telemetry::EnvOptions;
 use closedloop_telemetry_collector::print::{format_received, PrintFormat};
 use closedloop_telemetry_collector::Collector;
 use tracing_subscriber::prelude::*;

@@ -6,7 +6,7 @@ use closedloop_telemetry::TelemetryHandle;
 /// The running page (nothing without the `view` feature).
 pub struct View {
     #[cfg(feature = "view")]
-    _server: closedloop_telemetry::view::ViewServer,
+    _server: closedloop_telemetry::ViewServer,
 }
 
 /// Starts the page for `handle` on a free loopback port and prints its `ui:` line; exits with

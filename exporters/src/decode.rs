@@ -1,5 +1,5 @@
 //! The attribute-to-envelope decoder: reads a log record written under the
-//! [record convention](closedloop_telemetry_layers::convention) into an owned [`Event`].
+//! [record convention](closedloop_telemetry_layers::__private::convention) into an owned [`Event`].
 //!
 //! This is the only place the exporters read record attributes. It runs on a pipeline's
 //! background thread, once per record, before the record is handed to each destination's
@@ -12,19 +12,21 @@ use opentelemetry::logs::{AnyValue, Severity};
 use opentelemetry_sdk::logs::SdkLogRecord;
 use serde_json::{Map, Number, Value};
 
-use closedloop_telemetry_layers::catalogue::{self, CatalogueEntry};
-use closedloop_telemetry_layers::convention::{
+use closedloop_telemetry_layers::__private::catalogue::{self, CatalogueEntry};
+use closedloop_telemetry_layers::__private::convention::{
     Field, Kind, CUSTOM_EVENT_NAME, EVENT, EXTRA_PREFIX,
 };
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
-use closedloop_telemetry_layers::truncate::{
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
+use closedloop_telemetry_layers::__private::truncate::{
     keep_head, keep_tail, FIELD_MAX_BYTES, TAIL_MAX_BYTES,
 };
 
 /// How deep nested `extra` values are kept; deeper levels become the string `"…"`.
-pub const MAX_EXTRA_DEPTH: usize = 8;
+pub(crate) const MAX_EXTRA_DEPTH: usize = 8;
 /// How many `extra` keys are kept per event; the rest are dropped.
-pub const MAX_EXTRA_KEYS: usize = 64;
+pub(crate) const MAX_EXTRA_KEYS: usize = 64;
 
 /// One telemetry event, decoded from a record and owned, ready for any wire mapping.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,7 +176,7 @@ pub(crate) fn event_name(record: &SdkLogRecord) -> Result<EventName<'_>, DecodeE
 /// would receive (the `audit` command).
 ///
 /// ```
-/// use closedloop_telemetry_exporters::decode::{DecodeOptions, DecodingProcessor};
+/// use closedloop_telemetry_exporters::__private::decode::{DecodeOptions, DecodingProcessor};
 /// let capture = DecodingProcessor::new(DecodeOptions::default());
 /// assert!(capture.take().is_empty());
 /// ```
@@ -329,13 +331,7 @@ fn text(value: &AnyValue) -> String {
 
 /// Converts an attribute value to JSON, bounded in depth and string length. Bytes become
 /// lowercase hex.
-///
-/// ```
-/// use closedloop_telemetry_exporters::decode::to_json;
-/// use opentelemetry::logs::AnyValue;
-/// assert_eq!(to_json(&AnyValue::Bytes(Box::new(vec![0x0a, 0xff])), 0), "0aff");
-/// ```
-pub fn to_json(value: &AnyValue, depth: usize) -> Value {
+pub(crate) fn to_json(value: &AnyValue, depth: usize) -> Value {
     if depth > MAX_EXTRA_DEPTH {
         return Value::String("…".into());
     }
@@ -359,5 +355,18 @@ pub fn to_json(value: &AnyValue, depth: usize) -> Value {
                 .collect(),
         ),
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_become_lowercase_hex() {
+        assert_eq!(
+            to_json(&AnyValue::Bytes(Box::new(vec![0x0a, 0xff])), 0),
+            "0aff"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! [`Destination`]: where a stream of events goes. One name for the same thing in the stats,
 //! the collector, the audit and the view.
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 
 use crate::posthog::wire::routes_to_posthog;
 use crate::relay::wire::routes_to_relay;
@@ -48,7 +48,7 @@ impl Destination {
     /// Whether an event with this catalogue row (`None`: a custom event) goes to this
     /// destination: its wire format's own rule (`posthog::wire::routes_to_posthog`,
     /// `relay::wire::routes_to_relay`), for when no pipeline runs (the audit).
-    pub fn routes(self, entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
+    pub(crate) fn routes(self, entry: Option<&CatalogueEntry>, allow_custom: bool) -> bool {
         match self {
             Destination::PostHog => routes_to_posthog(entry),
             Destination::Relay | Destination::Datadog | Destination::Otlp => {

@@ -49,7 +49,7 @@ impl Env {
     /// Reads each of [`VARS`] through `get` (tests pass a map).
     ///
     /// ```
-    /// use closedloop_telemetry_exporters::env::Env;
+    /// use closedloop_telemetry_exporters::__private::env::Env;
     /// let env = Env::from_lookup(|k| (k == "DD_SITE").then(|| " datadoghq.eu ".into()));
     /// assert_eq!(env.get("DD_SITE"), Some(" datadoghq.eu "));
     /// assert_eq!(env.get("DD_API_KEY"), None);

@@ -21,8 +21,8 @@ use crate::pipeline::Pipeline;
 /// credential.
 ///
 /// Build one with [`PostHogExporterBuilder`](crate::PostHogExporterBuilder),
-/// [`RelayExporterBuilder`](crate::relay::RelayExporterBuilder) or
-/// [`DatadogExporterBuilder`](crate::datadog::DatadogExporterBuilder).
+/// [`RelayExporterBuilder`](crate::RelayExporterBuilder) or
+/// [`DatadogExporterBuilder`](crate::DatadogExporterBuilder).
 ///
 /// One type for every destination, under this one name: the three differ only in what their
 /// builder plugs into the engine (wire format, routing, transport), and what an app does with
@@ -37,7 +37,7 @@ pub struct StreamExporter {
 impl std::fmt::Debug for StreamExporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamExporter")
-            .field("endpoint", &crate::redact_url(&self.endpoint))
+            .field("endpoint", &crate::url_redact::redact_url(&self.endpoint))
             .field("credentials", &"[redacted]")
             .field("delivery", self.delivery())
             .finish_non_exhaustive()
@@ -47,7 +47,7 @@ impl std::fmt::Debug for StreamExporter {
 impl StreamExporter {
     /// Starts `spec` alone: a pipeline of one destination, on a background thread of its own
     /// named `closedloop-telemetry-<stream>`. The exporter builders' `build()` calls this.
-    pub fn start(spec: DeliverySpec) -> Result<Self, BuildError> {
+    pub(crate) fn start(spec: DeliverySpec) -> Result<Self, BuildError> {
         let endpoint: Arc<str> = Arc::from(spec.endpoint());
         let name = format!("closedloop-telemetry-{}", spec.stream.name());
         let decode = spec.decode_options().clone();
@@ -61,7 +61,7 @@ impl StreamExporter {
     }
 
     /// The destination's handle (stats handle, wake, submit of pre-decoded events).
-    pub fn delivery(&self) -> &Delivery {
+    pub(crate) fn delivery(&self) -> &Delivery {
         &self.pipeline.deliveries()[0]
     }
 

@@ -1,33 +1,38 @@
 //! OpenTelemetry log exporters for closedloop-telemetry: PostHog product analytics and the
 //! relay-bound (or direct Datadog) diagnostics stream, with bounded, retried delivery.
-#![warn(missing_docs, missing_debug_implementations)]
+#![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
 
-pub mod datadog;
-pub mod decode;
-pub mod delivery;
+mod datadog;
+mod decode;
+mod delivery;
 mod destination;
-pub mod diagnostics;
-pub mod env;
+mod diagnostics;
+mod env;
 mod exporter;
 mod flush_through;
-pub mod otlp;
-pub mod pipeline;
-pub mod posthog;
-pub mod priority;
-pub mod private_fs;
-pub mod redact;
-pub mod relay;
-#[doc(hidden)]
-pub mod server_thread;
-pub mod spool;
+mod otlp;
+mod pipeline;
+mod posthog;
+mod priority;
+mod private_fs;
+mod redact;
+mod relay;
+mod server_thread;
+mod spool;
 mod url_redact;
 
+#[doc(hidden)]
+pub mod __private;
+
+pub use datadog::DatadogExporterBuilder;
 pub use delivery::{
-    BuildError, Delivery, DeliveryReport, DeliverySpec, DeliveryStatsSnapshot, DropReason,
+    BuildError, DeliveryOptions, DeliveryOptionsBuilder, DeliveryReport, DeliveryStatsSnapshot,
+    DropReason, DroppedCounts, RetryPolicy,
 };
 pub use destination::Destination;
 pub use exporter::StreamExporter;
 pub use flush_through::FlushThrough;
-pub use pipeline::{Pipeline, PipelineProcessor};
+pub use otlp::{Compression, OtlpExporterBuilder, Protocol};
 pub use posthog::PostHogExporterBuilder;
-pub use url_redact::redact_url;
+pub use relay::{RelayBatch, RelayConnection, RelayExporterBuilder};
+pub use spool::SpoolOptions;

@@ -35,7 +35,7 @@ use crate::delivery::{
 };
 
 /// The thread name of a pipeline's background.
-pub const BACKGROUND_THREAD: &str = "closedloop-telemetry";
+pub(crate) const BACKGROUND_THREAD: &str = "closedloop-telemetry";
 
 /// A running pipeline: its queue, its background thread and one [`Delivery`] per destination.
 /// Cheap to clone; clones share everything.

@@ -14,12 +14,14 @@
 
 /// How much nicer than the thread that starts it a worker runs on Linux (nice values go from
 /// -20 to 19; the kernel clamps at 19). Relative, so an app that runs niced keeps the order.
-pub const WORKER_NICE_INCREMENT: i32 = 10;
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))] // used on Linux only
+pub(crate) const WORKER_NICE_INCREMENT: i32 = 10;
 
 /// What [`lower_current_thread`] applied to the calling thread.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum Applied {
+#[allow(dead_code)] // each platform constructs its own variants
+pub(crate) enum Applied {
     /// Linux: the nice value was raised by [`WORKER_NICE_INCREMENT`] (and the policy is
     /// `SCHED_BATCH` unless the kernel refused it).
     Nice,
@@ -33,10 +35,10 @@ pub enum Applied {
     Unchanged,
 }
 
-/// Lowers the calling thread to background priority (see the [module docs](self)) and says
+/// Lowers the calling thread to background priority (see the module docs, `priority.rs`) and says
 /// what was applied. Never fails: a refused call leaves the priority as it is.
 #[cfg(target_os = "linux")]
-pub fn lower_current_thread() -> Applied {
+pub(crate) fn lower_current_thread() -> Applied {
     // SAFETY: `__errno_location` returns this thread's errno slot; `nice` takes no pointers.
     // On Linux the nice value is a per-thread attribute and glibc's `nice` changes the calling
     // thread's only (see setpriority(2), BUGS). Lowering priority needs no privilege. `nice`
@@ -74,10 +76,10 @@ mod win {
     }
 }
 
-/// Lowers the calling thread to background priority (see the [module docs](self)) and says
+/// Lowers the calling thread to background priority (see the module docs, `priority.rs`) and says
 /// what was applied. Never fails: a refused call leaves the priority as it is.
 #[cfg(windows)]
-pub fn lower_current_thread() -> Applied {
+pub(crate) fn lower_current_thread() -> Applied {
     // SAFETY: `GetCurrentThread` returns a pseudo-handle for the calling thread, valid for the
     // thread's life and needing no close; `SetThreadPriority` takes it and an integer.
     unsafe {
@@ -92,10 +94,10 @@ pub fn lower_current_thread() -> Applied {
     }
 }
 
-/// Lowers the calling thread to background priority (see the [module docs](self)) and says
+/// Lowers the calling thread to background priority (see the module docs, `priority.rs`) and says
 /// what was applied. Never fails: a refused call leaves the priority as it is.
 #[cfg(target_vendor = "apple")]
-pub fn lower_current_thread() -> Applied {
+pub(crate) fn lower_current_thread() -> Applied {
     // SAFETY: takes a QoS class and a relative priority (0: the class's default); it applies
     // to the calling thread only.
     let rc =
@@ -107,10 +109,10 @@ pub fn lower_current_thread() -> Applied {
     }
 }
 
-/// Lowers the calling thread to background priority (see the [module docs](self)) and says
+/// Lowers the calling thread to background priority (see the module docs, `priority.rs`) and says
 /// what was applied. Never fails: a refused call leaves the priority as it is.
 #[cfg(not(any(target_os = "linux", windows, target_vendor = "apple")))]
-pub fn lower_current_thread() -> Applied {
+pub(crate) fn lower_current_thread() -> Applied {
     Applied::Unchanged
 }
 

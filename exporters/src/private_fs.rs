@@ -28,7 +28,7 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
 }
 
 /// `OpenOptions` whose newly created files are `0600` (Unix); set the access flags as usual.
-pub fn file_options() -> OpenOptions {
+pub(crate) fn file_options() -> OpenOptions {
     #[allow(unused_mut)]
     let mut options = OpenOptions::new();
     #[cfg(unix)]
@@ -80,7 +80,7 @@ pub fn dir_syncs_on_this_thread() -> u64 {
 /// `Err(reason)` when `dir` is not private to this user: on Unix, when another user owns it or
 /// group or others may write to it. `Ok` on other platforms and when `dir` cannot be read
 /// (opening it reports that).
-pub fn check_private_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn check_private_dir(dir: &Path) -> Result<(), String> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

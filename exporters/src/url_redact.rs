@@ -9,7 +9,7 @@ const MASK: &str = "[REDACTED]";
 /// (an invalid setting is shown the same way); already redacted text is left as it is.
 ///
 /// ```
-/// use closedloop_telemetry_exporters::redact_url;
+/// use closedloop_telemetry_exporters::__private::redact_url;
 /// assert_eq!(
 ///     redact_url("https://user:pw@intake.example/api/v2/logs?dd-api-key=abc&x"),
 ///     "https://[REDACTED]@intake.example/api/v2/logs?dd-api-key=[REDACTED]&[REDACTED]"

@@ -7,8 +7,8 @@
 
 use std::sync::OnceLock;
 
-use closedloop_telemetry_exporters::decode::{decode, DecodeOptions};
-use closedloop_telemetry_layers::convention::{Field, EVENT};
+use closedloop_telemetry_exporters::__private::decode::{decode, DecodeOptions};
+use closedloop_telemetry_layers::__private::convention::{Field, EVENT};
 use libfuzzer_sys::fuzz_target;
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
 use opentelemetry::Key;

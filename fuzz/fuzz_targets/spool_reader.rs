@@ -8,8 +8,8 @@
 //!    no flip touched must still be found, in order.
 #![no_main]
 
-use closedloop_telemetry_exporters::spool::test_support::{scan_segment, Scanned};
-use closedloop_telemetry_exporters::spool::SpoolItem;
+use closedloop_telemetry_exporters::__private::spool::test_support::{scan_segment, Scanned};
+use closedloop_telemetry_exporters::__private::spool::SpoolItem;
 use libfuzzer_sys::fuzz_target;
 use uuid::Uuid;
 

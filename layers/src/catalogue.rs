@@ -184,7 +184,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
 /// Looks up an emitted dot name.
 ///
 /// ```
-/// use closedloop_telemetry_layers::catalogue::lookup;
+/// use closedloop_telemetry_layers::__private::catalogue::lookup;
 /// let row = lookup("command.timeout").unwrap();
 /// assert_eq!(row.posthog, Some("command_failed"));
 /// assert_eq!(row.posthog_reason, Some("timeout"));

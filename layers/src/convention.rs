@@ -174,7 +174,7 @@ impl Field {
     /// Maps a tracing field name or attribute key (snake_case or camelCase) to a field.
     ///
     /// ```
-    /// use closedloop_telemetry_layers::convention::Field;
+    /// use closedloop_telemetry_layers::__private::convention::Field;
     /// assert_eq!(Field::from_name("loop_id"), Some(Field::LoopId));
     /// assert_eq!(Field::from_name("loopId"), Some(Field::LoopId));
     /// assert_eq!(Field::from_name("colour"), None);
@@ -207,7 +207,7 @@ impl Field {
 }
 
 /// The position of a context field in a fixed-size slot array (see [`Field::is_context`]).
-pub const CONTEXT_FIELDS: [Field; 6] = [
+pub(crate) const CONTEXT_FIELDS: [Field; 6] = [
     Field::GatewaySessionId,
     Field::CommandId,
     Field::OperationId,
@@ -217,7 +217,7 @@ pub const CONTEXT_FIELDS: [Field; 6] = [
 ];
 
 /// The slot of a context field in [`CONTEXT_FIELDS`].
-pub fn context_slot(field: Field) -> Option<usize> {
+pub(crate) fn context_slot(field: Field) -> Option<usize> {
     CONTEXT_FIELDS.iter().position(|f| *f == field)
 }
 

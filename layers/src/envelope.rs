@@ -3,7 +3,7 @@
 //! Keys are camelCase and absent values are omitted, never `null`:
 //!
 //! ```
-//! use closedloop_telemetry_layers::envelope::{Diagnostics, TraceEnvelope};
+//! use closedloop_telemetry_layers::__private::envelope::{Diagnostics, TraceEnvelope};
 //! let mut trace = TraceEnvelope::new("2026-11-25T09:14:03.120Z".into(), "ct-1".into());
 //! trace.job_id = Some("job-7".into());
 //! assert_eq!(
@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// The schema version every envelope carries.
-pub const SCHEMA_VERSION: &str = "1";
+pub(crate) const SCHEMA_VERSION: &str = "1";
 
 /// The envelope plus trace context: the relay message's `trace` object.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TraceEnvelope {
-    /// Always [`SCHEMA_VERSION`].
+    /// Always `"1"` (the schema version).
     pub schema_version: String,
     /// Event time, ISO-8601 UTC with milliseconds and `Z` (see [`format_timestamp`]).
     pub timestamp: String,
@@ -118,7 +118,7 @@ impl Diagnostics {
 ///
 /// ```
 /// use std::time::{Duration, UNIX_EPOCH};
-/// use closedloop_telemetry_layers::envelope::format_timestamp;
+/// use closedloop_telemetry_layers::__private::envelope::format_timestamp;
 /// let t = UNIX_EPOCH + Duration::from_millis(1_795_598_043_120);
 /// assert_eq!(format_timestamp(t), "2026-11-25T09:14:03.120Z");
 /// ```

@@ -9,7 +9,7 @@ pub const FIELD_MAX_BYTES: usize = 4096;
 /// Keeps at most `max` bytes from the **end** of `s`, cut on a character boundary.
 ///
 /// ```
-/// use closedloop_telemetry_layers::truncate::keep_tail;
+/// use closedloop_telemetry_layers::__private::truncate::keep_tail;
 /// assert_eq!(keep_tail("hello", 3), "llo");
 /// assert_eq!(keep_tail("añb", 2), "b"); // never splits the two-byte 'ñ'
 /// ```
@@ -27,7 +27,7 @@ pub fn keep_tail(s: &str, max: usize) -> &str {
 /// Keeps at most `max` bytes from the **start** of `s`, cut on a character boundary.
 ///
 /// ```
-/// use closedloop_telemetry_layers::truncate::keep_head;
+/// use closedloop_telemetry_layers::__private::truncate::keep_head;
 /// assert_eq!(keep_head("hello", 3), "hel");
 /// assert_eq!(keep_head("aña", 2), "a");
 /// ```

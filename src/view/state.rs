@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry_exporters::delivery::{SentOutcome, SentRecord, SentRing};
-use closedloop_telemetry_layers::activity::ActivityEntry;
-use closedloop_telemetry_layers::envelope::format_timestamp;
+use closedloop_telemetry_exporters::__private::delivery::{SentOutcome, SentRecord, SentRing};
+use closedloop_telemetry_layers::__private::envelope::format_timestamp;
+use closedloop_telemetry_layers::ActivityEntry;
 use serde_json::{json, Value};
 
 /// The most activity entries the view shows (the newest).
@@ -109,7 +109,7 @@ pub(crate) fn sent_json(source: &dyn Source, from: u64) -> Value {
     let ring = source.sent();
     let next = ring.next_seq();
     let list: Vec<Value> = ring.since(from).iter().rev().map(|r| record(r)).collect();
-    json!({"records": list, "next_seq": next, "capacity": closedloop_telemetry_exporters::delivery::SENT_RING_CAPACITY})
+    json!({"records": list, "next_seq": next, "capacity": closedloop_telemetry_exporters::__private::delivery::SENT_RING_CAPACITY})
 }
 
 fn record(r: &SentRecord) -> Value {

@@ -1,6 +1,6 @@
 //! The direct Datadog logs-intake exporter, used when there is no relay.
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 use uuid::Uuid;
 
 use super::wire::{self, API_KEY_HEADER, MAX_BODY_BYTES, MAX_ITEMS};
@@ -86,7 +86,10 @@ impl std::fmt::Debug for DatadogExporterBuilder {
         f.debug_struct("DatadogExporterBuilder")
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
             .field("site", &self.site)
-            .field("logs_url", &self.logs_url.as_deref().map(crate::redact_url))
+            .field(
+                "logs_url",
+                &self.logs_url.as_deref().map(crate::url_redact::redact_url),
+            )
             .field("settings", &self.settings)
             .field("delivery", &self.delivery)
             .finish()
@@ -106,8 +109,7 @@ impl DatadogExporterBuilder {
         self
     }
 
-    /// How long the first queued message may wait. Default 2 s
-    /// ([`DEFAULT_MAX_DELAY`](crate::diagnostics::DEFAULT_MAX_DELAY)), at most 60 s.
+    /// How long the first queued message may wait. Default 2 s, at most 60 s.
     pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
         self.settings.max_delay = delay;
         self
@@ -162,8 +164,8 @@ impl DatadogExporterBuilder {
     }
 
     /// Checks the settings and returns the destination, not started (for a
-    /// [`Pipeline`](crate::Pipeline) of several).
-    pub fn spec(self) -> Result<DeliverySpec, BuildError> {
+    /// [`Pipeline`](crate::pipeline::Pipeline) of several).
+    pub(crate) fn spec(self) -> Result<DeliverySpec, BuildError> {
         self.settings.check()?;
         self.delivery.check()?;
         let api_key = self

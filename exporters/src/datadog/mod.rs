@@ -1,10 +1,10 @@
 //! The direct Datadog logs intake for the diagnostics stream (when there is no relay): its
 //! wire format and its status contract.
 
-pub mod status;
+pub(crate) mod status;
 pub mod wire;
 
-pub use status::{classify, DatadogOutcome};
+pub(crate) use status::DatadogOutcome;
 mod exporter;
 
 pub use exporter::{default_hostname, DatadogExporterBuilder};

@@ -12,7 +12,7 @@
 
 /// The delivery decision for a response status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatadogOutcome {
+pub(crate) enum DatadogOutcome {
     /// Delivered (202; any 2xx).
     Accepted,
     /// The batch is dropped, counted and logged once with this reason; retrying cannot help.
@@ -38,7 +38,7 @@ pub enum DatadogOutcome {
 /// | 408, 429, 5xx | [`Retry`](DatadogOutcome::Retry) |
 /// | other 4xx | drop: "rejected by the intake" |
 /// | anything else (1xx, 3xx, ≥ 600) | drop: "unexpected status" (redirects are never followed: the HTTP transport answers a 3xx as the status, and it is dropped as `rejected`) |
-pub fn classify(status: u16) -> DatadogOutcome {
+pub(crate) fn classify(status: u16) -> DatadogOutcome {
     use DatadogOutcome::{Accepted, Drop, Retry, Split};
     match status {
         200..=299 => Accepted,

@@ -30,7 +30,7 @@ use std::ops::Range;
 use std::time::{SystemTime, UNIX_EPOCH};
 use uuid::Uuid;
 
-use closedloop_telemetry_layers::envelope::TraceEnvelope;
+use closedloop_telemetry_layers::__private::envelope::TraceEnvelope;
 use serde::Serialize;
 
 use crate::decode::Event;
@@ -56,7 +56,7 @@ pub use crate::diagnostics::MAX_AGE;
 /// …); an empty site means [`DEFAULT_SITE`]. `DD_LOGS_URL` overrides this entirely.
 ///
 /// ```
-/// use closedloop_telemetry_exporters::datadog::wire::intake_url;
+/// use closedloop_telemetry_exporters::__private::datadog::wire::intake_url;
 /// assert_eq!(intake_url("datadoghq.eu"), "https://http-intake.logs.datadoghq.eu/api/v2/logs");
 /// assert_eq!(intake_url(""), "https://http-intake.logs.datadoghq.com/api/v2/logs");
 /// ```

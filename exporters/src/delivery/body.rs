@@ -12,11 +12,11 @@ use super::wire_format::{Item, WireFormat};
 /// 20-event PostHog batch (2-core machine, the run in `BENCHMARKS.md`): plain 1.02 µs/event and
 /// 11.9 KB; level 1 2.42 µs/event and 969 B; level 6 4.14 µs/event and 829 B. Level 1 gets almost all of the
 /// size win for less than half of level 6's compression time.
-pub const DEFAULT_GZIP_LEVEL: u32 = 1;
+pub(crate) const DEFAULT_GZIP_LEVEL: u32 = 1;
 
 /// Frames `items` with `stream` and, with `gzip = Some(level)`, compresses the body and adds
 /// `Content-Encoding: gzip`.
-pub fn build_request(stream: &dyn WireFormat, items: &[Item], gzip: Option<u32>) -> Request {
+pub(crate) fn build_request(stream: &dyn WireFormat, items: &[Item], gzip: Option<u32>) -> Request {
     let slices: Vec<&[u8]> = items.iter().map(|i| i.bytes.as_slice()).collect();
     let mut body = Vec::with_capacity(64 + slices.iter().map(|s| s.len() + 1).sum::<usize>());
     stream.frame(&slices, &mut body);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 
 use crate::decode::{DecodeOptions, Event};
 
@@ -51,7 +51,7 @@ impl DeliveryReport {
 
 /// One destination, configured and checked but not started: its wire format, transport,
 /// batch limits, delivery options and the decoder's defaults. An exporter builder's `spec()`
-/// makes one; [`StreamExporter::start`](crate::StreamExporter::start) starts it alone, and
+/// makes one; `StreamExporter::start` starts it alone, and
 /// `Pipeline::start` starts several on one background.
 pub struct DeliverySpec {
     pub(crate) stream: Arc<dyn WireFormat>,
@@ -70,7 +70,7 @@ impl std::fmt::Debug for DeliverySpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DeliverySpec")
             .field("stream", &self.stream.name())
-            .field("endpoint", &crate::redact_url(&self.endpoint))
+            .field("endpoint", &crate::url_redact::redact_url(&self.endpoint))
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }

@@ -9,9 +9,9 @@ pub enum BuildError {
     #[error("missing setting: {0}")]
     Missing(&'static str),
     /// A URL did not parse or is not usable (names the setting, the value and the problem).
-    /// The value is shown through [`redact_url`](crate::redact_url): no credential in it is
-    /// ever printed.
-    #[error("invalid URL for {setting} ({:?}): {reason}", crate::redact_url(.url))]
+    /// The value is shown with its userinfo and every query and fragment value replaced by
+    /// `[REDACTED]`: no credential in it is ever printed.
+    #[error("invalid URL for {setting} ({:?}): {reason}", crate::url_redact::redact_url(.url))]
     InvalidUrl {
         /// The setting, e.g. `CL_POSTHOG_HOST`.
         setting: &'static str,
@@ -41,12 +41,12 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    /// [`BuildError::InvalidUrl`] holding `url` redacted by [`redact_url`](crate::redact_url),
-    /// so neither `Display` nor `Debug` can show a credential.
+    /// [`BuildError::InvalidUrl`] holding `url` redacted (userinfo and every query and fragment
+    /// value replaced by `[REDACTED]`), so neither `Display` nor `Debug` can show a credential.
     pub fn invalid_url(setting: &'static str, url: &str, reason: impl Into<String>) -> Self {
         BuildError::InvalidUrl {
             setting,
-            url: crate::redact_url(url),
+            url: crate::url_redact::redact_url(url),
             reason: reason.into(),
         }
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
 use reqwest::Url;
 
-use closedloop_telemetry_layers::truncate::keep_head;
+use closedloop_telemetry_layers::__private::truncate::keep_head;
 
 use super::error::BuildError;
 use super::transport::{BoxFuture, Request, Response, Transport, TransportError};
@@ -13,11 +13,11 @@ use super::transport::{BoxFuture, Request, Response, Transport, TransportError};
 /// How much of a server's error body the transport keeps. The engine redacts this whole text
 /// before cutting it to the much shorter length it logs, so a credential straddling this cut
 /// is cut away entirely rather than leaving a prefix that no longer matches.
-pub const REASON_MAX_BYTES: usize = 4096;
+pub(crate) const REASON_MAX_BYTES: usize = 4096;
 
 /// The most of a response body the transport reads. Past it the response is dropped, and with
 /// it the connection, so a server streaming an endless body cannot hold the worker or its memory.
-pub const RESPONSE_MAX_BYTES: usize = 64 * 1024;
+pub(crate) const RESPONSE_MAX_BYTES: usize = 64 * 1024;
 
 /// POSTs each body to one URL with fixed headers.
 ///
@@ -28,7 +28,7 @@ pub const RESPONSE_MAX_BYTES: usize = 64 * 1024;
 /// directly. Servers are verified against the operating system's trust store (see the
 /// `tls` module, and `docs/RELIABILITY.md`, "Corporate networks"). Redirects are never followed: a 3xx is the answer (the
 /// engine counts it as `rejected`), so neither the body nor a credential header ever reaches
-/// another location. At most [`RESPONSE_MAX_BYTES`] of a response body are read.
+/// another location. At most 64 KiB of a response body are read.
 #[derive(Clone)]
 pub struct HttpTransport {
     client: reqwest::Client,
@@ -39,7 +39,7 @@ pub struct HttpTransport {
 impl std::fmt::Debug for HttpTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpTransport")
-            .field("url", &crate::redact_url(self.url.as_str()))
+            .field("url", &crate::url_redact::redact_url(self.url.as_str()))
             .field("headers", &self.headers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
@@ -48,7 +48,7 @@ impl std::fmt::Debug for HttpTransport {
 /// Parses and checks an `http(s)` URL; `setting` names it in the error.
 ///
 /// ```
-/// use closedloop_telemetry_exporters::delivery::parse_http_url;
+/// use closedloop_telemetry_exporters::__private::delivery::parse_http_url;
 /// assert!(parse_http_url("CL_RELAY_URL", "https://relay.example/ingest").is_ok());
 /// let err = parse_http_url("CL_RELAY_URL", "relay.example").unwrap_err();
 /// assert!(err.to_string().contains("CL_RELAY_URL"));
@@ -168,9 +168,10 @@ impl HttpTransport {
         let reason = if (200..300).contains(&status) {
             String::new()
         } else if (300..400).contains(&status) {
-            let target = location
-                .as_deref()
-                .map_or_else(|| "(none)".to_string(), |l| crate::redact_url(l.trim()));
+            let target = location.as_deref().map_or_else(
+                || "(none)".to_string(),
+                |l| crate::url_redact::redact_url(l.trim()),
+            );
             format!(
                 "redirect to {target} not followed; set the destination URL to the final address"
             )

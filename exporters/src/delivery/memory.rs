@@ -19,37 +19,6 @@ use super::transport::{BoxFuture, Request, Response, Transport, TransportError};
 /// The body is what an HTTP transport would put on the wire; the fixed headers an HTTP
 /// transport adds from its own configuration (content type, credentials) are not part of a
 /// [`Request`] and so are not recorded.
-///
-/// ```
-/// use closedloop_telemetry_exporters::delivery::{
-///     build_request, frame_json_array, plain_body, InvalidEvent, Item, MemoryTransport,
-///     Transport, WireFormat,
-/// };
-///
-/// struct Array;
-/// impl WireFormat for Array {
-///     fn name(&self) -> &'static str { "array" }
-///     fn encode(&self, _: &closedloop_telemetry_exporters::decode::Event, _: uuid::Uuid)
-///         -> Result<Vec<u8>, InvalidEvent> { Err(InvalidEvent("unused")) }
-///     fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) { frame_json_array(items, out) }
-/// }
-///
-/// let item = Item {
-///     id: uuid::Uuid::now_v7(),
-///     created: std::time::SystemTime::now(),
-///     bytes: br#"{"n":1}"#.to_vec(),
-/// };
-/// let memory = MemoryTransport::new();
-/// let request = build_request(&Array, &[item], Some(1));
-/// let answer = block_on(memory.send(request.clone()));
-/// assert_eq!(answer.unwrap().status, 200);
-/// assert_eq!(memory.requests(), [request.clone()]);
-/// assert_eq!(plain_body(&request).unwrap(), br#"[{"n":1}]"#);
-///
-/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
-/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
-/// # }
-/// ```
 #[derive(Debug, Clone, Default)]
 pub struct MemoryTransport {
     requests: Arc<Mutex<Vec<Request>>>,
@@ -138,6 +107,38 @@ mod tests {
         assert_eq!(memory.requests(), [first.clone(), second.clone()]);
         assert_eq!(plain_body(&first).unwrap(), b"[1]");
         assert_eq!(plain_body(&second).unwrap(), b"[2,3]");
+    }
+
+    #[test]
+    fn records_the_request_the_engine_would_send_over_http() {
+        use crate::decode::Event;
+        use crate::delivery::body::build_request;
+        use crate::delivery::wire_format::{frame_json_array, InvalidEvent, Item, WireFormat};
+
+        struct Array;
+        impl WireFormat for Array {
+            fn name(&self) -> &'static str {
+                "array"
+            }
+            fn encode(&self, _: &Event, _: uuid::Uuid) -> Result<Vec<u8>, InvalidEvent> {
+                Err(InvalidEvent("unused"))
+            }
+            fn frame(&self, items: &[&[u8]], out: &mut Vec<u8>) {
+                frame_json_array(items, out)
+            }
+        }
+
+        let item = Item {
+            id: uuid::Uuid::now_v7(),
+            created: std::time::SystemTime::now(),
+            bytes: br#"{"n":1}"#.to_vec(),
+        };
+        let memory = MemoryTransport::new();
+        let request = build_request(&Array, &[item], Some(1));
+        let answer = block_on(memory.send(request.clone()));
+        assert_eq!(answer.unwrap().status, 200);
+        assert_eq!(memory.requests(), std::slice::from_ref(&request));
+        assert_eq!(plain_body(&request).unwrap(), br#"[{"n":1}]"#);
     }
 
     #[test]

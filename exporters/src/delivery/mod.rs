@@ -25,23 +25,24 @@
 //!   `closedloop-telemetry-<stream>` for an exporter alone) with a current-thread tokio
 //!   runtime, inside `Context::enter_telemetry_suppressed_scope()`; it sleeps until a batch
 //!   is due, a backoff ends, a spool sync or deadline comes, or a command or the queue wakes it.
-//! - Items ([`Item`]) are pre-encoded JSON values with a stable UUIDv7, mapped once on the
+//! - Items ([`Item`](wire_format::Item)) are pre-encoded JSON values with a stable UUIDv7, mapped once on the
 //!   worker; retries re-frame the same items (fresh per-request fields such as `sent_at`).
 //! - The network sits behind [`Transport`]: [`HttpTransport`], or a channel transport for
 //!   the relay ([`relay`](crate::relay)); with the `testing` feature also `MemoryTransport`,
 //!   which records each request in memory instead. The engine wraps every send in the
 //!   per-request timeout.
 //! - Retry rules are the pure [`RetryPolicy::decide`] (see [`retry`]).
-//! - Every loss is counted by [`DropReason`] in [`DeliveryStats`], with a warning on the first
+//! - Every loss is counted by [`DropReason`] in [`DeliveryStats`](stats::DeliveryStats), with a warning on the first
 //!   loss of each kind; rejected batches are also logged once per HTTP status.
 //!
 //! # Plugging in a stream
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use closedloop_telemetry_exporters::decode::Event;
-//! use closedloop_telemetry_layers::catalogue::CatalogueEntry;
-//! use closedloop_telemetry_exporters::delivery::*;
+//! use closedloop_telemetry_exporters::__private::decode::Event;
+//! use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
+//! use closedloop_telemetry_exporters::__private::delivery::*;
+//! use closedloop_telemetry_exporters::{BuildError, DeliveryOptions};
 //!
 //! struct Relay;
 //! impl WireFormat for Relay {
@@ -57,7 +58,7 @@
 //! let transport = HttpTransport::new(
 //!     url,
 //!     &[("content-type", "application/json".into())],
-//!     DEFAULT_REQUEST_TIMEOUT,
+//!     Duration::from_secs(10),
 //! )?;
 //! let limits = Limits {
 //!     max_items: 100,
@@ -88,7 +89,7 @@
 
 mod backlog;
 mod batcher;
-pub mod body;
+pub(crate) mod body;
 mod command;
 mod config;
 mod engine;
@@ -102,31 +103,26 @@ mod queue;
 #[cfg(test)]
 mod queue_tests;
 pub(crate) mod range;
-pub mod retry;
+pub(crate) mod retry;
 mod stats;
-pub mod tap;
+pub(crate) mod tap;
 mod tls;
 mod transport;
 mod wire_format;
 mod worker;
 
-pub use body::{build_request, gzip_bytes, DEFAULT_GZIP_LEVEL};
+pub use body::gzip_bytes;
 pub(crate) use engine::{launch, Core, WeakDelivery};
 pub use engine::{Delivery, DeliveryReport, DeliverySpec};
-pub use error::{AlreadyShutdown, BuildError};
-pub use http::{parse_http_url, HttpTransport, REASON_MAX_BYTES, RESPONSE_MAX_BYTES};
+pub use error::BuildError;
+pub use http::{parse_http_url, HttpTransport};
 #[cfg(any(test, feature = "testing"))]
 pub use memory::{plain_body, MemoryTransport};
-pub use options::{
-    DeliveryOptions, DeliveryOptionsBuilder, DEFAULT_OVERFLOW_BYTES, DEFAULT_QUEUE_CAPACITY,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHUTDOWN_TIMEOUT,
-};
+pub use options::{DeliveryOptions, DeliveryOptionsBuilder, DEFAULT_SHUTDOWN_TIMEOUT};
 pub use range::{check_range, deadline_after, MAX_BATCH_DELAY, MAX_DURATION_SETTING};
-pub use retry::{Decision, Outcome, RetryPolicy};
-pub use stats::{DeliveryStats, DeliveryStatsSnapshot, DropReason, DroppedCounts};
-pub use tap::{
-    SentOutcome, SentRecord, SentRing, SENT_BODY_MAX_BYTES, SENT_DETAIL_MAX_BYTES,
-    SENT_RING_CAPACITY,
-};
+pub use retry::RetryPolicy;
+pub use stats::{DeliveryStatsSnapshot, DropReason, DroppedCounts};
+pub use tap::{SentOutcome, SentRecord, SentRing, SENT_RING_CAPACITY};
 pub use transport::{BoxFuture, Request, Response, Transport, TransportError};
-pub use wire_format::{frame_json_array, join_items, InvalidEvent, Item, Limits, WireFormat};
+pub(crate) use wire_format::join_items;
+pub use wire_format::{frame_json_array, InvalidEvent, Limits, WireFormat};

@@ -14,26 +14,25 @@ use super::retry::RetryPolicy;
 /// (BENCHMARKS.md): 4096 keeps 100k events/s sustained on loopback free of drops (2048 evicted a
 /// few hundred per million when a send lagged behind a hand-over), while a 1M-event flood stays
 /// within 16 MiB of extra memory.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 4096;
+pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 4096;
 /// Default bound of the queue's overflow in bytes: records past [`DEFAULT_QUEUE_CAPACITY`] are
 /// held in a compact form (about 140 bytes each) up to this many bytes, about 100,000 events.
-pub const DEFAULT_OVERFLOW_BYTES: usize = 16 << 20;
+pub(crate) const DEFAULT_OVERFLOW_BYTES: usize = 16 << 20;
 /// Default per-request timeout.
-pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default deadline of flush and shutdown.
 pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How an exporter delivers, whatever its destination: queue bound, request timeout, gzip,
 /// retry rules, shutdown deadline and the durable spool. Pass it to an exporter builder's
 /// `delivery(..)` ([`PostHogExporterBuilder`](crate::PostHogExporterBuilder),
-/// [`RelayExporterBuilder`](crate::relay::RelayExporterBuilder),
-/// [`DatadogExporterBuilder`](crate::datadog::DatadogExporterBuilder)) or to
-/// [`Delivery::start`](super::Delivery::start). `Default` is every default listed on
-/// [`DeliveryOptionsBuilder`]; ranges are checked when the exporter is built.
+/// [`RelayExporterBuilder`](crate::RelayExporterBuilder),
+/// [`DatadogExporterBuilder`](crate::DatadogExporterBuilder)). `Default` is every default
+/// listed on [`DeliveryOptionsBuilder`]; ranges are checked when the exporter is built.
 ///
 /// ```
 /// use std::time::Duration;
-/// use closedloop_telemetry_exporters::delivery::DeliveryOptions;
+/// use closedloop_telemetry_exporters::DeliveryOptions;
 ///
 /// let options = DeliveryOptions::builder()
 ///     .with_timeout(Duration::from_secs(5))
@@ -126,18 +125,18 @@ impl DeliveryOptions {
     }
 
     /// The test-only clock divisor (1 outside tests).
-    pub fn test_clock_divisor(&self) -> u32 {
+    pub(crate) fn test_clock_divisor(&self) -> u32 {
         self.test_clock_divisor
     }
 
     /// The per-request timeout the engine and its transport use: [`timeout`](Self::timeout)
     /// divided by the test clock divisor (at least 1 ms), itself outside tests.
-    pub fn effective_timeout(&self) -> Duration {
+    pub(crate) fn effective_timeout(&self) -> Duration {
         scale(self.timeout, self.test_clock_divisor)
     }
 
     /// The range checks every exporter applies when it is built: `timeout` and
-    /// `shutdown_timeout` above zero and at most [`MAX_DURATION_SETTING`] (1 h), the retry
+    /// `shutdown_timeout` above zero and at most 1 h, the retry
     /// durations and the spool's sync interval at most that too, a queue of at least one.
     /// The error names the setting at fault (see `docs/RELIABILITY.md`, "Configuration ranges").
     pub fn check(&self) -> Result<(), BuildError> {
@@ -166,14 +165,13 @@ impl DeliveryOptions {
 ///
 /// | setting | default |
 /// |---|---|
-/// | [`with_queue_capacity`](Self::with_queue_capacity) | 4096 events ([`DEFAULT_QUEUE_CAPACITY`]), at least 1 |
-/// | [`with_overflow_bytes`](Self::with_overflow_bytes) | 16 MiB ([`DEFAULT_OVERFLOW_BYTES`]) |
-/// | [`with_timeout`](Self::with_timeout) | 10 s per request ([`DEFAULT_REQUEST_TIMEOUT`]); above zero, at most 1 h |
-/// | [`with_gzip`](Self::with_gzip) | off (on: level [`DEFAULT_GZIP_LEVEL`]) |
+/// | [`with_queue_capacity`](Self::with_queue_capacity) | 4096 events, at least 1 |
+/// | [`with_overflow_bytes`](Self::with_overflow_bytes) | 16 MiB |
+/// | [`with_timeout`](Self::with_timeout) | 10 s per request; above zero, at most 1 h |
+/// | [`with_gzip`](Self::with_gzip) | off (on: gzip level 1) |
 /// | [`with_retry_policy`](Self::with_retry_policy) | [`RetryPolicy::default`] |
-/// | [`with_shutdown_timeout`](Self::with_shutdown_timeout) | 5 s ([`DEFAULT_SHUTDOWN_TIMEOUT`]), used when dropped without shutdown; above zero, at most 1 h |
+/// | [`with_shutdown_timeout`](Self::with_shutdown_timeout) | 5 s, used when dropped without shutdown; above zero, at most 1 h |
 /// | [`with_spool_dir`](Self::with_spool_dir), [`with_spool`](Self::with_spool) | none: memory only |
-/// | [`with_test_clock_divisor`](Self::with_test_clock_divisor) | 1 (test-only) |
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryOptionsBuilder {
     options: DeliveryOptions,
@@ -206,7 +204,7 @@ impl DeliveryOptionsBuilder {
         self
     }
 
-    /// Gzips request bodies (`Content-Encoding: gzip`, level [`DEFAULT_GZIP_LEVEL`]).
+    /// Gzips request bodies (`Content-Encoding: gzip`, level 1).
     pub fn with_gzip(mut self, on: bool) -> Self {
         self.options.gzip = on.then_some(DEFAULT_GZIP_LEVEL);
         self
@@ -242,7 +240,8 @@ impl DeliveryOptionsBuilder {
     /// `Retry-After` clamp, the connect and request timeouts, the batch delay or flush
     /// interval) by `divisor`, so fault tests run the default retry policy in seconds. The
     /// retry rules, the expiry age and shutdown deadlines are unchanged. Never set it in an
-    /// application.
+    /// application. Only with the `testing` feature.
+    #[cfg(any(test, feature = "testing"))]
     pub fn with_test_clock_divisor(mut self, divisor: u32) -> Self {
         self.options.test_clock_divisor = divisor.max(1);
         self

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use closedloop_telemetry_layers::catalogue;
-use closedloop_telemetry_layers::convention::CUSTOM_EVENT_NAME;
+use closedloop_telemetry_layers::__private::catalogue;
+use closedloop_telemetry_layers::__private::convention::CUSTOM_EVENT_NAME;
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, Severity};
 use opentelemetry::trace::{SpanId, TraceFlags, TraceId};
 use opentelemetry::Key;

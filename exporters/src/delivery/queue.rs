@@ -31,7 +31,7 @@ use opentelemetry::logs::{Logger as _, LoggerProvider as _};
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLogger, SdkLoggerProvider};
 use tokio::sync::Notify;
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 
 use super::overflow::{self, Keys};
 use super::stats::{DeliveryStats, DropReason, Pending, QueueCounts};

@@ -7,7 +7,7 @@ use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry_sdk::logs::{SdkLogRecord, SdkLoggerProvider};
 
@@ -283,7 +283,7 @@ fn the_door_and_the_decoder_read_a_name_alike() {
     use opentelemetry::logs::AnyValue;
     use opentelemetry::Key;
     let mut custom = record();
-    custom.set_event_name(closedloop_telemetry_layers::convention::CUSTOM_EVENT_NAME);
+    custom.set_event_name(closedloop_telemetry_layers::__private::convention::CUSTOM_EVENT_NAME);
     custom.add_attribute(
         Key::from_static_str("event"),
         AnyValue::from(" job.failed "),

@@ -30,7 +30,7 @@ const FAR_FUTURE: Duration = Duration::from_secs(30 * 365 * 24 * 3600);
 ///
 /// ```
 /// use std::time::Duration;
-/// use closedloop_telemetry_exporters::delivery::check_range;
+/// use closedloop_telemetry_exporters::__private::delivery::check_range;
 /// assert!(check_range("timeout", Duration::from_secs(1), Duration::ZERO, Duration::from_secs(2)).is_ok());
 /// let err = check_range("timeout", Duration::MAX, Duration::ZERO, Duration::from_secs(2)).unwrap_err();
 /// assert!(err.to_string().contains("timeout"));

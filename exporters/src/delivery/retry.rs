@@ -21,7 +21,7 @@ use super::stats::DropReason;
 
 /// What one attempt ended with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome<'a> {
+pub(crate) enum Outcome<'a> {
     /// The server answered.
     Status {
         /// The HTTP status code.
@@ -39,7 +39,7 @@ pub enum Outcome<'a> {
 
 /// What to do with the batch after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Decision {
+pub(crate) enum Decision {
     /// Delivered.
     Done,
     /// Keep the batch and try again after this long.
@@ -84,7 +84,7 @@ impl RetryPolicy {
     /// consecutive connection failures of the destination), `items` the batch size, `now` the
     /// wall clock (for HTTP-date `Retry-After`) and `jitter` a number in `[0, 1)` (the caller
     /// passes `fastrand::f64()`; tests pass fixed values).
-    pub fn decide(
+    pub(crate) fn decide(
         &self,
         outcome: Outcome<'_>,
         attempt: u32,
@@ -134,26 +134,13 @@ impl RetryPolicy {
 /// Whether `status` says the destination as a whole is unavailable (rate limited, overloaded,
 /// down or behind a failing gateway) rather than that this batch failed: 429, 502, 503, 504.
 /// Such answers are an outage, retried without limit like connection errors.
-///
-/// ```
-/// use closedloop_telemetry_exporters::delivery::retry::is_unavailable;
-/// assert!(is_unavailable(503) && is_unavailable(429));
-/// assert!(!is_unavailable(500) && !is_unavailable(408));
-/// ```
-pub fn is_unavailable(status: u16) -> bool {
+pub(crate) fn is_unavailable(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }
 
 /// Parses a `Retry-After` value: delta-seconds or an HTTP-date (a date in the past is zero).
 /// Returns `None` for anything else.
-///
-/// ```
-/// use std::time::{Duration, SystemTime};
-/// use closedloop_telemetry_exporters::delivery::retry::parse_retry_after;
-/// assert_eq!(parse_retry_after("3", SystemTime::now()), Some(Duration::from_secs(3)));
-/// assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
-/// ```
-pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(secs) = value.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -165,6 +152,21 @@ pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unavailable_statuses_are_429_502_503_504() {
+        assert!(is_unavailable(503) && is_unavailable(429));
+        assert!(!is_unavailable(500) && !is_unavailable(408));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_parses_and_anything_else_is_none() {
+        assert_eq!(
+            parse_retry_after("3", SystemTime::now()),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(parse_retry_after("soon", SystemTime::now()), None);
+    }
 
     const S: fn(u16) -> Outcome<'static> = |status| Outcome::Status {
         status,

@@ -170,9 +170,12 @@ impl DroppedCounts {
     }
 }
 
-/// A point-in-time copy of [`DeliveryStats`].
+/// A point-in-time copy of one destination's delivery counters. All but `queued` are monotonic.
 ///
-/// `routed + replayed = sent + dropped.total() + queued` (see [`DeliveryStats`]).
+/// They keep one invariant (`docs/RELIABILITY.md`, "Accounting"): every event is counted once
+/// where it came from (`routed` this run, or `replayed` from the spool) and once where it is
+/// (`sent`, `dropped` by reason, or still `queued`), so
+/// `routed + replayed = sent + dropped.total() + queued`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DeliveryStatsSnapshot {
     /// Events handed to this engine in this run that its stream routes: those queued, and

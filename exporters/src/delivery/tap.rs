@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::SystemTime;
 
-use closedloop_telemetry_layers::truncate::keep_head;
+use closedloop_telemetry_layers::__private::truncate::keep_head;
 
 use super::stats::DropReason;
 use super::wire_format::Item;
@@ -21,9 +21,9 @@ use super::wire_format::Item;
 pub const SENT_RING_CAPACITY: usize = 1000;
 /// The most bytes of one item's JSON a record keeps; a longer body keeps its start (cut on a
 /// UTF-8 boundary) and is marked [`SentRecord::truncated`].
-pub const SENT_BODY_MAX_BYTES: usize = 8192;
+pub(crate) const SENT_BODY_MAX_BYTES: usize = 8192;
 /// The most bytes of an outcome's error or detail text a record keeps.
-pub const SENT_DETAIL_MAX_BYTES: usize = 512;
+pub(crate) const SENT_DETAIL_MAX_BYTES: usize = 512;
 
 /// What became of one item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub struct SentRecord {
     /// What became of it.
     pub outcome: SentOutcome,
     /// The item's JSON exactly as encoded for the wire (after redaction), at most
-    /// [`SENT_BODY_MAX_BYTES`].
+    /// 8 KiB.
     pub body: String,
     /// Whether `body` was cut.
     pub truncated: bool,

@@ -35,7 +35,7 @@ pub struct Response {
     /// The server's reason text for non-2xx answers (the body, truncated); empty on success.
     pub reason: String,
     /// The answer's body as received (at most
-    /// [`RESPONSE_MAX_BYTES`](super::RESPONSE_MAX_BYTES)), for destinations that read it (OTLP:
+    /// 64 KiB), for destinations that read it (OTLP:
     /// a `partial_success`, or a protobuf `Status`); empty when the transport has none.
     pub body: Vec<u8>,
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use uuid::Uuid;
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 
 use crate::decode::Event;
 
@@ -35,7 +35,7 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// How long the oldest queued item may wait before a partial batch goes.
     pub max_delay: Duration,
-    /// Items older than this (by [`Item::created`]) are dropped as `expired`, never sent.
+    /// Items older than this (by `Item::created`) are dropped as `expired`, never sent.
     pub expiry: Option<Duration>,
 }
 
@@ -117,7 +117,7 @@ pub trait WireFormat: Send + Sync + 'static {
 /// Frames items as a JSON array `[a,b,c]`: the body of the relay and Datadog streams.
 ///
 /// ```
-/// use closedloop_telemetry_exporters::delivery::frame_json_array;
+/// use closedloop_telemetry_exporters::__private::delivery::frame_json_array;
 /// let mut out = Vec::new();
 /// frame_json_array(&[br#"{"a":1}"#, b"2"], &mut out);
 /// assert_eq!(out, br#"[{"a":1},2]"#);
@@ -129,7 +129,7 @@ pub fn frame_json_array(items: &[&[u8]], out: &mut Vec<u8>) {
 }
 
 /// Writes `items` separated by commas (the inside of a JSON array).
-pub fn join_items(items: &[&[u8]], out: &mut Vec<u8>) {
+pub(crate) fn join_items(items: &[&[u8]], out: &mut Vec<u8>) {
     out.reserve(items.iter().map(|i| i.len() + 1).sum());
     for (i, item) in items.iter().enumerate() {
         if i > 0 {

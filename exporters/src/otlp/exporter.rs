@@ -1,6 +1,6 @@
 //! The OTLP/HTTP logs exporter: the diagnostics stream sent to any OpenTelemetry Collector.
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use uuid::Uuid;
 
@@ -94,14 +94,17 @@ impl WireFormat for OtlpStream {
 /// must not start receiving user telemetry because this library was added.
 ///
 /// ```
-/// use closedloop_telemetry_exporters::otlp::{OtlpExporterBuilder, Protocol};
-/// let spec = OtlpExporterBuilder::default()
+/// use closedloop_telemetry_exporters::{OtlpExporterBuilder, Protocol};
+/// // Requests go to http://127.0.0.1:4318/v1/logs, as OTLP/JSON with gzip.
+/// let exporter = OtlpExporterBuilder::default()
 ///     .endpoint("http://127.0.0.1:4318")
 ///     .protocol(Protocol::HttpJson)
 ///     .header("x-tenant", "acme")
-///     .spec()
+///     .build()
 ///     .unwrap();
-/// assert_eq!(spec.endpoint(), "http://127.0.0.1:4318/v1/logs");
+/// # drop(exporter);
+/// // Without an endpoint there is nothing to send to: a build error, not a panic.
+/// assert!(OtlpExporterBuilder::default().build().is_err());
 /// ```
 #[derive(Clone, Default)]
 pub struct OtlpExporterBuilder {
@@ -118,7 +121,10 @@ impl std::fmt::Debug for OtlpExporterBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let header_names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
         f.debug_struct("OtlpExporterBuilder")
-            .field("endpoint", &self.endpoint.as_deref().map(crate::redact_url))
+            .field(
+                "endpoint",
+                &self.endpoint.as_deref().map(crate::url_redact::redact_url),
+            )
             .field("headers", &header_names)
             .field("protocol", &self.protocol)
             .field("compression", &self.compression)
@@ -204,8 +210,8 @@ impl OtlpExporterBuilder {
     }
 
     /// Checks the settings and returns the destination, not started (for a
-    /// [`Pipeline`](crate::Pipeline) of several).
-    pub fn spec(self) -> Result<DeliverySpec, BuildError> {
+    /// [`Pipeline`](crate::pipeline::Pipeline) of several).
+    pub(crate) fn spec(self) -> Result<DeliverySpec, BuildError> {
         self.settings.check()?;
         let mut delivery = self.delivery.unwrap_or_default();
         if self.compression == Compression::Gzip && delivery.gzip_level().is_none() {

@@ -40,7 +40,7 @@ use prost::Message;
 use serde_json::Value;
 use uuid::Uuid;
 
-use closedloop_telemetry_layers::catalogue::DatadogStatus;
+use closedloop_telemetry_layers::__private::catalogue::DatadogStatus;
 use opentelemetry::logs::Severity;
 
 use crate::decode::Event;
@@ -73,7 +73,7 @@ impl Protocol {
     /// Parses `http/protobuf` or `http/json` (the values of `OTEL_EXPORTER_OTLP_PROTOCOL`).
     ///
     /// ```
-    /// use closedloop_telemetry_exporters::otlp::Protocol;
+    /// use closedloop_telemetry_exporters::Protocol;
     /// assert_eq!(Protocol::parse("http/json"), Some(Protocol::HttpJson));
     /// assert_eq!(Protocol::parse("grpc"), None);
     /// ```
@@ -118,7 +118,7 @@ impl Compression {
 /// `{endpoint}/v1/logs`: the endpoint is a base URL, as `OTEL_EXPORTER_OTLP_ENDPOINT` is.
 ///
 /// ```
-/// use closedloop_telemetry_exporters::otlp::wire::logs_url;
+/// use closedloop_telemetry_exporters::__private::otlp::wire::logs_url;
 /// assert_eq!(logs_url("http://collector:4318/"), "http://collector:4318/v1/logs");
 /// ```
 pub fn logs_url(endpoint: &str) -> String {
@@ -129,7 +129,7 @@ pub fn logs_url(endpoint: &str) -> String {
 /// keys and values trimmed, values percent-decoded. An empty string is no header.
 ///
 /// ```
-/// use closedloop_telemetry_exporters::otlp::wire::parse_headers;
+/// use closedloop_telemetry_exporters::__private::otlp::wire::parse_headers;
 /// let h = parse_headers("api-key=a%20b, x-tenant = acme").unwrap();
 /// assert_eq!(h, [("api-key".to_string(), "a b".to_string()), ("x-tenant".into(), "acme".into())]);
 /// assert!(parse_headers("no-equals-sign").is_err());

@@ -14,14 +14,14 @@ use crate::exporter::StreamExporter;
 /// PostHog's US cloud ingestion host.
 pub const DEFAULT_HOST: &str = "https://us.i.posthog.com";
 /// Events per request (also the most PostHog gets in one request).
-pub const MAX_BATCH_SIZE: usize = 20;
+pub(crate) const MAX_BATCH_SIZE: usize = 20;
 /// How long the oldest waiting event may wait before a partial batch goes.
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 /// The longest [`flush_interval`](PostHogExporterBuilder::flush_interval) accepted: the spec's
 /// cadence (20 events per 30 seconds).
 pub const MAX_FLUSH_INTERVAL: Duration = Duration::from_secs(30);
 /// The largest uncompressed request body; bigger batches are split before sending.
-pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
 /// Builds the PostHog [`StreamExporter`]: product-analytics events to `{host}/batch/`.
 ///
@@ -34,15 +34,15 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// | setting | default |
 /// |---|---|
 /// | [`api_key`](Self::api_key) | required (`CL_POSTHOG_API_KEY` with [`from_env`](Self::from_env)) |
-/// | [`host`](Self::host) | [`DEFAULT_HOST`] (`CL_POSTHOG_HOST`) |
-/// | [`batch_size`](Self::batch_size) | 20 ([`MAX_BATCH_SIZE`], also the maximum) |
-/// | [`flush_interval`](Self::flush_interval) | 30 s ([`DEFAULT_FLUSH_INTERVAL`], also the maximum) |
+/// | [`host`](Self::host) | `https://us.i.posthog.com` (`CL_POSTHOG_HOST`) |
+/// | [`batch_size`](Self::batch_size) | 20 (also the maximum) |
+/// | [`flush_interval`](Self::flush_interval) | 30 s (also the maximum) |
 /// | [`compute_target_id`](Self::compute_target_id), [`release_version`](Self::release_version) | none: used only for records that lack them |
 /// | [`delivery`](Self::delivery) | [`DeliveryOptions::default`] (queue 4096, 10 s timeout, gzip off, retries, 5 s shutdown, no spool) |
 ///
 /// ```no_run
 /// use closedloop_telemetry_exporters::PostHogExporterBuilder;
-/// use closedloop_telemetry_exporters::delivery::DeliveryOptions;
+/// use closedloop_telemetry_exporters::DeliveryOptions;
 /// use opentelemetry_sdk::logs::SdkLoggerProvider;
 ///
 /// let exporter = PostHogExporterBuilder::default()
@@ -56,7 +56,7 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 /// let _ = provider.force_flush();
 /// let report = exporter.flush(std::time::Duration::from_secs(5));
 /// println!("sent {} PostHog events", report.stats.sent);
-/// # Ok::<(), closedloop_telemetry_exporters::delivery::BuildError>(())
+/// # Ok::<(), closedloop_telemetry_exporters::BuildError>(())
 /// ```
 #[derive(Clone)]
 pub struct PostHogExporterBuilder {
@@ -76,7 +76,7 @@ impl std::fmt::Debug for PostHogExporterBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostHogExporterBuilder")
             .field("api_key", &self.api_key.as_ref().map(|_| "[redacted]"))
-            .field("host", &crate::redact_url(&self.host))
+            .field("host", &crate::url_redact::redact_url(&self.host))
             .field("batch_size", &self.batch_size)
             .field("flush_interval", &self.flush_interval)
             .field("delivery", &self.delivery)
@@ -116,7 +116,7 @@ impl PostHogExporterBuilder {
     }
 
     /// A builder seeded from an already-read environment (see [`from_env`](Self::from_env)).
-    pub fn from_vars(env: &Env) -> Self {
+    pub(crate) fn from_vars(env: &Env) -> Self {
         let get = |k: &str| env.get(k).map(str::to_string);
         let defaults = Self::default();
         PostHogExporterBuilder {
@@ -195,8 +195,8 @@ impl PostHogExporterBuilder {
     }
 
     /// Checks the settings and returns the destination, not started (for a
-    /// [`Pipeline`](crate::Pipeline) of several).
-    pub fn spec(self) -> Result<DeliverySpec, BuildError> {
+    /// [`Pipeline`](crate::pipeline::Pipeline) of several).
+    pub(crate) fn spec(self) -> Result<DeliverySpec, BuildError> {
         if let Some(var) = self.disabled_by {
             return Err(BuildError::Disabled(var));
         }

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use uuid::Uuid;
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
-use closedloop_telemetry_layers::envelope::format_timestamp;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::envelope::format_timestamp;
 
 use super::wire::{self, Framer};
 use crate::decode::Event;

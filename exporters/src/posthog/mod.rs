@@ -9,6 +9,5 @@ mod exporter;
 pub mod wire;
 
 pub use builder::{
-    PostHogExporterBuilder, DEFAULT_FLUSH_INTERVAL, DEFAULT_HOST, MAX_BATCH_SIZE, MAX_BODY_BYTES,
-    MAX_FLUSH_INTERVAL,
+    PostHogExporterBuilder, DEFAULT_FLUSH_INTERVAL, DEFAULT_HOST, MAX_FLUSH_INTERVAL,
 };

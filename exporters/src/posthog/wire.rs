@@ -14,7 +14,7 @@
 //! `spawn_meta`, `token_usage` and the `extra` properties) goes through the shared
 //! [`Redactor`] first ([`Redactor::free_text`]), always. Tails are never sent to PostHog.
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::Value;

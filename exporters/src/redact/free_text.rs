@@ -12,14 +12,14 @@
 
 use std::borrow::Cow;
 
-use closedloop_telemetry_layers::envelope::Diagnostics;
+use closedloop_telemetry_layers::__private::envelope::Diagnostics;
 use serde_json::{Map, Value};
 
 use super::keyed::{self, KeyRule};
 use super::Redactor;
 
 /// A JSON object as the wire carries it.
-pub type Object = Map<String, Value>;
+pub(crate) type Object = Map<String, Value>;
 
 /// JSON nested deeper than this (the JSON parser's own limit) is replaced by the marker
 /// `[REDACTED:nested]` rather than walked.

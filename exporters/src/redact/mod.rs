@@ -53,7 +53,7 @@
 //! run on a shared machine); the encoding figures include the redaction.
 //!
 //! ```
-//! use closedloop_telemetry_exporters::redact::Redactor;
+//! use closedloop_telemetry_exporters::__private::redact::Redactor;
 //! let r = Redactor::new();
 //! assert_eq!(
 //!     r.redact("curl -H 'Authorization: Bearer abc123def456' https://api.example.com"),
@@ -73,12 +73,12 @@ mod free_text;
 mod keyed;
 mod tokens;
 
-pub use free_text::{FreeText, Object};
+pub(crate) use free_text::FreeText;
 
 use std::borrow::Cow;
 use std::sync::OnceLock;
 
-use closedloop_telemetry_layers::truncate::{keep_tail, TAIL_MAX_BYTES};
+use closedloop_telemetry_layers::__private::truncate::{keep_tail, TAIL_MAX_BYTES};
 use memchr::memmem;
 use regex::Regex;
 
@@ -96,7 +96,7 @@ const PRIVATE_KEY_KIND: (&str, u8) = ("private-key", 0);
 /// The kind of the leading fragment of a tail.
 const FRAGMENT: &str = "fragment";
 
-/// Replaces secrets in text by `[REDACTED:<kind>]` markers; see the [module docs](self) for
+/// Replaces secrets in text by `[REDACTED:<kind>]` markers; see the module docs (`redact/mod.rs`) for
 /// the patterns.
 ///
 /// Building one compiles a few regular expressions (well under a millisecond): build it once

@@ -197,7 +197,7 @@ pub(crate) struct TokenFinder {
 }
 
 impl TokenFinder {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut rules: Vec<(&'static str, usize)> = TOKEN_RULES
             .iter()
             .enumerate()
@@ -211,7 +211,7 @@ impl TokenFinder {
     }
 
     /// Appends a candidate for every token in `text`.
-    pub fn find(&self, text: &str, out: &mut Vec<Candidate>) {
+    pub(crate) fn find(&self, text: &str, out: &mut Vec<Candidate>) {
         let b = text.as_bytes();
         let mut pos = 0;
         while let Some(m) = self.prefixes.find_at(text, pos) {

@@ -3,7 +3,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilder};
+//! use closedloop_telemetry_exporters::{RelayConnection, RelayExporterBuilder};
 //!
 //! let conn = RelayConnection::new(16);
 //! let exporter = RelayExporterBuilder::default().channel(conn.clone()).build().unwrap();

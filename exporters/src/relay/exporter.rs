@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
 use uuid::Uuid;
 
 use super::channel::{ChannelTransport, RelayConnection};
@@ -80,7 +80,10 @@ pub struct RelayExporterBuilder {
 impl std::fmt::Debug for RelayExporterBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RelayExporterBuilder")
-            .field("url", &self.url.as_deref().map(crate::redact_url))
+            .field(
+                "url",
+                &self.url.as_deref().map(crate::url_redact::redact_url),
+            )
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .field("channel", &self.channel.is_some())
             .field("settings", &self.settings)
@@ -102,8 +105,7 @@ impl RelayExporterBuilder {
         self
     }
 
-    /// How long the first queued message may wait. Default 2 s
-    /// ([`DEFAULT_MAX_DELAY`](crate::diagnostics::DEFAULT_MAX_DELAY)), at most 60 s.
+    /// How long the first queued message may wait. Default 2 s, at most 60 s.
     pub fn max_delay(mut self, delay: std::time::Duration) -> Self {
         self.settings.max_delay = delay;
         self
@@ -153,8 +155,8 @@ impl RelayExporterBuilder {
     }
 
     /// Checks the settings and returns the destination, not started (for a
-    /// [`Pipeline`](crate::Pipeline) of several).
-    pub fn spec(self) -> Result<DeliverySpec, BuildError> {
+    /// [`Pipeline`](crate::pipeline::Pipeline) of several).
+    pub(crate) fn spec(self) -> Result<DeliverySpec, BuildError> {
         self.settings.check()?;
         self.delivery.check()?;
         let limits = self.settings.limits(MAX_ITEMS, MAX_BODY_BYTES);

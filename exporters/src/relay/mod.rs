@@ -3,7 +3,7 @@
 
 mod channel;
 mod exporter;
-pub mod view;
+pub(crate) mod view;
 pub mod wire;
 
 pub use channel::{RelayBatch, RelayConnection};

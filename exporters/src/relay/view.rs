@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 
-use closedloop_telemetry_layers::envelope::Diagnostics;
-use closedloop_telemetry_layers::truncate::{keep_head, keep_tail};
+use closedloop_telemetry_layers::__private::envelope::Diagnostics;
+use closedloop_telemetry_layers::__private::truncate::{keep_head, keep_tail};
 use serde::Serialize;
 use serde_json::{Map, Value};
 

@@ -17,8 +17,8 @@
 
 use std::ops::Range;
 
-use closedloop_telemetry_layers::catalogue::CatalogueEntry;
-use closedloop_telemetry_layers::envelope::TraceEnvelope;
+use closedloop_telemetry_layers::__private::catalogue::CatalogueEntry;
+use closedloop_telemetry_layers::__private::envelope::TraceEnvelope;
 use serde::Serialize;
 use uuid::Uuid;
 

@@ -106,7 +106,7 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 /// Adopts every `pid-*` subdirectory of `spool`'s directory that no live process holds (see
 /// the [module docs](self)). Counts into [`SpoolStats`](super::SpoolStats) (`adopted_items`,
 /// `adopted_dirs`, damage and cap losses as usual) and into
-/// [`Recovery::items_to_replay`](super::Recovery::items_to_replay); logs one line when anything
+/// [`Recovery::items_to_replay`](super::stats::Recovery::items_to_replay); logs one line when anything
 /// was adopted. Never fails: a directory that cannot be adopted stays for later.
 pub(super) fn adopt_orphans(spool: &mut Spool) -> Adopted {
     let mut done = Adopted::default();

@@ -64,7 +64,7 @@ impl Spool {
     /// here with the same ids, times and bytes (damaged ones skipped and counted, the cap
     /// applies as usual), the spool is fsynced, and only then is the subdirectory removed. A
     /// crash in between adopts the same records again later (duplicates, never loss). They are
-    /// part of [`Recovery::items_to_replay`](super::Recovery::items_to_replay) and counted in
+    /// part of [`Recovery::items_to_replay`](super::stats::Recovery::items_to_replay) and counted in
     /// [`SpoolStats::adopted_items`](super::SpoolStats::adopted_items) and
     /// [`adopted_dirs`](super::SpoolStats::adopted_dirs). A subdirectory still locked by a live
     /// process is left alone. This reads every adopted record once: call it off the app thread.

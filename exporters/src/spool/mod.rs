@@ -6,7 +6,8 @@
 //! item keeps its id so the receiver can de-duplicate.
 //!
 //! ```
-//! # use closedloop_telemetry_exporters::spool::{Spool, SpoolItem, SpoolOptions};
+//! # use closedloop_telemetry_exporters::__private::spool::{Spool, SpoolItem};
+//! # use closedloop_telemetry_exporters::SpoolOptions;
 //! # let dir = std::env::temp_dir().join(format!("spool-doc-{}", std::process::id()));
 //! let mut spool = Spool::open(&dir, SpoolOptions::default())?;
 //! spool.append(&SpoolItem::new(uuid::Uuid::nil(), 1_700_000_000_000, b"{}".to_vec()))?;
@@ -19,7 +20,7 @@
 //! spool.sync()?; // on flush / shutdown
 //! # drop(spool);
 //! # std::fs::remove_dir_all(&dir).ok();
-//! # Ok::<(), closedloop_telemetry_exporters::spool::SpoolError>(())
+//! # Ok::<(), closedloop_telemetry_exporters::__private::spool::SpoolError>(())
 //! ```
 //!
 //! # Shape
@@ -119,17 +120,17 @@ mod writer;
 pub use cursor::{CursorStatus, Position};
 pub use error::SpoolError;
 pub use fallback::SpoolHandle;
-pub use inspect::{dir_usage, remove_if_unlocked, DirUsage};
-pub use options::{SpoolOptions, DEFAULT_MAX_BYTES, DEFAULT_SEGMENT_BYTES, DEFAULT_SYNC_INTERVAL};
-pub use purge::{purge_unlocked, PurgeOutcome};
+pub use inspect::{dir_usage, remove_if_unlocked};
+pub use options::SpoolOptions;
+pub use purge::purge_unlocked;
 pub use segment::SpoolItem;
 pub use spool::Spool;
-pub use stats::{Recovery, SpoolStats};
+pub use stats::SpoolStats;
 
 /// Not part of the API: the segment reader, for the spool's fuzz target and its record-level
 /// tests. The on-disk format (the module docs above) is an implementation detail and may
 /// change in any release.
 #[doc(hidden)]
-pub mod test_support {
-    pub use super::segment::{scan_segment, Scanned, SegmentScanner};
+pub(crate) mod test_support {
+    pub use super::segment::{scan_segment, Scanned};
 }

@@ -5,35 +5,33 @@ use std::time::Duration;
 use super::error::SpoolError;
 
 /// Default cap on a stream's spool: 64 MiB of segment files.
-pub const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Default segment size before rotation: 1 MiB.
-pub const DEFAULT_SEGMENT_BYTES: u64 = 1024 * 1024;
+pub(crate) const DEFAULT_SEGMENT_BYTES: u64 = 1024 * 1024;
 /// Default longest time appended data waits before an fsync: 3 s (the durability window for
 /// power loss or an OS crash; a process kill loses nothing written out). A desktop app emitting
 /// an event a second then fsyncs about every 3 s, not every second: each fsync costs the disk
 /// a flush and the worker about three context switches.
-pub const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3);
+pub(crate) const DEFAULT_SYNC_INTERVAL: Duration = Duration::from_secs(3);
 /// Appends are buffered in memory up to this many bytes before being written to the file.
 pub(crate) const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// Where a delivery engine spools, and how a spool sizes and syncs its files.
 ///
-/// Defaults: `dir` empty (give one with [`SpoolOptions::new`]), `max_bytes` =
-/// [`DEFAULT_MAX_BYTES`] (64 MiB), `segment_bytes` = [`DEFAULT_SEGMENT_BYTES`] (1 MiB),
-/// `sync_interval` = [`DEFAULT_SYNC_INTERVAL`] (3 s), `purge_on_open` off.
+/// Defaults: `dir` empty (give one with [`SpoolOptions::new`]), `max_bytes` = 64 MiB,
+/// `segment_bytes` = 1 MiB, `sync_interval` = 3 s, `purge_on_open` off.
 ///
-/// Given to [`DeliveryOptionsBuilder::with_spool`](crate::delivery::DeliveryOptionsBuilder::with_spool),
+/// Given to [`DeliveryOptionsBuilder::with_spool`](crate::DeliveryOptionsBuilder::with_spool),
 /// each destination's spool lives in `dir/<stream name>`. With a spool every mapped item is
 /// appended to disk, batches are read back from it and acknowledged after a 2xx (or a counted
 /// drop); what was not acknowledged when the process ended is sent on the next start. If the
 /// directory is locked by another process or unusable the engine falls back to
 /// `dir/<stream>/pid-<pid>`, else to memory, with one warning naming the reason; one not
 /// private to this user (Unix: another owner, or writable by group or others) is refused and
-/// the stream runs in memory. See `docs/RELIABILITY.md`. [`Spool::open`](super::Spool::open)
-/// takes its directory explicitly and reads only the sizes and the interval.
+/// the stream runs in memory. See `docs/RELIABILITY.md`.
 ///
 /// ```
-/// use closedloop_telemetry_exporters::spool::SpoolOptions;
+/// use closedloop_telemetry_exporters::SpoolOptions;
 /// let options = SpoolOptions::new("spool").with_max_bytes(8 << 20);
 /// assert_eq!(options.dir, std::path::Path::new("spool"));
 /// assert!(!options.purge_on_open);
@@ -50,8 +48,8 @@ pub struct SpoolOptions {
     pub max_bytes: u64,
     /// A segment is closed and a new one started when the next record would take it past this.
     pub segment_bytes: u64,
-    /// [`Spool::maybe_sync`](super::Spool::maybe_sync) fsyncs once this much time has passed
-    /// since the last fsync and something was written.
+    /// The spool fsyncs once this much time has passed since the last fsync and something was
+    /// written.
     pub sync_interval: Duration,
 }
 

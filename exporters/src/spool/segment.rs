@@ -160,7 +160,7 @@ pub struct SegmentScanner<'a> {
     pos: usize,
 }
 
-/// Scans `buf` from its first byte. See [`SegmentScanner`].
+/// Scans `buf` from its first byte. See `SegmentScanner`.
 pub fn scan_segment(buf: &[u8]) -> SegmentScanner<'_> {
     SegmentScanner { buf, pos: 0 }
 }

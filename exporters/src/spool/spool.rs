@@ -21,7 +21,7 @@ use super::segment::{record_len, SpoolItem, HEADER_LEN, ITEM_PREFIX_LEN, MAX_PAY
 use super::stats::{AdoptionCounts, Recovery, SpoolStats};
 use super::writer::Writer;
 
-/// A durable, size-capped, append-only spool for one stream. See the [module docs](super).
+/// A durable, size-capped, append-only spool for one stream. See the module docs (`spool/mod.rs`).
 pub struct Spool {
     dir: PathBuf,
     opts: SpoolOptions,

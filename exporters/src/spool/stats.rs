@@ -31,7 +31,7 @@ pub struct SpoolStats {
     pub adopted_dirs: u64,
     /// fsync / fdatasync calls made so far (segment data, the cursor file and the directory
     /// each count one): what the spool costs a laptop's disk and battery. Zero while nothing
-    /// changes; see the sync policy in the [module docs](super).
+    /// changes; see the sync policy in the module docs (`spool/mod.rs`).
     pub fsyncs: u64,
 }
 

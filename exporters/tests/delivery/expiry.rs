@@ -6,12 +6,16 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::support::accounting::assert_accounting;
 use crate::support::process::TempDir;
 use crate::support::server::{Request, TestServer};
-use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryOptions, DeliveryStatsSnapshot};
-use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::delivery::Delivery;
+use closedloop_telemetry_exporters::__private::StreamExporterExt;
+use closedloop_telemetry_exporters::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::RelayExporterBuilder;
+use closedloop_telemetry_exporters::{DeliveryOptions, DeliveryStatsSnapshot};
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 
 const WAIT: Duration = Duration::from_secs(8);
 const HOUR: Duration = Duration::from_secs(3600);

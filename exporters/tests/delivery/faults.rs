@@ -18,14 +18,18 @@ use crate::support::logs::captured_logs;
 use crate::support::process::{status_kib, KillOnDrop, TempDir};
 use crate::support::server::{Reply, Request, TestServer};
 use crate::support::tagged::{config, event, start, STREAM};
-use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{Delivery, DeliveryOptions};
-use closedloop_telemetry_exporters::posthog::PostHogExporterBuilder;
-use closedloop_telemetry_exporters::relay::RelayExporterBuilder;
-use closedloop_telemetry_exporters::spool::SpoolOptions;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::delivery::Delivery;
+use closedloop_telemetry_exporters::__private::StreamExporterExt;
+use closedloop_telemetry_exporters::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::DeliveryOptions;
+use closedloop_telemetry_exporters::PostHogExporterBuilder;
+use closedloop_telemetry_exporters::RelayExporterBuilder;
+use closedloop_telemetry_exporters::SpoolOptions;
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 
 const WAIT: Duration = Duration::from_secs(8);
 

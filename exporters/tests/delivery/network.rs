@@ -12,14 +12,18 @@ use crate::support::accounting::assert_accounting;
 use crate::support::logs::captured_logs;
 use crate::support::process::TempDir;
 use crate::support::server::{Reply, SilentListener, TestServer};
-use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{DeliveryOptions, DeliveryStatsSnapshot};
-use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilder};
-use closedloop_telemetry_exporters::spool::{Spool, SpoolOptions};
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::spool::Spool;
+use closedloop_telemetry_exporters::__private::StreamExporterExt;
+use closedloop_telemetry_exporters::DatadogExporterBuilder;
+use closedloop_telemetry_exporters::SpoolOptions;
 use closedloop_telemetry_exporters::StreamExporter;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_exporters::{DeliveryOptions, DeliveryStatsSnapshot};
+use closedloop_telemetry_exporters::{RelayConnection, RelayExporterBuilder};
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 
 const WAIT: Duration = Duration::from_secs(20);
 /// Every engine clock (backoffs, timeouts, batch delay) runs 100 times faster; the retry

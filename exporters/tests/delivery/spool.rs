@@ -12,11 +12,12 @@ use crate::support::process::{KillOnDrop, TempDir};
 use crate::support::server::TestServer;
 use crate::support::spool_files::{index_of, primary, segment_files, small};
 use crate::support::tagged;
-use closedloop_telemetry_exporters::delivery::Delivery;
-use closedloop_telemetry_exporters::spool::test_support::{scan_segment, Scanned};
-use closedloop_telemetry_exporters::spool::{
-    CursorStatus, Position, Spool, SpoolError, SpoolHandle, SpoolItem, SpoolOptions,
+use closedloop_telemetry_exporters::__private::delivery::Delivery;
+use closedloop_telemetry_exporters::__private::spool::test_support::{scan_segment, Scanned};
+use closedloop_telemetry_exporters::__private::spool::{
+    CursorStatus, Position, Spool, SpoolError, SpoolHandle, SpoolItem,
 };
+use closedloop_telemetry_exporters::SpoolOptions;
 use proptest::prelude::*;
 use uuid::Uuid;
 

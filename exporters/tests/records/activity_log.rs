@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use closedloop_telemetry_exporters::decode::{decode, DecodeError, DecodeOptions};
-use closedloop_telemetry_layers::activity::{
-    ActivityEntry, ActivityKind, ActivityLayer, ActivityLogStore, ActivityUpdate, BODY_MAX_BYTES,
-    DEFAULT_CAPACITY,
-};
+use closedloop_telemetry_exporters::__private::decode::{decode, DecodeError, DecodeOptions};
+use closedloop_telemetry_layers::__private::{BODY_MAX_BYTES, DEFAULT_CAPACITY};
 use closedloop_telemetry_layers::TelemetryLayer;
+use closedloop_telemetry_layers::{
+    ActivityEntry, ActivityKind, ActivityLayer, ActivityLogStore, ActivityUpdate,
+};
 use opentelemetry::logs::LoggerProvider;
 use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
 use tracing_subscriber::prelude::*;

@@ -1,7 +1,7 @@
 //! The attribute-to-envelope decoder reads what the layer writes, and records from the stock
 //! `opentelemetry-appender-tracing` bridge too.
 
-use closedloop_telemetry_exporters::decode::{decode, DecodeError, DecodeOptions};
+use closedloop_telemetry_exporters::__private::decode::{decode, DecodeError, DecodeOptions};
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;
 use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;

@@ -5,14 +5,16 @@
 
 use std::borrow::Cow;
 
-use closedloop_telemetry_exporters::datadog::wire::datadog_item;
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::posthog::wire::encode_event;
-use closedloop_telemetry_exporters::redact::Redactor;
-use closedloop_telemetry_exporters::relay::wire::relay_item;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
-use closedloop_telemetry_layers::truncate::TAIL_MAX_BYTES;
+use closedloop_telemetry_exporters::__private::datadog::wire::datadog_item;
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::posthog::wire::encode_event;
+use closedloop_telemetry_exporters::__private::redact::Redactor;
+use closedloop_telemetry_exporters::__private::relay::wire::relay_item;
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
+use closedloop_telemetry_layers::__private::truncate::TAIL_MAX_BYTES;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -256,7 +258,8 @@ fn tails_ending_in_each_case_are_redacted_and_bounded() {
     let redactor = Redactor::shared();
     for case in corpus().iter().filter(|c| !c.is_clean()) {
         let tail = format!("{}{}", filler(TAIL_MAX_BYTES), case.input);
-        let tail = closedloop_telemetry_layers::truncate::keep_tail(&tail, TAIL_MAX_BYTES);
+        let tail =
+            closedloop_telemetry_layers::__private::truncate::keep_tail(&tail, TAIL_MAX_BYTES);
         let out = redactor.redact_tail(tail);
         assert!(out.len() <= TAIL_MAX_BYTES, "{}", case.name);
         for secret in &case.gone {

@@ -4,12 +4,15 @@
 use std::time::{Duration, SystemTime};
 
 use crate::support::server::{Reply, TestServer};
-use closedloop_telemetry_exporters::datadog::DatadogExporterBuilder;
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::StreamExporterExt;
+use closedloop_telemetry_exporters::DatadogExporterBuilder;
 use closedloop_telemetry_exporters::StreamExporter;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_exporters::{DeliveryOptions, RetryPolicy};
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 
 const WAIT: Duration = Duration::from_secs(8);
 

@@ -8,13 +8,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::support::accounting::assert_accounting;
 use crate::support::server::{Reply, TestServer};
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
-use closedloop_telemetry_exporters::otlp::{OtlpExporterBuilder, Protocol};
-use closedloop_telemetry_exporters::relay::wire::relay_item;
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::relay::wire::relay_item;
+use closedloop_telemetry_exporters::__private::StreamExporterExt;
 use closedloop_telemetry_exporters::StreamExporter;
-use closedloop_telemetry_layers::catalogue::{lookup, DatadogStatus, CATALOGUE};
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_exporters::{DeliveryOptions, RetryPolicy};
+use closedloop_telemetry_exporters::{OtlpExporterBuilder, Protocol};
+use closedloop_telemetry_layers::__private::catalogue::{lookup, DatadogStatus, CATALOGUE};
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
@@ -230,9 +233,7 @@ fn json_protocol_sends_otlp_json_with_hex_ids_and_integer_enums() {
     let _: ExportLogsServiceRequest = serde_json::from_value(body).expect("OTLP/JSON");
 }
 
-fn stats_after(
-    otlp: &StreamExporter,
-) -> closedloop_telemetry_exporters::delivery::DeliveryStatsSnapshot {
+fn stats_after(otlp: &StreamExporter) -> closedloop_telemetry_exporters::DeliveryStatsSnapshot {
     otlp.delivery().stats()
 }
 

@@ -6,15 +6,15 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{
-    DeliveryOptions, DeliveryOptionsBuilder, RetryPolicy,
-};
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::{DeliveryOptions, DeliveryOptionsBuilder, RetryPolicy};
 use closedloop_telemetry_exporters::{
     DeliveryReport, FlushThrough, PostHogExporterBuilder, StreamExporter,
 };
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;
 use opentelemetry_sdk::logs::{

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::posthog_common::*;
 use crate::support::server::{Reply, TestServer};
+use closedloop_telemetry_exporters::__private::StreamExporterExt;
 use opentelemetry::logs::{LogRecord, Logger, LoggerProvider};
 use opentelemetry::InstrumentationScope;
 use opentelemetry_sdk::error::OTelSdkError;

@@ -3,6 +3,7 @@
 //! async-runtime batch processor; and `FlushThrough` makes the provider's `force_flush` deliver.
 
 use crate::posthog_common::*;
+use closedloop_telemetry_exporters::__private::StreamExporterExt;
 
 /// Emits 5 events through `processor`, flushes, and checks they all arrived once.
 fn deliver_five(processor: Processor) {

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use crate::support::server::{Reply, TestServer};
-use closedloop_telemetry_exporters::delivery::{DeliveryOptions, RetryPolicy};
-use closedloop_telemetry_exporters::relay::{RelayConnection, RelayExporterBuilder};
 use closedloop_telemetry_exporters::StreamExporter;
+use closedloop_telemetry_exporters::{DeliveryOptions, RetryPolicy};
+use closedloop_telemetry_exporters::{RelayConnection, RelayExporterBuilder};
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
@@ -145,7 +145,7 @@ fn cadence_an_event_goes_out_within_the_batch_delay() {
 #[test]
 fn default_cadence_is_two_seconds() {
     assert_eq!(
-        closedloop_telemetry_exporters::relay::wire::DEFAULT_MAX_DELAY,
+        closedloop_telemetry_exporters::__private::relay::wire::DEFAULT_MAX_DELAY,
         Duration::from_secs(2)
     );
 }

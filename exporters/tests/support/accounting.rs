@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use closedloop_telemetry_exporters::delivery::DeliveryStatsSnapshot;
+use closedloop_telemetry_exporters::DeliveryStatsSnapshot;
 
 /// What a test can check the invariant on: one engine's counters, or the facade's.
 pub trait Accounted {

@@ -7,7 +7,8 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use closedloop_telemetry_exporters::spool::{Spool, SpoolHandle, SpoolItem, SpoolOptions};
+use closedloop_telemetry_exporters::__private::spool::{Spool, SpoolHandle, SpoolItem};
+use closedloop_telemetry_exporters::SpoolOptions;
 
 /// 1 KiB segments under a 1 MiB cap: a few dozen small items span several segments.
 pub fn small() -> SpoolOptions {

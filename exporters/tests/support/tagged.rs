@@ -5,12 +5,14 @@
 
 use std::time::{Duration, SystemTime};
 
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::delivery::{
-    frame_json_array, parse_http_url, Delivery, DeliveryOptions, HttpTransport, InvalidEvent,
-    Limits, RetryPolicy, WireFormat,
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::delivery::{
+    frame_json_array, parse_http_url, Delivery, HttpTransport, InvalidEvent, Limits, WireFormat,
 };
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_exporters::{DeliveryOptions, RetryPolicy};
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 
 /// The stream's name, and so its spool subdirectory.
 pub const STREAM: &str = "tagged";
@@ -61,11 +63,11 @@ pub struct Config {
     pub queue_capacity: usize,
     pub request_timeout: Duration,
     pub retry: RetryPolicy,
-    pub spool: Option<closedloop_telemetry_exporters::spool::SpoolOptions>,
+    pub spool: Option<closedloop_telemetry_exporters::SpoolOptions>,
 }
 
 /// 100 items / 1 MiB / 20 ms batches, fast retries, a 500 ms request timeout, and `spool`.
-pub fn config(spool: Option<closedloop_telemetry_exporters::spool::SpoolOptions>) -> Config {
+pub fn config(spool: Option<closedloop_telemetry_exporters::SpoolOptions>) -> Config {
     Config {
         limits: Limits {
             max_items: 100,

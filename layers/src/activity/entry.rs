@@ -14,7 +14,7 @@ pub const BODY_MAX_BYTES: usize = 8192;
 
 /// The most bytes of a summary an entry keeps. A summary is a one-line heading, so a longer one
 /// keeps its start (cut on a UTF-8 boundary) without further marking.
-pub const SUMMARY_MAX_BYTES: usize = 512;
+pub(super) const SUMMARY_MAX_BYTES: usize = 512;
 
 /// What an entry records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -38,7 +38,7 @@ impl ActivityKind {
     /// Parses an `activity` field value, ignoring ASCII case: `request` or `security`.
     ///
     /// ```
-    /// use closedloop_telemetry_layers::activity::ActivityKind;
+    /// use closedloop_telemetry_layers::ActivityKind;
     /// assert_eq!(ActivityKind::parse("Security"), Some(ActivityKind::Security));
     /// assert_eq!(ActivityKind::parse("audit"), None);
     /// ```
@@ -70,11 +70,11 @@ pub struct ActivityEntry {
     /// When the entry was recorded.
     #[serde(serialize_with = "iso_timestamp")]
     pub timestamp: SystemTime,
-    /// A one-line heading, at most [`SUMMARY_MAX_BYTES`].
+    /// A one-line heading, at most 512 bytes.
     pub summary: String,
-    /// The detail, at most [`BODY_MAX_BYTES`].
+    /// The detail, at most 8 KiB (8,192 bytes).
     pub body: String,
-    /// Whether the body was cut to [`BODY_MAX_BYTES`].
+    /// Whether the body was cut to 8 KiB.
     pub truncated: bool,
 }
 

@@ -12,7 +12,7 @@ use super::entry::{ActivityKind, BODY_MAX_BYTES, SUMMARY_MAX_BYTES};
 use super::store::ActivityLogStore;
 
 /// The field that marks an event as an activity entry.
-pub const ACTIVITY_FIELD: &str = "activity";
+pub(super) const ACTIVITY_FIELD: &str = "activity";
 
 /// The tracing layer that feeds an [`ActivityLogStore`].
 ///

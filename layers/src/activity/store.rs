@@ -46,7 +46,7 @@ impl Shared {
     }
 }
 
-/// The activity log: the last N entries (default [`DEFAULT_CAPACITY`]), newest last.
+/// The activity log: the last N entries (default 200), newest last.
 ///
 /// Cheap to clone (all clones share one log) and safe to use from any thread. Build one with
 /// [`ActivityLogStore::new`] or [`ActivityLogStore::with_capacity`].
@@ -73,7 +73,7 @@ impl Default for ActivityLogStore {
 }
 
 impl ActivityLogStore {
-    /// A store keeping the last [`DEFAULT_CAPACITY`] entries.
+    /// A store keeping the last 200 entries.
     pub fn new() -> Self {
         Self::default()
     }
@@ -95,10 +95,9 @@ impl ActivityLogStore {
         }
     }
 
-    /// Records one entry and returns its sequence number. The summary is cut to
-    /// [`SUMMARY_MAX_BYTES`](super::SUMMARY_MAX_BYTES) and the body to
-    /// [`BODY_MAX_BYTES`](super::BODY_MAX_BYTES) (marking the entry truncated), both on a UTF-8
-    /// boundary. Never blocks on subscribers.
+    /// Records one entry and returns its sequence number. The summary is cut to 512 bytes and
+    /// the body to 8 KiB (marking the entry truncated), both on a UTF-8 boundary. Never blocks
+    /// on subscribers.
     pub fn record(
         &self,
         kind: ActivityKind,
@@ -143,7 +142,7 @@ impl ActivityLogStore {
     /// large its capacity.
     ///
     /// ```
-    /// use closedloop_telemetry_layers::activity::{ActivityKind, ActivityLogStore};
+    /// use closedloop_telemetry_layers::{ActivityKind, ActivityLogStore};
     ///
     /// let store = ActivityLogStore::new();
     /// for summary in ["a", "b", "c", "d"] {

@@ -28,7 +28,7 @@ use unknown::{Sighting, UnknownNames};
 /// internals. A target matches an entry when it is that name or one of its `::` modules, so
 /// `hyper` and `hyper::proto::h1` are ignored but an app crate named `hyper_dash` is not.
 /// Together with the suppressed-context check this keeps the pipeline from capturing itself.
-pub const IGNORED_TARGETS: &[&str] = &[
+pub(crate) const IGNORED_TARGETS: &[&str] = &[
     "h2",
     "http",
     "http_body",
@@ -223,7 +223,7 @@ const IGNORED_FIRST_BYTES: [bool; 256] = {
     table
 };
 
-/// Whether events from this target are ignored (see [`IGNORED_TARGETS`]).
+/// Whether events from this target are ignored (see `IGNORED_TARGETS`).
 pub fn is_ignored_target(target: &str) -> bool {
     let Some(&first) = target.as_bytes().first() else {
         return false;

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use closedloop_telemetry_layers::catalogue::CATALOGUE;
+use closedloop_telemetry_layers::__private::catalogue::CATALOGUE;
 use closedloop_telemetry_layers::{GatewaySession, LayerStats, TelemetryLayer};
 use opentelemetry::logs::{AnyValue, LoggerProvider, Severity};
 use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLogRecord, SdkLoggerProvider};

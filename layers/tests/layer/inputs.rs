@@ -3,7 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use closedloop_telemetry_layers::{LayerStats, TelemetryLayer, MAX_WARNED_NAMES};
+use closedloop_telemetry_layers::__private::MAX_WARNED_NAMES;
+use closedloop_telemetry_layers::{LayerStats, TelemetryLayer};
 use opentelemetry::logs::{AnyValue, LoggerProvider};
 use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLogRecord, SdkLoggerProvider};
 use tracing::info;

@@ -8,7 +8,7 @@ pub use crate::collector_view::serve_collector_view;
 #[derive(Debug)]
 pub struct CollectorUi {
     line: String,
-    _server: closedloop_telemetry::view::ViewServer,
+    _server: closedloop_telemetry::ViewServer,
 }
 
 impl CollectorUi {

@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use closedloop_telemetry_exporters::delivery::{DropReason, SentOutcome, SentRing};
-use closedloop_telemetry_layers::activity::ActivityEntry;
+use closedloop_telemetry_exporters::__private::delivery::{SentOutcome, SentRing};
+use closedloop_telemetry_exporters::DropReason;
+use closedloop_telemetry_layers::ActivityEntry;
 
-use closedloop_telemetry::view::ViewServer;
-use closedloop_telemetry::view::{Source, StreamHealth};
+use closedloop_telemetry::__private::view::{Source, StreamHealth};
+use closedloop_telemetry::ViewServer;
 use closedloop_telemetry_collector::{Arrival, Collector, Destination};
 
 /// Per destination: requests rejected and the last validation error.
@@ -120,5 +121,5 @@ pub fn serve_collector_view(collector: &Collector, addr: SocketAddr) -> io::Resu
         recorder: collector.recorder(),
         rejections: Mutex::default(),
     };
-    closedloop_telemetry::view::serve(addr, Arc::new(source))
+    closedloop_telemetry::__private::view::serve(addr, Arc::new(source))
 }

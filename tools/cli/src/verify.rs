@@ -25,14 +25,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry_exporters::delivery::{
+use closedloop_telemetry_exporters::__private::delivery::{
     deadline_after, parse_http_url, HttpTransport, Request, Transport,
 };
-use closedloop_telemetry_exporters::relay::RelayConnection;
+use closedloop_telemetry_exporters::RelayConnection;
 use serde_json::Value;
 use tracing_subscriber::prelude::*;
 
-use closedloop_telemetry::config::EnvOptions;
+use closedloop_telemetry::EnvOptions;
 use closedloop_telemetry::{Consent, Destination};
 use closedloop_telemetry_collector::Collector;
 
@@ -289,7 +289,7 @@ pub fn run_with(mut env: EnvOptions, timeout: Duration) -> Result<VerifyReport, 
     };
     let destination = match &collector {
         Some(_) => format!("local collector {url}"),
-        None => closedloop_telemetry_exporters::redact_url(&url),
+        None => closedloop_telemetry_exporters::__private::redact_url(&url),
     };
     // Our own spool: nothing the app spooled is sent, nothing is left in its cache dir.
     let spool = TempSpool::new();

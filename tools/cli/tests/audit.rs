@@ -7,8 +7,9 @@ mod support;
 
 use std::path::PathBuf;
 
-use closedloop_telemetry::config::EnvOptions;
-use closedloop_telemetry::consent::{self, Consent};
+use closedloop_telemetry::__private::consent;
+use closedloop_telemetry::Consent;
+use closedloop_telemetry::EnvOptions;
 use closedloop_telemetry::{Destination, TelemetryBuilder};
 use closedloop_telemetry_cli::audit::{self, ndjson};
 use support::server::{Reply, TestServer};

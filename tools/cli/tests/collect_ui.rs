@@ -9,7 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use closedloop_telemetry::view::ViewServer;
+use closedloop_telemetry::ViewServer;
 use closedloop_telemetry_cli::collect_ui::serve_collector_view;
 use closedloop_telemetry_collector::Collector;
 use serde_json::Value;

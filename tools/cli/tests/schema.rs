@@ -6,13 +6,15 @@ use std::collections::BTreeSet;
 use std::time::SystemTime;
 
 use boon::{Compiler, SchemaIndex, Schemas};
-use closedloop_telemetry::exporters::datadog::wire::datadog_item;
-use closedloop_telemetry::exporters::decode::Event;
-use closedloop_telemetry::exporters::posthog::wire::{encode_event, Framer};
-use closedloop_telemetry::exporters::relay::wire::relay_item;
-use closedloop_telemetry::layers::catalogue::{CatalogueEntry, CATALOGUE};
-use closedloop_telemetry::layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
 use closedloop_telemetry_collector::schema;
+use closedloop_telemetry_exporters::__private::datadog::wire::datadog_item;
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::posthog::wire::{encode_event, Framer};
+use closedloop_telemetry_exporters::__private::relay::wire::relay_item;
+use closedloop_telemetry_layers::__private::catalogue::{CatalogueEntry, CATALOGUE};
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 use serde_json::{json, Value};
 
 struct Validator {

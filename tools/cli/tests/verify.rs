@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use closedloop_telemetry::config::EnvOptions;
+use closedloop_telemetry::EnvOptions;
 use closedloop_telemetry_cli::verify::{run_with, VerifyError};
 use support::server::{Reply, TestServer};
 use tracing_subscriber::prelude::*;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::received::{Arrival, Counts, Destination, Received, Rejected};
 use super::recorder::{Recorder, DEFAULT_MAX_KEPT, DEFAULT_MAX_KEPT_BYTES};
 use super::server::{accept_loop, ServerCtx, DATADOG_PATH, RELAY_PATH};
-use closedloop_telemetry_exporters::server_thread::{bind_loopback, ServerThread};
+use closedloop_telemetry_exporters::__private::server_thread::{bind_loopback, ServerThread};
 
 /// Builder for [`Collector`]. Defaults: bind `127.0.0.1:0` (any free port), no relay token,
 /// keep at most [`DEFAULT_MAX_KEPT`] accepted events and [`DEFAULT_MAX_KEPT_BYTES`] (32 MiB) of

@@ -10,7 +10,7 @@
 
 use std::fmt::Write;
 
-use closedloop_telemetry_layers::envelope::format_timestamp;
+use closedloop_telemetry_layers::__private::envelope::format_timestamp;
 use serde_json::{json, Value};
 
 use super::received::{Arrival, Destination, Received, Rejected};

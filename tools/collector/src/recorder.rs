@@ -160,8 +160,10 @@ impl Recorder {
 
     /// Waits until `done(counts)` holds or `timeout` passed; returns whether it holds.
     pub(crate) fn wait_until(&self, timeout: Duration, done: impl Fn(&Counts) -> bool) -> bool {
-        let deadline =
-            closedloop_telemetry_exporters::delivery::deadline_after(Instant::now(), timeout);
+        let deadline = closedloop_telemetry_exporters::__private::delivery::deadline_after(
+            Instant::now(),
+            timeout,
+        );
         let mut state = self.lock();
         loop {
             if done(&state.counts) {
@@ -221,8 +223,10 @@ pub(super) fn cut_reason(reason: String) -> String {
         return reason;
     }
     const MARK: &str = "…";
-    let head =
-        closedloop_telemetry_layers::truncate::keep_head(&reason, MAX_REASON_BYTES - MARK.len());
+    let head = closedloop_telemetry_layers::__private::truncate::keep_head(
+        &reason,
+        MAX_REASON_BYTES - MARK.len(),
+    );
     format!("{head}{MARK}")
 }
 

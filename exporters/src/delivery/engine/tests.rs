@@ -4,8 +4,10 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use closedloop_telemetry_layers::catalogue::{lookup, CatalogueEntry};
-use closedloop_telemetry_layers::envelope::{format_timestamp, Diagnostics, TraceEnvelope};
+use closedloop_telemetry_layers::__private::catalogue::{lookup, CatalogueEntry};
+use closedloop_telemetry_layers::__private::envelope::{
+    format_timestamp, Diagnostics, TraceEnvelope,
+};
 
 use crate::decode::Event;
 use crate::delivery::*;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use closedloop_telemetry_layers::truncate::keep_head;
+use closedloop_telemetry_layers::__private::truncate::keep_head;
 
 use super::{Worker, LAST_ERROR_MAX_BYTES};
 use crate::delivery::batcher::{is_expired, take_batch, Batch};

@@ -1,6 +1,6 @@
 use super::*;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::envelope::{Diagnostics, TraceEnvelope};
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::envelope::{Diagnostics, TraceEnvelope};
 use serde_json::json;
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -25,12 +25,13 @@ pub use posthog_body::PLACEHOLDER_API_KEY;
 
 use std::sync::Mutex;
 
-use closedloop_telemetry_exporters::datadog::wire::datadog_item;
-use closedloop_telemetry_exporters::decode::{DecodeOptions, DecodingProcessor, Event};
-use closedloop_telemetry_exporters::posthog::wire::encode_event;
-use closedloop_telemetry_exporters::relay::wire::relay_item;
-use closedloop_telemetry_layers::activity::{ActivityLayer, ActivityLogStore};
-use closedloop_telemetry_layers::envelope::format_timestamp;
+use closedloop_telemetry_exporters::__private::datadog::wire::datadog_item;
+use closedloop_telemetry_exporters::__private::decode::{DecodeOptions, DecodingProcessor, Event};
+use closedloop_telemetry_exporters::__private::posthog::wire::encode_event;
+use closedloop_telemetry_exporters::__private::relay::wire::relay_item;
+use closedloop_telemetry_exporters::__private::DestinationExt;
+use closedloop_telemetry_layers::__private::envelope::format_timestamp;
+use closedloop_telemetry_layers::{ActivityLayer, ActivityLogStore};
 use closedloop_telemetry_layers::{GatewaySession, TelemetryLayer};
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
@@ -66,7 +67,7 @@ fn run_inner(
     session: impl FnOnce(&GatewaySession),
     extras: Vec<serde_json::Map<String, Value>>,
 ) -> AuditReport {
-    let preview = builder.preview();
+    let preview = closedloop_telemetry::__private::preview(builder);
     let consent = preview.consent;
     let compute_target_id = preview
         .compute_target_id
@@ -136,7 +137,7 @@ fn run_inner(
     }
     let seen = std::mem::take(&mut *lock(&seen));
 
-    let hostname = closedloop_telemetry_exporters::datadog::default_hostname();
+    let hostname = closedloop_telemetry_exporters::__private::datadog::default_hostname();
     let stream_audits = if upstream {
         streams
             .iter()
@@ -171,7 +172,7 @@ fn encode(kind: Destination, e: &Event, hostname: &str) -> Option<String> {
         Destination::Relay => relay_item(e, id),
         Destination::Datadog => datadog_item(e, id, hostname).bytes,
         Destination::Otlp => {
-            let record = closedloop_telemetry_exporters::otlp::wire::log_record(e, id);
+            let record = closedloop_telemetry_exporters::__private::otlp::wire::log_record(e, id);
             serde_json::to_vec(&record).ok()?
         }
     };

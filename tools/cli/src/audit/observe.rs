@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use closedloop_telemetry_layers::is_ignored_target;
+use closedloop_telemetry_layers::__private::is_ignored_target;
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;

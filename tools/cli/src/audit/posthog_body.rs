@@ -1,6 +1,6 @@
 //! The PostHog request body the audit shows, with the project key replaced by a placeholder.
 
-use closedloop_telemetry_exporters::posthog::wire::Framer;
+use closedloop_telemetry_exporters::__private::posthog::wire::Framer;
 
 /// Shown instead of the PostHog project key in the audited body.
 pub const PLACEHOLDER_API_KEY: &str = "<project api key>";

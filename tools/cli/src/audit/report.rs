@@ -2,10 +2,11 @@
 
 use std::fmt;
 
-use closedloop_telemetry_exporters::decode::Event;
-use closedloop_telemetry_exporters::redact::Redactor;
-use closedloop_telemetry_layers::catalogue::lookup;
-use closedloop_telemetry_layers::truncate::TAIL_MAX_BYTES;
+use closedloop_telemetry_exporters::__private::decode::Event;
+use closedloop_telemetry_exporters::__private::redact::Redactor;
+use closedloop_telemetry_exporters::__private::DestinationExt;
+use closedloop_telemetry_layers::__private::catalogue::lookup;
+use closedloop_telemetry_layers::__private::truncate::TAIL_MAX_BYTES;
 
 use super::observe::Seen;
 use super::posthog_body::posthog_body;
