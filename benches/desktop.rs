@@ -37,8 +37,6 @@
 
 #[path = "common/event.rs"]
 mod event;
-#[path = "../tests/support/lean.rs"]
-mod lean;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -51,6 +49,7 @@ use std::time::{Duration, Instant};
 use closedloop_telemetry_exporters::__private::spool::{Spool, SpoolItem};
 use closedloop_telemetry_exporters::SpoolOptions;
 use closedloop_telemetry_layers::TelemetryLayer;
+use closedloop_telemetry_test_support::server::TestServer;
 use event::{emit, spans, tail};
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::InstrumentationScope;
@@ -871,7 +870,7 @@ impl Drop for Receiver {
 
 /// The child: a lean receiver until its stdin closes.
 fn receiver_child() {
-    let server = lean::LeanServer::counting();
+    let server = TestServer::counting();
     let mut out = std::io::stdout();
     let _ = writeln!(out, "{}", server.base());
     let _ = out.flush();

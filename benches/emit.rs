@@ -26,8 +26,6 @@
 
 #[path = "common/event.rs"]
 mod event;
-#[path = "../tests/support/lean.rs"]
-mod lean;
 
 use event::{emit, spans, tail};
 
@@ -37,6 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use closedloop_telemetry_test_support::server::TestServer;
 use criterion::{criterion_group, criterion_main, Criterion};
 use opentelemetry_appender_tracing::layer::{OpenTelemetryTracingBridge, TracingSpanAttributes};
 use opentelemetry_sdk::error::OTelSdkResult;
@@ -90,7 +89,7 @@ impl LogExporter for CountingOtlp {
 fn otlp(
     c: &mut Criterion,
     name: &str,
-    receiver: &lean::LeanServer,
+    receiver: &TestServer,
     run: fn(&mut Criterion, &str, &Option<Dispatch>) -> u64,
 ) {
     use opentelemetry_otlp::WithExportConfig as _;
@@ -230,7 +229,7 @@ fn closedloop(
     name: &str,
     verbose: bool,
     relay: bool,
-    receiver: &lean::LeanServer,
+    receiver: &TestServer,
     run: fn(&mut Criterion, &str, &Option<Dispatch>) -> u64,
 ) {
     // A fresh data and spool directory for each case, removed after it: neither the machine's
@@ -303,7 +302,7 @@ fn benches(c: &mut Criterion) {
     );
     bridge(c, "otel_bridge_batch", false, tight);
     bridge(c, "otel_bridge_batch_span_attrs", true, tight);
-    let receiver = lean::LeanServer::counting();
+    let receiver = TestServer::counting();
     otlp(c, "otel_bridge_otlp_http", &receiver, tight);
     closedloop(c, "closedloop_default", false, false, &receiver, tight);
     closedloop(c, "closedloop_verbose", true, false, &receiver, tight);

@@ -1,3 +1,4 @@
+// A binary of its own: a process-global subscriber, and HTTPS_PROXY / SSL_CERT_FILE set.
 //! Behind a corporate TLS-inspecting proxy (docs/RELIABILITY.md, "Corporate networks").
 //!
 //! `HTTPS_PROXY` names a loopback CONNECT proxy that terminates TLS with a certificate from a

@@ -1,10 +1,11 @@
+// A binary of its own: it sets DO_NOT_TRACK and CL_* in the process environment.
 //! `DO_NOT_TRACK=1` / `CL_TELEMETRY_DISABLED=1` in the process environment win over every
 //! builder call, through every public entry point that reads the environment.
 //!
 //! These tests change the process environment, so they live alone in this binary and run one
 //! at a time under `ENV_LOCK`.
 
-mod support;
+use closedloop_telemetry_test_support as support;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};

@@ -1,8 +1,9 @@
+// A binary of its own: it installs the process-global subscriber (TRACE) and reads all it logs.
 //! Credentials in destination URLs (userinfo, query and fragment values, e.g. a `DD_LOGS_URL`
 //! carrying `?dd-api-key=`) never appear in a `Debug`, a `Display` or a log line: settings,
 //! builders, exporters, the HTTP transport, build errors and the engine's logs.
 
-mod support;
+use closedloop_telemetry_test_support as support;
 
 use std::time::{Duration, Instant};
 

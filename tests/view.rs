@@ -1,8 +1,9 @@
+// A binary of its own: its global allocator counts every byte the process allocates.
 //! The local view (feature `view`): its security checks and bounds over plain loopback HTTP,
 //! and the page itself in headless Chromium (skipped, with a message, when none is installed).
 #![cfg(feature = "view")]
 
-mod support;
+use closedloop_telemetry_test_support as support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

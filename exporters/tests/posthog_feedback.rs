@@ -5,7 +5,7 @@
 
 #[path = "streams/posthog_common.rs"]
 mod posthog_common;
-mod support;
+use closedloop_telemetry_test_support as support;
 
 use closedloop_telemetry_layers::TelemetryLayer;
 use opentelemetry::logs::LoggerProvider;

@@ -1,8 +1,7 @@
 //! The delivery engine and its on-disk spool against loopback servers: the spool, expiry,
 //! the fault suite and network behaviour.
 
-#[path = "../support/mod.rs"]
-mod support;
+use closedloop_telemetry_test_support as support;
 
 mod expiry;
 mod faults;

@@ -2,8 +2,7 @@
 //! (wire, retries, runtimes), the relay (HTTP and the channel transport) and Datadog.
 //! `posthog_feedback.rs` is a binary of its own: it installs the process-global subscriber.
 
-#[path = "../support/mod.rs"]
-mod support;
+use closedloop_telemetry_test_support as support;
 
 mod datadog;
 mod otlp;

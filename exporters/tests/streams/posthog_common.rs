@@ -23,7 +23,7 @@ use opentelemetry_sdk::logs::{
 use tracing::Dispatch;
 use tracing_subscriber::prelude::*;
 
-use crate::support::server::{Request, TestServer};
+use closedloop_telemetry_test_support::server::{Request, TestServer};
 
 /// A fake key; the tests check it never leaks into logs or errors.
 pub const KEY: &str = "phc_test_key_0123456789";

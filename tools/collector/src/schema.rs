@@ -1,6 +1,6 @@
 //! The published v1 wire schemas (JSON Schema draft 2020-12), as shipped in `docs/schema/`.
 //!
-//! `tests/schema.rs` validates the real encoders' output for every catalogue row against these
+//! `tools/cli/tests/commands/schema.rs` validates the real encoders' output for every catalogue row against these
 //! files and checks their shared definitions against the Rust types, so they cannot drift.
 
 /// The relay message (`desktop.telemetry`, schemaVersion "1"): one item of the relay body.
