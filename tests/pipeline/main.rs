@@ -27,3 +27,4 @@ mod permissions;
 mod readme;
 mod spool_keys;
 mod verbose_tails;
+mod volume;
