@@ -97,6 +97,11 @@ fn otlp(
     run: fn(&mut Criterion, &str, &Option<Dispatch>) -> u64,
 ) {
     use opentelemetry_otlp::WithExportConfig as _;
+    // opentelemetry-otlp's client is the workspace's one reqwest 0.13, built without a default
+    // TLS crypto provider (the exporters give theirs to their own client): install ring's for
+    // the process, as an app using opentelemetry-otlp with it would.
+    #[cfg(not(closedloop_no_tls))]
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exported = Arc::new(AtomicU64::new(0));
     let exporter = opentelemetry_otlp::LogExporter::builder()
         .with_http()
@@ -376,6 +381,14 @@ fn benches(c: &mut Criterion) {
         c,
         "closedloop_limiter_default",
         (false, false, Limit::Default),
+        &receiver,
+        paced,
+    );
+    // Off again, after the limiter cases: brackets them against drift within the run.
+    closedloop(
+        c,
+        "closedloop_limiter_off_again",
+        (false, false, Limit::Off),
         &receiver,
         paced,
     );

@@ -97,6 +97,9 @@ pub(crate) struct Queue {
     done: AtomicU64,
     /// Whether any destination rate-limits (else the door skips the limiter).
     limiting: bool,
+    /// A report window is open (the limiter refused something not yet reported): read by the
+    /// background without the lock on every pass, so it takes the lock only when there is one.
+    report_open: AtomicBool,
 }
 
 struct State {
@@ -190,6 +193,7 @@ impl Queue {
             closed: AtomicBool::new(false),
             done: AtomicU64::new(0),
             limiting,
+            report_open: AtomicBool::new(false),
         }
     }
 
@@ -240,6 +244,10 @@ impl Queue {
         if self.limiting {
             let admission = q.limiter.admit(&name.name, mask, event_nanos(slot));
             mask &= !admission.limited;
+            if admission.opened {
+                // Set under the lock, so a report taken next sees this refusal's window.
+                self.report_open.store(true, Ordering::Release);
+            }
             if mask == 0 {
                 drop(q);
                 if admission.opened {
@@ -456,10 +464,16 @@ impl Queue {
     /// The rate limiter's report of what it refused and has not reported yet, when one is due
     /// at `now` or `force`d.
     pub(crate) fn take_limit_report(&self, now: Instant, force: bool) -> Option<LimitReport> {
-        if !self.limiting {
+        if !self.report_open.load(Ordering::Acquire) {
             return None;
         }
-        lock(&self.state).limiter.take_report(now, force)
+        let mut q = lock(&self.state);
+        let report = q.limiter.take_report(now, force);
+        if report.is_some() {
+            // Cleared under the lock: a refusal after this opens the next window and sets it.
+            self.report_open.store(false, Ordering::Release);
+        }
+        report
     }
 
     /// Records dropped at the door for destination `index` since the last call.

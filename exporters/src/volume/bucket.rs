@@ -9,7 +9,8 @@ const NANOS: f64 = 1e9;
 /// step).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct TokenBucket {
-    per_second: f64,
+    /// Tokens per nanosecond.
+    per_nano: f64,
     burst: f64,
     tokens: f64,
     /// When `tokens` was last brought up to date (`None`: never; the bucket starts full).
@@ -21,7 +22,7 @@ impl TokenBucket {
     pub(crate) fn new(per_second: f64, burst: u32) -> Self {
         let burst = f64::from(burst);
         TokenBucket {
-            per_second: per_second.max(0.0),
+            per_nano: per_second.max(0.0) / NANOS,
             burst,
             tokens: burst,
             last: None,
@@ -42,7 +43,7 @@ impl TokenBucket {
     fn refill(&mut self, now: u64) {
         if let Some(last) = self.last {
             if now > last {
-                let added = (now - last) as f64 / NANOS * self.per_second;
+                let added = (now - last) as f64 * self.per_nano;
                 self.tokens = (self.tokens + added).min(self.burst);
             }
         }

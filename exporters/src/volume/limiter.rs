@@ -42,6 +42,8 @@ pub(crate) struct Limiter {
     off: bool,
     index: HashMap<Box<str>, usize, BuildHasherDefault<FxHasher>>,
     slots: Vec<Slot>,
+    /// The slot of the name asked for last.
+    last: usize,
     /// When the first event not yet reported was limited.
     window_start: Option<Instant>,
     /// How often, at most, a report is made ([`REPORT_INTERVAL`], or less under the test-only
@@ -70,6 +72,7 @@ impl Limiter {
             off,
             index: HashMap::default(),
             slots: Vec::new(),
+            last: 0,
             window_start: None,
             interval,
         }
@@ -111,6 +114,18 @@ impl Limiter {
     }
 
     fn slot(&mut self, name: &str) -> usize {
+        // A storm, or a steady stream, repeats one name: compare with the last one first.
+        if let Some(s) = self.slots.get(self.last) {
+            if *s.name == *name {
+                return self.last;
+            }
+        }
+        let i = self.find_or_add(name);
+        self.last = i;
+        i
+    }
+
+    fn find_or_add(&mut self, name: &str) -> usize {
         if let Some(&i) = self.index.get(name) {
             return i;
         }
