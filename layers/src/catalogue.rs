@@ -179,6 +179,11 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         None,
         Error,
     ),
+    // Issue 23: crashes. Written by the library itself (the panic hook, the start after an
+    // abnormal exit), never emitted by application code; a crash count per release is product
+    // data, so PostHog gets them too.
+    row("app.panicked", true, Some("app_panicked"), None, Error),
+    row("app.crashed", true, Some("app_crashed"), None, Error),
 ];
 
 /// Looks up an emitted dot name.
@@ -245,9 +250,17 @@ mod tests {
     #[test]
     fn seed_lists_match_the_table() {
         let relay: Vec<_> = CATALOGUE.iter().filter_map(|e| e.relay).collect();
-        assert_eq!(relay.len(), 23, "the seed lists 23 diagnostics categories");
+        assert_eq!(
+            relay.len(),
+            25,
+            "the seed lists 23 diagnostics categories; issue 23 adds app.panicked, app.crashed"
+        );
         let mut posthog: Vec<_> = CATALOGUE.iter().filter_map(|e| e.posthog).collect();
         posthog.dedup();
-        assert_eq!(posthog.len(), 14, "the seed lists 14 PostHog events");
+        assert_eq!(
+            posthog.len(),
+            16,
+            "the seed lists 14 PostHog events; issue 23 adds app_panicked, app_crashed"
+        );
     }
 }

@@ -269,6 +269,13 @@ impl Worker {
                     let _ = reply.try_send(purged);
                 }
             }
+            Some(Command::Adopt { dir }) => {
+                if !self.finished {
+                    let adopted = self.backlog.adopt(&dir, Instant::now());
+                    self.stats.replayed(adopted);
+                    self.stats.set_spool(self.backlog.spool_stats());
+                }
+            }
             None => {
                 if self.shutdown.is_none() {
                     self.shutdown = Some(PendingShutdown {
