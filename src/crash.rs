@@ -225,23 +225,32 @@ fn message(payload: &(dyn Any + Send)) -> &str {
     }
 }
 
-/// Frames of the panic machinery and of this hook, which come before the app's own.
-const MACHINERY: &[&str] = &[
-    "std::backtrace",
-    "std::panicking",
-    "core::panicking",
-    "std::panic::",
-    "std::sys::backtrace::__rust_end_short_backtrace",
-    "rust_begin_unwind",
+/// Frames where a panic enters std's machinery: everything above the first of them is the
+/// hook's own (this hook, the hook chain, the backtrace capture).
+const PANIC_ENTRY: &[&str] = &[
     "__rustc::rust_begin_unwind",
-    "closedloop_telemetry::crash",
-    "<alloc::boxed::Box<F,A> as core::ops::function::Fn",
+    "rust_begin_unwind",
+    "std::panicking::begin_panic",
+    "core::panicking::",
+];
+
+/// Frames of the panic machinery between the entry and the code that panicked.
+const MACHINERY: &[&str] = &[
+    "__rustc::rust_begin_unwind",
+    "rust_begin_unwind",
+    "std::panicking::",
+    "core::panicking::",
+    "std::panic::panic_any",
+    "core::option::unwrap_failed",
+    "core::option::expect_failed",
+    "core::result::unwrap_failed",
+    "std::sys::backtrace::__rust_end_short_backtrace",
 ];
 
 /// Where the panic happened and the backtrace from there: `at file:line:col`, then one line
-/// per frame, `function (file:line)`. Captured whether or not `RUST_BACKTRACE` is set; frames
-/// of the panic machinery are left out, and so is everything below the thread's entry point
-/// (what std's short backtrace leaves out too).
+/// per frame, `function (file:line:col)`. Captured whether or not `RUST_BACKTRACE` is set;
+/// the hook's and the panic machinery's frames are left out, and so is everything below the
+/// thread's entry point (what std's short backtrace leaves out too).
 fn stack(info: &PanicHookInfo<'_>) -> String {
     let mut out = String::new();
     if let Some(l) = info.location() {
@@ -249,16 +258,18 @@ fn stack(info: &PanicHookInfo<'_>) -> String {
     }
     let text = std::backtrace::Backtrace::force_capture().to_string();
     let frames = frames(&text);
-    // Skip the machinery on top: start after its last frame.
-    let start = frames
+    let is = |f: &str, list: &[&str]| list.iter().any(|m| f.starts_with(m));
+    let entry = frames
         .iter()
-        .rposition(|(f, _)| MACHINERY.iter().any(|m| f.starts_with(m)))
-        .map_or(0, |i| i + 1);
-    for (function, at) in frames.iter().skip(start) {
-        if function.starts_with("std::sys::backtrace::__rust_begin_short_backtrace") {
-            break;
-        }
-        if out.len() >= FIELD_MAX_BYTES {
+        .position(|(f, _)| is(f, PANIC_ENTRY))
+        .unwrap_or(0);
+    let own = frames
+        .iter()
+        .skip(entry)
+        .skip_while(|(f, _)| is(f, MACHINERY));
+    for (function, at) in own {
+        // std's (and the test harness's) marker of the thread's entry point.
+        if function.contains("__rust_begin_short_backtrace") || out.len() >= FIELD_MAX_BYTES {
             break;
         }
         out.push('\n');
