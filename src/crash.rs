@@ -106,12 +106,20 @@ fn register(inner: &Arc<HandleInner>) {
 fn install() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if !BUSY.swap(true, Ordering::AcqRel) {
-            on_panic(info);
-            BUSY.store(false, Ordering::Release);
-        }
+        exclusive(|| on_panic(info));
         previous(info);
     }));
+}
+
+/// Runs `write` unless another call is under way (a panic while the hook writes: another
+/// thread's, or one inside it); then returns false at once, without waiting.
+fn exclusive(write: impl FnOnce()) -> bool {
+    if BUSY.swap(true, Ordering::AcqRel) {
+        return false;
+    }
+    write();
+    BUSY.store(false, Ordering::Release);
+    true
 }
 
 /// The running telemetry, without waiting on the list's lock for long.
@@ -339,6 +347,18 @@ mod tests {
         );
         assert!(frames("").is_empty());
         assert!(frames("at nowhere\n: \nx: y").is_empty());
+    }
+
+    #[test]
+    fn a_panic_while_the_hook_writes_is_ignored() {
+        let mut inner = None;
+        assert!(exclusive(|| inner = Some(exclusive(|| unreachable!()))));
+        assert_eq!(
+            inner,
+            Some(false),
+            "the second one did not wait, and wrote nothing"
+        );
+        assert!(exclusive(|| ()), "free again afterwards");
     }
 
     #[test]

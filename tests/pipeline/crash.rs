@@ -43,6 +43,8 @@ fn child() {
     match role.as_str() {
         "panic_main" => panic_main(),
         "panic_thread" => panic_thread(),
+        "panic_unwind" => panic_unwind(),
+        "quiet" => quiet(),
         "run" => run(),
         "start" => start(),
         other => panic!("unknown role {other}"),
@@ -83,6 +85,29 @@ fn panic_main() {
     let _span = tracing::info_span!("job", loop_id = "loop-7", job_id = "job-9").entered();
     PANIC_AT.get_or_init(Instant::now);
     panic!("{MESSAGE}");
+}
+
+/// An app whose main thread panics and unwinds: the guard's drop shuts telemetry down cleanly.
+fn panic_unwind() {
+    let _guard = closedloop_telemetry::init("3.1.4").unwrap();
+    say("READY");
+    panic!("{MESSAGE}");
+}
+
+/// An app with consent denied (`CL_CRASH_TEST_DENIED`) or telemetry disabled (`DO_NOT_TRACK`)
+/// one of whose threads panics; it runs until killed.
+fn quiet() {
+    let builder = closedloop_telemetry::builder("3.1.4").from_env().unwrap();
+    let builder = match std::env::var_os("CL_CRASH_TEST_DENIED") {
+        Some(_) => builder.default_consent(closedloop_telemetry::Consent::Denied),
+        None => builder,
+    };
+    let guard = builder.build().unwrap().init_global().unwrap();
+    let worker = std::thread::spawn(|| panic!("{MESSAGE}"));
+    assert!(worker.join().is_err());
+    say("PANICKED");
+    wait_for_stdin_to_close();
+    drop(guard);
 }
 
 /// An app one of whose threads panics inside a span; it goes on until stdin closes.
@@ -490,4 +515,42 @@ fn two_starts_at_once_after_one_crash_report_it_once() {
         app.exits_cleanly();
     }
     assert_eq!(m.count("app.crashed"), (1, 1), "one in total");
+}
+
+#[test]
+fn a_panic_that_unwinds_out_of_main_shuts_down_cleanly_and_is_reported_once() {
+    let m = Machine::new(true);
+    let mut app = m.spawn("panic_unwind", &[]);
+    app.expect("READY");
+    assert!(!app.wait().success(), "the test harness reports the panic");
+    m.start();
+    assert_eq!(m.count("app.panicked"), (1, 1));
+    assert_eq!(
+        m.count("app.crashed"),
+        (0, 0),
+        "the guard's drop ended the run cleanly"
+    );
+}
+
+#[test]
+fn with_consent_denied_or_telemetry_disabled_nothing_is_written_and_no_marker_kept() {
+    for env in ["CL_CRASH_TEST_DENIED", "DO_NOT_TRACK"] {
+        let m = Machine::new(true);
+        let mut app = m.spawn("quiet", &[(env, "1")]);
+        app.expect("PANICKED");
+        let on_disk: Vec<PathBuf> = files(m.root.path())
+            .into_iter()
+            .filter(|f| {
+                std::fs::read(f).is_ok_and(|b| b.windows(10).any(|w| w == b"CRASH-MARK"))
+                    || f.components().any(|c| c.as_os_str() == "sessions")
+            })
+            .collect();
+        assert!(on_disk.is_empty(), "{env}: {on_disk:?}");
+        app.child.kill().unwrap();
+        app.wait();
+        // The next start (consent granted, telemetry on) has nothing to report.
+        m.start();
+        assert_eq!(m.count("app.panicked"), (0, 0), "{env}");
+        assert_eq!(m.count("app.crashed"), (0, 0), "{env}");
+    }
 }
