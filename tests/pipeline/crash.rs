@@ -124,7 +124,13 @@ fn panic_thread() {
     tracing::info!(event = "connection.established");
     say("PANICKED");
     wait_for_stdin_to_close();
-    drop(guard);
+    let handle = guard.handle().clone();
+    assert!(guard.shutdown().is_complete());
+    // The panic is this run's own event: routed, like the one the app emitted.
+    let stats = handle.stats();
+    support::accounting::assert_accounting(&stats);
+    assert_eq!(stats.routed(), (2, 2), "{stats:?}");
+    say("ACCOUNTED");
 }
 
 /// An app that runs until stdin closes (then shuts down cleanly) or it is killed.
@@ -442,6 +448,7 @@ fn a_panic_on_another_thread_is_delivered_by_the_same_process_while_it_goes_on()
     assert_redacted(relay[0]["diagnostics"]["abortReason"].as_str().unwrap());
     // The app went on: its later event arrives too.
     app.close_stdin();
+    app.expect("ACCOUNTED");
     app.exits_cleanly();
     assert_eq!(m.count("app.panicked"), (1, 1), "PostHog's at the shutdown");
     assert_eq!(m.count("connection.established").1, 1);

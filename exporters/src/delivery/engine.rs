@@ -381,7 +381,8 @@ impl Delivery {
     /// told to adopt it, so this process delivers it if it lives on; otherwise the next start
     /// does. Skipped when the destination does not take the event, its consent gate is closed
     /// or it is shut down. Without a spool the event is queued like any other. Never panics
-    /// and never takes a lock the background holds; counted as `replayed` once adopted.
+    /// and never takes a lock the background holds; counted as `routed` once adopted (as
+    /// `replayed` when the next start adopts it instead).
     pub fn write_crash(&self, event: &Event) -> CrashWrite {
         if !self.routes(event.entry) || self.is_denied() || self.is_shutdown() {
             return CrashWrite::Skipped;

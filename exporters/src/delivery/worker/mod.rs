@@ -272,7 +272,9 @@ impl Worker {
             Some(Command::Adopt { dir }) => {
                 if !self.finished {
                     let adopted = self.backlog.adopt(&dir, Instant::now());
-                    self.stats.replayed(adopted);
+                    // This run's own event (`Delivery::write_crash`): routed here, not replayed
+                    // (a later start that adopts it instead counts it as replayed).
+                    self.stats.enqueued(adopted);
                     self.stats.set_spool(self.backlog.spool_stats());
                 }
             }
