@@ -136,7 +136,16 @@ fn targets() -> Vec<Arc<HandleInner>> {
     Vec::new()
 }
 
+/// The names of our own threads (the pipeline's background, the view page's server): a
+/// panic there is not written, as it may have happened half-way through the very state the
+/// write would need (the queue's lock), and our threads' failures are not the app's telemetry.
+const OWN_THREADS: &str = "closedloop-telemetry";
+
 fn on_panic(info: &PanicHookInfo<'_>) {
+    let thread = std::thread::current();
+    if thread.name().is_some_and(|n| n.starts_with(OWN_THREADS)) {
+        return;
+    }
     let targets = targets();
     if targets.iter().all(|t| !t.accepts_crash_events()) {
         return;
@@ -147,7 +156,6 @@ fn on_panic(info: &PanicHookInfo<'_>) {
         error_stack: Some(cut(&stack(info))),
         ..Default::default()
     };
-    let thread = std::thread::current();
     diagnostics.extra.insert(
         "thread".into(),
         Value::String(cut(thread.name().unwrap_or("<unnamed>"))),

@@ -2,18 +2,21 @@
 //! (SIGKILL, an OOM kill, a power loss, "end task"), which no code of that run could report.
 //!
 //! Each run with telemetry on and consent granted keeps a marker in the app's data directory,
-//! `sessions/<pid>-<start ms>-<n>/`: a `session.json` (pid, start time, release, gateway
-//! session) and a `LOCK` file on which the run holds an exclusive lock for its whole life (the
-//! spool's lock, `flock` on Unix: the kernel releases it however the process ends). A clean
-//! shutdown (the guard's drop, `shutdown()`) removes the marker; so does a consent denial.
+//! `sessions/<pid>-<start ms>-<n>/`: a `LOCK` file on which the run holds an exclusive lock
+//! for its whole life (the spool's lock, `flock` on Unix: the kernel releases it however the
+//! process ends), taken first, and then `session.json` (pid, start time, release, gateway
+//! session, last sign of life). A clean shutdown (the guard's drop, `shutdown()`) removes the
+//! marker; so does a consent denial.
 //!
 //! At start, a marker whose lock can be taken belongs to a run that is gone without shutting
-//! down. The starter that takes it claims it by renaming it to `.claimed-<pid>-…` (one rename
-//! succeeds, however many processes start at once; a loser finds it gone), reads it, reports
-//! it (`app.crashed`, written durably like `app.panicked`) and deletes it: exactly once per dead
-//! run. A marker is written under a name no starter looks at (`.new-…`) and renamed into place
-//! only once locked, so a run starting up is never taken for a dead one. Liveness is the lock,
-//! not the pid: a pid reused by another program does not keep a dead run's marker alive.
+//! down. The starter that takes it claims it by renaming its `session.json` to
+//! `claimed-<pid>.json` (one rename succeeds, however many processes start at once; a loser
+//! finds it gone), reads it, reports it (`app.crashed`, written durably like `app.panicked`)
+//! and deletes the marker: exactly once per dead run. Only a closed file is renamed, never a
+//! directory holding an open one, which Windows refuses. A marker without `session.json` is
+//! one being created right now (its lock may not be taken yet) or a leftover of a process that
+//! died half-way: it is deleted only once it is a minute old. Liveness is the lock, not the
+//! pid: a pid reused by another program does not keep a dead run's marker alive.
 
 use std::fs;
 use std::io::Write;
@@ -29,6 +32,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const SESSIONS_DIR: &str = "sessions";
 /// A marker's content.
 const MARKER_FILE: &str = "session.json";
+/// How many times a new marker's lock is tried (a starter may hold it for a moment).
+const LOCK_TRIES: usize = 50;
 /// Numbers this process's markers (several telemetry instances may run in one process).
 static NEXT: AtomicU64 = AtomicU64::new(1);
 
@@ -150,50 +155,43 @@ fn remove_marker(dir: &Path, lock: Option<DirLock>) {
 
 /// Claims every marker under `data_dir` left by a run that is gone (its lock is free) and
 /// returns what each said, deleting them: each dead run is returned by exactly one caller,
-/// whatever the number of processes starting at once. Leftovers of claims or markers that
-/// never got into place (a process died in between) are deleted too. Never fails: what cannot
-/// be read is skipped.
+/// whatever the number of processes starting at once. Leftovers of claims or of markers that
+/// never got their file (a process died in between) are deleted once stale. Never fails: what
+/// cannot be read is skipped.
 pub(crate) fn claim_dead(data_dir: &Path) -> Vec<RunInfo> {
     let sessions = data_dir.join(SESSIONS_DIR);
     let Ok(entries) = fs::read_dir(&sessions) else {
         return Vec::new();
     };
-    let me = std::process::id();
+    let claim = format!("claimed-{}.json", std::process::id());
     let mut dead = Vec::new();
     for entry in entries.filter_map(Result::ok) {
         if !entry.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
         }
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
         let path = entry.path();
-        if name.starts_with('.') && !is_stale(&path) {
-            // Being created or claimed right now, perhaps not locked yet.
-            continue;
-        }
-        // Held: a live run's (or one being claimed or created right now).
+        // Held: a live run's, or one being claimed right now.
         let Ok(lock) = lock_dir(&path) else { continue };
-        if name.starts_with('.') {
-            // A claim or a marker whose process died half-way: nothing to report.
-            remove_marker(&path, Some(lock));
+        let claimed = path.join(&claim);
+        if fs::rename(path.join(MARKER_FILE), &claimed).is_err() {
+            // Claimed by another starter, not written yet, or a leftover.
+            if is_stale(&path) {
+                remove_marker(&path, Some(lock));
+            }
             continue;
         }
-        let claimed = sessions.join(format!(".claimed-{me}-{name}"));
-        if fs::rename(&path, &claimed).is_err() {
-            // Another starter claimed it first.
-            continue;
-        }
-        let info = fs::read(claimed.join(MARKER_FILE))
+        let info = fs::read(&claimed)
             .ok()
             .and_then(|b| serde_json::from_slice::<RunInfo>(&b).ok());
-        remove_marker(&claimed, Some(lock));
+        remove_marker(&path, Some(lock));
         dead.extend(info);
     }
     dead
 }
 
-/// Whether a `.new-…` or `.claimed-…` directory is old enough to be a leftover (its process
-/// died between creating and renaming it), rather than one being made right now.
+/// Whether a marker without `session.json` is old enough to be a leftover (its process died
+/// between creating it and writing the file, or while claiming it), rather than one being made
+/// right now.
 fn is_stale(dir: &Path) -> bool {
     fs::metadata(dir)
         .and_then(|m| m.modified())
@@ -202,7 +200,7 @@ fn is_stale(dir: &Path) -> bool {
         .is_some_and(|age| age > LEFTOVER_AGE)
 }
 
-/// The age past which an unfinished marker or claim is a leftover.
+/// The age past which a marker without its file is a leftover.
 const LEFTOVER_AGE: Duration = Duration::from_secs(60);
 
 /// Deletes the markers of dead runs without reporting them (consent denied: nothing about
@@ -216,13 +214,11 @@ impl Marker {
     /// unusable (then an abnormal end of this run goes unreported).
     pub(crate) fn create(data_dir: &Path, release: &str, gateway: Option<&str>) -> Option<Marker> {
         let sessions = data_dir.join(SESSIONS_DIR);
-        private_fs::create_dir_all(&sessions).ok()?;
         let pid = std::process::id();
         let started_at_ms = now_ms();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = format!("{pid}-{started_at_ms}-{n}");
-        let new = sessions.join(format!(".new-{name}"));
-        private_fs::create_dir_all(&new).ok()?;
+        let dir = sessions.join(format!("{pid}-{started_at_ms}-{n}"));
+        private_fs::create_dir_all(&dir).ok()?;
         let info = RunInfo {
             pid,
             started_at_ms,
@@ -230,20 +226,24 @@ impl Marker {
             gateway_session_id: gateway.map(str::to_string),
             last_seen_ms: None,
         };
-        let placed = (|| {
-            let lock = lock_dir(&new).ok()?;
-            write_info(&new, &info).ok()?;
-            let dir = sessions.join(&name);
-            fs::rename(&new, &dir).ok()?;
+        // A starter looking at the new directory holds its lock for a moment only.
+        let lock = (0..LOCK_TRIES).find_map(|_| {
+            lock_dir(&dir)
+                .inspect_err(|_| std::thread::sleep(Duration::from_millis(1)))
+                .ok()
+        });
+        let placed = lock.and_then(|lock| {
+            write_info(&dir, &info).ok()?;
+            let _ = private_fs::sync_dir(&dir);
             let _ = private_fs::sync_dir(&sessions);
             Some(Marker {
-                dir,
-                info: info.clone(),
+                dir: dir.clone(),
+                info,
                 lock: Some(lock),
             })
-        })();
+        });
         if placed.is_none() {
-            let _ = fs::remove_dir_all(&new);
+            let _ = fs::remove_dir_all(&dir);
         }
         placed
     }
@@ -284,6 +284,12 @@ mod tests {
         assert_eq!(claimed[0].gateway_session_id.as_deref(), Some("gw-0"));
         assert!(claimed[0].elapsed_ms().is_some());
         assert!(claim_dead(&dir).is_empty(), "exactly once");
+        // A marker being created (no file yet, not locked yet) is left alone.
+        let young = dir.join(SESSIONS_DIR).join("1-2-3");
+        private_fs::create_dir_all(&young).unwrap();
+        assert!(claim_dead(&dir).is_empty());
+        assert!(young.is_dir());
+        fs::remove_dir_all(&young).unwrap();
         live.remove();
         assert_eq!(fs::read_dir(dir.join(SESSIONS_DIR)).unwrap().count(), 0);
         fs::remove_dir_all(&dir).ok();

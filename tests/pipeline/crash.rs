@@ -154,6 +154,20 @@ fn start() {
     let guard = closedloop_telemetry::init("2.8.0").unwrap();
     let report = guard.handle().flush(Duration::from_secs(30));
     say(&format!("FLUSHED complete={}", report.is_complete()));
+    // For a failure's message: what each stream did.
+    for s in guard.handle().stats().streams {
+        let d = &s.delivery;
+        say(&format!(
+            "STATS {} routed={} replayed={} sent={} dropped={} queued={} spool={:?}",
+            s.kind.as_str(),
+            s.routed,
+            d.replayed,
+            d.sent,
+            d.dropped.total(),
+            d.queued,
+            d.spool
+        ));
+    }
     drop(guard);
 }
 
@@ -517,11 +531,13 @@ fn two_starts_at_once_after_one_crash_report_it_once() {
     b.expect("WAITING");
     a.go();
     b.go();
+    let mut said = Vec::new();
     for app in [&mut a, &mut b] {
         app.expect("FLUSHED complete=true");
         app.exits_cleanly();
+        said.extend(app.lines.try_iter());
     }
-    assert_eq!(m.count("app.crashed"), (1, 1), "one in total");
+    assert_eq!(m.count("app.crashed"), (1, 1), "one in total: {said:#?}");
 }
 
 #[test]

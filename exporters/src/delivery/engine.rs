@@ -299,7 +299,8 @@ pub enum CrashWrite {
     /// Not written: the destination does not take this event, its consent gate is closed or
     /// it is shut down.
     Skipped,
-    /// Not written: encoding or the spool failed (the reason).
+    /// Not durable: encoding failed (the reason; nothing queued), or the spool write failed
+    /// (the reason; queued like any event instead).
     Failed(String),
 }
 
@@ -380,9 +381,11 @@ impl Delivery {
     /// beside the destination's (`spool/detached.rs`: one write, one fsync), and the worker is
     /// told to adopt it, so this process delivers it if it lives on; otherwise the next start
     /// does. Skipped when the destination does not take the event, its consent gate is closed
-    /// or it is shut down. Without a spool the event is queued like any other. Never panics
-    /// and never takes a lock the background holds; counted as `routed` once adopted (as
-    /// `replayed` when the next start adopts it instead).
+    /// or it is shut down. Without a spool, or when the write fails, the event is queued like
+    /// any other (delivered if the process lives on; the queue's lock, which the background
+    /// holds only for a swap, is the one lock taken then). Never panics, and the spooled path
+    /// takes no lock the background holds; counted as `routed` once adopted (as `replayed`
+    /// when the next start adopts it instead). Not for the pipeline's own thread.
     pub fn write_crash(&self, event: &Event) -> CrashWrite {
         if !self.routes(event.entry) || self.is_denied() || self.is_shutdown() {
             return CrashWrite::Skipped;
@@ -411,7 +414,14 @@ impl Delivery {
                 self.send(Command::Adopt { dir: written });
                 CrashWrite::Spooled
             }
-            Err(e) => CrashWrite::Failed(e.to_string()),
+            Err(e) => {
+                // Not durable, but this process may still deliver it if it lives on.
+                self.inner
+                    .core
+                    .queue
+                    .push_events(self.inner.index, vec![event.clone()]);
+                CrashWrite::Failed(e.to_string())
+            }
         }
     }
 
