@@ -437,6 +437,7 @@ impl TelemetryBuilder {
                 spool_dirs,
                 app_name: settings.app_name,
                 release: settings.release,
+                capture_panics: settings.capture_panics,
                 session: Mutex::default(),
             }),
         };

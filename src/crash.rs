@@ -96,7 +96,11 @@ pub(crate) fn start(handle: &TelemetryHandle) {
 
 /// Installs the process's panic hook (once) and makes `inner` one of its targets.
 fn register(inner: &Arc<HandleInner>) {
-    INSTALL.call_once(install);
+    // std refuses to change the hook from a panicking thread (a `build` in a `Drop` during
+    // unwinding): then only a later `build` installs it.
+    if !std::thread::panicking() {
+        INSTALL.call_once(install);
+    }
     let mut targets = TARGETS.lock().unwrap_or_else(|p| p.into_inner());
     targets.retain(|t| t.strong_count() > 0);
     targets.push(Arc::downgrade(inner));
@@ -355,6 +359,14 @@ mod tests {
         );
         assert!(frames("").is_empty());
         assert!(frames("at nowhere\n: \nx: y").is_empty());
+    }
+
+    #[test]
+    fn the_test_kit_installs_no_panic_hook() {
+        // No other test of this binary builds telemetry with crash capture on.
+        let captured = crate::testing::capture(|| tracing::info!(event = "job.started"));
+        assert_eq!(captured.relay.len(), 1);
+        assert!(!INSTALL.is_completed());
     }
 
     #[test]

@@ -56,6 +56,9 @@ pub(crate) struct HandleInner {
     pub(crate) app_name: String,
     /// `release_version` (for the crash events the facade writes itself).
     pub(crate) release: String,
+    /// Whether crashes are captured (`TelemetryBuilder::capture_panics`): the panic hook writes
+    /// for this telemetry and the run keeps a session marker.
+    pub(crate) capture_panics: bool,
     /// This run's session marker (`session.rs`): `None` with telemetry disabled, consent
     /// denied, no data directory, or after a clean shutdown.
     pub(crate) session: Mutex<crate::session::Session>,
@@ -299,11 +302,12 @@ impl TelemetryHandle {
         Ok(purged)
     }
 
-    /// Starts this run's session marker, when telemetry runs, consent is granted and there is
-    /// a data directory (and none exists yet, nor has the run shut down; see `session.rs`).
+    /// Starts this run's session marker, when crashes are captured, telemetry runs, consent is
+    /// granted and there is a data directory (and none exists yet, nor has the run shut down; see `session.rs`).
     pub(crate) fn begin_session(&self) {
         let inner = &self.inner;
-        let (Some(dir), true) = (&inner.data_dir, inner.accepts_crash_events()) else {
+        let ready = inner.capture_panics && inner.accepts_crash_events();
+        let (Some(dir), true) = (&inner.data_dir, ready) else {
             return;
         };
         let gateway = inner.gateway.get();
