@@ -15,8 +15,8 @@
 //! lock it takes (the list of running telemetry) it only tries. A panic inside a panic hook
 //! aborts the process in std (`catch_unwind` cannot help there), so its code is written not to
 //! panic: no `unwrap`, no indexing, every string cut on a character boundary. A second panic
-//! while the hook is at work (another thread's, or the hook's own) is ignored: it goes
-//! straight to the previous hook. With consent denied or telemetry disabled nothing is written.
+//! while the hook is at work (another thread's) is ignored: it goes straight to the previous
+//! hook, without waiting. With consent denied or telemetry disabled nothing is written.
 
 use std::any::Any;
 use std::panic::PanicHookInfo;
@@ -115,8 +115,8 @@ fn install() {
     }));
 }
 
-/// Runs `write` unless another call is under way (a panic while the hook writes: another
-/// thread's, or one inside it); then returns false at once, without waiting.
+/// Runs `write` unless another call is under way (a panic on another thread while the hook
+/// writes); then returns false at once, without waiting.
 fn exclusive(write: impl FnOnce()) -> bool {
     if BUSY.swap(true, Ordering::AcqRel) {
         return false;
