@@ -12,7 +12,12 @@
 //!   RSS just before. Then the OpenTelemetry bridge over a stock `BatchLogProcessor` (no-op
 //!   exporter) on the same burst: lost = emitted − exported.
 //! - **burst_otlp**: the same burst with OTLP as the only stream (`.otlp(..)`, protobuf and
-//!   gzip as by default): lost = emitted − sent.
+//!   gzip as by default): lost = emitted − sent. Both bursts measure the pipeline's capacity,
+//!   so they run with the rate limiter off (`rate_limit(None)`), and their lines say so.
+//! - **burst_limited**: the same burst (PostHog) with the default rate limit (10/s, burst 100
+//!   per name): `rate_limited` = refused by the limiter, `lost_other` = emitted − sent −
+//!   rate_limited, which must be 0. The other cases run with the default limit, which their
+//!   steady 1 event/s never reaches.
 //! - **held**: what one event costs while it waits in memory: 20,000 records made by the real
 //!   layer and kept in the form the hand-off holds them, RSS after minus before, per record.
 //! - **wakeups**: voluntary + involuntary context switches summed over every thread
@@ -103,8 +108,15 @@ fn main() {
         }
         return;
     }
-    let burst_otlp_run = |r| burst(r, &root.join("burst-otlp"), Streams::Otlp);
-    let burst = burst(&receiver, &root.join("burst"), Streams::PostHog);
+    // The pipeline's capacity: the rate limiter off. Then the same burst with the default limit.
+    let burst_otlp_run = |r| burst(r, &root.join("burst-otlp"), Streams::Otlp, false);
+    let burst_limited = burst(
+        &receiver,
+        &root.join("burst-limited"),
+        Streams::PostHog,
+        true,
+    );
+    let burst = burst(&receiver, &root.join("burst"), Streams::PostHog, false);
     let burst_otlp = burst_otlp_run(&receiver);
     let bridge = bridge_burst();
     let held = held_bytes();
@@ -124,10 +136,17 @@ fn main() {
     );
 
     println!(
-        "burst: n={BURST} closedloop_lost={} bridge_lost={} closedloop_rss_delta_kib={}",
+        "burst (rate limit off): n={BURST} closedloop_lost={} bridge_lost={} closedloop_rss_delta_kib={}",
         burst.lost, bridge.lost, burst.rss_delta_kib
     );
-    println!("burst_otlp: n={BURST} lost={}", burst_otlp.lost);
+    println!(
+        "burst_otlp (rate limit off): n={BURST} lost={}",
+        burst_otlp.lost
+    );
+    println!(
+        "burst_limited: n={BURST} rate_limited={} lost_other={}",
+        burst_limited.rate_limited, burst_limited.lost_other
+    );
     println!(
         "wakeups: idle_per_s={:.2} one_event_per_s={:.2}",
         steady.idle.wakeups_per_s(),
@@ -155,7 +174,7 @@ fn main() {
     println!();
     println!("| measurement | value |");
     println!("|---|---:|");
-    println!("| burst: events emitted back to back | {BURST} |");
+    println!("| burst: events emitted back to back (rate limit off) | {BURST} |");
     println!(
         "| burst, closedloop: sent / lost (by reason) | {} / {} {} |",
         burst.sent, burst.lost, burst.drops
@@ -171,6 +190,10 @@ fn main() {
     println!(
         "| burst, closedloop: RSS before, peak, delta | {} KiB, {} KiB, **{} KiB** |",
         burst.rss_before_kib, burst.peak_kib, burst.rss_delta_kib
+    );
+    println!(
+        "| burst with the default rate limit: sent / rate_limited / lost otherwise | {} / {} / {} |",
+        burst_limited.sent, burst_limited.rate_limited, burst_limited.lost_other
     );
     println!(
         "| burst, bridge (BatchLogProcessor): exported / lost | {} / {} |",
@@ -288,10 +311,13 @@ impl Streams {
     }
 }
 
+/// The facade for `streams`; `limited`: with the default rate limit (10/s, burst 100 per
+/// name), else with the limiter off.
 fn facade(
     receiver: &Receiver,
     dir: &Path,
     streams: Streams,
+    limited: bool,
 ) -> (
     Dispatch,
     closedloop_telemetry::TelemetryGuard,
@@ -303,6 +329,9 @@ fn facade(
         .compute_target_id("ct-bench")
         .release_version("1.0.0")
         .shutdown_timeout(Duration::from_secs(2));
+    if !limited {
+        builder = builder.rate_limit(None);
+    }
     match streams {
         Streams::PostHog => builder = builder.posthog("phc_bench", receiver.base.clone()),
         Streams::PostHogRelay => {
@@ -320,6 +349,16 @@ fn facade(
         guard,
         handle,
     )
+}
+
+/// Events the rate limiter refused, on every stream.
+fn rate_limited(handle: &closedloop_telemetry::TelemetryHandle) -> u64 {
+    handle
+        .stats()
+        .streams
+        .iter()
+        .map(|s| s.delivery.dropped.rate_limited)
+        .sum()
 }
 
 /// Sent, dropped (all reasons) and fsyncs of every stream.
@@ -345,6 +384,10 @@ fn counters(handle: &closedloop_telemetry::TelemetryHandle) -> (u64, u64, u64, S
 
 struct BurstResult {
     sent: u64,
+    /// Refused by the rate limiter (0 with it off).
+    rate_limited: u64,
+    /// Lost for any other reason: emitted − sent − rate_limited.
+    lost_other: u64,
     lost: u64,
     drops: String,
     emit_ms: f64,
@@ -354,13 +397,17 @@ struct BurstResult {
     rss_delta_kib: u64,
 }
 
-fn burst(receiver: &Receiver, dir: &Path, streams: Streams) -> BurstResult {
-    let (dispatch, guard, handle) = facade(receiver, dir, streams);
+/// `limited`: with the default rate limit (`burst_limited`), else with the limiter off (the
+/// pipeline's capacity).
+fn burst(receiver: &Receiver, dir: &Path, streams: Streams, limited: bool) -> BurstResult {
+    let (dispatch, guard, handle) = facade(receiver, dir, streams, limited);
     let tail = tail();
     // Warm up: connections, allocator arenas, the spool's files.
+    // (With the default limit the warm-up's first 100 use up the burst of `command.completed`.)
     in_spans(&dispatch, || (0..200).for_each(|_| emit(&tail)));
     handle.flush(Duration::from_secs(5));
     let (sent0, dropped0, _, _) = counters(&handle);
+    let limited0 = rate_limited(&handle);
     let rss_before_kib = proc_status_kib("VmRSS");
     reset_peak_rss();
     let start = Instant::now();
@@ -379,8 +426,11 @@ fn burst(receiver: &Receiver, dir: &Path, streams: Streams) -> BurstResult {
     }
     let settle_ms = start.elapsed().as_secs_f64() * 1e3;
     let peak_kib = proc_status_kib("VmHWM");
+    let limited = rate_limited(&handle) - limited0;
     drop(guard.shutdown());
     BurstResult {
+        rate_limited: limited,
+        lost_other: BURST - (sent + limited).min(BURST),
         sent,
         lost: BURST - sent.min(BURST),
         drops: if dropped > 0 { why } else { String::new() },
@@ -519,7 +569,7 @@ struct StartupResult {
 fn startup(receiver: &Receiver, dir: &Path) -> StartupResult {
     // Find the stream's spool directory: run once, spool one event, shut down.
     let stream_dir = {
-        let (dispatch, guard, _) = facade(receiver, dir, Streams::PostHog);
+        let (dispatch, guard, _) = facade(receiver, dir, Streams::PostHog, true);
         in_spans(&dispatch, || emit("x"));
         drop(guard.shutdown());
         find_spool_dir(&dir.join("spool")).expect("the stream spooled in its directory")
@@ -545,7 +595,7 @@ fn startup(receiver: &Receiver, dir: &Path) -> StartupResult {
         );
     }
     let start = Instant::now();
-    let (_dispatch, guard, handle) = facade(receiver, dir, Streams::PostHog);
+    let (_dispatch, guard, handle) = facade(receiver, dir, Streams::PostHog, true);
     let build_ms = start.elapsed().as_secs_f64() * 1e3;
     // How long the worker then takes to open, scan and adopt (replayed items are counted).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -657,7 +707,7 @@ impl Steady {
 /// The idle and 1 event/s windows of a facade sending to `streams`, and the threads it runs.
 fn steady(receiver: &Receiver, dir: &Path, streams: Streams) -> Steady {
     let before = thread_names();
-    let (dispatch, guard, handle) = facade(receiver, dir, streams);
+    let (dispatch, guard, handle) = facade(receiver, dir, streams, true);
     let tail = tail();
     // Get everything started and delivered (counting the threads after the first event), then
     // let it go quiet.

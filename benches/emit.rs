@@ -20,7 +20,11 @@
 //! processor with the `opentelemetry-otlp` HTTP logs exporter (protobuf, blocking client)
 //! posting to the same lean loopback receiver as ours; what it delivers is counted by a
 //! wrapper around the exporter.
-//! After each pipeline case a line on stderr says how many records it took and dropped.
+//! After each pipeline case a line on stderr says how many records it took and dropped, and
+//! whether the rate limiter was on. The `closedloop_*` cases run with the rate limiter off (they
+//! measure the pipeline), except in `emit_paced`: `closedloop_limiter_admits` (on, with a limit
+//! never reached: the limiter's cost per event, beside `closedloop_default`) and
+//! `closedloop_limiter_default` (the default 10/s, burst 100, refusing nearly every event).
 //!
 //! Run with `cargo bench --bench emit`; see BENCHMARKS.md.
 
@@ -222,13 +226,24 @@ fn bridge(
     report(name, n, exported.load(Ordering::Relaxed), "");
 }
 
+/// The rate limiter in a `closedloop_*` case.
+#[derive(Clone, Copy, PartialEq)]
+enum Limit {
+    /// Off (`rate_limit(None)`): the pipeline's own cost, comparable with earlier runs.
+    Off,
+    /// On, with a limit no case reaches: every event pays the bucket check and is delivered
+    /// (side by side with `Off`, the limiter's cost per event).
+    Admits,
+    /// The default (10/s, burst 100): at this bench's rates nearly every event is refused.
+    Default,
+}
+
 /// Ours: the whole facade, delivering to a loopback receiver: the PostHog stream, and with
 /// `relay` the relay stream too (the stream that sends verbose tails).
 fn closedloop(
     c: &mut Criterion,
     name: &str,
-    verbose: bool,
-    relay: bool,
+    (verbose, relay, limit): (bool, bool, Limit),
     receiver: &TestServer,
     run: fn(&mut Criterion, &str, &Option<Dispatch>) -> u64,
 ) {
@@ -251,6 +266,16 @@ fn closedloop(
     if relay {
         builder = builder.relay(format!("{}/relay", receiver.base()), None);
     }
+    builder = match limit {
+        Limit::Off => builder.rate_limit(None),
+        Limit::Admits => builder.rate_limit(closedloop_telemetry::RateLimit::new(1e12, u32::MAX)),
+        Limit::Default => builder,
+    };
+    let limit_note = match limit {
+        Limit::Off => "; rate limit off",
+        Limit::Admits => "; rate limit on, never reached",
+        Limit::Default => "; default rate limit (10/s, burst 100)",
+    };
     let telemetry = builder.build().expect("facade builds");
     let (layer, guard) = telemetry.split();
     let handle = guard.handle().clone();
@@ -258,12 +283,13 @@ fn closedloop(
     let n = run(c, name, &dispatch);
     let shutdown = guard.shutdown();
     let s = handle.stats();
-    // Lost: the most any stream lost (each stream gets every event it routes).
+    // Lost: the most any stream lost (each stream gets every event it routes); events the
+    // default rate limit refused are reported apart (in `dropped`), not as lost.
     let mut lost = 0;
     let mut detail = String::new();
     for stream in &s.streams {
         let d = &stream.delivery;
-        lost = lost.max(d.dropped.total() - d.dropped.shutdown);
+        lost = lost.max(d.dropped.total() - d.dropped.shutdown - d.dropped.rate_limited);
         detail += &format!(
             "; {:?}: sent {} in {} requests, dropped {:?}",
             stream.kind, d.sent, d.requests, d.dropped
@@ -273,7 +299,7 @@ fn closedloop(
         name,
         n,
         s.layer.emitted - lost.min(s.layer.emitted),
-        &format!("{detail}; at shutdown: {shutdown}"),
+        &format!("{limit_note}{detail}; at shutdown: {shutdown}"),
     );
     drop(handle);
     let _ = std::fs::remove_dir_all(&dir);
@@ -304,16 +330,69 @@ fn benches(c: &mut Criterion) {
     bridge(c, "otel_bridge_batch_span_attrs", true, tight);
     let receiver = TestServer::counting();
     otlp(c, "otel_bridge_otlp_http", &receiver, tight);
-    closedloop(c, "closedloop_default", false, false, &receiver, tight);
-    closedloop(c, "closedloop_verbose", true, false, &receiver, tight);
-    closedloop(c, "closedloop_verbose_relay", true, true, &receiver, tight);
+    // The pipeline's capacity: the rate limiter off (its cost is measured in `emit_paced`).
+    closedloop(
+        c,
+        "closedloop_default",
+        (false, false, Limit::Off),
+        &receiver,
+        tight,
+    );
+    closedloop(
+        c,
+        "closedloop_verbose",
+        (true, false, Limit::Off),
+        &receiver,
+        tight,
+    );
+    closedloop(
+        c,
+        "closedloop_verbose_relay",
+        (true, true, Limit::Off),
+        &receiver,
+        tight,
+    );
 
     paced(c, "noop_layer", &noop());
     bridge(c, "otel_bridge_batch", false, paced);
     otlp(c, "otel_bridge_otlp_http", &receiver, paced);
-    closedloop(c, "closedloop_default", false, false, &receiver, paced);
-    closedloop(c, "closedloop_verbose", true, false, &receiver, paced);
-    closedloop(c, "closedloop_verbose_relay", true, true, &receiver, paced);
+    closedloop(
+        c,
+        "closedloop_default",
+        (false, false, Limit::Off),
+        &receiver,
+        paced,
+    );
+    // The rate limiter's cost, side by side with the case above: every event checked and
+    // admitted; then the default limit, which refuses nearly all of them at this rate.
+    closedloop(
+        c,
+        "closedloop_limiter_admits",
+        (false, false, Limit::Admits),
+        &receiver,
+        paced,
+    );
+    closedloop(
+        c,
+        "closedloop_limiter_default",
+        (false, false, Limit::Default),
+        &receiver,
+        paced,
+    );
+    closedloop(
+        c,
+        "closedloop_verbose",
+        (true, false, Limit::Off),
+        &receiver,
+        paced,
+    );
+    closedloop(
+        c,
+        "closedloop_verbose_relay",
+        (true, true, Limit::Off),
+        &receiver,
+        paced,
+    );
 }
 
 criterion_group! {

@@ -54,6 +54,7 @@ fn event(i: usize) -> Event {
         trace,
         diagnostics,
         release_version: Some("2.14.0".into()),
+        sample_rate: None,
     }
 }
 

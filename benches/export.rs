@@ -83,6 +83,7 @@ fn event(tail: String) -> Event {
             ..Default::default()
         },
         release_version: Some("0.9.3".into()),
+        sample_rate: None,
     }
 }
 

@@ -14,7 +14,7 @@ use closedloop_telemetry_exporters::__private::posthog::{
 };
 use closedloop_telemetry_exporters::BuildError;
 use closedloop_telemetry_exporters::DeliveryOptions;
-use closedloop_telemetry_exporters::RelayConnection;
+use closedloop_telemetry_exporters::{Destination, RateLimit, RelayConnection};
 use closedloop_telemetry_layers::__private::DEFAULT_CAPACITY;
 use closedloop_telemetry_layers::GatewaySession;
 use closedloop_telemetry_layers::{ActivityLayer, ActivityLogStore};
@@ -55,6 +55,9 @@ pub(crate) const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 /// | [`default_consent`](Self::default_consent) | `Granted` (a choice stored in the data dir wins) |
 /// | [`capture_panics`](Self::capture_panics) | on: panics become `app.panicked`, an abnormal exit `app.crashed` at the next start |
 /// | [`delivery`](Self::delivery) | [`DeliveryOptions::default`] (queue, request timeout, gzip, retries); the shutdown deadline and the spool come from the settings above |
+/// | [`rate_limit`](Self::rate_limit) | 10 events/s with a burst of 100 per event name and destination (`CL_TELEMETRY_RATE_LIMIT`, e.g. `10/s,burst=100` or `off`) |
+/// | [`rate_limit_for`](Self::rate_limit_for) | none: every name has the default limit |
+/// | [`sample_rate`](Self::sample_rate) | none: every event is kept |
 ///
 /// Settings apply in call order, so `from_env()` after a setter lets the environment win, and
 /// a setter after `from_env()` lets the code win. A value outside its range makes
@@ -77,6 +80,8 @@ pub struct TelemetryBuilder {
     pub(crate) default_consent: Consent,
     pub(crate) delivery: DeliveryOptions,
     pub(crate) capture_panics: bool,
+    /// Per destination, rate limits of single names.
+    pub(crate) rate_limits: Vec<(Destination, String, Option<RateLimit>)>,
     /// `DO_NOT_TRACK` / `CL_TELEMETRY_DISABLED` seen in the environment: sticky, no setter
     /// clears it.
     pub(crate) env_disabled: bool,
@@ -101,6 +106,7 @@ impl TelemetryBuilder {
             default_consent: Consent::Granted,
             delivery: DeliveryOptions::default(),
             capture_panics: true,
+            rate_limits: Vec::new(),
             env_disabled: false,
             #[cfg(any(test, feature = "testing"))]
             transport_hook: None,
@@ -125,6 +131,10 @@ impl TelemetryBuilder {
         c.verbose |= env.verbose;
         c.disabled |= env.disabled;
         c.spool_dir = env.spool_dir.or(c.spool_dir.take());
+        if let Some(limit) = env.rate_limit {
+            c.rate_limit = Some(limit);
+            self = self.rate_limit(limit);
+        }
         self.env_disabled |= env.disabled;
         self
     }
@@ -298,6 +308,55 @@ impl TelemetryBuilder {
         self
     }
 
+    /// The rate limit of every event name on every destination (`None`: off), replacing
+    /// `CL_TELEMETRY_RATE_LIMIT` when called after `from_env()`. Each destination keeps a token
+    /// bucket per name at the pipeline's door: an event over it is dropped before it is
+    /// queued, counted as `rate_limited` (by name in [`TelemetryStats`](crate::TelemetryStats)),
+    /// and reported once a minute at most (and at flush and shutdown) as one
+    /// `telemetry.rate_limited` event on the diagnostics destinations (relay, Datadog, OTLP).
+    /// Default: 10 events/s with a burst of 100, posthog-js's figures.
+    ///
+    /// ```
+    /// use closedloop_telemetry::RateLimit;
+    /// let builder = closedloop_telemetry::builder("1.0.0")
+    ///     .rate_limit(RateLimit::new(50.0, 500))
+    ///     .rate_limit_for(closedloop_telemetry::Destination::PostHog, "connection.degraded", RateLimit::new(1.0, 10))
+    ///     .rate_limit_for(closedloop_telemetry::Destination::Relay, "job.completed", None)
+    ///     .sample_rate("queue.stats_changed", 0.1);
+    /// # let _ = builder;
+    /// ```
+    pub fn rate_limit(mut self, limit: impl Into<Option<RateLimit>>) -> Self {
+        self.delivery = self.delivery.to_builder().with_rate_limit(limit).build();
+        self
+    }
+
+    /// The rate limit of the events named `name` (the emitted dot name) on `destination`,
+    /// replacing the default there; `None`: never limited there.
+    pub fn rate_limit_for(
+        mut self,
+        destination: Destination,
+        name: impl Into<String>,
+        limit: impl Into<Option<RateLimit>>,
+    ) -> Self {
+        self.rate_limits
+            .push((destination, name.into(), limit.into()));
+        self
+    }
+
+    /// Keeps only the fraction `rate` (0 to 1, checked by [`build`](Self::build)) of the
+    /// events named `name` on every destination, decided by each event's id (a retried event
+    /// stays in or out). The others are counted as `sampled_out`; each kept one carries its
+    /// rate (`sampleRate` in the relay message, Datadog item and OTLP record; `sample_rate` on
+    /// PostHog), so a backend can re-weight. Off for every name by default.
+    pub fn sample_rate(mut self, name: impl Into<String>, rate: f64) -> Self {
+        self.delivery = self
+            .delivery
+            .to_builder()
+            .with_sample_rate(name, rate)
+            .build();
+        self
+    }
+
     /// The test kit's hook (feature `testing`, crate-private): each destination sent over HTTP
     /// (PostHog, the relay unless it goes through [`relay_connection`](Self::relay_connection),
     /// Datadog) uses `hook(destination, configured transport)` instead of its configured
@@ -380,6 +439,7 @@ impl TelemetryBuilder {
             otlp: self.cfg.otlp,
             relay_connection: self.relay_connection,
             delivery: self.delivery,
+            rate_limits: self.rate_limits,
             upstream_disabled: self.cfg.disabled || self.env_disabled,
             compute_target_id,
             release,
@@ -410,12 +470,12 @@ impl TelemetryBuilder {
             spool_dirs,
         } = streams::configure(&settings)?;
         let gateway = GatewaySession::default();
-        let upstream = install::start(&settings, specs, &gateway)?;
+        let activity = ActivityLogStore::with_capacity(settings.activity_capacity);
+        let upstream = install::start(&settings, specs, &gateway, &activity)?;
         if let (Some(p), Consent::Denied) = (&upstream.pipeline, settings.consent) {
             // Closes every destination's gate (their spools were purged as they opened).
             p.close_gates();
         }
-        let activity = ActivityLogStore::with_capacity(settings.activity_capacity);
         let admitted = Arc::new(AtomicBool::new(settings.consent == Consent::Granted));
         let handle = TelemetryHandle {
             inner: Arc::new(HandleInner {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use closedloop_telemetry_exporters::__private::datadog::wire::intake_url;
 use closedloop_telemetry_exporters::__private::env::Env;
+use closedloop_telemetry_exporters::RateLimit;
 
 /// The default Datadog site (defined by the exporters).
 pub(crate) use closedloop_telemetry_exporters::__private::datadog::wire::DEFAULT_SITE as DEFAULT_DD_SITE;
@@ -128,6 +129,9 @@ pub struct EnvOptions {
     pub disabled: bool,
     /// `CL_TELEMETRY_SPOOL_DIR`.
     pub spool_dir: Option<PathBuf>,
+    /// `CL_TELEMETRY_RATE_LIMIT`: the rate limit of every event name on every destination
+    /// (`Some(None)` for `off`; `None` when unset).
+    pub rate_limit: Option<Option<RateLimit>>,
 }
 
 impl EnvOptions {
@@ -211,6 +215,13 @@ impl EnvOptions {
             disabled: parse_flag("CL_TELEMETRY_DISABLED", var("CL_TELEMETRY_DISABLED"))?
                 || parse_flag("DO_NOT_TRACK", var("DO_NOT_TRACK"))?,
             spool_dir: var("CL_TELEMETRY_SPOOL_DIR").map(PathBuf::from),
+            rate_limit: match var("CL_TELEMETRY_RATE_LIMIT") {
+                Some(v) => Some(
+                    RateLimit::parse(&v)
+                        .map_err(|e| ConfigError::new("CL_TELEMETRY_RATE_LIMIT", e.to_string()))?,
+                ),
+                None => None,
+            },
         })
     }
 }

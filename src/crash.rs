@@ -208,6 +208,8 @@ impl HandleInner {
             trace: envelope,
             diagnostics,
             release_version: Some(self.release.clone()),
+            // Never sampled (nor rate-limited): written past the pipeline's door.
+            sample_rate: None,
         }
     }
 

@@ -4,9 +4,12 @@
 
 use closedloop_telemetry_exporters::__private::decode::DecodeOptions;
 use closedloop_telemetry_exporters::__private::delivery::DeliverySpec;
+use closedloop_telemetry_exporters::__private::pipeline::LimitObserver;
 use closedloop_telemetry_exporters::__private::pipeline::Pipeline;
 use closedloop_telemetry_exporters::Destination;
-use closedloop_telemetry_layers::{GatewaySession, LayerStats, TelemetryLayer};
+use closedloop_telemetry_layers::{
+    ActivityKind, ActivityLogStore, GatewaySession, LayerStats, TelemetryLayer,
+};
 use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry_sdk::logs::{SdkLogger, SdkLoggerProvider};
 use std::sync::Arc;
@@ -24,6 +27,28 @@ pub(crate) struct Installed {
     pub(crate) stats: Arc<LayerStats>,
 }
 
+/// Writes each rate-limit report of the pipeline to the local activity log: one entry per
+/// destination that limited something, the counts by name in its body (PostHog's too, which
+/// gets no report event).
+fn limits_to_activity(activity: ActivityLogStore) -> LimitObserver {
+    Arc::new(move |stream, window, dropped| {
+        let total: u64 = dropped.iter().map(|(_, n)| n).sum();
+        let body = dropped
+            .iter()
+            .map(|(name, n)| format!("{name}: {n}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        activity.record(
+            ActivityKind::Request,
+            format!(
+                "telemetry.rate_limited: {stream} dropped {total} events over {} s",
+                window.as_secs().max(1)
+            ),
+            body,
+        );
+    })
+}
+
 /// Whether records carry `log_tail` / `stderr_tail`: only with verbose on and a destination
 /// that sends them (`DeliverySpec::sends_tails`: relay or Datadog; PostHog never does).
 /// Otherwise the layer does not read them, so nothing copies a tail every destination drops.
@@ -35,6 +60,7 @@ pub(crate) fn start(
     settings: &Settings,
     specs: Vec<(Destination, DeliverySpec)>,
     gateway: &GatewaySession,
+    activity: &ActivityLogStore,
 ) -> Result<Installed, InitError> {
     if specs.is_empty() {
         return Ok(Installed {
@@ -54,7 +80,11 @@ pub(crate) fn start(
         keep_tails: tails,
     };
     let destinations = specs.iter().map(|(d, _)| *d).collect();
-    let pipeline = Pipeline::start(specs.into_iter().map(|(_, s)| s).collect(), decode)?;
+    let pipeline = Pipeline::start_observed(
+        specs.into_iter().map(|(_, s)| s).collect(),
+        decode,
+        limits_to_activity(activity.clone()),
+    )?;
     let provider = SdkLoggerProvider::builder()
         .with_log_processor(pipeline.processor())
         .build();

@@ -62,7 +62,7 @@ mod view;
 pub mod __private;
 
 pub use builder::TelemetryBuilder;
-pub use closedloop_telemetry_exporters::Destination;
+pub use closedloop_telemetry_exporters::{Destination, RateLimit};
 pub use closedloop_telemetry_layers::{
     ActivityEntry, ActivityKind, ActivityLogStore, ActivitySubscription, ActivityUpdate,
     GatewaySession, LayerStatsSnapshot,
@@ -96,8 +96,9 @@ pub mod exporters {
     pub use closedloop_telemetry_exporters::{
         BuildError, Compression, DatadogExporterBuilder, DeliveryOptions, DeliveryOptionsBuilder,
         DeliveryReport, DeliveryStatsSnapshot, DropReason, DroppedCounts, FlushThrough,
-        OtlpExporterBuilder, PostHogExporterBuilder, Protocol, RelayBatch, RelayConnection,
-        RelayExporterBuilder, RetryPolicy, SpoolOptions, StreamExporter,
+        OtlpExporterBuilder, ParseRateLimitError, PostHogExporterBuilder, Protocol, RateLimit,
+        RelayBatch, RelayConnection, RelayExporterBuilder, RetryPolicy, SpoolOptions,
+        StreamExporter, VolumeOptions,
     };
 }
 

@@ -24,6 +24,12 @@ pub(crate) struct Settings {
     /// How every destination delivers (the shutdown deadline and spool are set per
     /// destination from the fields below).
     pub(crate) delivery: closedloop_telemetry_exporters::DeliveryOptions,
+    /// Per destination, rate limits of single names (`TelemetryBuilder::rate_limit_for`).
+    pub(crate) rate_limits: Vec<(
+        closedloop_telemetry_exporters::Destination,
+        String,
+        Option<closedloop_telemetry_exporters::RateLimit>,
+    )>,
     /// The app's own relay connection (the channel transport), if given.
     pub(crate) relay_connection: Option<RelayConnection>,
     /// `DO_NOT_TRACK`, `CL_TELEMETRY_DISABLED` or `disabled(true)`: no upstream stream runs.

@@ -50,12 +50,18 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
     let release = s.release.as_str();
     // Every stream delivers with the default options, the facade's shutdown deadline and its
     // destination's spool.
-    let delivery = |destination: &[&str]| {
-        s.delivery
+    let delivery = |kind: Destination, destination: &[&str]| {
+        let mut options = s
+            .delivery
             .to_builder()
             .with_shutdown_timeout(s.shutdown_timeout)
-            .with_spool(spools.config(destination))
-            .build()
+            .with_spool(spools.config(destination));
+        for (d, name, limit) in &s.rate_limits {
+            if *d == kind {
+                options = options.with_rate_limit_for(name.clone(), *limit);
+            }
+        }
+        options.build()
     };
     if let Some(ph) = &s.posthog {
         let spec = PostHogExporterBuilder::default()
@@ -64,7 +70,10 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
             .compute_target_id(compute_target_id)
             .release_version(release)
             .flush_interval(s.posthog_flush_interval)
-            .delivery(delivery(&["posthog", &destination(&ph.host), &ph.api_key]))
+            .delivery(delivery(
+                Destination::PostHog,
+                &["posthog", &destination(&ph.host), &ph.api_key],
+            ))
             .spec()?;
         specs.push((Destination::PostHog, hooked(s, Destination::PostHog, spec)));
     }
@@ -87,7 +96,7 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
             builder = builder.channel(conn.clone());
         }
         let spec = builder
-            .delivery(delivery(&["relay", &destination]))
+            .delivery(delivery(Destination::Relay, &["relay", &destination]))
             .spec()?;
         // The app's relay connection is not HTTP: the test kit leaves it alone.
         let spec = match s.relay_connection {
@@ -104,7 +113,10 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
             .compute_target_id(compute_target_id)
             .release_version(release)
             .max_delay(max_delay)
-            .delivery(delivery(&["datadog", &destination(&dd.logs_url)]))
+            .delivery(delivery(
+                Destination::Datadog,
+                &["datadog", &destination(&dd.logs_url)],
+            ))
             .spec()?;
         Some((Destination::Datadog, hooked(s, Destination::Datadog, spec)))
     } else {
@@ -126,7 +138,10 @@ pub(crate) fn configure(s: &Settings) -> Result<Configured, InitError> {
         }
         // Header values are credentials that may rotate: not part of the spool's key.
         let spec = builder
-            .delivery(delivery(&["otlp", &destination(&otlp.endpoint)]))
+            .delivery(delivery(
+                Destination::Otlp,
+                &["otlp", &destination(&otlp.endpoint)],
+            ))
             .spec()?;
         specs.push((Destination::Otlp, hooked(s, Destination::Otlp, spec)));
     }

@@ -68,16 +68,27 @@ struct Pipeline {
 
 impl Pipeline {
     fn start(tag: &str) -> Pipeline {
+        Self::start_with(tag, |b| b)
+    }
+
+    fn start_with(
+        tag: &str,
+        tweak: impl FnOnce(
+            closedloop_telemetry::TelemetryBuilder,
+        ) -> closedloop_telemetry::TelemetryBuilder,
+    ) -> Pipeline {
         let dir = TempDir::new(tag);
         let collector = Collector::start("127.0.0.1:0".parse().unwrap()).unwrap();
-        let telemetry = closedloop_telemetry::builder("1.0.0")
-            .posthog("phc_view_test", collector.posthog_host())
-            .relay(collector.relay_url(), None)
-            .compute_target_id("ct-view")
-            .verbose(true)
-            .data_dir(dir.path().join("data"))
-            .build()
-            .unwrap();
+        let telemetry = tweak(
+            closedloop_telemetry::builder("1.0.0")
+                .posthog("phc_view_test", collector.posthog_host())
+                .relay(collector.relay_url(), None)
+                .compute_target_id("ct-view")
+                .verbose(true)
+                .data_dir(dir.path().join("data")),
+        )
+        .build()
+        .unwrap();
         let handle = telemetry.handle();
         let (layer, guard) = telemetry.split();
         Pipeline {
@@ -247,7 +258,8 @@ fn the_endpoints_show_activity_redacted_sent_items_and_counters() {
 
 #[test]
 fn the_view_keeps_at_most_the_last_1000_sent_items() {
-    let p = Pipeline::start("view-bound");
+    // More events of one name than the default rate limit lets by: the ring is tested here.
+    let p = Pipeline::start_with("view-bound", |b| b.rate_limit(None));
     let view = p.handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
     let n = SENT_RING_CAPACITY + 200;
     p.emit(|| {
@@ -274,6 +286,50 @@ fn the_view_keeps_at_most_the_last_1000_sent_items() {
 // --- in a real browser ------------------------------------------------------------------------
 
 /// The Chromium binary (`CHROMIUM`, else `chromium` or `chromium-browser` on the PATH).
+/// The stats show, per stream, what the rate limit refused: as a drop reason and by name.
+#[test]
+fn the_stats_show_rate_limited_counts_per_stream_by_name() {
+    let p = Pipeline::start("view-limited");
+    let view = p.handle.serve_view("127.0.0.1:0".parse().unwrap()).unwrap();
+    p.emit(|| {
+        for i in 0..300u64 {
+            info!(event = "connection.degraded", elapsed_ms = i);
+        }
+    });
+    let stats = get_json(&view, "/api/stats");
+    for name in ["posthog", "relay"] {
+        let s = stats["streams"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("{name}: {stats}"));
+        let limited = p
+            .handle
+            .stats()
+            .streams
+            .iter()
+            .find(|st| st.kind.as_str() == name)
+            .unwrap()
+            .delivery
+            .dropped
+            .rate_limited;
+        assert!(limited >= 190, "{name}: {limited}");
+        assert!(
+            s["dropped"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(["rate_limited", limited])),
+            "{s}"
+        );
+        assert_eq!(
+            s["rate_limited_by_name"],
+            serde_json::json!([["connection.degraded", limited]]),
+            "{s}"
+        );
+    }
+}
+
 fn chromium() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("CHROMIUM") {
         return Some(p.into());

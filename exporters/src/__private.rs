@@ -31,6 +31,7 @@ pub mod delivery {
 /// The pipeline: one queue and one background thread for up to 8 destinations.
 pub mod pipeline {
     pub use crate::pipeline::Pipeline;
+    pub use crate::volume::LimitObserver;
 }
 
 /// The durable on-disk spool.

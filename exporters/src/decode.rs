@@ -45,6 +45,9 @@ pub struct Event {
     pub diagnostics: Diagnostics,
     /// `release_version`.
     pub release_version: Option<String>,
+    /// The sample rate this event was kept at (`None`: not sampled), set by the destination's
+    /// sampling; `sampleRate` on the diagnostics wire, `sample_rate` on PostHog.
+    pub sample_rate: Option<f64>,
 }
 
 /// Defaults and switches for [`decode`].
@@ -127,6 +130,7 @@ pub fn decode(record: &SdkLogRecord, opts: &DecodeOptions) -> Result<Event, Deco
         trace,
         diagnostics: diag,
         release_version: release.or_else(|| opts.release_version.clone()),
+        sample_rate: None,
     })
 }
 

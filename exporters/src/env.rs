@@ -23,6 +23,7 @@ pub const VARS: &[&str] = &[
     "CL_TELEMETRY_DISABLED",
     "DO_NOT_TRACK",
     "CL_TELEMETRY_SPOOL_DIR",
+    "CL_TELEMETRY_RATE_LIMIT",
 ];
 
 /// The values of [`VARS`] that are set to something other than blanks, as given (not

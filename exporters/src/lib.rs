@@ -20,6 +20,7 @@ mod relay;
 mod server_thread;
 mod spool;
 mod url_redact;
+mod volume;
 
 #[doc(hidden)]
 pub mod __private;
@@ -36,3 +37,4 @@ pub use otlp::{Compression, OtlpExporterBuilder, Protocol};
 pub use posthog::PostHogExporterBuilder;
 pub use relay::{RelayBatch, RelayConnection, RelayExporterBuilder};
 pub use spool::SpoolOptions;
+pub use volume::{ParseRateLimitError, RateLimit, VolumeOptions};

@@ -55,12 +55,31 @@ impl Pipeline {
         Self::start_named(destinations, decode, BACKGROUND_THREAD.to_string())
     }
 
+    /// Like [`start`](Self::start), telling `observer` each rate-limit report (see
+    /// [`LimitObserver`](crate::volume::LimitObserver)).
+    pub fn start_observed(
+        destinations: Vec<DeliverySpec>,
+        decode: DecodeOptions,
+        observer: crate::volume::LimitObserver,
+    ) -> Result<Self, BuildError> {
+        let (core, deliveries) = launch(
+            destinations,
+            decode,
+            BACKGROUND_THREAD.to_string(),
+            Some(observer),
+        )?;
+        Ok(Pipeline {
+            core,
+            deliveries: deliveries.into(),
+        })
+    }
+
     pub(crate) fn start_named(
         destinations: Vec<DeliverySpec>,
         decode: DecodeOptions,
         thread: String,
     ) -> Result<Self, BuildError> {
-        let (core, deliveries) = launch(destinations, decode, thread)?;
+        let (core, deliveries) = launch(destinations, decode, thread, None)?;
         Ok(Pipeline {
             core,
             deliveries: deliveries.into(),

@@ -51,7 +51,7 @@ pub mod __private {
     /// The event catalogue as one data table.
     pub mod catalogue {
         pub use crate::catalogue::{
-            lookup, markdown_table, CatalogueEntry, DatadogStatus, CATALOGUE,
+            lookup, markdown_table, CatalogueEntry, DatadogStatus, CATALOGUE, LIBRARY_EVENTS,
         };
     }
     /// The record convention: which attributes a log record carries.

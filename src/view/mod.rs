@@ -195,6 +195,11 @@ impl Source for HandleSource {
                         .map(|r| (r.as_str(), d.dropped.get(*r)))
                         .collect(),
                     last_error: d.last_error.clone(),
+                    rate_limited_by_name: d
+                        .rate_limited_by_name
+                        .iter()
+                        .map(|(k, v)| (k.clone(), *v))
+                        .collect(),
                     rate_of: d.sent,
                 }
             })

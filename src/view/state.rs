@@ -28,6 +28,8 @@ pub struct StreamHealth {
     pub dropped: Vec<(&'static str, u64)>,
     /// The last error, if any.
     pub last_error: Option<String>,
+    /// Events the rate limit refused, by event name (empty when none).
+    pub rate_limited_by_name: Vec<(String, u64)>,
     /// The monotonic count the sparkline shows the rate of (events sent or received).
     pub rate_of: u64,
 }
@@ -159,6 +161,11 @@ pub(crate) fn stats_json(source: &dyn Source, history: &History) -> Value {
                 "counters": counters,
                 "dropped": dropped,
                 "dropped_total": h.dropped.iter().map(|(_, n)| n).sum::<u64>(),
+                "rate_limited_by_name": h
+                    .rate_limited_by_name
+                    .iter()
+                    .map(|(k, v)| json!([k, v]))
+                    .collect::<Vec<Value>>(),
                 "last_error": h.last_error,
                 "rate": history.rates(h.name, h.rate_of),
                 "rate_bucket_seconds": RATE_BUCKET.as_secs(),

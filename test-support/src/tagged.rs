@@ -42,6 +42,7 @@ pub fn event(n: usize) -> Event {
         trace: TraceEnvelope::new(format_timestamp(now), "ct-tagged".into()),
         diagnostics: Diagnostics::default(),
         release_version: None,
+        sample_rate: None,
     }
 }
 

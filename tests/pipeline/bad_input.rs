@@ -41,6 +41,8 @@ fn rig() -> Rig {
         .data_dir(dir.join("data"))
         .relay_max_delay(Duration::from_millis(20))
         .posthog_flush_interval(Duration::from_millis(20))
+        // Bursts of one name (sixteen threads): delivery, not volume control, is tested here.
+        .rate_limit(None)
         .build()
         .unwrap();
     let handle = telemetry.handle().clone();

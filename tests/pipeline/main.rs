@@ -30,3 +30,4 @@ mod permissions;
 mod readme;
 mod spool_keys;
 mod verbose_tails;
+mod volume;

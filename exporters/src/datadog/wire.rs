@@ -100,6 +100,9 @@ pub struct LogItem<'a> {
     /// The OTel span id, in decimal.
     #[serde(rename = "dd.span_id", skip_serializing_if = "Option::is_none")]
     pub dd_span_id: Option<DecimalId>,
+    /// The sample rate the event was kept at, when its name is sampled; omitted otherwise.
+    #[serde(rename = "sampleRate", skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
 }
 
 /// A UUID serialized as its hyphenated string.
@@ -178,6 +181,7 @@ pub fn datadog_item(event: &Event, id: Uuid, hostname: &str) -> EncodedItem {
                 .as_deref()
                 .and_then(dd_span_id)
                 .map(DecimalId),
+            sample_rate: event.sample_rate,
         };
         to_json(&item, capacity)
     });

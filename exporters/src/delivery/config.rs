@@ -19,6 +19,8 @@ pub(crate) struct EngineConfig {
     pub(crate) retry: RetryPolicy,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) spool: Option<SpoolOptions>,
+    /// Sample rates by event name (none: every event is kept).
+    pub(crate) sample: std::collections::BTreeMap<String, f64>,
 }
 
 impl EngineConfig {
@@ -40,6 +42,7 @@ impl EngineConfig {
             retry,
             shutdown_timeout: options.shutdown_timeout(),
             spool: options.spool().cloned(),
+            sample: options.volume().sample.clone(),
         }
     }
 }

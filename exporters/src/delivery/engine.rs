@@ -183,6 +183,7 @@ pub(crate) fn launch(
     specs: Vec<DeliverySpec>,
     decode: DecodeOptions,
     thread: String,
+    observer: Option<crate::volume::LimitObserver>,
 ) -> Result<(Arc<Core>, Vec<Delivery>), BuildError> {
     if specs.len() > MAX_DESTINATIONS {
         return Err(BuildError::InvalidValue {
@@ -200,11 +201,23 @@ pub(crate) fn launch(
         .map(|s| s.options.overflow_bytes())
         .max()
         .unwrap_or(0);
+    // The rate limiter's report interval, shortened like the engine's other clocks by the
+    // test-only clock divisor.
+    let report_interval = crate::delivery::options::scale(
+        crate::volume::limiter::REPORT_INTERVAL,
+        specs
+            .iter()
+            .map(|s| s.options.test_clock_divisor())
+            .max()
+            .unwrap_or(1),
+    );
     let mut lanes = Vec::new();
+    let mut volume = Vec::new();
     let mut workers = Vec::new();
     let mut parts = Vec::new();
     for spec in specs {
         let config = EngineConfig::new(spec.limits, &spec.options);
+        volume.push(spec.options.volume().clone());
         let stats = Arc::new(DeliveryStats::new(spec.stream.name()));
         let denied = Arc::new(AtomicBool::new(false));
         let tap = TapSlot::default();
@@ -231,7 +244,13 @@ pub(crate) fn launch(
         );
         parts.push((spec, stats, denied, tap, spool));
     }
-    let queue = Arc::new(Queue::new(lanes, capacity, overflow));
+    let queue = Arc::new(Queue::new(
+        lanes,
+        volume,
+        report_interval,
+        capacity,
+        overflow,
+    ));
     let weak: Weak<Queue> = Arc::downgrade(&queue);
     let weak: Weak<dyn Pending> = weak;
     for (i, (_, stats, ..)) in parts.iter().enumerate() {
@@ -239,7 +258,14 @@ pub(crate) fn launch(
     }
     let (tx, rx) = unbounded_channel();
     let invalid = Arc::new(AtomicU64::new(0));
-    let background = Background::new(queue.clone(), workers, rx, decode, invalid.clone());
+    let background = Background::new(
+        queue.clone(),
+        workers,
+        rx,
+        decode,
+        invalid.clone(),
+        observer,
+    );
     background.spawn(thread)?;
     let core = Arc::new(Core { queue, tx, invalid });
     let mut deliveries = Vec::new();
@@ -358,7 +384,7 @@ impl Delivery {
     pub(crate) fn start_spec(spec: DeliverySpec) -> Result<Self, BuildError> {
         let name = format!("closedloop-telemetry-{}", spec.stream.name());
         let decode = spec.decode.clone();
-        let (_, mut deliveries) = launch(vec![spec], decode, name)?;
+        let (_, mut deliveries) = launch(vec![spec], decode, name, None)?;
         Ok(deliveries.remove(0))
     }
 

@@ -3,6 +3,9 @@
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
+
+/// Datadog's rate-limit header: seconds until the current rate-limit period resets.
+const X_RATELIMIT_RESET: &str = "x-ratelimit-reset";
 use reqwest::Url;
 
 use closedloop_telemetry_layers::__private::truncate::keep_head;
@@ -151,7 +154,12 @@ impl HttpTransport {
                 .and_then(|v: &HeaderValue| v.to_str().ok())
                 .map(str::to_string)
         };
-        let retry_after = header(RETRY_AFTER);
+        // Datadog's API says when its rate limit resets in `X-RateLimit-Reset` (seconds): a
+        // 429 without `Retry-After` waits for that instead.
+        let retry_after = header(RETRY_AFTER).or_else(|| match status {
+            429 => header(HeaderName::from_static(X_RATELIMIT_RESET)),
+            _ => None,
+        });
         let location = header(LOCATION);
         // Success bodies are read (so the connection can be reused) but never parsed; no more
         // than RESPONSE_MAX_BYTES of any body is read.

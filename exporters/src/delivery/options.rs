@@ -50,6 +50,7 @@ pub struct DeliveryOptions {
     retry: RetryPolicy,
     shutdown_timeout: Duration,
     spool: Option<crate::spool::SpoolOptions>,
+    volume: crate::volume::VolumeOptions,
     test_clock_divisor: u32,
 }
 
@@ -63,6 +64,7 @@ impl Default for DeliveryOptions {
             retry: RetryPolicy::default(),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
             spool: None,
+            volume: crate::volume::VolumeOptions::default(),
             test_clock_divisor: 1,
         }
     }
@@ -124,6 +126,11 @@ impl DeliveryOptions {
         self.spool.as_ref()
     }
 
+    /// Rate limits and sample rates (see [`VolumeOptions`](crate::VolumeOptions)).
+    pub fn volume(&self) -> &crate::volume::VolumeOptions {
+        &self.volume
+    }
+
     /// The test-only clock divisor (1 outside tests).
     pub(crate) fn test_clock_divisor(&self) -> u32 {
         self.test_clock_divisor
@@ -149,6 +156,14 @@ impl DeliveryOptions {
             });
         }
         check_retry(&self.retry)?;
+        for (name, rate) in &self.volume.sample {
+            if !(0.0..=1.0).contains(rate) {
+                return Err(BuildError::InvalidValue {
+                    setting: "sample_rate",
+                    reason: format!("{name}: {rate} is not between 0 and 1"),
+                });
+            }
+        }
         if let Some(spool) = &self.spool {
             check_range(
                 "spool sync_interval",
@@ -172,6 +187,9 @@ impl DeliveryOptions {
 /// | [`with_retry_policy`](Self::with_retry_policy) | [`RetryPolicy::default`] |
 /// | [`with_shutdown_timeout`](Self::with_shutdown_timeout) | 5 s, used when dropped without shutdown; above zero, at most 1 h |
 /// | [`with_spool_dir`](Self::with_spool_dir), [`with_spool`](Self::with_spool) | none: memory only |
+/// | [`with_rate_limit`](Self::with_rate_limit) | 10 events/s with a burst of 100, per event name |
+/// | [`with_rate_limit_for`](Self::with_rate_limit_for) | none: every name has the default limit |
+/// | [`with_sample_rate`](Self::with_sample_rate) | none: every event is kept |
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryOptionsBuilder {
     options: DeliveryOptions,
@@ -233,6 +251,38 @@ impl DeliveryOptionsBuilder {
     /// cap, sync interval, purge on open); `None` keeps events in memory only.
     pub fn with_spool(mut self, spool: impl Into<Option<crate::spool::SpoolOptions>>) -> Self {
         self.options.spool = spool.into();
+        self
+    }
+
+    /// The rate limit of every event name without one of its own: a token bucket per name,
+    /// applied at the pipeline's door before anything is queued; an event over it is dropped
+    /// and counted as `rate_limited`. `None` turns the default limit off. Default:
+    /// [`RateLimit::default`](crate::RateLimit) (10/s, burst 100).
+    pub fn with_rate_limit(mut self, limit: impl Into<Option<crate::RateLimit>>) -> Self {
+        self.options.volume.default = limit.into();
+        self
+    }
+
+    /// The rate limit of the events named `name` (the emitted dot name), replacing the
+    /// default for that name; `None`: that name is never limited.
+    pub fn with_rate_limit_for(
+        mut self,
+        name: impl Into<String>,
+        limit: impl Into<Option<crate::RateLimit>>,
+    ) -> Self {
+        self.options
+            .volume
+            .per_name
+            .insert(name.into(), limit.into());
+        self
+    }
+
+    /// Keeps only the fraction `rate` (0 to 1; checked when the exporter is built) of the
+    /// events named `name`, decided by each event's id, so a retried event stays in or out.
+    /// The others are dropped and counted as `sampled_out`; the kept ones carry the rate
+    /// (`sampleRate` on the diagnostics wire, `sample_rate` on PostHog).
+    pub fn with_sample_rate(mut self, name: impl Into<String>, rate: f64) -> Self {
+        self.options.volume.sample.insert(name.into(), rate);
         self
     }
 

@@ -37,6 +37,8 @@ use super::overflow::{self, Keys};
 use super::stats::{DeliveryStats, DropReason, Pending, QueueCounts};
 use super::wire_format::WireFormat;
 use crate::decode::Event;
+use crate::volume::limiter::{LimitReport, Limiter};
+use crate::volume::VolumeOptions;
 
 /// The most destinations one pipeline serves (a mask is one byte).
 pub(crate) const MAX_DESTINATIONS: usize = 8;
@@ -93,6 +95,8 @@ pub(crate) struct Queue {
     closed: AtomicBool,
     /// Entries the background finished (flush tickets compare it with `State::pushed`).
     done: AtomicU64,
+    /// Whether any destination rate-limits (else the door skips the limiter).
+    limiting: bool,
 }
 
 struct State {
@@ -112,6 +116,8 @@ struct State {
     wake: Wake,
     /// Entries accepted so far (a plain count: the app's threads hold the lock anyway).
     pushed: u64,
+    /// The token buckets, consulted under this lock (`volume/limiter.rs`).
+    limiter: Limiter,
 }
 
 impl std::fmt::Debug for Queue {
@@ -146,8 +152,17 @@ fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
 }
 
 impl Queue {
-    pub(crate) fn new(lanes: Vec<Lane>, capacity: usize, overflow_max: usize) -> Self {
+    /// A queue for `lanes` whose door applies each destination's `volume` settings.
+    pub(crate) fn new(
+        lanes: Vec<Lane>,
+        volume: Vec<VolumeOptions>,
+        report_interval: Duration,
+        capacity: usize,
+        overflow_max: usize,
+    ) -> Self {
         let n = lanes.len();
+        let limiter = Limiter::new(volume, report_interval);
+        let limiting = !limiter.is_off();
         Queue {
             state: Mutex::new(State {
                 records: Vec::new(),
@@ -161,6 +176,7 @@ impl Queue {
                 first_at: None,
                 wake: Wake::Running,
                 pushed: 0,
+                limiter,
             }),
             notify: Notify::new(),
             lanes,
@@ -173,6 +189,7 @@ impl Queue {
             ignored: (0..n).map(|_| AtomicU64::new(0)).collect(),
             closed: AtomicBool::new(false),
             done: AtomicU64::new(0),
+            limiting,
         }
     }
 
@@ -219,6 +236,19 @@ impl Queue {
             return self.refuse_closed(mask);
         }
         let mut q = lock(&self.state);
+        let mut mask = mask;
+        if self.limiting {
+            let admission = q.limiter.admit(&name.name, mask, event_nanos(slot));
+            mask &= !admission.limited;
+            if mask == 0 {
+                drop(q);
+                if admission.opened {
+                    // A report is now due within a minute: the background plans it.
+                    self.notify.notify_one();
+                }
+                return;
+            }
+        }
         let was_empty = q.is_empty();
         let accepted = if q.overflow.is_empty() && q.records.len() + q.held < self.capacity {
             // A blank goes into the queue and trades places with the record.
@@ -423,6 +453,15 @@ impl Queue {
         lock(&self.state).waiting
     }
 
+    /// The rate limiter's report of what it refused and has not reported yet, when one is due
+    /// at `now` or `force`d.
+    pub(crate) fn take_limit_report(&self, now: Instant, force: bool) -> Option<LimitReport> {
+        if !self.limiting {
+            return None;
+        }
+        lock(&self.state).limiter.take_report(now, force)
+    }
+
     /// Records dropped at the door for destination `index` since the last call.
     pub(crate) fn take_door_drops(&self, index: usize) -> u64 {
         self.door[index].swap(0, Ordering::Relaxed)
@@ -439,7 +478,10 @@ impl Queue {
             (false, Some(t), Some(w)) => Some(t.checked_add(w).unwrap_or(t)),
             (false, _, _) => Some(Instant::now()),
         };
-        let at = [next, queued].into_iter().flatten().min();
+        let at = [next, queued, q.limiter.report_due()]
+            .into_iter()
+            .flatten()
+            .min();
         q.wake = match at {
             Some(t) => Wake::Armed(t),
             None => Wake::Idle,
@@ -456,12 +498,33 @@ impl State {
 
 impl Pending for Queue {
     fn pending(&self, index: usize) -> QueueCounts {
-        let waiting = lock(&self.state).waiting.get(index).copied().unwrap_or(0);
+        let (waiting, rate_limited) = {
+            let q = lock(&self.state);
+            let waiting = q.waiting.get(index).copied().unwrap_or(0);
+            (waiting, q.limiter.limited_total(index))
+        };
         let load = |v: &[AtomicU64]| v.get(index).map_or(0, |n| n.load(Ordering::Relaxed));
         QueueCounts {
             waiting,
+            rate_limited,
             door_dropped: load(&self.door),
             ignored: load(&self.ignored),
         }
     }
+
+    fn rate_limited_by_name(&self, index: usize) -> Vec<(String, u64)> {
+        lock(&self.state).limiter.limited(index).1
+    }
+}
+
+/// The event's time on the app's clock (the record's timestamp, which the layer sets from its
+/// one clock read; else its observed time; else now), in nanoseconds since the Unix epoch:
+/// the rate limiter's clock, read without another clock call.
+fn event_nanos(record: &SdkLogRecord) -> u64 {
+    let t = record
+        .timestamp()
+        .or_else(|| record.observed_timestamp())
+        .unwrap_or_else(std::time::SystemTime::now);
+    t.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

@@ -146,6 +146,8 @@ fn start(capacity: usize, overflow_bytes: usize) -> (Pipeline, Delivery, Gate) {
         .with_queue_capacity(capacity)
         .with_overflow_bytes(overflow_bytes)
         .with_spool_dir(dir)
+        // These tests measure the queue's bounds with bursts of one name.
+        .with_rate_limit(None)
         .build();
     let spec = DeliverySpec::new(gate.clone(), Acks, limits, &options).unwrap();
     let decode = DecodeOptions {
@@ -153,7 +155,7 @@ fn start(capacity: usize, overflow_bytes: usize) -> (Pipeline, Delivery, Gate) {
         ..DecodeOptions::default()
     };
     let (core, mut deliveries) =
-        launch(vec![spec], decode, "closedloop-queue-test".into()).unwrap();
+        launch(vec![spec], decode, "closedloop-queue-test".into(), None).unwrap();
     let delivery = deliveries.remove(0);
     let pipeline = Pipeline {
         core,

@@ -33,11 +33,16 @@ pub enum DropReason {
     /// The spool could not store the event (disk full, I/O error) and the memory queue that
     /// keeps such events was full as well.
     SpoolWriteFailed,
+    /// Over its name's rate limit on this destination (a token bucket at the pipeline's door;
+    /// see [`RateLimit`](crate::RateLimit)): never queued.
+    RateLimited,
+    /// Left out by the name's sample rate (decided by the event's id).
+    SampledOut,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 13] = [
         DropReason::QueueFull,
         DropReason::Evicted,
         DropReason::Invalid,
@@ -49,6 +54,8 @@ impl DropReason {
         DropReason::Purged,
         DropReason::SpoolCap,
         DropReason::SpoolWriteFailed,
+        DropReason::RateLimited,
+        DropReason::SampledOut,
     ];
 
     /// The snake_case name used in logs and reports.
@@ -65,6 +72,8 @@ impl DropReason {
             DropReason::Purged => "purged",
             DropReason::SpoolCap => "spool_cap",
             DropReason::SpoolWriteFailed => "spool_write_failed",
+            DropReason::RateLimited => "rate_limited",
+            DropReason::SampledOut => "sampled_out",
         }
     }
 
@@ -94,6 +103,8 @@ pub struct DeliveryStats {
     dropped: [AtomicU64; DropReason::ALL.len()],
     warned: [AtomicBool; DropReason::ALL.len()],
     last_error: Mutex<Option<String>>,
+    /// `sampled_out` by event name.
+    sampled_by_name: Mutex<std::collections::BTreeMap<String, u64>>,
     /// What waits for this destination in the pipeline's queue, not yet in the counters above
     /// (set once by the pipeline; see [`Pending`]).
     pending: std::sync::OnceLock<(std::sync::Weak<dyn Pending>, usize)>,
@@ -106,6 +117,8 @@ pub struct DeliveryStats {
 pub(crate) trait Pending: Send + Sync + std::fmt::Debug {
     /// The counts for destination `index`.
     fn pending(&self, index: usize) -> QueueCounts;
+    /// Destination `index`'s `rate_limited` events by name.
+    fn rate_limited_by_name(&self, index: usize) -> Vec<(String, u64)>;
 }
 
 /// What the pipeline's queue counts for one destination (see [`Pending`]).
@@ -115,6 +128,8 @@ pub(crate) struct QueueCounts {
     pub(crate) waiting: u64,
     /// Dropped at the door as `queue_full`, not yet in the counters.
     pub(crate) door_dropped: u64,
+    /// Refused at the door by the rate limiter (kept there, never in the counters above).
+    pub(crate) rate_limited: u64,
     /// Records that route elsewhere.
     pub(crate) ignored: u64,
 }
@@ -134,6 +149,8 @@ pub struct DroppedCounts {
     pub purged: u64,
     pub spool_cap: u64,
     pub spool_write_failed: u64,
+    pub rate_limited: u64,
+    pub sampled_out: u64,
 }
 
 impl DroppedCounts {
@@ -150,6 +167,8 @@ impl DroppedCounts {
             + self.purged
             + self.spool_cap
             + self.spool_write_failed
+            + self.rate_limited
+            + self.sampled_out
     }
 
     /// The count for one reason.
@@ -166,6 +185,8 @@ impl DroppedCounts {
             DropReason::Purged => self.purged,
             DropReason::SpoolCap => self.spool_cap,
             DropReason::SpoolWriteFailed => self.spool_write_failed,
+            DropReason::RateLimited => self.rate_limited,
+            DropReason::SampledOut => self.sampled_out,
         }
     }
 }
@@ -207,6 +228,11 @@ pub struct DeliveryStatsSnapshot {
     pub spool: Option<SpoolStats>,
     /// The most recent delivery error, e.g. `"HTTP 503: busy"` or `"connection: refused"`.
     pub last_error: Option<String>,
+    /// `dropped.rate_limited` by event name (names past the limiter's 1024 counted together
+    /// as `(other names)`).
+    pub rate_limited_by_name: std::collections::BTreeMap<String, u64>,
+    /// `dropped.sampled_out` by event name.
+    pub sampled_out_by_name: std::collections::BTreeMap<String, u64>,
 }
 
 impl DeliveryStats {
@@ -225,6 +251,7 @@ impl DeliveryStats {
             dropped: Default::default(),
             warned: Default::default(),
             last_error: Mutex::new(None),
+            sampled_by_name: Mutex::new(Default::default()),
             pending: std::sync::OnceLock::new(),
         }
     }
@@ -244,19 +271,48 @@ impl DeliveryStats {
             .map_or_else(QueueCounts::default, |p| p.pending(*index))
     }
 
+    /// The pipeline's `rate_limited` counts by name for this destination.
+    fn limited_by_name(&self) -> std::collections::BTreeMap<String, u64> {
+        let Some((source, index)) = self.pending.get() else {
+            return Default::default();
+        };
+        source
+            .upgrade()
+            .map(|p| p.rate_limited_by_name(*index).into_iter().collect())
+            .unwrap_or_default()
+    }
+
+    /// Counts one event of `name` left out by its sample rate (it was queued).
+    pub(crate) fn sampled_out(&self, name: &str) {
+        self.dropped(DropReason::SampledOut, 1, "sample rate");
+        if let Ok(mut m) = self.sampled_by_name.lock() {
+            match m.get_mut(name) {
+                Some(n) => *n += 1,
+                None => {
+                    m.insert(name.to_string(), 1);
+                }
+            }
+        }
+    }
+
     /// Reads every counter.
     pub fn snapshot(&self) -> DeliveryStatsSnapshot {
         let QueueCounts {
             waiting,
             door_dropped: door,
+            rate_limited,
             ignored,
         } = self.in_queue();
         let d = |r: DropReason| {
-            let extra = if r == DropReason::QueueFull { door } else { 0 };
+            let extra = match r {
+                DropReason::QueueFull => door,
+                DropReason::RateLimited => rate_limited,
+                _ => 0,
+            };
             self.dropped[r.index()].load(Relaxed) + extra
         };
         DeliveryStatsSnapshot {
-            routed: self.routed.load(Relaxed) + waiting + door,
+            routed: self.routed.load(Relaxed) + waiting + door + rate_limited,
             replayed: self.replayed.load(Relaxed),
             queued: self.queued.load(Relaxed) + waiting,
             sent: self.sent.load(Relaxed),
@@ -275,10 +331,21 @@ impl DeliveryStats {
                 purged: d(DropReason::Purged),
                 spool_cap: d(DropReason::SpoolCap),
                 spool_write_failed: d(DropReason::SpoolWriteFailed),
+                rate_limited: d(DropReason::RateLimited),
+                sampled_out: d(DropReason::SampledOut),
             },
             spooled: self.spooled.load(Relaxed),
             spool: self.spool.lock().map(|s| *s).unwrap_or(None),
             last_error: self.last_error.lock().map(|e| e.clone()).unwrap_or(None),
+            rate_limited_by_name: match rate_limited {
+                0 => Default::default(),
+                _ => self.limited_by_name(),
+            },
+            sampled_out_by_name: self
+                .sampled_by_name
+                .lock()
+                .map(|m| m.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -348,8 +415,8 @@ impl DeliveryStats {
             return false;
         }
         self.dropped[reason.index()].fetch_add(n, Relaxed);
-        if reason == DropReason::Purged {
-            // A purge is the user's choice, not a loss worth a warning.
+        if matches!(reason, DropReason::Purged | DropReason::SampledOut) {
+            // A purge or a sample rate is a choice, not a loss worth a warning.
             return false;
         }
         // Warn on the first loss of each kind only; the counters carry the rest.

@@ -265,6 +265,9 @@ pub fn record_of_item(item: &[u8]) -> Option<LogRecord> {
     }
     let id = m.get("id").and_then(Value::as_str).unwrap_or_default();
     attributes.push(kv("event.id", string(id)));
+    if let Some(rate) = m.get("sampleRate").and_then(any_value) {
+        attributes.push(kv("sampleRate", rate));
+    }
     let number = SeverityNumber::try_from(s).unwrap_or(SeverityNumber::Info);
     let text = match number {
         SeverityNumber::Error => "ERROR",

@@ -34,6 +34,7 @@ pub const LIB_VERSION: &str = env!("CARGO_PKG_VERSION");
 const RESERVED: &[&str] = &[
     "distinct_id",
     "release_version",
+    "sample_rate",
     "$lib",
     "$lib_version",
     "reason",
@@ -130,6 +131,9 @@ impl Serialize for Properties<'_> {
         map.serialize_entry("distinct_id", self.distinct_id)?;
         if let Some(v) = &e.release_version {
             map.serialize_entry("release_version", v)?;
+        }
+        if let Some(rate) = e.sample_rate {
+            map.serialize_entry("sample_rate", &rate)?;
         }
         map.serialize_entry("$lib", LIB)?;
         map.serialize_entry("$lib_version", LIB_VERSION)?;

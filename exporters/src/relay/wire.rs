@@ -52,6 +52,10 @@ pub struct RelayMessage<'a> {
     pub diagnostics: &'a DiagnosticsView<'a>,
     /// The event's UUID, the same on every retry.
     pub id: &'a str,
+    /// The sample rate the event was kept at, when its name is sampled (a backend counts it
+    /// `1 / sampleRate` times); omitted otherwise.
+    #[serde(rename = "sampleRate", skip_serializing_if = "Option::is_none")]
+    pub sample_rate: Option<f64>,
 }
 
 fn view_is_empty(v: &&DiagnosticsView<'_>) -> bool {
@@ -92,6 +96,7 @@ pub fn relay_item(event: &Event, id: Uuid) -> Vec<u8> {
             trace: &event.trace,
             diagnostics,
             id,
+            sample_rate: event.sample_rate,
         };
         to_json(&message, capacity)
     });

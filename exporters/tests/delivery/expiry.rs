@@ -31,6 +31,7 @@ fn event(job: &str, time: SystemTime) -> Event {
         trace,
         diagnostics: Diagnostics::default(),
         release_version: Some("5.0.0".into()),
+        sample_rate: None,
     }
 }
 

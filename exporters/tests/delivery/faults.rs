@@ -520,6 +520,7 @@ fn catalogue_event(name: &str) -> Event {
         trace: TraceEnvelope::new(format_timestamp(now), "ct-faults".into()),
         diagnostics: Diagnostics::default(),
         release_version: Some("5.0.0".into()),
+        sample_rate: None,
     }
 }
 

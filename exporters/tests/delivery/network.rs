@@ -62,6 +62,7 @@ fn event(n: usize) -> Event {
         trace: TraceEnvelope::new(format_timestamp(now), "ct-network".into()),
         diagnostics,
         release_version: Some("5.0.0".into()),
+        sample_rate: None,
     }
 }
 

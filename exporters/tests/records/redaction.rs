@@ -184,6 +184,7 @@ fn event_with_free_text(text: &str) -> Event {
             ..Default::default()
         },
         release_version: Some("1.0.0".into()),
+        sample_rate: None,
     }
 }
 

@@ -47,6 +47,7 @@ fn event(name: &str, time: SystemTime) -> Event {
         trace: TraceEnvelope::new(format_timestamp(time), "ct-dd".into()),
         diagnostics: Diagnostics::default(),
         release_version: Some("5.0.0".into()),
+        sample_rate: None,
     }
 }
 
@@ -138,6 +139,30 @@ fn status_table() {
     assert_eq!(report.stats.sent, 4);
     let sizes: Vec<_> = server.requests().iter().map(|r| items(r).len()).collect();
     assert_eq!(sizes, [4, 2, 2], "413 splits the batch");
+}
+
+/// A 429 with Datadog's `X-RateLimit-Reset` (seconds until its rate-limit period resets) and no
+/// `Retry-After` waits at least that long before the retry; the event stays queued meanwhile
+/// and is delivered once, with the same id.
+#[test]
+fn a_429_waits_for_x_ratelimit_reset() {
+    let server = TestServer::sequence(vec![
+        Reply::status(429).header("x-ratelimit-reset", "1"),
+        Reply::status(202),
+    ]);
+    let dd = exporter(&server);
+    dd.delivery()
+        .submit(vec![event("job.started", SystemTime::now())])
+        .unwrap();
+    let report = dd.flush(WAIT);
+    assert_eq!(report.stats.sent, 1, "{report:?}");
+    assert_eq!(report.stats.dropped.total(), 0);
+    let reqs = server.requests();
+    assert_eq!(reqs.len(), 2);
+    let gap = reqs[1].at.duration_since(reqs[0].at);
+    // The policy's own backoff here is at most 200 ms: only the header makes it wait 1 s.
+    assert!(gap >= Duration::from_secs(1), "retried after {gap:?}");
+    assert_eq!(items(&reqs[0])[0]["id"], items(&reqs[1])[0]["id"]);
 }
 
 #[test]

@@ -57,6 +57,7 @@ fn event(name: &str) -> Event {
         trace: TraceEnvelope::new(format_timestamp(time), "ct-otlp".into()),
         diagnostics: Diagnostics::default(),
         release_version: Some("5.0.0".into()),
+        sample_rate: None,
     }
 }
 

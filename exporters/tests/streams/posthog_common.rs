@@ -168,6 +168,7 @@ pub fn event(name: &str) -> Event {
         trace: TraceEnvelope::new(format_timestamp(now), "ct-test".into()),
         diagnostics: Diagnostics::default(),
         release_version: None,
+        sample_rate: None,
     }
 }
 

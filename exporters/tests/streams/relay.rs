@@ -33,13 +33,26 @@ struct Harness {
 
 impl Harness {
     fn new(builder: RelayExporterBuilder, verbose: bool) -> Self {
+        Self::with_options(builder, verbose, DeliveryOptions::builder())
+    }
+
+    /// With the rate limiter off.
+    fn unlimited(builder: RelayExporterBuilder, verbose: bool) -> Self {
+        Self::with_options(
+            builder,
+            verbose,
+            DeliveryOptions::builder().with_rate_limit(None),
+        )
+    }
+
+    fn with_options(
+        builder: RelayExporterBuilder,
+        verbose: bool,
+        options: closedloop_telemetry_exporters::DeliveryOptionsBuilder,
+    ) -> Self {
         let exporter = builder
             .verbose(verbose)
-            .delivery(
-                DeliveryOptions::builder()
-                    .with_retry_policy(fast_retry())
-                    .build(),
-            )
+            .delivery(options.with_retry_policy(fast_retry()).build())
             .build()
             .unwrap();
         let provider = SdkLoggerProvider::builder()
@@ -150,10 +163,99 @@ fn default_cadence_is_two_seconds() {
     );
 }
 
+/// A relay exporter on its own has the default rate limit too: a storm of one name reaches the
+/// relay as its burst, and one `telemetry.rate_limited` says how many were refused.
+#[test]
+fn a_storm_is_limited_and_reported_once_by_a_stream_exporter() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let h = Harness::new(http(&server).max_delay(Duration::from_secs(30)), false);
+    h.emit(|| {
+        for i in 0..1000 {
+            info!(event = "connection.degraded", depth = i);
+        }
+    });
+    assert!(h.exporter.flush(WAIT).is_complete());
+    let all: Vec<serde_json::Value> = server.requests().iter().flat_map(messages).collect();
+    let degraded = all
+        .iter()
+        .filter(|m| m["event"] == "connection.degraded")
+        .count() as u64;
+    let reports: Vec<_> = all
+        .iter()
+        .filter(|m| m["event"] == "telemetry.rate_limited")
+        .collect();
+    let stats = h.exporter.flush(WAIT).stats;
+    assert!((100..200).contains(&degraded), "{degraded}");
+    assert_eq!(stats.dropped.rate_limited, 1000 - degraded);
+    assert_eq!(reports.len(), 1, "{reports:?}");
+    assert_eq!(
+        reports[0]["diagnostics"]["extra"]["dropped"]["connection.degraded"],
+        1000 - degraded
+    );
+    assert_eq!(reports[0]["trace"]["computeTargetId"], "ct-relay");
+}
+
+/// Without a flush, the report goes out on its own timer (a minute, here shortened 60 times by
+/// the test-only clock divisor) while events are being limited; a later storm is reported in
+/// a report of its own, and no refused event is reported twice.
+#[test]
+fn the_report_goes_out_on_its_own_each_interval_and_counts_each_event_once() {
+    let server = TestServer::start(|_, _| Reply::ok());
+    let h = Harness::with_options(
+        http(&server),
+        false,
+        DeliveryOptions::builder().with_test_clock_divisor(60),
+    );
+    let storm = |n: u64| {
+        h.emit(|| {
+            for i in 0..n {
+                info!(event = "connection.degraded", depth = i);
+            }
+        })
+    };
+    let reports = |server: &TestServer| -> Vec<serde_json::Value> {
+        server
+            .requests()
+            .iter()
+            .flat_map(messages)
+            .filter(|m| m["event"] == "telemetry.rate_limited")
+            .collect()
+    };
+    storm(1000);
+    let deadline = std::time::Instant::now() + WAIT;
+    while reports(&server).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let first = reports(&server);
+    assert_eq!(first.len(), 1, "a report without a flush: {first:?}");
+    let first_count = first[0]["diagnostics"]["extra"]["dropped"]["connection.degraded"]
+        .as_u64()
+        .unwrap();
+    storm(1000);
+    assert!(h.exporter.flush(WAIT).is_complete());
+    let all = reports(&server);
+    assert_eq!(all.len(), 2, "{all:?}");
+    let reported: u64 = all
+        .iter()
+        .map(|r| {
+            r["diagnostics"]["extra"]["dropped"]["connection.degraded"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
+    let stats = h.exporter.flush(WAIT).stats;
+    assert_eq!(reported, stats.dropped.rate_limited, "{all:?}");
+    assert!(
+        first_count >= 800 && reported - first_count >= 900,
+        "{all:?}"
+    );
+}
+
 #[test]
 fn batches_split_at_100_messages() {
     let server = TestServer::start(|_, _| Reply::ok());
-    let h = Harness::new(http(&server).max_delay(Duration::from_secs(30)), false);
+    // 250 of one name at once: batching is tested, not volume control.
+    let h = Harness::unlimited(http(&server).max_delay(Duration::from_secs(30)), false);
     h.emit(|| {
         for i in 0..250 {
             info!(event = "queue.stats_changed", depth = i);

@@ -68,6 +68,7 @@ impl Source for CollectorSource {
                 ],
                 dropped: Vec::new(),
                 last_error: rej.last[index(*s)].clone(),
+                rate_limited_by_name: Vec::new(),
                 rate_of: counts.get(*s),
             })
             .collect()

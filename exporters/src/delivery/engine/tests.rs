@@ -57,6 +57,7 @@ fn event(name: &str, age: Duration) -> Event {
         trace: TraceEnvelope::new(format_timestamp(time), "ct".into()),
         diagnostics: Diagnostics::default(),
         release_version: None,
+        sample_rate: None,
     }
 }
 

@@ -31,6 +31,8 @@ use crate::decode::{decode, DecodeOptions};
 use crate::delivery::command::Command;
 use crate::delivery::queue::{count, destinations, Queue, Taken, MAX_DESTINATIONS};
 use crate::delivery::transport::{Response, TransportError};
+use crate::volume::report::report_event;
+use crate::volume::{LimitObserver, REPORT_EVENT};
 
 /// The most records one pass of the loop decodes and hands on before it lets requests in
 /// flight progress.
@@ -60,6 +62,10 @@ pub(crate) struct Background {
     /// The shortest window of any destination: after a pass that took records, the background
     /// looks again within it by itself, so a steady trickle never needs the door to wake it.
     window: Duration,
+    /// The install's computeTargetId and release for the pipeline's own reports: the
+    /// decoder's defaults, else the first decoded event's.
+    report_ids: (Option<String>, Option<String>),
+    observer: Option<LimitObserver>,
 }
 
 impl Background {
@@ -69,6 +75,7 @@ impl Background {
         control: UnboundedReceiver<(usize, Command)>,
         decode: DecodeOptions,
         invalid: Arc<AtomicU64>,
+        observer: Option<LimitObserver>,
     ) -> Self {
         let window = queue
             .lanes()
@@ -76,6 +83,10 @@ impl Background {
             .map(|l| l.window)
             .min()
             .unwrap_or(Duration::from_secs(1));
+        let report_ids = (
+            decode.compute_target_id.clone(),
+            decode.release_version.clone(),
+        );
         Background {
             on_wire: workers.iter().map(|_| None).collect(),
             queue,
@@ -89,6 +100,8 @@ impl Background {
             taken: Taken::default(),
             taken_pos: 0,
             window,
+            report_ids,
+            observer,
         }
     }
 
@@ -142,6 +155,7 @@ impl Background {
             let took = self.intake();
             let now = Instant::now();
             self.settle_door_drops();
+            self.report_limits(now, false);
             let done = self.queue.done();
             let coming = self.coming();
             for (d, coming) in coming.iter().enumerate().take(self.workers.len()) {
@@ -235,6 +249,7 @@ impl Background {
             None => {
                 // Every handle is gone: each destination delivers what it can within its
                 // default deadline, then the thread stops.
+                self.report_limits(Instant::now(), true);
                 self.control_open = false;
                 for w in &mut self.workers {
                     w.on_command(None);
@@ -247,6 +262,11 @@ impl Background {
         if matches!(cmd, Command::Purge { .. }) {
             // The purge's count includes everything queued before it.
             self.drain_all();
+        }
+        if matches!(cmd, Command::Flush { .. } | Command::Shutdown { .. }) {
+            // What the rate limits refused and was not reported yet goes with this flush, so
+            // a short-lived process still says what it dropped.
+            self.report_limits(Instant::now(), true);
         }
         let Some(w) = self.workers.get_mut(d) else {
             return;
@@ -386,6 +406,12 @@ impl Background {
     ) {
         match decode(record, &self.decode) {
             Ok(event) => {
+                if self.report_ids.0.is_none() {
+                    self.report_ids = (
+                        Some(event.trace.compute_target_id.clone()),
+                        event.release_version.clone(),
+                    );
+                }
                 for d in destinations(mask) {
                     if let Some(w) = self.workers.get_mut(d) {
                         w.accept(&event, first_at);
@@ -403,6 +429,46 @@ impl Background {
                     }
                 }
             }
+        }
+    }
+
+    /// Makes the rate limiter's report when it is due (or `force`d): one `telemetry.rate_limited`
+    /// event for each destination that routes it (the diagnostics destinations) and limited
+    /// something, queued like any event (counted as routed), and each destination's counts
+    /// told to the observer. Every limited event is in exactly one report.
+    fn report_limits(&mut self, now: Instant, force: bool) {
+        let Some(report) = self.queue.take_limit_report(now, force) else {
+            return;
+        };
+        let entry = closedloop_telemetry_layers::__private::catalogue::lookup(REPORT_EVENT);
+        for (d, dropped) in report.per_destination.iter().enumerate() {
+            if dropped.is_empty() {
+                continue;
+            }
+            let Some(w) = self.workers.get_mut(d) else {
+                continue;
+            };
+            let stream = w.stream_name();
+            let total: u64 = dropped.iter().map(|(_, n)| n).sum();
+            tracing::info!(
+                stream,
+                rate_limited = total,
+                window_s = report.window.as_secs(),
+                "telemetry events were rate-limited"
+            );
+            if let Some(observer) = &self.observer {
+                observer(stream, report.window, dropped);
+            }
+            if w.is_finished() || !self.queue.lanes()[d].stream.routes(entry) {
+                continue;
+            }
+            let Some(ctid) = self.report_ids.0.clone() else {
+                // No event was decoded and none was configured: the counts are in the stats.
+                continue;
+            };
+            let event = report_event(dropped, report.window, ctid, self.report_ids.1.clone());
+            w.stats().enqueued(1);
+            w.accept(&event, now);
         }
     }
 

@@ -146,6 +146,11 @@ impl Worker {
     }
 
     /// The live counters.
+    /// Its destination's stream name (`posthog`, `relay`, …).
+    pub(crate) fn stream_name(&self) -> &'static str {
+        self.stream.name()
+    }
+
     pub(crate) fn stats(&self) -> &DeliveryStats {
         &self.stats
     }
@@ -313,6 +318,22 @@ impl Worker {
 
     fn queue_event(&mut self, event: &crate::decode::Event, queued_at: Instant) {
         let id = uuid::Uuid::now_v7();
+        let sampled;
+        let event = match self.cfg.sample.get(&event.name) {
+            Some(&rate) if !crate::volume::sampler::keeps(id, rate) => {
+                self.stats.sampled_out(&event.name);
+                return;
+            }
+            Some(&rate) => {
+                // Kept: it carries its rate, so a backend can re-weight.
+                sampled = crate::decode::Event {
+                    sample_rate: Some(rate),
+                    ..event.clone()
+                };
+                &sampled
+            }
+            None => event,
+        };
         match self.stream.encode(event, id) {
             Ok(bytes) if !fits_alone(bytes.len(), self.overhead, &self.cfg.limits) => {
                 let item = Item {

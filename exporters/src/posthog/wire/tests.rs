@@ -16,6 +16,7 @@ fn event(name: &str) -> Event {
         trace,
         diagnostics: Diagnostics::default(),
         release_version: Some("1.2.3".into()),
+        sample_rate: None,
     }
 }
 

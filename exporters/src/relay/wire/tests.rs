@@ -21,6 +21,7 @@ pub(crate) fn event(name: &str) -> Event {
         trace: TraceEnvelope::new(format_timestamp(time), "ct-1".into()),
         diagnostics: Diagnostics::default(),
         release_version: Some("1.4.2".into()),
+        sample_rate: None,
     }
 }
 

@@ -97,6 +97,7 @@ fn full_event(entry: &'static CatalogueEntry) -> Event {
         trace,
         diagnostics,
         release_version: Some("3.1.4".into()),
+        sample_rate: None,
     }
 }
 
@@ -110,6 +111,7 @@ fn minimal_event(entry: &'static CatalogueEntry) -> Event {
         trace: TraceEnvelope::new(format_timestamp(time), "ct".into()),
         diagnostics: Diagnostics::default(),
         release_version: None,
+        sample_rate: None,
     }
 }
 
@@ -385,4 +387,68 @@ fn the_real_pipeline_output_for_the_demo_session_validates() {
             }
         }
     }
+}
+
+/// `sampleRate` (relay, Datadog) and `sample_rate` (PostHog) are optional fields of the v1
+/// schemas (issue 22): a sampled event validates, a message without the field still does, and
+/// a rate outside (0, 1] does not.
+#[test]
+fn a_sampled_event_carries_its_rate_and_validates() {
+    let v = Validator::new();
+    let entry = CATALOGUE
+        .iter()
+        .find(|e| e.name == "connection.degraded")
+        .unwrap();
+    let mut e = full_event(entry);
+    e.sample_rate = Some(0.25);
+    let relay = relay_json(&e);
+    assert_eq!(relay["sampleRate"], 0.25);
+    v.assert_valid(v.relay, &relay);
+    let dd = datadog_json(&e);
+    assert_eq!(dd["sampleRate"], 0.25);
+    v.assert_valid(v.datadog, &dd);
+    let ph = posthog_batch(std::slice::from_ref(&e));
+    assert_eq!(ph["batch"][0]["properties"]["sample_rate"], 0.25);
+    v.assert_valid(v.posthog, &ph);
+    // Backward compatible: without sampling the field is absent, and that validates.
+    let plain = relay_json(&full_event(entry));
+    assert!(plain.get("sampleRate").is_none());
+    v.assert_valid(v.relay, &plain);
+    for bad in [json!(0), json!(1.5), json!("0.5")] {
+        v.assert_invalid(
+            v.relay,
+            &edit(relay.clone(), |r| r["sampleRate"] = bad.clone()),
+            "sampleRate out of range",
+        );
+        v.assert_invalid(
+            v.posthog,
+            &edit(ph.clone(), |p| {
+                p["batch"][0]["properties"]["sample_rate"] = bad.clone()
+            }),
+            "sample_rate out of range",
+        );
+    }
+}
+
+/// The pipeline's own report, as it is sent, validates on the diagnostics schemas.
+#[test]
+fn the_rate_limit_report_validates() {
+    let v = Validator::new();
+    let entry = CATALOGUE
+        .iter()
+        .find(|e| e.name == "telemetry.rate_limited")
+        .expect("in the catalogue");
+    assert!(entry.relay.is_some() && entry.posthog.is_none());
+    let mut e = minimal_event(entry);
+    e.diagnostics.extra = json!({"window_s": 60, "dropped": {"connection.degraded": 9890}})
+        .as_object()
+        .unwrap()
+        .clone();
+    let relay = relay_json(&e);
+    assert_eq!(
+        relay["diagnostics"]["extra"]["dropped"]["connection.degraded"],
+        9890
+    );
+    v.assert_valid(v.relay, &relay);
+    v.assert_valid(v.datadog, &datadog_json(&e));
 }

@@ -159,6 +159,8 @@ fn an_old_spooled_event_is_never_taken_for_the_probe() {
         .spool_dir(&user_spool)
         // Generous: in an outage shutdown waits this long, and everything must reach the spool.
         .shutdown_timeout(Duration::from_secs(2))
+        // 150 at once, all to be spooled: not volume control.
+        .rate_limit(None)
         .build()
         .unwrap();
     let (layer, guard) = telemetry.split();
