@@ -275,7 +275,12 @@ impl Machine {
 
     /// Runs a `start` child to its end.
     fn start(&self) {
-        let mut app = self.spawn("start", &[]);
+        self.start_with(&[]);
+    }
+
+    /// Runs a `start` child to its end, with `envs` set.
+    fn start_with(&self, envs: &[(&str, &str)]) {
+        let mut app = self.spawn("start", envs);
         app.expect("FLUSHED complete=true");
         app.exits_cleanly();
     }
@@ -481,7 +486,9 @@ fn a_sigkill_is_reported_once_by_the_next_start() {
     app.child.kill().unwrap(); // SIGKILL: no hook, no destructor, no shutdown.
     app.wait();
 
-    m.start();
+    // With rate limits that let nothing through the pipeline's door: the report is written
+    // past it.
+    m.start_with(&[("CL_TELEMETRY_RATE_LIMIT", "0/s,burst=0")]);
     assert_eq!(
         m.count("app.crashed"),
         (1, 1),
