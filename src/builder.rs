@@ -53,6 +53,7 @@ pub(crate) const MAX_ACTIVITY_CAPACITY: usize = 100_000;
 /// | [`relay_max_delay`](Self::relay_max_delay) | 2 s (at most 60 s) |
 /// | [`relay_connection`](Self::relay_connection) | none: HTTP to `CL_RELAY_URL` |
 /// | [`default_consent`](Self::default_consent) | `Granted` (a choice stored in the data dir wins) |
+/// | [`capture_panics`](Self::capture_panics) | on: panics become `app.panicked`, an abnormal exit `app.crashed` at the next start |
 /// | [`delivery`](Self::delivery) | [`DeliveryOptions::default`] (queue, request timeout, gzip, retries); the shutdown deadline and the spool come from the settings above |
 /// | [`rate_limit`](Self::rate_limit) | 10 events/s with a burst of 100 per event name and destination (`CL_TELEMETRY_RATE_LIMIT`, e.g. `10/s,burst=100` or `off`) |
 /// | [`rate_limit_for`](Self::rate_limit_for) | none: every name has the default limit |
@@ -78,6 +79,7 @@ pub struct TelemetryBuilder {
     pub(crate) relay_connection: Option<RelayConnection>,
     pub(crate) default_consent: Consent,
     pub(crate) delivery: DeliveryOptions,
+    pub(crate) capture_panics: bool,
     /// Per destination, rate limits of single names.
     pub(crate) rate_limits: Vec<(Destination, String, Option<RateLimit>)>,
     /// `DO_NOT_TRACK` / `CL_TELEMETRY_DISABLED` seen in the environment: sticky, no setter
@@ -103,6 +105,7 @@ impl TelemetryBuilder {
             relay_connection: None,
             default_consent: Consent::Granted,
             delivery: DeliveryOptions::default(),
+            capture_panics: true,
             rate_limits: Vec::new(),
             env_disabled: false,
             #[cfg(any(test, feature = "testing"))]
@@ -280,6 +283,22 @@ impl TelemetryBuilder {
         self
     }
 
+    /// Reports crashes (on by default; `README.md`, "Crashes"). `build` then installs a panic
+    /// hook, once per process, in front of the hook installed before (the app's own, or the
+    /// default one that prints the message), which still runs after it. On a panic it writes an
+    /// `app.panicked` event (the message, the location and backtrace, the thread's name, the
+    /// current span's trace context; free text redacted) straight into the spool of every
+    /// destination and fsyncs it: this process delivers it if it lives on, else the next start.
+    /// The run also keeps a session marker in the data directory, removed by a clean shutdown;
+    /// a start that finds the marker of a run that died without one (SIGKILL, OOM kill, power
+    /// loss) sends one `app.crashed`. With telemetry disabled or consent denied neither writes
+    /// anything. `false`: no hook (one installed by an earlier `build` in the process stays, and
+    /// writes for that telemetry only) and no marker.
+    pub fn capture_panics(mut self, on: bool) -> Self {
+        self.capture_panics = on;
+        self
+    }
+
     /// How every destination delivers: queue and overflow bounds, request timeout, gzip,
     /// retry rules (see [`DeliveryOptions`]). The shutdown deadline is
     /// [`shutdown_timeout`](Self::shutdown_timeout) and each destination's spool is chosen by
@@ -436,6 +455,7 @@ impl TelemetryBuilder {
             data_dir: data_dirs.dir,
             consent,
             app_name,
+            capture_panics: self.capture_panics,
             #[cfg(any(test, feature = "testing"))]
             transport_hook: self.transport_hook,
         })
@@ -476,8 +496,14 @@ impl TelemetryBuilder {
                 spool_base: settings.spool_base,
                 spool_dirs,
                 app_name: settings.app_name,
+                release: settings.release,
+                capture_panics: settings.capture_panics,
+                session: Mutex::default(),
             }),
         };
+        if settings.capture_panics {
+            crate::crash::start(&handle);
+        }
         Ok(Telemetry {
             layer: ClosedLoopLayer {
                 telemetry: upstream.layer,

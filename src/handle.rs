@@ -54,6 +54,14 @@ pub(crate) struct HandleInner {
     pub(crate) spool_dirs: Vec<String>,
     /// The app's name (its namespace in the default directories).
     pub(crate) app_name: String,
+    /// `release_version` (for the crash events the facade writes itself).
+    pub(crate) release: String,
+    /// Whether crashes are captured (`TelemetryBuilder::capture_panics`): the panic hook writes
+    /// for this telemetry and the run keeps a session marker.
+    pub(crate) capture_panics: bool,
+    /// This run's session marker (`session.rs`): `None` with telemetry disabled, consent
+    /// denied, no data directory, or after a clean shutdown.
+    pub(crate) session: Mutex<crate::session::Session>,
 }
 
 /// Live counters of the layer and of every running stream.
@@ -260,9 +268,12 @@ impl TelemetryHandle {
                     p.resume();
                 }
                 inner.upstream.store(true, Ordering::Release);
+                self.begin_session();
             }
             Consent::Denied => {
                 inner.upstream.store(false, Ordering::Release);
+                // No marker while denied: an abnormal end of this run is not reported.
+                self.end_session(false);
                 // Every destination's gate closes first, so nothing new is queued or sent;
                 // the records already past the layer's gate wait in the pipeline's queue and
                 // are purged with the rest, within one deadline that also waits for a
@@ -289,6 +300,32 @@ impl TelemetryHandle {
             source,
         })?;
         Ok(purged)
+    }
+
+    /// Starts this run's session marker, when crashes are captured, telemetry runs, consent is
+    /// granted and there is a data directory (and none exists yet, nor has the run shut down; see `session.rs`).
+    pub(crate) fn begin_session(&self) {
+        let inner = &self.inner;
+        let ready = inner.capture_panics && inner.accepts_crash_events();
+        let (Some(dir), true) = (&inner.data_dir, ready) else {
+            return;
+        };
+        let gateway = inner.gateway.get();
+        inner
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .begin(dir, &inner.release, gateway.as_deref());
+    }
+
+    /// Removes this run's session marker: at a clean shutdown (`last`: none is made again), or
+    /// at a consent denial.
+    fn end_session(&self, last: bool) {
+        self.inner
+            .session
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .end(last);
     }
 
     /// Which upstream streams run (empty when telemetry is disabled).
@@ -361,6 +398,8 @@ impl TelemetryHandle {
             // records are refused cheaply.
             let _ = p.shutdown_with_timeout(Duration::from_millis(100));
         }
+        // A clean end: the next start has no abnormal exit to report.
+        self.end_session(true);
         *done = Some(report.clone());
         report
     }

@@ -43,12 +43,14 @@ mod app_dirs;
 mod builder;
 mod config;
 mod consent;
+mod crash;
 mod handle;
 mod identity;
 mod install;
 mod layer;
 mod orphans;
 mod preview;
+mod session;
 mod settings;
 mod streams;
 #[cfg(any(test, feature = "testing"))]

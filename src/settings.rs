@@ -60,6 +60,8 @@ pub(crate) struct Settings {
     pub(crate) consent: Consent,
     /// The app's name: its namespace in the default data and spool directories.
     pub(crate) app_name: String,
+    /// Install the panic hook and keep a session marker (`crash.rs`, `session.rs`).
+    pub(crate) capture_panics: bool,
     /// The test kit's transports (see [`TransportHook`]); `None` outside the kit.
     #[cfg(any(test, feature = "testing"))]
     pub(crate) transport_hook: Option<TransportHook>,

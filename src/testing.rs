@@ -99,6 +99,9 @@ pub fn capture(f: impl FnOnce()) -> Captured {
 
 /// Like [`capture`], with the builder adjusted first (e.g. `|b| b.verbose(true)`).
 ///
+/// The kit turns [`capture_panics`](TelemetryBuilder::capture_panics) off, so a test binary
+/// gets no process-wide panic hook from it; `|b| b.capture_panics(true)` turns it back on.
+///
 /// A relay sent through the app's own connection
 /// ([`relay_connection`](TelemetryBuilder::relay_connection)) is not HTTP: it keeps its
 /// connection, and [`Captured::relay`] stays empty.
@@ -147,7 +150,10 @@ fn run(
         .data_dir(own.join("data"))
         .spool_dir(&spool)
         .posthog(POSTHOG_KEY, POSTHOG_HOST)
-        .relay(RELAY_URL, None);
+        .relay(RELAY_URL, None)
+        // No process-wide panic hook and no session marker in the app's test binary, unless
+        // `configure` asks for them.
+        .capture_panics(false);
     let telemetry = configure(builder)
         .transport_hook(transport)
         .build()

@@ -20,7 +20,7 @@ pub mod decode {
 pub mod delivery {
     pub use crate::delivery::{
         check_range, deadline_after, frame_json_array, gzip_bytes, parse_http_url, BoxFuture,
-        Delivery, DeliverySpec, HttpTransport, InvalidEvent, Limits, Request, Response,
+        CrashWrite, Delivery, DeliverySpec, HttpTransport, InvalidEvent, Limits, Request, Response,
         SentOutcome, SentRecord, SentRing, Transport, TransportError, WireFormat,
         DEFAULT_SHUTDOWN_TIMEOUT, MAX_BATCH_DELAY, MAX_DURATION_SETTING, SENT_RING_CAPACITY,
     };
@@ -37,8 +37,8 @@ pub mod pipeline {
 /// The durable on-disk spool.
 pub mod spool {
     pub use crate::spool::{
-        dir_usage, purge_unlocked, remove_if_unlocked, CursorStatus, Position, Spool, SpoolError,
-        SpoolHandle, SpoolItem, SpoolStats,
+        dir_usage, lock_dir, purge_unlocked, remove_if_unlocked, CursorStatus, DirLock, Position,
+        Spool, SpoolError, SpoolHandle, SpoolItem, SpoolStats,
     };
     /// The segment reader, for the spool's fuzz target and its record-level tests.
     pub mod test_support {

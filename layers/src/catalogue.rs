@@ -28,7 +28,7 @@ impl DatadogStatus {
 }
 
 /// The catalogue's events the library makes itself (the seed's are the others).
-pub const LIBRARY_EVENTS: &[&str] = &["telemetry.rate_limited"];
+pub const LIBRARY_EVENTS: &[&str] = &["telemetry.rate_limited", "app.panicked", "app.crashed"];
 
 /// One catalogue row: an emitted name and its routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -185,6 +185,11 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
         None,
         Error,
     ),
+    // Issue 23: crashes. Written by the library itself (the panic hook, the start after an
+    // abnormal exit), never emitted by application code; a crash count per release is product
+    // data, so PostHog gets them too.
+    row("app.panicked", true, Some("app_panicked"), None, Error),
+    row("app.crashed", true, Some("app_crashed"), None, Error),
 ];
 
 /// Looks up an emitted dot name.

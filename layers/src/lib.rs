@@ -67,5 +67,15 @@ pub mod __private {
         pub use crate::truncate::{keep_head, keep_tail, FIELD_MAX_BYTES, TAIL_MAX_BYTES};
     }
     pub use crate::activity::{BODY_MAX_BYTES, DEFAULT_CAPACITY};
-    pub use crate::layer::{is_ignored_target, MAX_WARNED_NAMES};
+
+    /// Calls `observer` with the new gateway session id on every later change of `session`
+    /// (on the thread that makes it); the first observer stays. Returns whether this one was
+    /// taken.
+    pub fn observe_gateway(
+        session: &crate::GatewaySession,
+        observer: impl Fn(Option<&str>) + Send + Sync + 'static,
+    ) -> bool {
+        session.observe(observer)
+    }
+    pub use crate::layer::{current_trace_context, is_ignored_target, MAX_WARNED_NAMES};
 }

@@ -1,6 +1,7 @@
 //! Runtime consent against a loopback server: Denied purges and stops all traffic (and purges
 //! the spools of destinations this run does not configure), Granted resumes, the choice
-//! survives a restart, DO_NOT_TRACK wins over a stored grant.
+//! survives a restart, DO_NOT_TRACK wins over a stored grant; the run's session marker follows
+//! the choice.
 
 use closedloop_telemetry_test_support as support;
 
@@ -505,4 +506,39 @@ fn a_denial_leaves_a_spool_another_process_holds_to_it() {
     let left = held.read_batch(100, 1 << 20).unwrap();
     assert_eq!(left.len(), 2, "the held spool is left to its holder");
     assert_accounting(handle.stats());
+}
+
+/// The run's session markers (`sessions/*/session.json`) under `dir`.
+fn session_markers(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("sessions"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter(|e| e.path().join("session.json").is_file())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_denial_removes_the_session_marker_and_a_grant_makes_a_new_one() {
+    let server = TestServer::always(200);
+    let dir = temp_dir("marker");
+    let telemetry = builder(&server, &dir).build().unwrap();
+    let handle = telemetry.handle();
+    assert_eq!(session_markers(&dir), 1, "a running session keeps a marker");
+    handle.set_consent(Consent::Denied).unwrap();
+    assert_eq!(session_markers(&dir), 0, "no marker while denied");
+    handle.set_consent(Consent::Granted).unwrap();
+    assert_eq!(session_markers(&dir), 1);
+    drop(telemetry);
+    assert_eq!(session_markers(&dir), 0, "a clean shutdown removes it");
+    // Off: no marker at all.
+    let off = builder(&server, &dir)
+        .capture_panics(false)
+        .build()
+        .unwrap();
+    off.handle().set_consent(Consent::Granted).unwrap();
+    assert_eq!(session_markers(&dir), 0);
+    drop(off);
+    std::fs::remove_dir_all(&dir).ok();
 }

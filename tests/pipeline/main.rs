@@ -9,7 +9,8 @@
 //! `tests/url_redaction.rs`, `tests/view.rs`, and `tests/resources/`. Two modules here read the
 //! process-global log of `support::logs` (`permissions`, `spool_keys`); each looks only for
 //! lines naming its own directories. `app_namespace` runs its own test `app_namespace::app` in
-//! copies of this binary.
+//! copies of this binary; `crash` runs `crash::child` in child processes, as only a child may
+//! install the process-wide panic hook (this process never builds telemetry in that module).
 
 mod accounting;
 mod app_namespace;
@@ -18,6 +19,8 @@ mod burst;
 mod config_range;
 mod consent;
 mod consent_race;
+#[cfg(unix)]
+mod crash;
 mod file_semantics;
 mod install;
 mod layer_targets;

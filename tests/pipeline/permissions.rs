@@ -62,6 +62,17 @@ fn spool_identity_and_consent_are_private_to_the_user() {
     let handle = telemetry.handle();
     handle.set_consent(Consent::Granted).unwrap();
     let guard = emit(telemetry);
+    // The run's session marker (removed by the shutdown below) is private too.
+    let mut running = Vec::new();
+    walk(&base.join("data"), &mut running);
+    assert!(
+        running.iter().any(|(p, _, _)| p.ends_with("session.json")),
+        "{running:?}"
+    );
+    for (path, dir, mode) in &running {
+        let want = if *dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} has mode {mode:o}", path.display());
+    }
     let report = guard.shutdown();
     assert!(
         report.streams.iter().all(|(_, r)| r.stats.spooled > 0),

@@ -239,6 +239,20 @@ impl Backlog {
             .map_or(0, |d| std::mem::take(&mut d.write_failed))
     }
 
+    /// With a spool: adopts the detached spool `dir` (one item written by another thread, see
+    /// `Spool::adopt_dir`) into the spool now; its items wait like any other, from `now`.
+    /// Returns how many were adopted (0 without a spool: the next start adopts it).
+    pub(crate) fn adopt(&mut self, dir: &std::path::Path, now: Instant) -> u64 {
+        let Some(d) = self.durable.as_mut() else {
+            return 0;
+        };
+        let adopted = d.spool.adopt_dir(dir);
+        if adopted > 0 {
+            d.unread_since.get_or_insert(now);
+        }
+        adopted
+    }
+
     /// With a spool, reads items back until `max_items` wait in memory (a batch's worth).
     pub(crate) fn refill(&mut self, max_items: usize, now: Instant) {
         let Some(d) = self.durable.as_mut() else {

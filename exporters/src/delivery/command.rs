@@ -1,6 +1,7 @@
 //! [`Command`]: what the engine handle tells its worker. Shared by both; imports neither.
 //! Each travels with the index of its destination in the pipeline.
 
+use std::path::PathBuf;
 use std::sync::mpsc::SyncSender;
 use std::time::Instant;
 
@@ -26,4 +27,8 @@ pub(crate) enum Command {
     /// and reply with the count once no request is on the wire. The worker keeps running;
     /// events handed over while the gate is closed are dropped as `purged`.
     Purge { reply: SyncSender<u64> },
+    /// A detached spool of one item was written beside the destination's spool (an
+    /// `app.panicked` event, `Delivery::write_crash`): adopt it into the spool now, so this
+    /// process delivers it while it lives.
+    Adopt { dir: PathBuf },
 }

@@ -26,6 +26,7 @@ use super::transport::Transport;
 use super::wire_format::{Limits, WireFormat};
 use super::worker::background::Background;
 use super::worker::Worker;
+use crate::spool::SpoolOptions;
 
 /// How long a caller waits past its deadline for the worker's reply before giving up on it.
 const REPLY_GRACE: Duration = Duration::from_millis(250);
@@ -220,6 +221,7 @@ pub(crate) fn launch(
         let stats = Arc::new(DeliveryStats::new(spec.stream.name()));
         let denied = Arc::new(AtomicBool::new(false));
         let tap = TapSlot::default();
+        let spool = config.spool.clone();
         let window = match &config.spool {
             Some(spool) => config.limits.max_delay.min(spool.sync_interval),
             None => config.limits.max_delay,
@@ -240,7 +242,7 @@ pub(crate) fn launch(
             )
             .with_tap(tap.clone()),
         );
-        parts.push((spec, stats, denied, tap));
+        parts.push((spec, stats, denied, tap, spool));
     }
     let queue = Arc::new(Queue::new(
         lanes,
@@ -267,7 +269,7 @@ pub(crate) fn launch(
     background.spawn(thread)?;
     let core = Arc::new(Core { queue, tx, invalid });
     let mut deliveries = Vec::new();
-    for (index, (spec, stats, denied, tap)) in parts.into_iter().enumerate() {
+    for (index, (spec, stats, denied, tap, spool)) in parts.into_iter().enumerate() {
         let delivery = Delivery {
             inner: Arc::new(Inner {
                 index,
@@ -277,6 +279,7 @@ pub(crate) fn launch(
                 shut: AtomicBool::new(false),
                 denied,
                 tap,
+                spool,
             }),
         };
         if let Some(hook) = spec.on_start {
@@ -307,6 +310,24 @@ struct Inner {
     denied: Arc<AtomicBool>,
     /// The "sent" tap, shared with the worker: empty until a view attaches a ring.
     tap: TapSlot,
+    /// The spool's settings (its directory is `dir/<stream name>`), for
+    /// [`Delivery::write_crash`]; `None`: memory only.
+    spool: Option<SpoolOptions>,
+}
+
+/// What [`Delivery::write_crash`] did with an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CrashWrite {
+    /// Durable in a detached spool beside the destination's; its worker was told to adopt it.
+    Spooled,
+    /// The destination has no spool: queued like any event (lost if the process dies).
+    Queued,
+    /// Not written: the destination does not take this event, its consent gate is closed or
+    /// it is shut down.
+    Skipped,
+    /// Not durable: encoding failed (the reason; nothing queued), or the spool write failed
+    /// (the reason; queued like any event instead).
+    Failed(String),
 }
 
 /// A [`Delivery`] that does not keep its pipeline alive (for a holder the pipeline itself
@@ -377,6 +398,57 @@ impl Delivery {
         }
         self.inner.core.queue.push_events(self.inner.index, events);
         Ok(())
+    }
+
+    /// Writes `event` straight into this destination's spool and makes it durable, without
+    /// going through the pipeline's queue or waiting for its background: for an event that
+    /// must survive the process ending right after (the panic hook's `app.panicked`). It is
+    /// encoded here, on the caller's thread, with a new id, into a detached spool of one item
+    /// beside the destination's (`spool/detached.rs`: one write, one fsync), and the worker is
+    /// told to adopt it, so this process delivers it if it lives on; otherwise the next start
+    /// does. Skipped when the destination does not take the event, its consent gate is closed
+    /// or it is shut down. Without a spool, or when the write fails, the event is queued like
+    /// any other (delivered if the process lives on; the queue's lock, which the background
+    /// holds only for a swap, is the one lock taken then). Never panics, and the spooled path
+    /// takes no lock the background holds; counted as `routed` once adopted (as `replayed`
+    /// when the next start adopts it instead). Not for the pipeline's own thread.
+    pub fn write_crash(&self, event: &Event) -> CrashWrite {
+        if !self.routes(event.entry) || self.is_denied() || self.is_shutdown() {
+            return CrashWrite::Skipped;
+        }
+        let Some(spool) = &self.inner.spool else {
+            self.inner
+                .core
+                .queue
+                .push_events(self.inner.index, vec![event.clone()]);
+            return CrashWrite::Queued;
+        };
+        let id = uuid::Uuid::now_v7();
+        let bytes = match self.inner.stream.encode(event, id) {
+            Ok(bytes) => bytes,
+            Err(invalid) => return CrashWrite::Failed(invalid.0.to_string()),
+        };
+        let created_ms = event
+            .time
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        let dir = spool.dir.join(self.inner.stream.name());
+        match crate::spool::write_detached(&dir, spool, id, created_ms, &bytes) {
+            Ok(written) => {
+                // Nobody may be listening any more (the process is ending): then the next
+                // start adopts it.
+                self.send(Command::Adopt { dir: written });
+                CrashWrite::Spooled
+            }
+            Err(e) => {
+                // Not durable, but this process may still deliver it if it lives on.
+                self.inner
+                    .core
+                    .queue
+                    .push_events(self.inner.index, vec![event.clone()]);
+                CrashWrite::Failed(e.to_string())
+            }
+        }
     }
 
     /// Whether this engine's stream takes an event with this catalogue row (`None`: a custom

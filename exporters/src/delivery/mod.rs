@@ -113,7 +113,7 @@ mod worker;
 
 pub use body::gzip_bytes;
 pub(crate) use engine::{launch, Core, WeakDelivery};
-pub use engine::{Delivery, DeliveryReport, DeliverySpec};
+pub use engine::{CrashWrite, Delivery, DeliveryReport, DeliverySpec};
 pub use error::BuildError;
 pub use http::{parse_http_url, HttpTransport};
 #[cfg(any(test, feature = "testing"))]

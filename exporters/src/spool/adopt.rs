@@ -43,11 +43,16 @@ pub(super) struct Adopted {
     pub(super) left: u64,
 }
 
-/// Whether `name` is a per-process subdirectory name: `pid-` and decimal digits.
+/// Whether `name` is a per-process subdirectory name: `pid-` and decimal digits, or a
+/// detached spool's (`pid-<pid>-<n>`, see `detached.rs`).
 fn is_pid_dir_name(name: &std::ffi::OsStr) -> bool {
+    let number = |d: &str| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit());
     name.to_str()
         .and_then(|n| n.strip_prefix("pid-"))
-        .is_some_and(|digits| !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .is_some_and(|rest| match rest.split_once('-') {
+            Some((pid, n)) => number(pid) && number(n),
+            None => number(rest),
+        })
 }
 
 /// The `pid-*` subdirectories of `dir`, sorted by name. Symlinks are not followed.
@@ -109,10 +114,16 @@ fn remove_if_present(path: &Path) -> io::Result<()> {
 /// [`Recovery::items_to_replay`](super::stats::Recovery::items_to_replay); logs one line when anything
 /// was adopted. Never fails: a directory that cannot be adopted stays for later.
 pub(super) fn adopt_orphans(spool: &mut Spool) -> Adopted {
+    let found = pid_dirs(spool.dir());
+    adopt_listed(spool, &found)
+}
+
+/// Adopts the given `pid-*` directories (see [`adopt_orphans`]).
+pub(super) fn adopt_listed(spool: &mut Spool, orphans: &[PathBuf]) -> Adopted {
     let mut done = Adopted::default();
     let mut counts = AdoptionCounts::default();
-    for orphan in pid_dirs(spool.dir()) {
-        match adopt_one(spool, &orphan, &mut counts) {
+    for orphan in orphans {
+        match adopt_one(spool, orphan, &mut counts) {
             Ok(removed) => match removed {
                 Ok(()) => done.dirs += 1,
                 Err(e) => {
@@ -270,10 +281,14 @@ mod tests {
     fn pid_dir_names() {
         assert!(is_pid_dir_name(OsStr::new("pid-1")));
         assert!(is_pid_dir_name(OsStr::new("pid-123456")));
+        assert!(is_pid_dir_name(OsStr::new("pid-12-3")));
         for bad in [
             "pid-",
             "pid-12a",
             "pid--1",
+            "pid-1-",
+            "pid-1-2-3",
+            ".pending-1-2",
             "xpid-1",
             "pid-1.seg",
             "000000000001.seg",

@@ -93,7 +93,7 @@ impl Spool {
             };
         }
         let own = dir.join(format!("pid-{}", std::process::id()));
-        match Spool::open(&own, opts) {
+        match open_own(&own, opts) {
             Ok(spool) => {
                 tracing::warn!(
                     error = %primary_error,
@@ -116,6 +116,30 @@ impl Spool {
                     fallback_error,
                 }
             }
+        }
+    }
+}
+
+/// How many times [`open_own`] tries a per-process directory another process holds.
+const OWN_TRIES: usize = 50;
+
+/// Opens this process's own `dir/pid-<pid>` spool. No other live process uses that name, but
+/// one adopting orphans in `dir` may have locked it in the moment between its creation here
+/// and its lock (it then finds it empty and removes it, perhaps under us): that is brief, so
+/// it is tried again (sleeping 5 ms between tries, at most [`OWN_TRIES`] times; this runs on the
+/// pipeline's background, never on the app's thread).
+fn open_own(own: &Path, opts: SpoolOptions) -> Result<Spool, SpoolError> {
+    let mut tries = 1;
+    loop {
+        match Spool::open(own, opts.clone()) {
+            // Locked by the adopter, or its directory removed under us (`Unusable`, `Io`).
+            Err(SpoolError::Locked { .. } | SpoolError::Unusable { .. } | SpoolError::Io(_))
+                if tries < OWN_TRIES =>
+            {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => return other,
         }
     }
 }

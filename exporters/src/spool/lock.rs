@@ -16,7 +16,7 @@ pub(crate) const LOCK_FILE: &str = "LOCK";
 
 /// Holds the directory lock until dropped.
 #[derive(Debug)]
-pub(crate) struct DirLock {
+pub struct DirLock {
     _file: File,
 }
 
@@ -36,7 +36,7 @@ pub(crate) fn claim_dir(dir: &Path) -> Result<DirLock, SpoolError> {
 
 /// Takes the lock on `dir` without blocking. The holder's pid is written into the lock file,
 /// for diagnostics only (the lock itself is the kernel's).
-pub(crate) fn lock_dir(dir: &Path) -> Result<DirLock, SpoolError> {
+pub fn lock_dir(dir: &Path) -> Result<DirLock, SpoolError> {
     let unusable = |source| SpoolError::Unusable {
         dir: dir.to_path_buf(),
         source,

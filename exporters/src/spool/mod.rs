@@ -40,6 +40,8 @@
 //! | `cursor` | the acknowledgement cursor (24 bytes) |
 //! | `cursor.tmp` | left by earlier versions (which renamed it over `cursor`); removed at open |
 //! | `pid-<pid>/` | a whole spool of its own, used by a second process ([`Spool::open_or_fallback`]); the next process to open `dir` itself adopts it once no live process holds it |
+//! | `pid-<pid>-<n>/` | a detached spool of one item (an `app.panicked` or `app.crashed` event, `write_detached`): adopted by this process's background when told, else like `pid-<pid>/` |
+//! | `.pending-<pid>-<n>/` | a detached spool being written; renamed to `pid-<pid>-<n>` once fsynced |
 //!
 //! # Record format (all integers little-endian)
 //!
@@ -103,6 +105,7 @@
 
 mod adopt;
 mod cursor;
+mod detached;
 mod error;
 mod fallback;
 mod inspect;
@@ -118,9 +121,11 @@ mod stats;
 mod writer;
 
 pub use cursor::{CursorStatus, Position};
+pub(crate) use detached::write_detached;
 pub use error::SpoolError;
 pub use fallback::SpoolHandle;
 pub use inspect::{dir_usage, remove_if_unlocked};
+pub use lock::{lock_dir, DirLock};
 pub use options::SpoolOptions;
 pub use purge::purge_unlocked;
 pub use segment::SpoolItem;

@@ -6,6 +6,8 @@ mod record;
 mod span_fields;
 mod unknown;
 
+pub use span_fields::current_trace_context;
+
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 

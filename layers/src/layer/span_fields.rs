@@ -194,3 +194,42 @@ impl Visit for SpanVisitor<'_> {
         }
     }
 }
+
+/// The trace context (loopId, jobId, … and a span's gatewaySessionId) of the span current on
+/// this thread, written into `trace`: what an event emitted here would carry. For the panic
+/// hook, which runs on the panicking thread before it unwinds, so the span is still entered.
+/// Needs the global or thread-default subscriber to be built on tracing-subscriber's
+/// `Registry`; otherwise, outside a span, or when called from inside the subscriber itself
+/// (a panic in a layer), nothing is written. Never panics on its own account and takes no lock
+/// the current thread could hold.
+pub fn current_trace_context(trace: &mut crate::envelope::TraceEnvelope) {
+    use tracing_subscriber::registry::Registry;
+    // `get_default` hands out the no-op dispatcher when this thread is already inside the
+    // subscriber (its callbacks hold span extensions): nothing here can wait on them.
+    tracing::dispatcher::get_default(|dispatch| {
+        let Some(registry) = dispatch.downcast_ref::<Registry>() else {
+            return;
+        };
+        let current = tracing::Subscriber::current_span(registry);
+        let Some(id) = current.id() else {
+            return;
+        };
+        let Some(span) = registry.span(id) else {
+            return;
+        };
+        let flat = walk(&span);
+        for (slot, value) in flat.iter().enumerate() {
+            let Some(value) = value else { continue };
+            let target = match CONTEXT_FIELDS[slot] {
+                Field::GatewaySessionId => &mut trace.gateway_session_id,
+                Field::CommandId => &mut trace.command_id,
+                Field::OperationId => &mut trace.operation_id,
+                Field::LoopId => &mut trace.loop_id,
+                Field::JobId => &mut trace.job_id,
+                Field::LoopSessionId => &mut trace.loop_session_id,
+                _ => continue,
+            };
+            *target = Some(value.to_string());
+        }
+    });
+}

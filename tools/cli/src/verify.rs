@@ -301,6 +301,9 @@ pub fn run_with(mut env: EnvOptions, timeout: Duration) -> Result<VerifyReport, 
         .relay_connection(conn)
         // A refused probe must not hold the report back for the default 5 s.
         .shutdown_timeout(Duration::from_secs(2))
+        // A check, not the app: no panic hook, no session marker in the app's data directory,
+        // and no report of the app's own crashes from here.
+        .capture_panics(false)
         .build()?;
     let handle = telemetry.handle();
     if handle.consent() == Consent::Denied {

@@ -286,7 +286,8 @@ impl Background {
             | Command::Purge { reply } => {
                 let _ = reply.try_send(0);
             }
-            Command::Wake => {}
+            // Left where it is: the next start adopts it.
+            Command::Wake | Command::Adopt { .. } => {}
         }
     }
 

@@ -274,6 +274,15 @@ impl Worker {
                     let _ = reply.try_send(purged);
                 }
             }
+            Some(Command::Adopt { dir }) => {
+                if !self.finished {
+                    let adopted = self.backlog.adopt(&dir, Instant::now());
+                    // This run's own event (`Delivery::write_crash`): routed here, not replayed
+                    // (a later start that adopts it instead counts it as replayed).
+                    self.stats.enqueued(adopted);
+                    self.stats.set_spool(self.backlog.spool_stats());
+                }
+            }
             None => {
                 if self.shutdown.is_none() {
                     self.shutdown = Some(PendingShutdown {
