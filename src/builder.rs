@@ -498,7 +498,7 @@ impl TelemetryBuilder {
                 app_name: settings.app_name,
                 release: settings.release,
                 capture_panics: settings.capture_panics,
-                session: Mutex::default(),
+                session: Arc::default(),
             }),
         };
         if settings.capture_panics {

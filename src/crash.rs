@@ -73,17 +73,27 @@ pub(crate) fn start(handle: &TelemetryHandle) {
             }
             handle.begin_session();
             // Each (re)connection rewrites the marker: the gateway session, and a sign of life
-            // (`elapsedMs` of an `app.crashed`). A small write, no fsync, on the app's thread
-            // that sets the session; rare (once per connection).
+            // (`elapsedMs` of an `app.crashed`). The app's thread that sets the session only
+            // hands the write to the pipeline's background thread (no file I/O on it); rare
+            // (once per connection), small, no fsync.
             let weak = Arc::downgrade(inner);
             observe_gateway(&inner.gateway, move |id| {
-                if let Some(inner) = weak.upgrade() {
-                    inner
-                        .session
+                let Some(inner) = weak.upgrade() else {
+                    return;
+                };
+                let Some(pipeline) = &inner.pipeline else {
+                    return;
+                };
+                let id = id.map(str::to_string);
+                // The session alone, not the handle: the background never holds the last
+                // reference to the handle (whose drop would wait on the background).
+                let session = inner.session.clone();
+                pipeline.run_in_background(move || {
+                    session
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .set_gateway(id);
-                }
+                        .set_gateway(id.as_deref());
+                });
             });
         } else {
             session::forget_dead(dir);

@@ -61,7 +61,7 @@ pub(crate) struct HandleInner {
     pub(crate) capture_panics: bool,
     /// This run's session marker (`session.rs`): `None` with telemetry disabled, consent
     /// denied, no data directory, or after a clean shutdown.
-    pub(crate) session: Mutex<crate::session::Session>,
+    pub(crate) session: Arc<Mutex<crate::session::Session>>,
 }
 
 /// Live counters of the layer and of every running stream.

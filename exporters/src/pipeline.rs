@@ -104,6 +104,13 @@ impl Pipeline {
         self.core.queue.take(slot);
     }
 
+    /// Runs `work` on the pipeline's background thread, in order with the handles' commands,
+    /// without waiting for it: for small file work the app's thread must not do (the facade's
+    /// session marker). Returns `false`, dropping `work`, once the background has stopped.
+    pub fn run_in_background(&self, work: impl FnOnce() + Send + 'static) -> bool {
+        self.core.run_in_background(Box::new(work))
+    }
+
     /// Records that routed somewhere but could not be decoded (no computeTargetId, an empty
     /// name; only records from other bridges), each also counted as `invalid` on its
     /// destinations.

@@ -138,6 +138,9 @@ fn run() {
     let guard = closedloop_telemetry::init("2.7.1").unwrap();
     guard.handle().gateway().set("gw-41");
     tracing::info!(event = "connection.established");
+    // The marker's rewrite for the new gateway session runs on the pipeline's background; a
+    // flush, taken there after it, returns once it has run (the kill must come after it).
+    let _ = guard.handle().flush(std::time::Duration::from_secs(5));
     say(&format!("READY {}", std::process::id()));
     wait_for_stdin_to_close();
     drop(guard);

@@ -7,7 +7,6 @@ use std::time::Instant;
 
 /// What a destination's handle asks of its worker, through the pipeline's background (events
 /// never travel here: they wait in the pipeline's one queue).
-#[derive(Debug)]
 pub(crate) enum Command {
     /// Deliver everything queued now, including what the pipeline's queue held when asked
     /// (`ticket`: its count of entries then), then reply with what remains (by the deadline).
@@ -31,4 +30,30 @@ pub(crate) enum Command {
     /// `app.panicked` event, `Delivery::write_crash`): adopt it into the spool now, so this
     /// process delivers it while it lives.
     Adopt { dir: PathBuf },
+    /// Small work the app's thread must not do itself (the facade's session-marker write),
+    /// run on the background thread as it takes the command; dropped unrun once the pipeline
+    /// has stopped.
+    Run(Box<dyn FnOnce() + Send>),
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Flush {
+                deadline, ticket, ..
+            } => f
+                .debug_struct("Flush")
+                .field("deadline", deadline)
+                .field("ticket", ticket)
+                .finish_non_exhaustive(),
+            Command::Shutdown { deadline, .. } => f
+                .debug_struct("Shutdown")
+                .field("deadline", deadline)
+                .finish_non_exhaustive(),
+            Command::Wake => f.write_str("Wake"),
+            Command::Purge { .. } => f.write_str("Purge"),
+            Command::Adopt { dir } => f.debug_struct("Adopt").field("dir", dir).finish(),
+            Command::Run(_) => f.write_str("Run"),
+        }
+    }
 }

@@ -177,6 +177,13 @@ pub(crate) struct Core {
     pub(crate) invalid: Arc<AtomicU64>,
 }
 
+impl Core {
+    /// Runs `work` on the background thread (see [`Command::Run`]); `false` once it stopped.
+    pub(crate) fn run_in_background(&self, work: Box<dyn FnOnce() + Send>) -> bool {
+        self.tx.send((0, Command::Run(work))).is_ok()
+    }
+}
+
 /// Starts one background thread (named `thread`) for `specs`, decoding records with
 /// `decode`. The handles come back in the order of `specs`.
 pub(crate) fn launch(

@@ -259,6 +259,13 @@ impl Background {
     }
 
     fn on_command(&mut self, d: usize, cmd: Command) {
+        let cmd = match cmd {
+            Command::Run(work) => {
+                work();
+                return;
+            }
+            cmd => cmd,
+        };
         if matches!(cmd, Command::Purge { .. }) {
             // The purge's count includes everything queued before it.
             self.drain_all();
@@ -287,7 +294,7 @@ impl Background {
                 let _ = reply.try_send(0);
             }
             // Left where it is: the next start adopts it.
-            Command::Wake | Command::Adopt { .. } => {}
+            Command::Wake | Command::Adopt { .. } | Command::Run(_) => {}
         }
     }
 

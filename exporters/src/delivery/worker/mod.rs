@@ -283,6 +283,8 @@ impl Worker {
                     self.stats.set_spool(self.backlog.spool_stats());
                 }
             }
+            // The background runs these itself (never handed to a worker).
+            Some(Command::Run(work)) => work(),
             None => {
                 if self.shutdown.is_none() {
                     self.shutdown = Some(PendingShutdown {
