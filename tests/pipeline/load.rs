@@ -50,7 +50,9 @@ fn facade(receiver: &TestServer, flush_interval: Option<Duration>) -> (Dispatch,
         .spool_dir(run_dir().join("spool"))
         .posthog("phc_load", receiver.base())
         .compute_target_id("ct-load")
-        .shutdown_timeout(Duration::from_secs(30));
+        .shutdown_timeout(Duration::from_secs(30))
+        // The harness measures the pipeline's capacity: the rate limiter off.
+        .rate_limit(None);
     if let Some(i) = flush_interval {
         builder = builder.posthog_flush_interval(i);
     }
@@ -73,6 +75,7 @@ fn relay_facade(receiver: &TestServer) -> (Dispatch, TelemetryGuard) {
         .relay(format!("{}/relay", receiver.base()), None)
         .compute_target_id("ct-load")
         .shutdown_timeout(Duration::from_secs(30))
+        .rate_limit(None)
         .build()
         .expect("facade builds")
         .split();
