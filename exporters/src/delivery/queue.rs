@@ -461,6 +461,11 @@ impl Queue {
         lock(&self.state).waiting
     }
 
+    /// Whether the rate limiter refused something not reported yet.
+    pub(crate) fn report_open(&self) -> bool {
+        self.report_open.load(Ordering::Acquire)
+    }
+
     /// The rate limiter's report of what it refused and has not reported yet, when one is due
     /// at `now` or `force`d.
     pub(crate) fn take_limit_report(&self, now: Instant, force: bool) -> Option<LimitReport> {

@@ -272,7 +272,13 @@ impl Background {
         }
         if matches!(cmd, Command::Flush { .. } | Command::Shutdown { .. }) {
             // What the rate limits refused and was not reported yet goes with this flush, so
-            // a short-lived process still says what it dropped.
+            // a short-lived process still says what it dropped. The report needs the
+            // install's computeTargetId, which a bare exporter learns from the first event it
+            // decodes: when it has none yet, the records queued before this command (which
+            // the flush covers anyway) are taken first.
+            if self.report_ids.0.is_none() && self.queue.report_open() {
+                self.drain_all();
+            }
             self.report_limits(Instant::now(), true);
         }
         let Some(w) = self.workers.get_mut(d) else {
@@ -444,6 +450,11 @@ impl Background {
     /// something, queued like any event (counted as routed), and each destination's counts
     /// told to the observer. Every limited event is in exactly one report.
     fn report_limits(&mut self, now: Instant, force: bool) {
+        let Some(ctid) = self.report_ids.0.clone() else {
+            // No event decoded yet and none configured: the counts wait (they are in the
+            // stats), taken by the first report that can be made.
+            return;
+        };
         let Some(report) = self.queue.take_limit_report(now, force) else {
             return;
         };
@@ -469,11 +480,12 @@ impl Background {
             if w.is_finished() || !self.queue.lanes()[d].stream.routes(entry) {
                 continue;
             }
-            let Some(ctid) = self.report_ids.0.clone() else {
-                // No event was decoded and none was configured: the counts are in the stats.
-                continue;
-            };
-            let event = report_event(dropped, report.window, ctid, self.report_ids.1.clone());
+            let event = report_event(
+                dropped,
+                report.window,
+                ctid.clone(),
+                self.report_ids.1.clone(),
+            );
             w.stats().enqueued(1);
             w.accept(&event, now);
         }
