@@ -450,6 +450,9 @@ impl Background {
     /// something, queued like any event (counted as routed), and each destination's counts
     /// told to the observer. Every limited event is in exactly one report.
     fn report_limits(&mut self, now: Instant, force: bool) {
+        if !self.queue.report_open() {
+            return;
+        }
         let Some(ctid) = self.report_ids.0.clone() else {
             // No event decoded yet and none configured: the counts wait (they are in the
             // stats), taken by the first report that can be made.
