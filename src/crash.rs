@@ -38,10 +38,11 @@ use serde_json::{Map, Value};
 use crate::handle::{HandleInner, TelemetryHandle};
 use crate::session::{self, RunInfo};
 
-/// The event the panic hook writes.
-pub(crate) const PANICKED: &str = "app.panicked";
-/// The event a start writes for a run that ended abnormally (see `session.rs`).
-pub(crate) const CRASHED: &str = "app.crashed";
+/// The event the panic hook writes, and the one a start writes for a run that ended abnormally
+/// (see `session.rs`): the catalogue's names.
+pub(crate) use closedloop_telemetry_layers::__private::catalogue::{
+    APP_CRASHED as CRASHED, APP_PANICKED as PANICKED,
+};
 
 /// The running telemetry the hook writes to (dead entries are dropped at each registration).
 static TARGETS: Mutex<Vec<Weak<HandleInner>>> = Mutex::new(Vec::new());

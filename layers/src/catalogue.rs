@@ -27,8 +27,15 @@ impl DatadogStatus {
     }
 }
 
+/// The pipeline's report of what its rate limits refused (made by the library, never limited).
+pub const RATE_LIMITED: &str = "telemetry.rate_limited";
+/// The panic hook's event.
+pub const APP_PANICKED: &str = "app.panicked";
+/// The event a start makes for a previous run that ended abnormally.
+pub const APP_CRASHED: &str = "app.crashed";
+
 /// The catalogue's events the library makes itself (the seed's are the others).
-pub const LIBRARY_EVENTS: &[&str] = &["telemetry.rate_limited", "app.panicked", "app.crashed"];
+pub const LIBRARY_EVENTS: &[&str] = &[RATE_LIMITED, APP_PANICKED, APP_CRASHED];
 
 /// One catalogue row: an emitted name and its routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,7 +170,7 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
     row("queue.stats_changed", true, None, None, Info),
     // Made by the pipeline itself (never by the app, never rate-limited): what the rate
     // limits refused on this diagnostics destination (`extra.window_s`, `extra.dropped`).
-    row("telemetry.rate_limited", true, None, None, Warn),
+    row(RATE_LIMITED, true, None, None, Warn),
     row(
         "healthcheck.failure_detected",
         true,
@@ -188,8 +195,8 @@ pub const CATALOGUE: &[CatalogueEntry] = &[
     // Issue 23: crashes. Written by the library itself (the panic hook, the start after an
     // abnormal exit), never emitted by application code; a crash count per release is product
     // data, so PostHog gets them too.
-    row("app.panicked", true, Some("app_panicked"), None, Error),
-    row("app.crashed", true, Some("app_crashed"), None, Error),
+    row(APP_PANICKED, true, Some("app_panicked"), None, Error),
+    row(APP_CRASHED, true, Some("app_crashed"), None, Error),
 ];
 
 /// Looks up an emitted dot name.

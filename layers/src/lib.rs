@@ -51,7 +51,8 @@ pub mod __private {
     /// The event catalogue as one data table.
     pub mod catalogue {
         pub use crate::catalogue::{
-            lookup, markdown_table, CatalogueEntry, DatadogStatus, CATALOGUE, LIBRARY_EVENTS,
+            lookup, markdown_table, CatalogueEntry, DatadogStatus, APP_CRASHED, APP_PANICKED,
+            CATALOGUE, LIBRARY_EVENTS, RATE_LIMITED,
         };
     }
     /// The record convention: which attributes a log record carries.

@@ -13,7 +13,7 @@ pub use limit::{ParseRateLimitError, RateLimit};
 pub use options::VolumeOptions;
 
 /// The event the pipeline emits to report what it rate-limited.
-pub(crate) const REPORT_EVENT: &str = "telemetry.rate_limited";
+pub(crate) use closedloop_telemetry_layers::__private::catalogue::RATE_LIMITED as REPORT_EVENT;
 
 /// Told each rate-limit report as it is made, on the pipeline's background: per destination
 /// (its stream name) the report's window and what was limited there, by name (PostHog's
